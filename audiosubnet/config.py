@@ -147,7 +147,7 @@ class Settings(BaseSettings):
     tts: TtsSettings = TtsSettings()
     subnet: SubnetSettings = SubnetSettings()
     mine: MineSettings = MineSettings()
-    validate_: ValidateSettings = Field(ValidateSettings(), alias="validate")
+    validator: ValidateSettings = ValidateSettings()  # `validate` would shadow a pydantic method
     score: ScoreSettings = ScoreSettings()
     clone: CloneSettings = CloneSettings()
 
@@ -233,7 +233,7 @@ def settings_origins(**flags: Any) -> list[tuple[str, Any, str]]:
     env_keys = set(_flatten(env_src()))
     path = config_path()
     file_keys = set(_flatten(_toml_source(Settings)())) if path else set()
-    values = _flatten(settings.model_dump(mode="json", by_alias=True))
+    values = _flatten(settings.model_dump(mode="json"))
     rows = []
     for key, value in values.items():
         if key in flag_keys:

@@ -276,7 +276,8 @@ class ModelCache:
                     e.unload_when_free = True
             self._cond.notify_all()
 
-    def keys(self) -> list[str]:
+    def loaded(self) -> list[str]:
+        """Keys of the loaded models, least recently used first."""
         with self._cond:
             return [k for k, e in self._entries.items() if e.loaded]
 
@@ -350,7 +351,7 @@ def configure_cache(device: str = "auto", dtype: str = "auto", budget: str | int
     global _cache
     new = build_cache(device, dtype, budget)
     with _cache_lock:
-        if _cache is not None and _cache.keys():
+        if _cache is not None and _cache.loaded():
             if (_cache.device, _cache.dtype) != (new.device, new.dtype):
                 log.warning("model cache already holds models on %s/%s; keeping it", _cache.device, _cache.dtype)
             return _cache

@@ -194,7 +194,10 @@ class PiperEngine(SpeechEngine):
                     jobs.append((i, voice.phonemes_to_ids(phonemes), syn))
         if len(jobs) > 1 and self._pool is not None:
             pooled = self._pool_voice
-            chunks = list(self._pool.map(lambda j: pooled.phoneme_ids_to_audio(j[1], j[2]), jobs))
+            # longest first, so the cores finish together
+            order = sorted(range(len(jobs)), key=lambda k: -len(jobs[k][1]))
+            futures = {k: self._pool.submit(pooled.phoneme_ids_to_audio, jobs[k][1], jobs[k][2]) for k in order}
+            chunks = [futures[k].result() for k in range(len(jobs))]
         else:
             chunks = [voice.phoneme_ids_to_audio(ids, syn) for _, ids, syn in jobs]
         per_request: list[list[np.ndarray]] = [[] for _ in requests]

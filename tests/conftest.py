@@ -1,0 +1,34 @@
+"""Shared test setup: every test gets its own ASN_HOME and a clean ASN_* environment, no network."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+KEEP = {"ASN_TORCH_THREADS", "ASN_ORT_THREADS"}
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path_factory, monkeypatch):
+    home = tmp_path_factory.mktemp("asn_home")
+    for key in list(os.environ):
+        if key.startswith("ASN_") and key not in KEEP:
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("ASN_HOME", str(home))
+    monkeypatch.setenv("ASN_NO_PROGRESS", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(home / "hf"))
+    yield home
+
+
+@pytest.fixture(scope="session")
+def cpu_cache():
+    """The process ModelCache on CPU/fp32 (models load once per test session)."""
+    from audiosubnet.engines.cache import ModelCache, get_cache, set_cache
+
+    cache = get_cache()
+    if cache.device != "cpu":
+        cache = ModelCache(budget_bytes=None, device="cpu", dtype="float32")
+        set_cache(cache)
+    return cache
