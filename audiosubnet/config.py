@@ -102,8 +102,16 @@ class MineSettings(BaseModel):
     concurrency: int = Field(1, ge=1, description="engine calls in flight at once")
     rate_limit_per_min: float = Field(600.0, ge=0, description="requests per minute per caller (0 = none)")
     metagraph_refresh_s: float = Field(120.0, gt=0)
-    allow_hotkeys: list[str] = []
-    deny_hotkeys: list[str] = []
+    allow_hotkeys: list[str] = Field([], description="always admitted (no registration/permit/stake checks)")
+    deny_hotkeys: list[str] = Field([], description="always refused")
+    require_validator_permit: bool = True
+    max_body_bytes: int = Field(64 * 1024, ge=1024, description="cap on a /v1/tts request body")
+    max_clone_body_bytes: int = Field(8 * 2**20, ge=1024, description="cap on a /v1/clone request body")
+    auth_max_age_s: float = Field(10.0, gt=0, le=55, description="btauth/1 freshness window")
+    drain_timeout_s: float = Field(30.0, ge=0, description="shutdown waits this long for in-flight requests")
+    publish: bool = Field(True, description="publish ip:port on the chain at start (ServeAxon)")
+    clone_model: str | None = Field(None, description="also serve this voice-cloning model on /v1/clone "
+                                                      "(auto: as `asn clone`); none: /v1/clone answers 501")
 
 
 class ValidateSettings(BaseModel):

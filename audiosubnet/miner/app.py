@@ -1,0 +1,256 @@
+"""The miner's HTTP edge: a FastAPI app built by `create_app(MinerContext)`.
+
+Request path of POST /v1/tts and /v1/clone, in order (the first failure answers):
+  body size (Content-Length, then the bytes read)        413
+  btauth/1 over the raw body and raw target, receiver = our hotkey, shared nonce store   401
+  policy: deny/allow lists, registered, validator permit, stake                          403
+  per-caller rate limit                                                                   429 + Retry-After
+  JSON (or multipart) parsing, then field validation                                     400, 422
+  service: queue full 429 + Retry-After, bad text/voice/model 422, no cloning 501, draining 503
+Every error body is JSON {code, message}; a 500 is logged with its request id and is always a miner bug.
+One access log line per request on `audiosubnet.miner.access`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from audiosubnet import __version__, protocol
+from audiosubnet.errors import InputError
+from audiosubnet.miner.metrics import MinerMetrics
+from audiosubnet.miner.policy import CallerPolicy
+from audiosubnet.miner.service import NotOffered, Overloaded, TtsService, Unavailable
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("audiosubnet.miner.access")
+
+DEFAULT_MAX_BODY = 64 * 1024
+DEFAULT_MAX_CLONE_BODY = 8 * 2**20
+
+
+@dataclass
+class MinerContext:
+    hotkey: str  # our own hotkey: the receiver every request must be signed for
+    netuid: int
+    service: TtsService
+    policy: CallerPolicy
+    nonce_store: Any  # check_and_store(hotkey, nonce) -> bool, shared by every process of this miner
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    max_clone_body_bytes: int = DEFAULT_MAX_CLONE_BODY
+    auth_max_age_s: float = 10.0
+    auth_skew_s: float = 2.0
+    drain_timeout_s: float = 30.0
+    metrics: MinerMetrics = field(default_factory=MinerMetrics)
+    verify: Callable[..., Any] | None = None  # default: chain.bittensor.verify_request
+    run_policy_refresh: bool = True
+    started_at: float = field(default_factory=time.monotonic)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(protocol.error_json(code, message), status_code=status, media_type="application/json",
+                    headers=headers)
+
+
+def _target(request: Request) -> str:
+    """The request target exactly as received: raw path (+ '?' + raw query)."""
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    qs = request.scope.get("query_string") or b""
+    target = raw.decode("latin-1")
+    return f"{target}?{qs.decode('latin-1')}" if qs else target
+
+
+async def _read_body(request: Request, cap: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            n = int(declared)
+        except ValueError:
+            raise ApiError(400, protocol.E_MALFORMED, "invalid Content-Length") from None
+        if n > cap:
+            raise ApiError(413, protocol.E_TOO_LARGE, f"body is {n} bytes; the limit is {cap}")
+    chunks, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > cap:
+            raise ApiError(413, protocol.E_TOO_LARGE, f"body is over the limit of {cap} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(ctx: MinerContext) -> FastAPI:
+    if ctx.verify is None:
+        from audiosubnet.chain.bittensor import verify_request
+
+        ctx.verify = verify_request
+    metrics = ctx.metrics
+    metrics.watch_metagraph(lambda: ctx.policy.snapshot_age_s)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not ctx.service.started:
+            await ctx.service.start()
+        refresher = asyncio.create_task(ctx.policy.run()) if ctx.run_policy_refresh else None
+        try:
+            yield
+        finally:
+            if refresher is not None:
+                refresher.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await refresher
+            drained = await ctx.service.drain(ctx.drain_timeout_s)
+            await ctx.service.stop(timeout=0 if not drained else ctx.drain_timeout_s)
+            log.info("miner stopped (%s)", "drained" if drained else "drain timed out")
+
+    app = FastAPI(title="asn miner", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.state.ctx = ctx
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: protocol.E_NOT_FOUND, 405: protocol.E_METHOD}.get(exc.status_code, protocol.E_MALFORMED)
+        return _error(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> Response:  # pragma: no cover - a bug by definition
+        rid = uuid.uuid4().hex[:12]
+        log.exception("internal error %s on %s %s", rid, request.method, request.url.path, exc_info=exc)
+        return _error(500, protocol.E_INTERNAL, f"internal error (request id {rid})")
+
+    async def handle(request: Request, endpoint: str) -> Response:
+        t0 = time.perf_counter()
+        rid = uuid.uuid4().hex[:12]
+        caller, model, chars, audio_s, status = "-", "-", 0, 0.0, 500
+        try:
+            cap = ctx.max_clone_body_bytes if endpoint == "clone" else ctx.max_body_bytes
+            body = await _read_body(request, cap)
+            try:
+                who = ctx.verify(request.headers, body, request.method, _target(request), ctx.hotkey,
+                                 nonce_store=ctx.nonce_store, max_age=ctx.auth_max_age_s,
+                                 allowed_skew=ctx.auth_skew_s)
+            except Exception as e:
+                reason = getattr(e, "reason", None)
+                if reason is None:  # not an AuthFailure: a bug in verification, still never trust the caller
+                    log.exception("auth verification crashed (request %s)", rid)
+                    reason = "malformed"
+                metrics.auth_failures.labels(reason).inc()
+                raise ApiError(401, protocol.E_AUTH, f"btauth/1 {reason}: {getattr(e, 'message', e)}") from None
+            caller = who.hotkey
+            decision = ctx.policy.admit(caller)
+            if not decision.allowed:
+                metrics.rejections.labels(decision.reason).inc()
+                raise ApiError(403, protocol.E_FORBIDDEN, decision.message)
+            limited = ctx.policy.rate(caller)
+            if not limited.allowed:
+                metrics.rejections.labels(limited.reason).inc()
+                raise ApiError(429, protocol.E_RATE_LIMITED, limited.message,
+                               {"Retry-After": str(int(limited.retry_after))})
+            ctype = request.headers.get("content-type")
+            limit = ctx.service.config.max_text_chars
+            try:
+                if endpoint == "clone":
+                    creq = protocol.parse_clone(body, ctype, max_text_chars=limit)
+                    req: protocol.TtsRequest = creq
+                else:
+                    req = protocol.parse_tts(body, ctype, max_text_chars=limit)
+            except protocol.BodyError as e:
+                raise ApiError(e.status, e.code, e.message) from None
+            chars = len(req.text)
+            model = req.model or ctx.service.default_model
+            if endpoint == "clone":
+                out = await ctx.service.clone(req.text, creq.reference_audio, reference_text=creq.reference_text,
+                                              model=req.model, seed=req.seed, fmt=req.format,
+                                              sample_rate=req.sample_rate)
+            else:
+                out = await ctx.service.synthesize(req.text, model=req.model, voice=req.voice, seed=req.seed,
+                                                   fmt=req.format, sample_rate=req.sample_rate)
+            model, audio_s, status = out.model_id, out.duration_s, 200
+            elapsed_ms = (time.perf_counter() - t0) * 1000.0
+            meta = protocol.AudioMeta(model=out.model_id, sample_rate=out.sample_rate, duration_s=out.duration_s,
+                                      elapsed_ms=elapsed_ms, format=out.fmt, voice=out.voice, request_id=rid)
+            metrics.audio_seconds.labels(out.model_id).inc(out.duration_s)
+            metrics.characters.labels(out.model_id).inc(chars)
+            return Response(out.data, media_type=protocol.MEDIA_TYPES[out.fmt], headers=meta.headers())
+        except ApiError as e:
+            status = e.status
+            return _error(e.status, e.code, e.message, e.headers)
+        except InputError as e:  # includes AudioDecodeError
+            status = 422
+            return _error(422, protocol.E_INVALID, str(e))
+        except Overloaded as e:
+            status = 429
+            return _error(429, protocol.E_OVERLOADED, str(e), {"Retry-After": str(int(e.retry_after))})
+        except NotOffered as e:
+            status = 501
+            return _error(501, protocol.E_NOT_IMPLEMENTED, str(e))
+        except Unavailable as e:
+            status = 503
+            return _error(503, protocol.E_UNAVAILABLE, str(e), {"Retry-After": "5"})
+        except Exception:
+            status = 500
+            log.exception("internal error %s on %s (caller %s)", rid, endpoint, caller)
+            return _error(500, protocol.E_INTERNAL, f"internal error (request id {rid})")
+        finally:
+            ms = (time.perf_counter() - t0) * 1000.0
+            metrics.requests.labels(endpoint, str(status)).inc()
+            metrics.latency.labels(endpoint).observe(ms / 1000.0)
+            access_log.info("%s caller=%s model=%s chars=%d audio_s=%.2f ms=%.0f status=%d rid=%s", endpoint,
+                            caller, model, chars, audio_s, ms, status, rid)
+
+    @app.post(protocol.PATH_TTS)
+    async def tts(request: Request) -> Response:
+        return await handle(request, "tts")
+
+    @app.post(protocol.PATH_CLONE)
+    async def clone(request: Request) -> Response:
+        return await handle(request, "clone")
+
+    @app.get(protocol.PATH_INFO)
+    async def info() -> Response:
+        svc = ctx.service
+        try:
+            models = svc.models_info()
+            default = svc.default_model
+        except Unavailable as e:
+            return _error(503, protocol.E_UNAVAILABLE, str(e))
+        limits = protocol.Limits(max_text_chars=svc.config.max_text_chars, max_body_bytes=ctx.max_body_bytes,
+                                 max_batch=max((m.max_batch for m in models), default=1),
+                                 queue_size=svc.config.queue_size,
+                                 rate_limit_per_min=ctx.policy.config.rate_limit_per_min)
+        body = protocol.InfoResponse(hotkey=ctx.hotkey, netuid=ctx.netuid, version=__version__,
+                                     engines=sorted({m.engine for m in models}), models=models,
+                                     default_model=default, clone=svc.can_clone, limits=limits)
+        return Response(body.model_dump_json(), media_type="application/json")
+
+    @app.get(protocol.PATH_HEALTH)
+    async def health() -> Response:
+        svc = ctx.service
+        state = svc.state
+        body = protocol.HealthResponse(status=state, uptime_s=time.monotonic() - ctx.started_at,
+                                       queue_depth=svc.queue_depth, in_flight=svc.in_flight)
+        return Response(body.model_dump_json(), status_code=200 if state == "ok" else 503,
+                        media_type="application/json")
+
+    @app.get(protocol.PATH_METRICS)
+    async def prometheus() -> Response:
+        from audiosubnet.miner.metrics import CONTENT_TYPE
+
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    return app

@@ -1,0 +1,50 @@
+"""Prometheus metrics of one miner app (its own registry, so several apps in one process never collide)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from audiosubnet.miner.service import Observer
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60)
+
+
+class MinerMetrics(Observer):
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("asn_miner_requests", "Requests answered, by endpoint and status",
+                                ["endpoint", "status"], registry=r)
+        self.latency = Histogram("asn_miner_request_seconds", "Time from the first byte read to the response",
+                                 ["endpoint"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.audio_seconds = Counter("asn_miner_audio_seconds", "Seconds of audio served", ["model"], registry=r)
+        self.characters = Counter("asn_miner_characters", "Characters synthesized", ["model"], registry=r)
+        self.auth_failures = Counter("asn_miner_auth_failures", "btauth/1 failures by reason", ["reason"],
+                                     registry=r)
+        self.rejections = Counter("asn_miner_policy_rejections", "Authenticated callers refused, by reason",
+                                  ["reason"], registry=r)
+        self.batch_size = Histogram("asn_miner_batch_size", "Requests per engine call", ["model"],
+                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r)
+        self.engine_seconds = Histogram("asn_miner_engine_seconds", "Seconds per engine call", ["model"],
+                                        buckets=_LATENCY_BUCKETS, registry=r)
+        self.queue_depth = Gauge("asn_miner_queue_depth", "Requests admitted and not yet answered", registry=r)
+        self.in_flight = Gauge("asn_miner_in_flight", "Requests inside engine calls", registry=r)
+        self.metagraph_age = Gauge("asn_miner_metagraph_age_seconds", "Age of the metagraph snapshot", registry=r)
+
+    def watch_metagraph(self, age: Callable[[], float | None]) -> None:
+        self.metagraph_age.set_function(lambda: age() or 0.0)
+
+    # Observer (called by the service)
+    def batch(self, model_id: str, size: int, seconds: float) -> None:
+        self.batch_size.labels(model_id).observe(size)
+        self.engine_seconds.labels(model_id).observe(seconds)
+
+    def queue(self, depth: int, in_flight: int) -> None:
+        self.queue_depth.set(depth)
+        self.in_flight.set(in_flight)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

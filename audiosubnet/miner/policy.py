@@ -1,0 +1,145 @@
+"""Who may call the miner, decided from a metagraph snapshot that a background task refreshes.
+
+After btauth/1 has proven *which* hotkey sent a request, `CallerPolicy.admit` decides whether it may
+(403 otherwise), in this order:
+  1. a hotkey on the deny list is refused;
+  2. a hotkey on the allow list is admitted as is (your own test validator, say), without the checks below;
+  3. the hotkey must be registered on the netuid, hold a validator permit, and have stake >= min_stake.
+Then `CallerPolicy.rate` applies a per-caller token bucket (429 with Retry-After otherwise).
+
+The chain is never read on the request path: `refresh()` (blocking) replaces the snapshot, and `run()`
+calls it every `refresh_s` seconds in a worker thread; a failed refresh keeps the previous snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from audiosubnet.chain.base import Chain, Peer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    netuid: int = 16
+    min_stake: float = 0.0
+    require_permit: bool = True
+    allow: frozenset[str] = frozenset()
+    deny: frozenset[str] = frozenset()
+    rate_limit_per_min: float = 0.0  # 0: no per-caller limit
+    burst_s: float = 10.0  # a caller may burst this many seconds' worth of requests
+    refresh_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str  # ok | allow_list | denied | not_registered | no_permit | low_stake | rate_limited
+    message: str = ""
+    retry_after: float = 0.0
+
+
+_OK = Decision(True, "ok")
+
+
+class _Bucket:
+    __slots__ = ("tokens", "stamp")
+
+    def __init__(self, tokens: float, stamp: float):
+        self.tokens, self.stamp = tokens, stamp
+
+
+class CallerPolicy:
+    def __init__(self, chain: Chain, config: PolicyConfig, *, clock: Callable[[], float] = time.monotonic):
+        self.chain = chain
+        self.config = config
+        self._clock = clock
+        self._peers: dict[str, Peer] = {}
+        self._loaded_at: float | None = None
+        self._block: int | None = None
+        self._buckets: dict[str, _Bucket] = {}
+        self.refresh_failures = 0
+
+    # ---- the snapshot --------------------------------------------------------------------------------
+    def update(self, peers: Iterable[Peer], block: int | None = None) -> None:
+        self._peers = {p.hotkey: p for p in peers}
+        self._loaded_at = self._clock()
+        self._block = block
+
+    def refresh(self) -> int:
+        """Blocking: read the metagraph and replace the snapshot. Returns the number of neurons."""
+        peers = self.chain.peers(self.config.netuid)
+        self.update(peers)
+        validators = sum(1 for p in peers if p.validator_permit)
+        log.debug("metagraph of netuid %d: %d neurons, %d validators", self.config.netuid, len(peers), validators)
+        return len(peers)
+
+    async def run(self) -> None:
+        """Refresh forever (cancel to stop). Errors are logged in one line; the old snapshot stays."""
+        while True:
+            await asyncio.sleep(self.config.refresh_s)
+            try:
+                await asyncio.to_thread(self.refresh)
+                self.refresh_failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                self.refresh_failures += 1
+                log.warning("metagraph refresh failed (%d in a row), keeping the snapshot from %.0f s ago: %s",
+                            self.refresh_failures, self.snapshot_age_s or 0.0, " ".join(str(e).split())[:200])
+
+    @property
+    def snapshot_age_s(self) -> float | None:
+        return None if self._loaded_at is None else self._clock() - self._loaded_at
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded_at is not None
+
+    def peer(self, hotkey: str) -> Peer | None:
+        return self._peers.get(hotkey)
+
+    def peers(self) -> list[Peer]:
+        return list(self._peers.values())
+
+    # ---- decisions -----------------------------------------------------------------------------------
+    def admit(self, hotkey: str) -> Decision:
+        c = self.config
+        if hotkey in c.deny:
+            return Decision(False, "denied", "this hotkey is on the miner's deny list")
+        if hotkey in c.allow:
+            return Decision(True, "allow_list")
+        p = self._peers.get(hotkey)
+        if p is None:
+            return Decision(False, "not_registered", f"hotkey is not registered on netuid {c.netuid}")
+        if c.require_permit and not p.validator_permit:
+            return Decision(False, "no_permit", f"uid {p.uid} has no validator permit")
+        if p.stake < c.min_stake:
+            return Decision(False, "low_stake", f"uid {p.uid} has stake {p.stake:g}, below the miner's minimum "
+                                                f"{c.min_stake:g}")
+        return _OK
+
+    def rate(self, hotkey: str) -> Decision:
+        """Take one token from the caller's bucket."""
+        per_min = self.config.rate_limit_per_min
+        if per_min <= 0:
+            return _OK
+        rate = per_min / 60.0
+        capacity = max(1.0, rate * self.config.burst_s)
+        now = self._clock()
+        b = self._buckets.get(hotkey)
+        if b is None:
+            b = self._buckets[hotkey] = _Bucket(capacity, now)
+        b.tokens = min(capacity, b.tokens + (now - b.stamp) * rate)
+        b.stamp = now
+        if b.tokens >= 1.0:
+            b.tokens -= 1.0
+            return _OK
+        wait = (1.0 - b.tokens) / rate
+        return Decision(False, "rate_limited", f"over {per_min:g} requests per minute", float(math.ceil(wait)))

@@ -1,0 +1,185 @@
+"""`asn mine` start-up: wallet -> chain -> registered? -> port -> model -> metagraph -> publish -> serve.
+
+`build_miner` does every blocking step and returns the app (tests call it with a SimChain and the fake
+engine); `run_miner` adds the socket, publishing and uvicorn.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import signal
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from audiosubnet.chain.base import Chain, RateLimitedError, is_sim, open_chain, register_hint
+from audiosubnet.config import Settings
+from audiosubnet.errors import NotRegisteredError, UsageError
+from audiosubnet.miner.app import MinerContext, create_app
+from audiosubnet.miner.metrics import MinerMetrics
+from audiosubnet.miner.nonces import SqliteNonceStore
+from audiosubnet.miner.policy import CallerPolicy, PolicyConfig
+from audiosubnet.miner.service import ServiceConfig, TtsService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Miner:
+    settings: Settings
+    wallet: Any
+    chain: Chain
+    uid: int
+    context: MinerContext
+    app: Any  # FastAPI
+
+
+def check_registered(chain: Chain, settings: Settings, hotkey: str) -> int:
+    netuid = settings.subnet.netuid
+    uid = chain.uid_of(netuid, hotkey)
+    if uid is None:
+        s = settings.subnet
+        raise NotRegisteredError(
+            f"hotkey {hotkey} ({s.wallet_name}/{s.wallet_hotkey}) is not registered on netuid {netuid} "
+            f"({s.network})", hint=f"Register it with `{register_hint(settings, netuid)}`.")
+    return int(uid)
+
+
+def build_miner(settings: Settings, *, wallet: Any = None, chain: Chain | None = None, cache: Any = None) -> Miner:
+    """Every blocking start-up step except binding and publishing. Raises typed errors with hints."""
+    from audiosubnet.engines.cache import configure_cache
+
+    s, m = settings.subnet, settings.mine
+    if wallet is None:
+        from audiosubnet.chain.bittensor import load_wallet
+
+        wallet = load_wallet(s.wallet_name, s.wallet_hotkey, s.wallet_path)
+    if chain is None:
+        chain = open_chain(settings, wallet)
+    uid = check_registered(chain, settings, wallet.hotkey)
+    log.info("hotkey %s is uid %d on netuid %d (%s)", wallet.hotkey, uid, s.netuid, chain.network)
+
+    if cache is None:
+        cache = configure_cache(settings.device, settings.dtype, settings.cache_budget)
+    metrics = MinerMetrics()
+    models = (settings.model.strip() or "auto",)
+    if m.clone_model:
+        models += (_clone_model(m.clone_model),)
+    service = TtsService(ServiceConfig(models=models, voice=settings.voice, max_text_chars=m.max_text_chars,
+                                       max_batch=m.max_batch, max_wait_ms=m.max_wait_ms, queue_size=m.queue_size,
+                                       concurrency=m.concurrency), cache=cache, observer=metrics)
+    service.load()
+
+    policy = CallerPolicy(chain, PolicyConfig(
+        netuid=s.netuid, min_stake=m.min_validator_stake, require_permit=m.require_validator_permit,
+        allow=frozenset(m.allow_hotkeys), deny=frozenset(m.deny_hotkeys), rate_limit_per_min=m.rate_limit_per_min,
+        refresh_s=m.metagraph_refresh_s))
+    n = policy.refresh()
+    log.info("metagraph of netuid %d: %d neurons, %d with a validator permit", s.netuid, n,
+             sum(1 for p in policy.peers() if p.validator_permit))
+
+    nonces = SqliteNonceStore(settings.home / "miner" / f"nonces-{wallet.hotkey}.db",
+                              retention=max(60.0, m.auth_max_age_s + 5.0))
+    ctx = MinerContext(hotkey=wallet.hotkey, netuid=s.netuid, service=service, policy=policy, nonce_store=nonces,
+                       max_body_bytes=m.max_body_bytes, max_clone_body_bytes=m.max_clone_body_bytes,
+                       auth_max_age_s=m.auth_max_age_s, drain_timeout_s=m.drain_timeout_s, metrics=metrics)
+    return Miner(settings, wallet, chain, uid, ctx, create_app(ctx))
+
+
+def _clone_model(requested: str) -> str:
+    try:
+        from audiosubnet.jobs.clone_watch import resolve_clone_model
+    except ImportError:  # pragma: no cover - the clone job is not installed
+        return requested
+    return resolve_clone_model(requested)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Bind the listening socket early, so a busy port fails before anything is published."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise UsageError(f"cannot listen on {host}:{port}: {e.strerror or e}",
+                         hint="Pick another --port, or stop the process using it.") from e
+    sock.set_inheritable(True)
+    return sock
+
+
+def external_address(settings: Settings) -> tuple[str, int]:
+    """The ip:port to publish: --external-ip/--external-port, else a best guess (127.0.0.1 for sim)."""
+    m = settings.mine
+    port = m.external_port or m.port
+    if m.external_ip:
+        try:
+            ipaddress.ip_address(m.external_ip)
+        except ValueError as e:
+            raise UsageError(f"--external-ip '{m.external_ip}' is not an IP address") from e
+        return m.external_ip, port
+    wildcard = m.host in ("0.0.0.0", "::", "")
+    if is_sim(settings.subnet.network):
+        return ("127.0.0.1" if wildcard else m.host), port
+    if not wildcard and not ipaddress.ip_address(m.host).is_loopback:
+        return m.host, port
+    try:  # the address of the interface that routes outwards (a UDP connect sends nothing)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("8.8.8.8", 80))
+            ip = s.getsockname()[0]
+    except OSError as e:
+        raise UsageError("cannot work out this machine's public IP address",
+                         hint="Pass --external-ip (and --external-port if a NAT forwards another port).") from e
+    if ipaddress.ip_address(ip).is_private:
+        log.warning("publishing the private address %s; validators outside this network cannot reach it "
+                    "(pass --external-ip)", ip)
+    return ip, port
+
+
+def publish(chain: Chain, settings: Settings, hotkey: str) -> str:
+    """Publish ip:port unless the chain already has it. Returns the endpoint."""
+    ip, port = external_address(settings)
+    endpoint = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+    netuid = settings.subnet.netuid
+    current = next((p.endpoint for p in chain.peers(netuid) if p.hotkey == hotkey), None)
+    if current == endpoint:
+        log.info("endpoint %s already published", endpoint)
+        return endpoint
+    try:
+        chain.publish_endpoint(netuid, ip, port)
+        log.info("published endpoint %s on netuid %d", endpoint, netuid)
+    except RateLimitedError as e:
+        log.warning("could not publish %s yet (%s); the chain still lists %s", endpoint, e, current or "nothing")
+    return endpoint
+
+
+def run_miner(settings: Settings) -> None:
+    """Blocking: start the miner and serve until SIGINT/SIGTERM (then drain)."""
+    import uvicorn
+
+    m = settings.mine
+    sock = bind(m.host, m.port)  # fail fast on a busy port, before loading anything
+    try:
+        miner = build_miner(settings)
+        endpoint = publish(miner.chain, settings, miner.wallet.hotkey) if m.publish else "(not published)"
+        config = uvicorn.Config(miner.app, log_config=None, access_log=False, lifespan="on",
+                                timeout_graceful_shutdown=int(max(1, m.drain_timeout_s)), server_header=False,
+                                timeout_keep_alive=30, backlog=2048)
+        server = uvicorn.Server(config)
+        log.info("serving %s on %s:%d (published %s) as uid %d", miner.context.service.default_model, m.host,
+                 m.port, endpoint, miner.uid)
+        previous = signal.signal(signal.SIGTERM, _exit_quietly)  # uvicorn re-raises it after draining
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:  # Ctrl-C: uvicorn has drained already
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    finally:
+        sock.close()
+
+
+def _exit_quietly(signum: int, frame: Any) -> None:
+    raise SystemExit(0)

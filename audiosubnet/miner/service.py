@@ -1,0 +1,434 @@
+"""The miner's work queue: admission control, dynamic batching, engine calls off the event loop, encoding.
+
+No HTTP here. `miner/app.py` turns a verified, parsed request into `await service.synthesize(...)` and maps
+the exceptions below to statuses:
+
+    InputError / AudioDecodeError -> 422    Overloaded -> 429 (+ Retry-After)    NotOffered -> 501
+    Unavailable -> 503                       anything else -> 500 (a bug or a broken engine)
+
+Batching: one queue and one batcher task per served model. The batcher takes the first waiting job, waits
+for a free engine slot (`concurrency` calls in flight at once), then takes every job already waiting (up to
+the batch limit) and, if the batch is still short, waits until `max_wait_ms` after the first job arrived
+for more. Engines that do not batch get batches of one. The engine is leased from the process ModelCache
+in a worker thread; encoding (and resampling) runs in the default thread pool, outside the engine slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from audiosubnet import audio as audiolib
+from audiosubnet.audio import Audio
+from audiosubnet.engines.base import Capabilities, SynthesisRequest
+from audiosubnet.engines.cache import ModelCache, get_cache
+from audiosubnet.errors import AudioDecodeError, EngineError, InputError, UsageError
+from audiosubnet.protocol import MAX_REFERENCE_SECONDS, ModelInfo
+
+log = logging.getLogger(__name__)
+
+
+class Overloaded(Exception):
+    """The queue is full. `retry_after` seconds is a fair guess of when to come back."""
+
+    def __init__(self, message: str, retry_after: float):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Unavailable(Exception):
+    """Not started yet, or draining for shutdown."""
+
+
+class NotOffered(Exception):
+    """This miner does not offer that task (e.g. voice cloning without a cloning engine)."""
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    models: tuple[str, ...] = ("auto",)  # the first one is the default
+    voice: str | None = None  # default voice of the default model
+    max_text_chars: int = 512
+    max_batch: int = 32
+    max_wait_ms: float = 5.0
+    queue_size: int = 256
+    concurrency: int = 1
+    warmup: bool = True
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One finished request: encoded audio plus what the response headers report."""
+
+    data: bytes
+    fmt: str
+    model_id: str
+    voice: str | None
+    sample_rate: int
+    duration_s: float
+    queue_ms: float
+    engine_ms: float
+    batch_size: int
+
+
+@dataclass
+class _Job:
+    request: SynthesisRequest
+    fmt: str
+    sample_rate: int | None
+    future: asyncio.Future
+    enqueued: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class _Model:
+    model_id: str
+    caps: Capabilities
+    max_batch: int
+    aliases: frozenset[str]
+    queue: asyncio.Queue | None = None
+    task: asyncio.Task | None = None
+
+
+class Observer:
+    """Hooks for metrics (miner/metrics.py implements them); the default does nothing."""
+
+    def batch(self, model_id: str, size: int, seconds: float) -> None: ...
+
+    def queue(self, depth: int, in_flight: int) -> None: ...
+
+
+class TtsService:
+    def __init__(self, config: ServiceConfig, cache: ModelCache | None = None, observer: Observer | None = None):
+        self.config = config
+        self.cache = cache or get_cache()
+        self.observer = observer or Observer()
+        self._models: dict[str, _Model] = {}
+        self._default: str | None = None
+        self._pending = 0  # admitted and not yet answered
+        self._in_flight = 0  # jobs inside engine calls
+        self._accepting = False
+        self._idle: asyncio.Event | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._batch_s_ema: float | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._ever_started = False
+
+    # ---- lifecycle ---------------------------------------------------------------------------------
+    def load(self) -> None:
+        """Blocking: load, warm up and pin every served model (call before `start`, off the event loop)."""
+        from audiosubnet.engines import registry
+
+        for i, requested in enumerate(self.config.models):
+            model_id = registry.canonical_id(requested)
+            t0 = time.perf_counter()
+            with self.cache.engine(model_id) as engine:
+                caps = engine.capabilities
+                voice = self.config.voice
+                if i == 0 and voice and caps.voices and not caps.open_voices and voice not in caps.voices:
+                    raise UsageError(f"voice '{voice}' is not a voice of {model_id}",
+                                     hint=f"Voices: {', '.join(caps.voices[:12])}.")
+                if self.config.warmup:
+                    engine.warmup()
+                    if caps.batching and caps.max_batch > 1 and caps.tts:
+                        engine.synthesize([SynthesisRequest("Warm up the batch.", voice=caps.default_voice)] * 2)
+            self.cache.pin(self.cache.key(model_id, self.cache.device, self.cache.dtype))
+            limit = max(1, min(self.config.max_batch, caps.max_batch)) if caps.batching else 1
+            engine_name, _, short = model_id.partition(":")
+            aliases = {model_id, requested, short}
+            if i == 0:
+                aliases |= {"auto", engine_name}
+                self._default = model_id
+            elif engine_name not in {m.model_id.partition(":")[0] for m in self._models.values()}:
+                aliases.add(engine_name)
+            self._models[model_id] = _Model(model_id, caps, limit, frozenset(aliases))
+            log.info("serving %s (batch <= %d, %d Hz) ready in %.1f s", model_id, limit, caps.sample_rate,
+                     time.perf_counter() - t0)
+
+    async def start(self) -> None:
+        if not self._models:
+            await asyncio.to_thread(self.load)
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._slots = asyncio.Semaphore(self.config.concurrency)
+        self._executor = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="asn-engine")
+        for m in self._models.values():
+            m.queue = asyncio.Queue()
+            m.task = asyncio.create_task(self._batcher(m), name=f"batcher {m.model_id}")
+        self._accepting = self._ever_started = True
+
+    async def drain(self, timeout: float = 30.0) -> bool:
+        """Stop admitting; wait until every admitted request is answered. True when drained in time."""
+        self._accepting = False
+        if self._idle is None:
+            return True
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            log.warning("shutdown: %d requests still pending after %.0f s", self._pending, timeout)
+            return False
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        await self.drain(timeout)
+        for m in self._models.values():
+            if m.task is not None:
+                m.task.cancel()
+        for m in self._models.values():
+            if m.task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await m.task
+                m.task = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    # ---- state -------------------------------------------------------------------------------------
+    @property
+    def accepting(self) -> bool:
+        return self._accepting
+
+    @property
+    def started(self) -> bool:
+        return self._executor is not None
+
+    @property
+    def state(self) -> str:
+        """starting | ok | draining (also after stop)."""
+        return "ok" if self._accepting else ("draining" if self._ever_started else "starting")
+
+    @property
+    def queue_depth(self) -> int:
+        return self._pending
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @property
+    def default_model(self) -> str:
+        if self._default is None:
+            raise Unavailable("no model is loaded")
+        return self._default
+
+    @property
+    def can_clone(self) -> bool:
+        return any(m.caps.clone for m in self._models.values())
+
+    def models_info(self) -> list[ModelInfo]:
+        return [ModelInfo(id=m.model_id, engine=m.model_id.partition(":")[0], sample_rate=m.caps.sample_rate,
+                          voices=list(m.caps.voices), default_voice=m.caps.default_voice, tts=m.caps.tts,
+                          clone=m.caps.clone, batching=m.max_batch > 1, max_batch=m.max_batch,
+                          languages=list(m.caps.languages)) for m in self._models.values()]
+
+    def resolve_model(self, requested: str | None, *, clone: bool = False) -> _Model:
+        """The served model a request names (None: the default; for clone, the first cloning model)."""
+        if requested is None:
+            if clone:
+                for m in self._models.values():
+                    if m.caps.clone:
+                        return m
+                raise NotOffered("this miner has no voice-cloning model")
+            return self._models[self.default_model]
+        for m in self._models.values():
+            if requested in m.aliases:
+                if clone and not m.caps.clone:
+                    raise NotOffered(f"{m.model_id} cannot clone voices")
+                if not clone and not m.caps.tts:
+                    raise InputError(f"{m.model_id} needs a reference voice; use /v1/clone")
+                return m
+        served = ", ".join(self._models)
+        raise InputError(f"model '{requested[:80]}' is not served here (served: {served})")
+
+    # ---- requests ----------------------------------------------------------------------------------
+    async def synthesize(self, text: str, *, model: str | None = None, voice: str | None = None,
+                         seed: int | None = None, fmt: str = "wav", sample_rate: int | None = None) -> Rendered:
+        m = self.resolve_model(model)
+        if voice is None and m.model_id == self._default and self.config.voice:
+            voice = self.config.voice
+        return await self._submit(m, SynthesisRequest(text=text, voice=voice, seed=seed), fmt, sample_rate)
+
+    async def clone(self, text: str, reference: bytes, *, reference_text: str | None = None,
+                    model: str | None = None, seed: int | None = None, fmt: str = "wav",
+                    sample_rate: int | None = None) -> Rendered:
+        m = self.resolve_model(model, clone=True)
+        ref = await asyncio.to_thread(audiolib.decode, reference, max_seconds=MAX_REFERENCE_SECONDS)
+        if ref.duration < 0.5:
+            raise AudioDecodeError(f"reference audio is {ref.duration:.2f} s; at least 0.5 s is needed")
+        req = SynthesisRequest(text=text, seed=seed, reference=ref, reference_text=reference_text)
+        return await self._submit(m, req, fmt, sample_rate)
+
+    def _retry_after(self) -> float:
+        per_batch = self._batch_s_ema or 0.5
+        slots = max(1, self.config.concurrency) * max(1, min(m.max_batch for m in self._models.values()))
+        return float(min(60, max(1, math.ceil(per_batch * self._pending / slots))))
+
+    async def _submit(self, m: _Model, request: SynthesisRequest, fmt: str, sample_rate: int | None) -> Rendered:
+        if not self._accepting or m.queue is None:
+            raise Unavailable("the miner is draining for shutdown" if self._ever_started else "the miner is starting")
+        if fmt not in ("wav", "flac"):
+            raise InputError(f"unknown format '{fmt}'")
+        if len(request.text) > self.config.max_text_chars:
+            raise InputError(f"text is {len(request.text)} characters; this miner takes at most "
+                             f"{self.config.max_text_chars}")
+        if self._pending >= self.config.queue_size:
+            raise Overloaded(f"the queue is full ({self._pending} requests)", self._retry_after())
+        future = asyncio.get_running_loop().create_future()
+        job = _Job(request, fmt, sample_rate, future)
+        self._admit()
+        future.add_done_callback(self._release)  # counted until answered, even if the caller went away
+        m.queue.put_nowait(job)
+        return await asyncio.shield(future)
+
+    def _admit(self) -> None:
+        self._pending += 1
+        if self._idle is not None:
+            self._idle.clear()
+        self.observer.queue(self._pending, self._in_flight)
+
+    def _release(self, future: asyncio.Future) -> None:
+        if not future.cancelled():
+            future.exception()  # retrieved: no "exception was never retrieved" when the caller left
+        self._pending -= 1
+        if self._pending == 0 and self._idle is not None:
+            self._idle.set()
+        self.observer.queue(self._pending, self._in_flight)
+
+    # ---- batching ----------------------------------------------------------------------------------
+    async def _batcher(self, m: _Model) -> None:
+        assert m.queue is not None and self._slots is not None
+        max_wait = self.config.max_wait_ms / 1000.0
+        loop = asyncio.get_running_loop()
+        while True:
+            first = await m.queue.get()
+            await self._slots.acquire()
+            try:
+                batch = [first]
+                while len(batch) < m.max_batch and not m.queue.empty():
+                    batch.append(m.queue.get_nowait())
+                deadline = first.enqueued + max_wait
+                while len(batch) < m.max_batch:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    try:
+                        batch.append(await asyncio.wait_for(m.queue.get(), left))
+                    except asyncio.TimeoutError:
+                        break
+                batch = [j for j in batch if not j.future.done()]
+            except BaseException:
+                self._slots.release()
+                raise
+            if not batch:
+                self._slots.release()
+                continue
+            task = loop.create_task(self._run_batch(m, batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._batch_done)
+
+    def _batch_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        assert self._slots is not None
+        self._slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("batch task failed: %r", task.exception())
+
+    async def _run_batch(self, m: _Model, jobs: list[_Job]) -> None:
+        try:
+            await self._run_batch_inner(m, jobs)
+        finally:  # never leave a caller waiting forever
+            for j in jobs:
+                if not j.future.done():
+                    j.future.set_exception(Unavailable("the request was dropped (shutting down)"))
+
+    async def _run_batch_inner(self, m: _Model, jobs: list[_Job]) -> None:
+        loop = asyncio.get_running_loop()
+        t0 = time.monotonic()
+        self._in_flight += len(jobs)
+        try:
+            results = await loop.run_in_executor(self._executor, self._engine_call, m.model_id,
+                                                 [j.request for j in jobs])
+        except BaseException as e:  # the executor itself failed (shutdown): fail the whole batch
+            results = [e if isinstance(e, Exception) else Unavailable("shutting down")] * len(jobs)
+        finally:
+            self._in_flight -= len(jobs)
+        seconds = time.monotonic() - t0
+        self._batch_s_ema = seconds if self._batch_s_ema is None else 0.8 * self._batch_s_ema + 0.2 * seconds
+        self.observer.batch(m.model_id, len(jobs), seconds)
+        engine_ms = seconds * 1000.0
+        await asyncio.gather(*(self._finish(m, j, r, engine_ms, len(jobs)) for j, r in zip(jobs, results, strict=True)))
+
+    async def _finish(self, m: _Model, job: _Job, result: Audio | Exception, engine_ms: float, size: int) -> None:
+        if job.future.done():
+            return
+        if isinstance(result, Exception):
+            job.future.set_exception(result)
+            return
+        queue_ms = (time.monotonic() - job.enqueued) * 1000.0 - engine_ms
+        try:
+            data, sr, dur = await asyncio.to_thread(_encode, result, job.fmt, job.sample_rate)
+        except Exception as e:
+            if not job.future.done():
+                job.future.set_exception(e)
+            return
+        if not job.future.done():
+            job.future.set_result(Rendered(data, job.fmt, m.model_id, job.request.voice or m.caps.default_voice,
+                                           sr, dur, max(0.0, queue_ms), engine_ms, size))
+
+    def _engine_call(self, model_id: str, requests: Sequence[SynthesisRequest]) -> list[Audio | Exception]:
+        """Worker thread: lease the engine, reject bad items one by one, synthesize the rest together."""
+        results: list[Audio | Exception | None] = [None] * len(requests)
+        try:
+            with self.cache.engine(model_id) as engine:
+                good: list[int] = []
+                for i, r in enumerate(requests):
+                    try:
+                        engine.check(r)
+                        good.append(i)
+                    except InputError as e:
+                        results[i] = e
+                if good:
+                    try:
+                        out = engine.synthesize([requests[i] for i in good])
+                        for i, a in zip(good, out, strict=True):
+                            results[i] = a
+                    except Exception as e:
+                        if len(good) == 1:
+                            results[good[0]] = _as_engine_error(e)
+                        else:  # isolate the item that broke the batch
+                            for i in good:
+                                try:
+                                    results[i] = engine.synthesize([requests[i]])[0]
+                                except Exception as e1:
+                                    results[i] = _as_engine_error(e1)
+        except Exception as e:  # loading failed (cache budget, files gone...)
+            log.error("engine %s failed: %s", model_id, e)
+            return [_as_engine_error(e)] * len(requests)
+        return [r if r is not None else EngineError("no result") for r in results]
+
+
+def _as_engine_error(e: Exception) -> Exception:
+    if isinstance(e, (InputError, EngineError)):
+        return e
+    log.exception("engine call failed", exc_info=e)
+    return EngineError(f"synthesis failed: {type(e).__name__}")
+
+
+def _encode(a: Audio, fmt: str, sample_rate: int | None) -> tuple[bytes, int, float]:
+    x = a.samples
+    if x.size == 0:
+        raise EngineError("the engine returned no audio")
+    if not np.all(np.isfinite(x)):
+        a = Audio(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0), a.sample_rate)
+    if sample_rate and sample_rate != a.sample_rate:
+        a = audiolib.resample(a, sample_rate)
+    return audiolib.encode(a, fmt), a.sample_rate, a.duration

@@ -1,0 +1,340 @@
+"""Benchmark the miner end to end: HTTP + btauth/1 + policy + dynamic batching + engine + encoding.
+
+    python scripts/bench_miner.py --quick                         # smoke test (seconds, CPU, default voice)
+    python scripts/bench_miner.py                                 # CPU: 1, 8, 64 clients, default Piper voice
+    python scripts/bench_miner.py --random-mms full --device cuda --client-procs 4     # H100, full-size MMS
+
+A real `asn mine --network sim` process (this script re-run with --serve) listens on a loopback port, with
+wallets and a simulated subnet in a temp folder. For each concurrency level, closed-loop clients (signed
+exactly as validators sign: MinerClient) send POST /v1/tts for --seconds; then one client asks --long-repeats
+times for a ~30 s utterance (text length calibrated from the measured characters per audio second).
+
+Reports, per level: requests/s, p50/p99 latency, audio seconds served per wall second (x real time), the
+miner's mean batch size (from /metrics), errors. Prints a markdown table and JSON (also $OUT/bench_miner.json
+when OUT is set, or --json PATH).
+
+`--random-mms full|tiny` builds a random-weight MMS (VITS) model with audiosubnet.bench.random_models.build_mms
+and serves `mms:<folder>` (needs torch + transformers). `--model` serves any other model id.
+
+GPU box (torch 2.11 + transformers 5.17 image; it has httpx, anyio, h11, prometheus-client, typer, rich, numpy,
+huggingface-hub, uvloop, but NOT bittensor, fastapi, starlette, uvicorn, pydantic, pydantic-settings, soundfile,
+soxr): download the missing wheels here into .whl/ (git-ignored; about 18 MB) and carry them:
+
+    pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 \
+      --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux_2_5_x86_64 -d .whl \
+      bittensor==11.3.0 bittensor-core==0.1.5 eth-account==0.13.7 eth-abi==6.0.0 eth-keyfile==0.8.1 \
+      eth-keys==0.8.0 eth-rlp==3.0.0 eth-utils==6.0.0 eth-hash==0.8.0 eth-typing==6.0.0 hexbytes==2.0.0 rlp==5.0.0 \
+      bitarray==3.12.3 ckzg==2.1.8 cytoolz==1.2.0 parsimonious==0.10.0 pycryptodome==3.24.1 qrcode==8.2 \
+      websockets==16.1.1 fastapi==0.165.0 starlette==1.10.0 opentelemetry-api==1.45.2 uvicorn==0.54.0 \
+      pydantic==2.14.4 pydantic-core==2.50.5 pydantic-settings==2.16.3 python-dotenv==1.2.4 annotated-types==0.8.0 \
+      typing-inspection==0.4.5 soundfile==0.14.0 soxr==1.1.0 cffi==2.1.1 pycparser==3.12
+    # on the H100 (carry [".whl"]), from the repository root:
+    python3 -m pip install -q --no-index --no-deps .whl/*.whl && \
+      python3 scripts/bench_miner.py --random-mms full --device cuda --client-procs 4 --json $OUT/bench_miner_h100.json
+
+The package need not be pip-installed there: this script puts the checkout on PYTHONPATH, and --serve registers
+the built-in engines itself when their entry points are missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROMPTS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Please remember to water the plants on the balcony before you leave for the weekend.",
+    "Bittensor miners answer signed requests from validators, who score every answer and set weights on chain.",
+    "A gentle breeze carried the smell of rain across the valley, and the old mill wheel began to turn again.",
+    "Our meeting moved to Thursday at half past three; bring the quarterly numbers and the draft of the plan.",
+    "She opened the letter slowly, read it twice, and then laughed so hard that the whole room turned around "
+    "to look at her.",
+    "To get to the station, walk two blocks north, turn left at the bakery, and cross the bridge over the canal.",
+    "Every evening the lighthouse keeper climbed the spiral stairs, wound the clockwork, and lit the great lamp.",
+]
+LONG_BASE = ("The history of the river town is written in its bridges. The oldest one, built of grey stone, still "
+             "carries carts and bicycles every morning. Farther downstream, a steel bridge opened a century later "
+             "and brought the railway, the market, and a crowd of new families. Today children fish from both of "
+             "them, and on summer nights the whole town walks across to hear music in the park. ")
+
+
+# ---- the miner process (--serve) ---------------------------------------------------------------------
+def _ensure_engines() -> None:
+    """Register the built-in engines when the package is not pip-installed (no entry points)."""
+    import importlib
+
+    from audiosubnet.engines import registry
+
+    have = set(registry.engine_names())
+    for name, (module, cls) in {"piper": ("piper", "PiperEngine"), "espeak": ("espeak", "EspeakEngine"),
+                                "mms": ("mms", "MmsEngine"), "fake": ("fake", "FakeEngine")}.items():
+        if name in have:
+            continue
+        try:
+            registry.register(getattr(importlib.import_module(f"audiosubnet.engines.{module}"), cls))
+        except Exception as e:  # an engine whose dependencies are missing is simply not offered
+            print(f"engine {name} unavailable: {e}", file=sys.stderr)
+
+
+def serve(flags_json: str) -> None:
+    from audiosubnet.commands._cli import setup_logging
+    from audiosubnet.config import load_settings
+    from audiosubnet.miner.server import run_miner
+
+    setup_logging(0, quiet=True)
+    _ensure_engines()
+    run_miner(load_settings(**json.loads(flags_json)))
+
+
+# ---- load generation ---------------------------------------------------------------------------------
+def _pct(xs: list[float], q: float) -> float:
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, max(0, round(q / 100 * (len(xs) - 1))))]
+
+
+async def _closed_loop(endpoint: str, hotkey: str, wallet_dir: str, clients: int, seconds: float,
+                       seed: int, timeout_s: float) -> list[tuple[float, int, float, int, str]]:
+    """`clients` workers, each sending one request after another for `seconds`.
+    Returns (latency s, status, audio s, characters, error) per request."""
+    from audiosubnet.chain.bittensor import load_wallet
+    from audiosubnet.validator.client import MinerClient
+
+    wallet = load_wallet("val", "default", wallet_dir)
+    out: list[tuple[float, int, float, int, str]] = []
+    stop = time.perf_counter() + seconds
+    async with MinerClient(wallet, timeout_s=timeout_s, max_connections=clients + 8,
+                           max_keepalive=clients + 8) as c:
+        async def worker(i: int) -> None:
+            k = seed * 7919 + i
+            while time.perf_counter() < stop:
+                text = PROMPTS[k % len(PROMPTS)]
+                k += 1
+                r = await c.tts(endpoint, hotkey, {"text": text})
+                out.append((r.latency_s, r.status, r.meta.duration_s if r.ok else 0.0, len(text),
+                            "" if r.ok else f"{r.status}:{r.error}:{r.code}"))
+
+        await asyncio.gather(*(worker(i) for i in range(clients)))
+    return out
+
+
+def _load_proc(args: tuple) -> list:
+    return asyncio.run(_closed_loop(*args))
+
+
+def run_level(endpoint: str, hotkey: str, wallet_dir: str, clients: int, seconds: float, procs: int,
+              timeout_s: float) -> tuple[list, float]:
+    procs = max(1, min(procs, clients))
+    shares = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
+    t0 = time.perf_counter()
+    if procs == 1:
+        rows = asyncio.run(_closed_loop(endpoint, hotkey, wallet_dir, clients, seconds, 0, timeout_s))
+    else:
+        with mp.get_context("spawn").Pool(procs) as pool:
+            parts = pool.map(_load_proc, [(endpoint, hotkey, wallet_dir, n, seconds, i, timeout_s)
+                                          for i, n in enumerate(shares)])
+        rows = [r for part in parts for r in part]
+    return rows, time.perf_counter() - t0
+
+
+def _scrape_batches(base: str) -> tuple[float, float]:
+    import httpx
+
+    text = httpx.get(base + "/metrics", timeout=10, trust_env=False).text
+    total = sum(float(m) for m in re.findall(r"^asn_miner_batch_size_sum\{[^}]*\} (\S+)$", text, re.M))
+    count = sum(float(m) for m in re.findall(r"^asn_miner_batch_size_count\{[^}]*\} (\S+)$", text, re.M))
+    return total, count
+
+
+def summarize(rows: list, wall: float, clients: int, batches: tuple[float, float]) -> dict:
+    ok = [r for r in rows if not r[4]]
+    lat = [r[0] for r in ok]
+    audio = sum(r[2] for r in ok)
+    errors: dict[str, int] = {}
+    for r in rows:
+        if r[4]:
+            errors[r[4]] = errors.get(r[4], 0) + 1
+    return {"clients": clients, "requests": len(rows), "ok": len(ok), "wall_s": round(wall, 2),
+            "req_per_s": round(len(ok) / wall, 2), "p50_ms": round(1000 * _pct(lat, 50), 1),
+            "p99_ms": round(1000 * _pct(lat, 99), 1), "audio_s": round(audio, 1),
+            "x_real_time": round(audio / wall, 1), "mean_batch": round(batches[0] / batches[1], 2) if batches[1] else 0,
+            "chars_per_audio_s": round(sum(r[3] for r in ok) / audio, 2) if audio else 0.0, "errors": errors}
+
+
+async def _long(endpoint: str, hotkey: str, wallet_dir: str, text: str, repeats: int, timeout_s: float) -> list:
+    from audiosubnet.chain.bittensor import load_wallet
+    from audiosubnet.validator.client import MinerClient
+
+    out = []
+    async with MinerClient(load_wallet("val", "default", wallet_dir), timeout_s=timeout_s) as c:
+        for _ in range(repeats):
+            r = await c.tts(endpoint, hotkey, {"text": text})
+            out.append((r.latency_s, r.meta.duration_s if r.ok else 0.0, r.meta.elapsed_ms if r.ok else 0.0,
+                        "" if r.ok else f"{r.status}:{r.error}:{r.code}:{r.message}"))
+    return out
+
+
+# ---- orchestration -----------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(proc: subprocess.Popen, base: str, log: Path, timeout: float) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the miner exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            if httpx.get(base + "/health", timeout=1, trust_env=False).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise SystemExit(f"the miner did not start within {timeout:.0f} s:\n{log.read_text()[-4000:]}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--serve", help=argparse.SUPPRESS)
+    ap.add_argument("--model", default="auto", help="model id to serve (default: the offline Piper voice)")
+    ap.add_argument("--random-mms", choices=("tiny", "full"), help="serve a random-weight MMS model of this size")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--concurrency", default="1,8,64", help="comma-separated client counts")
+    ap.add_argument("--seconds", type=float, default=20.0, help="load duration per level")
+    ap.add_argument("--client-procs", type=int, default=1, help="processes generating load (per level)")
+    ap.add_argument("--max-batch", type=int, default=64)
+    ap.add_argument("--max-wait-ms", type=float, default=5.0)
+    ap.add_argument("--miner-concurrency", type=int, default=1, help="engine calls in flight in the miner")
+    ap.add_argument("--long-seconds", type=float, default=30.0, help="target length of the single long request")
+    ap.add_argument("--long-repeats", type=int, default=5)
+    ap.add_argument("--timeout", type=float, default=60.0, help="client deadline per request")
+    ap.add_argument("--quick", action="store_true", help="smoke mode: levels 1,8; 2 s each; one long request")
+    ap.add_argument("--json", type=Path, help="also write the JSON result here")
+    ap.add_argument("--keep", action="store_true", help="keep the temp folder (logs, wallets)")
+    args = ap.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return 0
+    if args.quick:
+        args.concurrency, args.seconds, args.long_repeats, args.long_seconds = "1,8", 2.0, 1, 10.0
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+    from audiosubnet.chain.bittensor import create_wallet
+    from audiosubnet.chain.sim import SimChain
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_miner_"))
+    model = args.model
+    if args.random_mms:
+        from audiosubnet.bench.random_models import build_mms
+
+        t0 = time.perf_counter()
+        model = f"mms:{build_mms(tmp / f'mms-{args.random_mms}', size=args.random_mms)}"
+        print(f"built a random-weight {args.random_mms} MMS model in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+
+    wallets = tmp / "wallets"
+    miner = create_wallet("miner", "default", wallets)
+    val = create_wallet("val", "default", wallets)
+    chain = SimChain(tmp / "sim.db", create=True)
+    chain.create_subnet(16, weights_rate_limit=0)
+    chain.register(16, miner.hotkey, miner.coldkey)
+    chain.register(16, val.hotkey, val.coldkey, stake=1e6, validator_permit=True)
+
+    port = _free_port()
+    base, endpoint = f"http://127.0.0.1:{port}", f"127.0.0.1:{port}"
+    flags = {"home": str(tmp / "home"), "subnet.network": "sim", "subnet.sim_path": str(tmp / "sim.db"),
+             "subnet.wallet_name": "miner", "subnet.wallet_path": str(wallets), "model": model,
+             "device": args.device, "dtype": args.dtype, "mine.host": "127.0.0.1", "mine.port": port,
+             "mine.max_batch": args.max_batch, "mine.max_wait_ms": args.max_wait_ms,
+             "mine.concurrency": args.miner_concurrency, "mine.queue_size": 4096, "mine.rate_limit_per_min": 0,
+             "mine.max_text_chars": 2000, "mine.max_body_bytes": 65536}
+    log_path = tmp / "miner.log"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]) + os.pathsep +
+           os.environ.get("PYTHONPATH", "")}
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, __file__, "--serve", json.dumps(flags)], stdout=log,
+                                stderr=subprocess.STDOUT, env=env)
+    result: dict = {"model": model, "device": args.device, "dtype": args.dtype, "cpu_count": os.cpu_count(),
+                    "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "client_procs": args.client_procs,
+                    "levels": []}
+    try:
+        t0 = time.perf_counter()
+        _wait_healthy(proc, base, log_path, timeout=600)
+        import httpx
+
+        info = httpx.get(base + "/v1/info", timeout=10, trust_env=False).json()
+        result["served_model"], result["startup_s"] = info["default_model"], round(time.perf_counter() - t0, 1)
+        print(f"miner up in {result['startup_s']} s serving {info['default_model']} "
+              f"(batch <= {info['models'][0]['max_batch']})", file=sys.stderr)
+        # warm the HTTP path and the engine's batch shapes
+        run_level(endpoint, miner.hotkey, str(wallets), 4, 1.0, 1, args.timeout)
+        for clients in [int(c) for c in args.concurrency.split(",") if c.strip()]:
+            before = _scrape_batches(base)
+            rows, wall = run_level(endpoint, miner.hotkey, str(wallets), clients, args.seconds, args.client_procs,
+                                   args.timeout)
+            after = _scrape_batches(base)
+            level = summarize(rows, wall, clients, (after[0] - before[0], after[1] - before[1]))
+            result["levels"].append(level)
+            print(f"{clients:>3} clients: {level['req_per_s']:8.1f} req/s  p50 {level['p50_ms']:7.1f} ms  "
+                  f"p99 {level['p99_ms']:7.1f} ms  {level['x_real_time']:8.1f}x real time  "
+                  f"batch {level['mean_batch']:.1f}  errors {level['errors'] or 0}", file=sys.stderr)
+        cps = next((lv["chars_per_audio_s"] for lv in result["levels"] if lv["chars_per_audio_s"]), 15.0)
+        n = max(40, int(args.long_seconds * cps))
+        text = (LONG_BASE * (n // len(LONG_BASE) + 1))[:n].rsplit(" ", 1)[0] + "."
+        long_rows = asyncio.run(_long(endpoint, miner.hotkey, str(wallets), text, args.long_repeats, args.timeout))
+        ok = [r for r in long_rows if not r[3]]
+        result["long"] = {"chars": len(text), "repeats": len(long_rows), "ok": len(ok),
+                          "audio_s": round(statistics.median([r[1] for r in ok]), 2) if ok else 0,
+                          "latency_ms_median": round(1000 * statistics.median([r[0] for r in ok]), 1) if ok else None,
+                          "latency_ms_min": round(1000 * min(r[0] for r in ok), 1) if ok else None,
+                          "miner_elapsed_ms_median": round(statistics.median([r[2] for r in ok]), 1) if ok else None,
+                          "errors": [r[3] for r in long_rows if r[3]]}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    result["miner_exit"] = proc.returncode
+
+    print("\n| clients | req/s | p50 ms | p99 ms | x real time | mean batch | errors |\n|---|---|---|---|---|---|---|")
+    for lv in result["levels"]:
+        print(f"| {lv['clients']} | {lv['req_per_s']} | {lv['p50_ms']} | {lv['p99_ms']} | {lv['x_real_time']} | "
+              f"{lv['mean_batch']} | {sum(lv['errors'].values())} |")
+    lg = result.get("long", {})
+    print(f"\nsingle long request: {lg.get('audio_s')} s of audio ({lg.get('chars')} characters) in "
+          f"{lg.get('latency_ms_median')} ms median (min {lg.get('latency_ms_min')} ms) over {lg.get('ok')} runs")
+    print(json.dumps(result, indent=1))
+    for path in [args.json, Path(os.environ["OUT"]) / "bench_miner.json" if os.environ.get("OUT") else None]:
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(result, indent=1))
+    if not args.keep:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        print(f"kept {tmp}", file=sys.stderr)
+    failed = any(lv["ok"] == 0 for lv in result["levels"]) or not lg.get("ok")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
