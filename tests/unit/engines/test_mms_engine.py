@@ -1,0 +1,137 @@
+"""MMS (VITS) engine through its real loading code, on a tiny random VITS saved to disk."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from audiosubnet.bench.random_models import build_mms  # noqa: E402
+from audiosubnet.engines import registry  # noqa: E402
+from audiosubnet.engines.base import SynthesisRequest  # noqa: E402
+from audiosubnet.engines.cache import ModelCache  # noqa: E402
+from audiosubnet.errors import DependencyError, InputError  # noqa: E402
+
+TEXTS = ["Hello there.", "A much longer sentence, with 12 words and some punctuation in it!", "Hi"]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return build_mms(tmp_path_factory.mktemp("mms") / "mms-tts-tiny")
+
+
+@pytest.fixture(scope="module")
+def cache():
+    return ModelCache(device="cpu", dtype="float32")
+
+
+@pytest.fixture
+def engine(cache, folder, monkeypatch):
+    monkeypatch.setenv("ASN_TORCH_THREADS", "1")
+    with cache.engine(f"mms:{folder}") as e:
+        yield e
+        e.forward_batch = e.cpu_batch
+
+
+def synth(engine, texts, seed=7, **kw):
+    return engine.synthesize([SynthesisRequest(t, seed=seed, **kw) for t in texts])
+
+
+def test_hf_folder_id_picks_mms_by_model_type(folder):
+    assert registry.parse_model_id(f"hf:{folder}") == ("mms", str(folder))
+
+
+def test_loads_from_folder_with_declared_capabilities(engine):
+    caps = engine.capabilities
+    assert engine.loaded and engine.device == "cpu" and engine.dtype == "float32"
+    assert caps.sample_rate == 16000 and caps.seedable and caps.voices == ("default",)
+    assert not caps.batching and engine.forward_batch == 1  # CPU: one item per forward pass
+    assert engine.memory_bytes() > 0
+    assert next(engine._model.parameters()).dtype == torch.float32
+    assert torch.get_num_threads() == 1
+
+
+def test_batched_items_equal_unbatched(engine):
+    single = [synth(engine, [t])[0] for t in TEXTS]
+    engine.forward_batch = 3  # the CUDA path: all three in one padded forward pass
+    batched = synth(engine, TEXTS)
+    lengths = [len(a.samples) for a in single]
+    assert len(set(lengths)) == 3
+    for a, b in zip(single, batched, strict=True):
+        assert b.sample_rate == 16000
+        assert len(a.samples) == len(b.samples)
+        assert np.allclose(a.samples, b.samples, atol=2e-4)
+        assert np.abs(b.samples).max() > 0.05
+    # frames are hop-sized: the decoder upsamples 16x here
+    assert all(n % 16 == 0 for n in lengths)
+
+
+def test_seeds_reproduce_and_differ(engine):
+    a, b = synth(engine, TEXTS[:1], seed=11)[0], synth(engine, TEXTS[:1], seed=11)[0]
+    c = synth(engine, TEXTS[:1], seed=12)[0]
+    assert np.allclose(a.samples, b.samples)
+    assert len(a.samples) != len(c.samples) or not np.allclose(a.samples, c.samples)
+    unseeded = [engine.synthesize([SynthesisRequest(TEXTS[0])])[0] for _ in range(2)]
+    assert len(unseeded[0].samples) != len(unseeded[1].samples) or not np.allclose(
+        unseeded[0].samples, unseeded[1].samples)
+
+
+def test_matches_transformers_vits_without_noise(engine):
+    """With the noise scales at 0 both are deterministic: our batched inference == VitsModel.forward."""
+    m = engine._model
+    saved = m.noise_scale, m.noise_scale_duration
+    m.noise_scale = m.noise_scale_duration = 0.0
+    try:
+        ours = synth(engine, [TEXTS[1]])[0].samples
+        ids = engine._tokenizer(engine._prepare(TEXTS[1]), return_tensors="pt")
+        with torch.inference_mode():
+            ref = m(**ids).waveform[0].numpy()
+    finally:
+        m.noise_scale, m.noise_scale_duration = saved
+    assert ours.shape == ref.shape
+    assert np.allclose(ours, ref, atol=1e-5)
+
+
+def test_speed_scales_duration(engine):
+    base, fast = synth(engine, [TEXTS[1]])[0], synth(engine, [TEXTS[1]], speed=2.0)[0]
+    assert 0.35 < len(fast.samples) / len(base.samples) < 0.65
+
+
+def test_numbers_are_spoken(engine):
+    assert len(engine._token_ids("12")) > len(engine._token_ids("ab"))
+
+
+def test_unpronounceable_text_is_an_input_error(engine):
+    with pytest.raises(InputError):
+        engine.check(SynthesisRequest("日本語"))
+
+
+def test_uroman_languages_need_uroman(engine, monkeypatch):
+    monkeypatch.setattr(engine._tokenizer, "is_uroman", True)
+    monkeypatch.setitem(sys.modules, "uroman", None)
+    with pytest.raises(DependencyError) as err:
+        engine.synthesize([SynthesisRequest("Привет")])
+    assert "uroman" in str(err.value)
+
+
+def test_unload_drops_the_weights(folder, monkeypatch):
+    monkeypatch.setenv("ASN_TORCH_THREADS", "1")
+    cache = ModelCache(device="cpu")
+    with cache.engine(f"hf:{folder}") as e:
+        assert e.loaded
+    key = cache.loaded()[0]
+    assert cache.unload(key)
+    assert not e.loaded and e._model is None and cache.loaded() == []
+
+
+@pytest.mark.parametrize("text", ["Hello there.", "  Two  spaces, UPPER and lower!  ", "naïve café – “quotes”",
+                                  "digits 123 and symbols #$%", "", "日本語 mixed with latin", "a-b'c"])
+def test_fast_tokenizer_equals_vits_tokenizer(engine, text):
+    from audiosubnet.engines.mms import vits_ids_fast
+
+    tok = engine._tokenizer
+    assert vits_ids_fast(tok, text) == tok(text)["input_ids"]
