@@ -123,7 +123,41 @@ class ValidateSettings(BaseModel):
 
 
 class ScoreSettings(BaseModel):
-    preset: str = "auto"
+    """Scoring (`asn score`, the validator): models, sanity limits, composite weights and gates.
+
+    Every field that changes scores enters the scoring profile (`Scoring.version`), so results made
+    with different settings are never mixed. See audiosubnet/scoring/composite.py for the formula.
+    """
+
+    preset: str = Field("auto", description="auto (gpu stack on CUDA, offline stack on CPU) | offline | gpu")
+    asr_model: str = Field("auto", description="auto | tiny.en | fw:<folder or repo> | hf:<folder or repo>")
+    asr_beam_size: int = Field(1, ge=1, le=10)
+    asr_batch: int = Field(16, ge=1, le=256, description="ASR windows per forward pass")
+    mos_models: str = Field("auto", description="comma list of dnsmos, utmos (auto: both on gpu, dnsmos offline)")
+    utmos_model: str = Field("utmos", description="utmos (chaanks/UTMOS + chaanks/wav2vec2-small) or a folder")
+    dnsmos_backend: Literal["auto", "onnxruntime", "torch"] = "auto"
+    dnsmos_max_windows: int = Field(4, ge=1, le=64, description="9 s DNSMOS windows per clip, at most")
+    speaker_model: str = Field("auto", description="auto | dvector | ge2e | wavlm | hf:<folder or repo>")
+    max_seconds: float = Field(60.0, gt=0)
+    min_seconds: float = Field(0.3, ge=0)
+    max_chars_per_s: float = Field(35.0, gt=0)
+    min_chars_per_s: float = Field(5.0, gt=0)
+    weight_intelligibility: float = Field(0.5, ge=0)
+    weight_naturalness: float = Field(0.5, ge=0)
+    weight_similarity: float = Field(1.0, ge=0, description="clone tasks only")
+    weight_utmos: float = Field(0.75, ge=0, description="share of UTMOS in naturalness when both MOS run")
+    weight_dnsmos: float = Field(0.25, ge=0)
+    wer_gate: float = Field(0.5, gt=0, description="WER above this scores 0; intelligibility = 1 - WER/gate")
+    mos_floor: float = Field(1.5, ge=1, le=5, description="MOS mapped to naturalness 0")
+    mos_ceiling: float = Field(4.5, ge=1, le=5, description="MOS mapped to naturalness 1")
+    mos_gate: float = Field(0.0, ge=0, le=5, description="naturalness MOS below this scores 0 (0 = off)")
+    sim_floor: float | None = Field(None, description="speaker similarity mapped to 0 and gated below "
+                                    "(default: per encoder)")
+    sim_ceiling: float | None = Field(None, description="speaker similarity mapped to 1 (default: per encoder)")
+    duplicate_threshold: float = Field(0.3, gt=0, lt=0.5, description="fingerprint bit error rate for a copy")
+    duplicate_policy: Literal["first", "all"] = Field("first", description="first: the earliest answer keeps "
+                                                      "its score; all: every copy scores 0")
+    history_size: int = Field(4096, ge=0, description="fingerprints remembered across rounds (~23 KB per 30 s)")
 
 
 class CloneSettings(BaseModel):

@@ -29,7 +29,8 @@ class MinerRecord:
     last_score: float | None = None
     last_status: str = ""
     last_latency_s: float | None = None
-    last_round: int = -1  # round in which it was last queried (fair rotation)
+    last_round: int = -1  # round in which it was last scored
+    last_turn: int = -1  # position in the query queue when last chosen (fair rotation)
     queries: int = 0
     failures: int = 0
 
@@ -40,6 +41,7 @@ class ValidatorState:
     round: int = 0
     last_weight_block: int | None = None
     miners: dict[int, MinerRecord] = field(default_factory=dict)
+    turn: int = 0  # queries handed out so far (fair rotation)
 
     # ---- scores --------------------------------------------------------------------------
     def sync_hotkeys(self, hotkeys: dict[int, str]) -> list[int]:
@@ -54,6 +56,14 @@ class ValidatorState:
         for uid in [u for u in self.miners if u not in hotkeys]:
             del self.miners[uid]
         return reset
+
+    def take_turns(self, uids: list[int]) -> None:
+        """Mark these uids as queried now, in this order (they go to the back of the queue)."""
+        for uid in uids:
+            rec = self.miners.get(uid)
+            if rec is not None:
+                rec.last_turn = self.turn
+                self.turn += 1
 
     def update(self, uid: int, hotkey: str, score: float, alpha: float, *, status: str = "ok",
                latency_s: float | None = None) -> float:
@@ -80,7 +90,7 @@ class ValidatorState:
     # ---- persistence ---------------------------------------------------------------------
     def to_json(self) -> bytes:
         data = {"state_version": STATE_VERSION, "scoring_version": self.scoring_version, "round": self.round,
-                "last_weight_block": self.last_weight_block, "saved_at": time.time(),
+                "last_weight_block": self.last_weight_block, "turn": self.turn, "saved_at": time.time(),
                 "miners": {str(uid): asdict(r) for uid, r in sorted(self.miners.items())}}
         return json.dumps(data, indent=1).encode()
 
@@ -97,7 +107,8 @@ class ValidatorState:
             if data.get("state_version") != STATE_VERSION:
                 raise ValueError(f"state version {data.get('state_version')!r}")
             miners = {int(uid): MinerRecord(**rec) for uid, rec in data["miners"].items()}
-            state = cls(data["scoring_version"], int(data["round"]), data.get("last_weight_block"), miners)
+            state = cls(data["scoring_version"], int(data["round"]), data.get("last_weight_block"), miners,
+                        int(data.get("turn", 0)))
         except Exception as e:
             backup = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
             try:

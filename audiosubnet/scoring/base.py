@@ -1,0 +1,138 @@
+"""The scorer contract and the item a scorer scores.
+
+A `Scorer` turns a batch of `ScoreItem`s into one dict of metrics per item, in order. Like a speech
+engine it is Loadable by the shared `ModelCache`:
+
+- `__init__(model)` is cheap (no weights read); `key` (`score:<name>:<model>`) names it in the cache;
+- `setup(device, dtype)` loads the model (a no-op when already loaded, e.g. after `use_model`);
+  `unload()` drops it; `memory_bytes()` / `estimate_bytes()` feed the cache's budget;
+- `score(items) -> list[dict[str, float]]`: exactly the keys in `metrics`, finite floats, one dict
+  per item, batched (on the GPU when there is one); `score_details(items)` may add strings per item
+  (the ASR's transcript);
+- `needs_reference` / `applies_to(item)`: clone-only scorers (speaker similarity) see only items
+  that carry a reference.
+
+Callers lease scorers, so each model loads once per process and is evicted under the memory budget
+like any engine:
+
+    with cache.lease(cache.key(scorer.key, device, dtype), factory, device=device, dtype=dtype) as s:
+        metrics = s.score(items)
+
+    class MyScorer(Scorer):
+        name = "my"
+        metrics = ("my_metric",)
+        def setup(self, device, dtype): ...            # load weights
+        def score(self, items): return [{"my_metric": 1.0} for _ in items]
+
+Scorers see items whose `audio` is already a decoded `Audio` that passed the sanity checks (the
+pipeline resamples it to 16 kHz once); garbage never reaches them, but they must not assume speech.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from audiosubnet.audio import Audio
+
+Task = Literal["tts", "clone"]
+TASKS: tuple[str, ...] = ("tts", "clone")
+
+
+@dataclass(frozen=True)
+class ScoreItem:
+    """One response to score.
+
+    `audio` is the candidate: a decoded `Audio` or the raw bytes a miner sent (decoded by the
+    pipeline, safely). `reference` is the voice to imitate for clone tasks. `uid`/`hotkey` name the
+    miner, so copies across miners (within a batch and against the history) can be told from a
+    miner repeating itself; `elapsed_s` (response time) decides who was first among copies.
+    """
+
+    text: str
+    audio: Audio | bytes | bytearray | memoryview | None
+    task: Task = "tts"
+    reference: Audio | None = None
+    uid: int | None = None
+    hotkey: str | None = None
+    id: str | None = None
+    elapsed_s: float | None = None
+
+    @property
+    def miner(self) -> str:
+        """Identity used for duplicate detection: hotkey, else uid, else the item id."""
+        if self.hotkey:
+            return f"hk:{self.hotkey}"
+        if self.uid is not None:
+            return f"uid:{self.uid}"
+        return f"id:{self.id}" if self.id is not None else f"obj:{id(self)}"
+
+    @property
+    def label(self) -> str:
+        if self.uid is not None:
+            return f"uid {self.uid}"
+        if self.hotkey:
+            return f"hotkey {self.hotkey[:10]}"
+        return f"item {self.id}" if self.id is not None else "another item"
+
+
+class Scorer(ABC):
+    """A batch of items -> per-item metrics. Loadable by the ModelCache."""
+
+    #: short name; also the cache-key prefix (`score:<name>:<model>`)
+    name: ClassVar[str] = ""
+    #: metric names this scorer returns (every dict has exactly these keys)
+    metrics: ClassVar[tuple[str, ...]] = ()
+    #: only items with a reference (clone tasks) are scored
+    needs_reference: ClassVar[bool] = False
+
+    def __init__(self, model: str = ""):
+        self.model = model
+        self.device = "cpu"
+        self.dtype = "float32"
+        self.loaded = False
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.model or '-'} {'loaded' if self.loaded else 'not loaded'}>"
+
+    @property
+    def key(self) -> str:
+        return f"score:{self.name}:{self.model}"
+
+    @property
+    def on_gpu(self) -> bool:
+        """True when the heavy work runs on a GPU (the pipeline overlaps CPU scorers with it)."""
+        return self.device.startswith("cuda")
+
+    def applies_to(self, item: ScoreItem) -> bool:
+        return not self.needs_reference or item.reference is not None
+
+    @abstractmethod
+    def setup(self, device: str = "cpu", dtype: str = "float32") -> None:
+        """Load the model onto `device`. Called once by the ModelCache."""
+
+    @abstractmethod
+    def score(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
+        """Metrics for each item, in order."""
+
+    def unload(self) -> None:
+        self.loaded = False
+
+    def memory_bytes(self) -> int:
+        return self.estimate_bytes()
+
+    def estimate_bytes(self) -> int:
+        return 64 * 2**20
+
+
+def torch_module_bytes(*modules) -> int:
+    """Bytes held by the parameters and buffers of torch modules."""
+    total = 0
+    for m in modules:
+        if m is None:
+            continue
+        for t in list(m.parameters()) + list(m.buffers()):
+            total += t.numel() * t.element_size()
+    return total

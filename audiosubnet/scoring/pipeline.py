@@ -1,0 +1,415 @@
+"""The scoring pipeline: cheap checks first, then batched model scorers, then the composite.
+
+    from audiosubnet.scoring import Scoring, ScoreItem
+    scoring = Scoring()                                   # settings + process ModelCache
+    results = scoring.score([ScoreItem(text, wav_bytes, uid=3, hotkey=hk, elapsed_s=0.8), ...])
+    results[0].composite, results[0].metrics, results[0].reason
+
+For a batch (e.g. one validator round, many miners at once):
+1. decode (bytes are decoded safely, capped in length) and sanity checks -> failures score 0;
+2. fingerprints: a clone output that is its reference, a copy of another miner's answer to the same
+   prompt in this batch (the fastest answer, by `elapsed_s`, else the first, keeps its score) or in
+   the rolling history -> 0;
+3. model scorers on what is left, each batched across all items: ASR (WER/CER), MOS (DNSMOS,
+   UTMOS), speaker similarity (clone items). Models come from the ModelCache (loaded once per
+   process). On a GPU, CPU-bound scorers run in a thread beside the GPU-bound ones;
+4. the composite (composite.py). A scorer that fails is retried item by item; an item it still
+   fails on scores 0 with `error=True` (the validator's problem, not the miner's).
+Nothing in an item can make `score` raise: every problem becomes a reason on that item's result.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from audiosubnet.audio import Audio
+from audiosubnet.scoring import asr as asr_mod
+from audiosubnet.scoring import dsp, sanity
+from audiosubnet.scoring import speaker as speaker_mod
+from audiosubnet.scoring.base import TASKS, ScoreItem, Scorer
+from audiosubnet.scoring.composite import SCORING_VERSION, composite, profile
+from audiosubnet.scoring.fingerprint import (
+    Fingerprint,
+    FingerprintHistory,
+    distance,
+    fingerprint,
+    pairwise_duplicates,
+    text_key,
+)
+
+log = logging.getLogger(__name__)
+_CPUS = os.cpu_count() or 1
+
+
+@dataclass
+class ScoreResult:
+    """The outcome for one item. `composite` is 0 when `reason` is set; `error` marks a failure of
+    scoring itself rather than of the answer."""
+
+    composite: float
+    metrics: dict[str, float] = field(default_factory=dict)
+    reason: str | None = None
+    error: bool = False
+    duplicate_of: str | None = None
+    transcript: str | None = None
+    version: str = SCORING_VERSION
+    profile: str = ""
+    id: str | None = None
+    uid: int | None = None
+    hotkey: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "uid": self.uid, "hotkey": self.hotkey, "composite": round(self.composite, 6),
+                "reason": self.reason, "error": self.error, "duplicate_of": self.duplicate_of,
+                "transcript": self.transcript, "version": self.version, "profile": self.profile,
+                "metrics": {k: round(float(v), 6) for k, v in self.metrics.items()}}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Resolved model ids and where each runs."""
+
+    asr: str
+    mos: tuple[str, ...]
+    speaker: str
+    device: str
+    dtype: str
+
+    def models(self) -> dict[str, str]:
+        return {"asr": self.asr, "mos": ",".join(self.mos), "speaker": self.speaker}
+
+
+def make_plan(s, device: str, dtype: str) -> Plan:
+    preset = (s.preset or "auto").lower()
+    if preset not in ("auto", "offline", "gpu"):
+        from audiosubnet.errors import ConfigError
+
+        raise ConfigError(f"unknown scoring preset '{s.preset}'", hint="Use auto, offline or gpu.")
+    gpu = preset == "gpu" or (preset == "auto" and device.startswith("cuda"))
+    dev = device if gpu else "cpu"
+    mos_names = [m.strip().lower() for m in s.mos_models.split(",") if m.strip()]
+    if mos_names in ([], ["auto"]):
+        mos_names = ["dnsmos", "utmos"] if gpu else ["dnsmos"]
+    for m in mos_names:
+        if m not in ("dnsmos", "utmos"):
+            from audiosubnet.errors import ConfigError
+
+            raise ConfigError(f"unknown MOS model '{m}'", hint="score.mos_models takes dnsmos and/or utmos.")
+    stack = "cuda" if gpu else "cpu"  # which defaults "auto" picks: the GPU stack or the offline one
+    return Plan(asr=asr_mod.canonical_model(s.asr_model, stack), mos=tuple(mos_names),
+                speaker=speaker_mod.canonical_model(s.speaker_model, stack), device=dev,
+                dtype=dtype if dev != "cpu" else "float32")
+
+
+@dataclass
+class _Work:
+    index: int
+    item: ScoreItem
+    audio: Audio | None = None
+    x16: np.ndarray | None = None
+    fp: Fingerprint | None = None
+    key: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    reason: str | None = None
+    error: bool = False
+    duplicate_of: str | None = None
+    transcript: str | None = None
+
+
+class Scoring:
+    """Scores batches of `ScoreItem`s. One per process (or per validator) is enough: it holds the
+    settings, the resolved model plan, the fingerprint history and stage timings; models live in
+    the ModelCache.
+
+    - `score(items, remember=True) -> list[ScoreResult]` (never raises for anything in an item);
+      `remember` adds this batch's fingerprints to `history` and advances its round;
+    - `version`: `SCORING_VERSION` + a hash of the weights, gates and models; `history` can be
+      replaced (e.g. `FingerprintHistory.load(path)`) and saved with `history.save(path)`;
+    - `warmup()` loads the models up front; `timings` holds the last batch's seconds per stage.
+    """
+
+    def __init__(self, settings=None, *, cache=None, history: FingerprintHistory | None = None,
+                 scorers: Sequence[Callable[[], Scorer]] | None = None):
+        """`scorers` replaces the planned model scorers with these factories (tests, custom stacks);
+        each scorer runs on the CPU under the key `score:<name>:<model>`."""
+        from audiosubnet.config import ScoreSettings
+        from audiosubnet.engines.cache import get_cache
+
+        self.settings = settings if settings is not None else _load_score_settings() or ScoreSettings()
+        self.cache = cache or get_cache()
+        self.plan = make_plan(self.settings, self.cache.device, self.cache.dtype)
+        self.history = history if history is not None else FingerprintHistory(self.settings.history_size)
+        self.timings: dict[str, float] = {}  # seconds per stage of the last batch ("checks", scorer keys)
+        self.custom = list(scorers) if scorers is not None else None
+        models = self.plan.models() if self.custom is None else {"custom": ",".join(
+            f"{f().name}:{f().model}" for f in self.custom)}
+        self.profile = profile(self.settings, models)
+        s = self.settings
+        self.limits = sanity.SanityLimits(min_seconds=s.min_seconds, max_seconds=s.max_seconds,
+                                          max_chars_per_s=s.max_chars_per_s, min_chars_per_s=s.min_chars_per_s)
+
+    @property
+    def version(self) -> str:
+        """Formula version + settings/models profile: compare before mixing results."""
+        return f"{SCORING_VERSION}+{self.profile}"
+
+    # ---- scorers from the cache --------------------------------------------------------------
+    def specs(self, clone: bool) -> list[tuple[str, str, str, Any]]:
+        """(key, device, dtype, factory) of the scorers a batch needs."""
+        p, s = self.plan, self.settings
+        out = []
+        if self.custom is not None:
+            for f in self.custom:
+                probe = f()
+                if clone or not probe.needs_reference:
+                    out.append((self.cache.key(probe.key, "cpu", "float32"), "cpu", "float32", f))
+            return out
+
+        def add(name: str, model: str, device: str, factory) -> None:
+            dt = p.dtype if device != "cpu" else "float32"
+            out.append((self.cache.key(f"score:{name}:{model}", device, dt), device, dt, factory))
+
+        add("asr", p.asr, p.device, lambda: asr_mod.create_asr_scorer(p.asr, beam_size=s.asr_beam_size,
+                                                                       max_batch=s.asr_batch))
+        if "dnsmos" in p.mos:
+            from audiosubnet.scoring.dnsmos import DnsmosScorer
+
+            backend = s.dnsmos_backend
+            if backend == "auto":
+                backend = "torch" if p.device.startswith("cuda") else "onnxruntime"
+            add("dnsmos", backend, p.device if backend == "torch" else "cpu",
+                lambda: DnsmosScorer(backend=s.dnsmos_backend, max_windows=s.dnsmos_max_windows))
+        if "utmos" in p.mos:
+            from audiosubnet.scoring.utmos import UtmosScorer
+
+            add("utmos", s.utmos_model, p.device, lambda: UtmosScorer(s.utmos_model))
+        if clone:
+            on_cpu = p.speaker == "dvector"
+            add("speaker", p.speaker, "cpu" if on_cpu else p.device,
+                lambda: speaker_mod.create_speaker_scorer(p.speaker))
+        return out
+
+    def warmup(self, clone: bool = True) -> None:
+        """Load every model now (instead of on the first batch)."""
+        for key, dev, dt, factory in self.specs(clone):
+            with self.cache.lease(key, factory, device=dev, dtype=dt):
+                pass
+
+    # ---- the pipeline ------------------------------------------------------------------------
+    def score(self, items: Sequence[ScoreItem], *, remember: bool = True) -> list[ScoreResult]:
+        t0 = time.perf_counter()
+        self.timings = {}
+        work = [_Work(i, it) for i, it in enumerate(items)]
+        if len(work) > 1 and _CPUS > 1:  # decoding, resampling, FFTs release the GIL
+            with ThreadPoolExecutor(max_workers=min(8, _CPUS), thread_name_prefix="asn-score-prep") as pool:
+                list(pool.map(self._prepare, work))
+        else:
+            for w in work:
+                self._prepare(w)
+        live = [w for w in work if w.reason is None]
+        self._duplicates(live)
+        live = [w for w in live if w.reason is None]
+        self.timings["checks"] = time.perf_counter() - t0
+        if live:
+            self._run_models(live)
+        results = [self._finish(w) for w in work]
+        if remember:  # copies are not remembered: the original's own later answers must not match them
+            for w in work:
+                if w.fp is not None and w.key and w.duplicate_of is None and "fingerprint_distance" not in w.metrics:
+                    self.history.add(w.fp, w.key, w.item.miner, w.item.label)
+            self.history.next_round()
+        log.debug("scored %d items (%d to the models) in %.2f s", len(work), len(live), time.perf_counter() - t0)
+        return results
+
+    def _prepare(self, w: _Work) -> None:
+        it = w.item
+        try:
+            if it.task not in TASKS:
+                w.reason, w.error = f"unknown task '{it.task}'", True
+                return
+            if not isinstance(it.text, str) or not it.text.strip():
+                w.reason, w.error = "empty prompt text", True
+                return
+            if it.task == "clone" and not isinstance(it.reference, Audio):
+                w.reason, w.error = "clone task without a reference clip", True
+                return
+            a = it.audio
+            if a is None:
+                w.reason = "no audio"
+                return
+            if not isinstance(a, Audio):
+                if not isinstance(a, bytes | bytearray | memoryview):
+                    w.reason = f"audio of unsupported type {type(a).__name__}"
+                    return
+                a, reason = sanity.decode(a, self.settings.max_seconds)
+                if reason:
+                    w.reason = reason
+                    return
+            w.audio = a
+            reason, info = sanity.check(a, it.text, self.limits)
+            w.metrics.update(info)
+            if reason:
+                w.reason = reason
+                return
+            w.x16 = dsp.to_16k(a)
+            w.fp = fingerprint(w.x16)
+            w.key = _text_key(it)
+        except Exception as e:  # never let one item break the batch
+            log.exception("preparing item %s failed", it.label)
+            w.reason, w.error = f"internal error while checking the audio ({type(e).__name__})", True
+
+    def _duplicates(self, live: list[_Work]) -> None:
+        thr = self.settings.duplicate_threshold
+        ref_fps: dict[int, Fingerprint] = {}  # a round usually shares one reference between miners
+        for w in live:
+            ref = w.item.reference
+            if w.item.task == "clone" and isinstance(ref, Audio):
+                try:
+                    if id(ref) not in ref_fps:
+                        ref_fps[id(ref)] = fingerprint(dsp.to_16k(ref))
+                    d = distance(w.fp, ref_fps[id(ref)])
+                except Exception:
+                    d = 1.0
+                if d <= thr:
+                    w.reason = f"the output is the reference clip (fingerprint distance {d:.2f})"
+                    w.metrics["fingerprint_distance"] = round(d, 4)
+                    continue
+            hit = self.history.find(w.fp, w.key, w.item.miner, thr)
+            if hit is not None:
+                w.reason = f"copy of an earlier answer by {hit.label} (round {hit.round})"
+                w.duplicate_of = hit.label
+        groups: dict[str, list[_Work]] = {}
+        for w in live:
+            if w.reason is None:
+                groups.setdefault(w.key, []).append(w)
+        for group in groups.values():
+            if len(group) < 2:
+                continue
+            if all(w.item.elapsed_s is not None for w in group):  # the fastest answer is the original
+                group.sort(key=lambda w: (w.item.elapsed_s, w.index))
+            pairs = [(i, j) for j in range(len(group)) for i in range(j)
+                     if group[i].item.miner != group[j].item.miner]
+            dups = pairwise_duplicates([w.fp for w in group], thr, pairs)
+            for j, w in enumerate(group):
+                firsts = [(i, d) for (i, jj), d in dups.items() if jj == j]
+                if not firsts:
+                    continue
+                i, d = min(firsts)
+                first = group[i]
+                w.reason = f"copy of {first.item.label}'s answer (fingerprint distance {d:.2f})"
+                w.duplicate_of = first.item.label
+                w.metrics["fingerprint_distance"] = round(d, 4)
+                if self.settings.duplicate_policy == "all" and first.reason is None:
+                    first.reason = f"copied by {w.item.label} (fingerprint distance {d:.2f})"
+                    first.duplicate_of = w.item.label
+
+    def _run_models(self, live: list[_Work]) -> None:
+        clone = any(w.item.task == "clone" for w in live)
+        specs = self.specs(clone)
+        prepared = [replace(w.item, audio=Audio(w.x16, dsp.SR)) for w in live]
+
+        def run(spec) -> None:
+            # a model that cannot load is a setup problem (raised), not the items' fault
+            key, dev, dt, factory = spec
+            t = time.perf_counter()
+            with self.cache.lease(key, factory, device=dev, dtype=dt) as scorer:
+                idx = [i for i, it in enumerate(prepared) if scorer.applies_to(it)]
+                self._apply(scorer, [live[i] for i in idx], [prepared[i] for i in idx])
+            self.timings[key.split("@")[0]] = time.perf_counter() - t
+
+        gpu = [sp for sp in specs if sp[1] != "cpu"]
+        cpu = [sp for sp in specs if sp[1] == "cpu"]
+        if gpu and cpu:
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="asn-score-cpu") as pool:
+                fut = pool.submit(lambda: [run(sp) for sp in cpu])
+                for sp in gpu:
+                    run(sp)
+                fut.result()
+        else:
+            for sp in specs:
+                run(sp)
+
+    def _apply(self, scorer: Scorer, works: list[_Work], items: list[ScoreItem]) -> None:
+        if not items:
+            return
+        try:
+            metrics, details = _score(scorer, items)
+        except Exception as e:
+            if len(items) == 1:
+                log.exception("scorer %s failed on %s", scorer.key, items[0].label)
+                w = works[0]
+                if w.reason is None:
+                    w.reason, w.error = f"scorer {scorer.name} failed: {_short(e)}", True
+                return
+            log.warning("scorer %s failed on a batch of %d (%s); retrying one by one", scorer.key, len(items), e)
+            for w, it in zip(works, items, strict=True):
+                self._apply(scorer, [w], [it])
+            return
+        for w, m, d in zip(works, metrics, details, strict=True):
+            w.metrics.update({k: float(v) for k, v in m.items()})
+            if "transcript" in d:
+                w.transcript = d["transcript"]
+
+    def _finish(self, w: _Work) -> ScoreResult:
+        it = w.item
+        res = ScoreResult(0.0, dict(w.metrics), w.reason, w.error, w.duplicate_of, w.transcript,
+                          SCORING_VERSION, self.profile, it.id, it.uid, it.hotkey)
+        if w.reason is not None:
+            return res
+        try:
+            value, reason, parts = composite(w.metrics, it.task, self.settings, self.plan.speaker)
+        except Exception as e:  # a bug here must not take the round down
+            log.exception("composite failed for %s", it.label)
+            res.reason, res.error = f"internal error in the composite ({type(e).__name__})", True
+            return res
+        res.metrics.update(parts)
+        res.composite, res.reason = value, reason
+        return res
+
+
+def _score(scorer: Scorer, items: list[ScoreItem]) -> tuple[list[dict[str, float]], list[dict[str, str]]]:
+    if hasattr(scorer, "score_details"):
+        metrics, details = scorer.score_details(items)
+    else:
+        metrics, details = scorer.score(items), [{} for _ in items]
+    if len(metrics) != len(items):
+        raise RuntimeError(f"{scorer.key} returned {len(metrics)} results for {len(items)} items")
+    for m in metrics:
+        for k, v in m.items():
+            if not np.isfinite(v):
+                m[k] = 0.0
+                log.warning("scorer %s returned a non-finite %s", scorer.key, k)
+    return metrics, details
+
+
+def _text_key(item: ScoreItem) -> str:
+    return text_key(item.text) + (":clone" if item.task == "clone" else "")
+
+
+def _short(e: BaseException) -> str:
+    s = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return s[:160]
+
+
+def _load_score_settings():
+    from audiosubnet.config import load_settings
+
+    try:
+        return load_settings().score
+    except Exception as e:
+        log.warning("using default score settings: %s", e)
+        return None
+
+
+def score_batch(items: Sequence[ScoreItem], settings=None, *, cache=None,
+                history: FingerprintHistory | None = None, remember: bool = True) -> list[ScoreResult]:
+    """One-shot convenience: `Scoring(settings, cache=cache, history=history).score(items)`."""
+    return Scoring(settings, cache=cache, history=history).score(items, remember=remember)

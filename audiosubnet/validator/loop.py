@@ -1,0 +1,302 @@
+"""The validator loop: one round at a time, with the chain, clock, client and scoring injected.
+
+A round: refresh the metagraph (on its own interval) -> choose miners (fair rotation) -> draw a
+prompt and a task -> query every chosen miner at once (signed, capped in time and bytes) -> score
+all answers in one batch -> fold scores into per-uid moving averages (failures count 0) ->
+persist -> set weights every N blocks within the chain's rate limit.
+
+Nothing a miner does can stall or crash a round: the client never raises for a miner, scoring
+never raises for an item, and a chain error while setting weights is one log line and a retry
+at the next round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from audiosubnet.chain.base import Chain, Peer, RateLimitedError, blocks_until_weights_allowed
+from audiosubnet.errors import AsnError, ChainError
+from audiosubnet.protocol import TtsRequest
+from audiosubnet.scoring.base import ScoreItem
+from audiosubnet.scoring.fingerprint import FingerprintHistory
+from audiosubnet.validator.client import MinerClient, MinerResult, scaled_timeout
+from audiosubnet.validator.prompts import PromptSource
+from audiosubnet.validator.state import ValidatorState
+
+log = logging.getLogger(__name__)
+
+
+# ---- tasks -------------------------------------------------------------------------------
+class Task(Protocol):
+    """A kind of work a round asks of miners (TTS now; voice cloning plugs in the same way)."""
+
+    name: str
+
+    async def prepare(self, prompt: str) -> Any:
+        """Per-round material shared by every miner (e.g. a reference clip)."""
+        ...
+
+    async def query(self, client: MinerClient, peer: Peer, prompt: str, material: Any,
+                    timeout_s: float) -> MinerResult: ...
+
+    def item(self, peer: Peer, prompt: str, material: Any, result: MinerResult) -> ScoreItem: ...
+
+
+class TtsTask:
+    name = "tts"
+
+    async def prepare(self, prompt: str) -> Any:
+        return None
+
+    async def query(self, client: MinerClient, peer: Peer, prompt: str, material: Any,
+                    timeout_s: float) -> MinerResult:
+        return await client.tts(peer.endpoint, peer.hotkey, TtsRequest(text=prompt, format="wav"),
+                                timeout_s=timeout_s)
+
+    def item(self, peer: Peer, prompt: str, material: Any, result: MinerResult) -> ScoreItem:
+        return ScoreItem(text=prompt, audio=result.audio, task="tts", uid=int(peer.uid), hotkey=peer.hotkey,
+                         id=f"uid{peer.uid}", elapsed_s=result.latency_s)
+
+
+# ---- reports -----------------------------------------------------------------------------
+@dataclass
+class Outcome:
+    uid: int
+    hotkey: str
+    status: str  # ok | timeout | connect | http | too_large | protocol | bad_endpoint | zero
+    score: float
+    ema: float
+    latency_s: float | None
+    reason: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    audio: bytes | None = None  # kept for optional sample logging, dropped after the round
+
+
+@dataclass
+class RoundReport:
+    round: int
+    block: int
+    task: str
+    prompt: str
+    outcomes: list[Outcome]
+    query_s: float
+    score_s: float
+    total_s: float
+    weights_block: int | None = None
+    weights_error: str | None = None
+    weights: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass
+class LoopConfig:
+    netuid: int
+    alpha: float = 0.1
+    timeout_s: float = 12.0
+    round_interval_s: float = 60.0
+    weights_every_blocks: int = 100
+    metagraph_refresh_s: float = 300.0
+    miners_per_round: int = 0  # 0: every queryable miner
+    include_validators: bool = False
+    deny_hotkeys: tuple[str, ...] = ()
+    clone_ratio: float = 0.0
+    set_weights: bool = True
+    seed: int | None = None
+
+
+class Validator:
+    def __init__(self, *, chain: Chain, own_hotkey: str, client: MinerClient, scoring: Any,
+                 prompts: PromptSource, config: LoopConfig, state_dir: Path,
+                 tasks: dict[str, Task] | None = None, clock: Callable[[], float] = time.monotonic,
+                 on_round: Callable[[RoundReport], None] | None = None):
+        self.chain, self.own_hotkey, self.client = chain, own_hotkey, client
+        self.scoring, self.prompts, self.cfg = scoring, prompts, config
+        self.tasks: dict[str, Task] = tasks or {"tts": TtsTask()}
+        self.clock, self.on_round = clock, on_round
+        self.rng = random.Random(config.seed)
+        self.state_dir = Path(state_dir)
+        self.state_path = self.state_dir / "state.json"
+        self.history_path = self.state_dir / "fingerprints.bin"
+        self.state = ValidatorState.load(self.state_path, scoring.version)
+        self._load_history()
+        self.peers: list[Peer] = []
+        self._peers_at = float("-inf")
+        self.own_uid: int | None = None
+
+    # ---- state ---------------------------------------------------------------------------
+    def _load_history(self) -> None:
+        if not self.history_path.exists():
+            return
+        try:
+            self.scoring.history = FingerprintHistory.from_bytes(self.history_path.read_bytes())
+        except Exception as e:
+            log.warning("fingerprint history %s is unreadable (%s): starting a new one", self.history_path, e)
+
+    def save(self) -> None:
+        from audiosubnet.audio import write_atomic
+
+        self.state.save(self.state_path)
+        write_atomic(self.history_path, self.scoring.history.to_bytes())
+
+    # ---- metagraph and selection -------------------------------------------------------------
+    async def refresh_peers(self, force: bool = False) -> None:
+        if not force and self.clock() - self._peers_at < self.cfg.metagraph_refresh_s and self.peers:
+            return
+        try:
+            peers = await asyncio.to_thread(self.chain.peers, self.cfg.netuid)
+        except ChainError as e:
+            if not self.peers:
+                raise
+            log.warning("metagraph refresh failed (%s); keeping the last one", e)
+            return
+        self.peers = peers
+        self._peers_at = self.clock()
+        self.own_uid = next((int(p.uid) for p in peers if p.hotkey == self.own_hotkey), None)
+        reset = self.state.sync_hotkeys({int(p.uid): p.hotkey for p in peers})
+        if reset:
+            log.info("hotkey changed on uids %s: their scores restart", reset)
+
+    def queryable(self) -> list[Peer]:
+        deny = set(self.cfg.deny_hotkeys)
+        return [p for p in self.peers
+                if p.endpoint and p.hotkey != self.own_hotkey and p.hotkey not in deny
+                and (self.cfg.include_validators or not p.validator_permit)]
+
+    def select(self) -> list[Peer]:
+        """Fair rotation: a queue. The miners chosen longest ago go first (never-chosen ones at random),
+        and the chosen go to the back, so over time every miner is queried equally often (within one)."""
+        peers = self.queryable()
+        k = self.cfg.miners_per_round or len(peers)
+
+        def turn(p: Peer) -> int:
+            rec = self.state.miners.get(int(p.uid))
+            return rec.last_turn if rec else -1
+
+        chosen = sorted(peers, key=lambda p: (turn(p), self.rng.random()))[:k]
+        self.state.take_turns([int(p.uid) for p in chosen])
+        return sorted(chosen, key=lambda p: int(p.uid))
+
+    def choose_task(self) -> Task:
+        if "clone" in self.tasks and self.rng.random() < self.cfg.clone_ratio:
+            return self.tasks["clone"]
+        return self.tasks["tts"]
+
+    # ---- one round ---------------------------------------------------------------------------
+    async def run_round(self) -> RoundReport:
+        t0 = time.perf_counter()
+        await self.refresh_peers()
+        block = await asyncio.to_thread(self.chain.block)
+        chosen = self.select()
+        task = self.choose_task()
+        prompt = self.prompts.sample(1)[0]
+        material = await task.prepare(prompt)
+        timeout = min(self.cfg.timeout_s, scaled_timeout(prompt))
+        results: list[MinerResult] = list(await asyncio.gather(
+            *(task.query(self.client, p, prompt, material, timeout) for p in chosen)))
+        t_query = time.perf_counter() - t0
+        answered = [(p, r) for p, r in zip(chosen, results, strict=True) if r.ok]
+        items = [task.item(p, prompt, material, r) for p, r in answered]
+        t1 = time.perf_counter()
+        scored = await asyncio.to_thread(self.scoring.score, items) if items else []
+        t_score = time.perf_counter() - t1
+        by_uid = {int(p.uid): s for (p, _), s in zip(answered, scored, strict=True)}
+
+        outcomes = []
+        for p, r in zip(chosen, results, strict=True):
+            uid = int(p.uid)
+            s = by_uid.get(uid)
+            if s is None:
+                score, status, reason, metrics = 0.0, r.error or "http", _miner_error(r), {}
+            elif s.error:  # scoring itself failed: not the miner's fault, do not punish
+                outcomes.append(Outcome(uid, p.hotkey, "score_error", 0.0, self._ema(uid), r.latency_s, s.reason))
+                continue
+            else:
+                score, status, reason, metrics = s.composite, "ok" if not s.reason else "zero", s.reason, s.metrics
+            ema = self.state.update(uid, p.hotkey, score, self.cfg.alpha, status=status, latency_s=r.latency_s)
+            outcomes.append(Outcome(uid, p.hotkey, status, score, ema, r.latency_s, reason, metrics, r.audio))
+        self.state.round += 1
+        report = RoundReport(self.state.round, block, task.name, prompt, outcomes, t_query, t_score,
+                             time.perf_counter() - t0)
+        await self.maybe_set_weights(report, block)
+        await asyncio.to_thread(self.save)
+        report.total_s = time.perf_counter() - t0
+        if self.on_round:
+            try:
+                self.on_round(report)
+            except Exception:  # rendering must never stop the validator
+                log.exception("round callback failed")
+        for o in outcomes:
+            o.audio = None
+        return report
+
+    def _ema(self, uid: int) -> float:
+        rec = self.state.miners.get(uid)
+        return rec.ema if rec else 0.0
+
+    async def maybe_set_weights(self, report: RoundReport, block: int) -> None:
+        if not self.cfg.set_weights:
+            return
+        last = self.state.last_weight_block
+        if last is not None and block - last < self.cfg.weights_every_blocks:
+            return
+        weights = self.state.weights()
+        if not weights:
+            return
+        try:
+            if self.own_uid is not None:
+                wait = await asyncio.to_thread(blocks_until_weights_allowed, self.chain, self.cfg.netuid, self.own_uid)
+                if wait > 0:
+                    report.weights_error = f"rate limited for {wait} more blocks"
+                    return
+            res = await asyncio.wait_for(
+                asyncio.to_thread(self.chain.set_weights, self.cfg.netuid, weights), timeout=120)
+        except RateLimitedError as e:
+            report.weights_error = str(e)
+            log.info("weights not set: %s", e)
+            return
+        except (AsnError, asyncio.TimeoutError, OSError) as e:
+            report.weights_error = f"{type(e).__name__}: {e}"
+            log.warning("setting weights failed: %s (retrying next round)", _one_line(str(e)))
+            return
+        self.state.last_weight_block = res.block or block
+        report.weights_block, report.weights = self.state.last_weight_block, weights
+        log.info("weights set at block %s for %d uids", report.weights_block, len(weights))
+
+    async def run(self, rounds: int | None = None, stop: asyncio.Event | None = None) -> None:
+        """Round after round, `round_interval_s` apart (start to start), until `stop` is set."""
+        stop = stop or asyncio.Event()
+        done = 0
+        while not stop.is_set() and (rounds is None or done < rounds):
+            started = self.clock()
+            try:
+                await self.run_round()
+            except ChainError as e:
+                log.warning("round skipped: %s", _one_line(str(e)))
+            done += 1
+            if rounds is not None and done >= rounds:
+                break
+            delay = max(0.0, self.cfg.round_interval_s - (self.clock() - started))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+
+
+def _miner_error(r: MinerResult) -> str:
+    detail = f" {r.status}" if r.status else ""
+    msg = f": {r.message}" if r.message else ""
+    return _one_line(f"{r.error or 'error'}{detail}{msg}")
+
+
+def _one_line(s: str, limit: int = 200) -> str:
+    s = " ".join(s.split())
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+def top(outcomes: Sequence[Outcome], n: int = 5) -> list[Outcome]:
+    return sorted(outcomes, key=lambda o: -o.ema)[:n]

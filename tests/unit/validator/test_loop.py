@@ -1,0 +1,283 @@
+"""The validator loop in one process: a simulated chain, fake miners behind an httpx transport
+(honest, copier, silent, hanging, 1 GB, slow drip, NaN, garbage, 500), real sanity and duplicate
+checks, a fast stand-in for the model scorers. The multi-process version is tests/e2e/test_validate_e2e.py."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audiosubnet import audio as audiolib
+from audiosubnet.chain.base import RateLimitedError
+from audiosubnet.chain.bittensor import create_wallet, verify_request
+from audiosubnet.chain.sim import SimChain
+from audiosubnet.engines.base import SynthesisRequest
+from audiosubnet.miner.nonces import SqliteNonceStore
+from audiosubnet.protocol import AudioMeta
+from audiosubnet.scoring.base import Scorer
+from audiosubnet.scoring.pipeline import Scoring
+from audiosubnet.validator.client import MinerClient
+from audiosubnet.validator.loop import LoopConfig, Validator
+from audiosubnet.validator.prompts import PromptSource
+
+NETUID = 16
+PROMPT = "The old lighthouse keeper counted forty two ships before the storm arrived."
+OTHER = "Bananas are an excellent source of potassium and fibre for hungry hikers."
+
+
+class InstantScorer(Scorer):
+    """Stands in for ASR + MOS (their real tests live in tests/unit/scoring): every clip that passed the
+    sanity and duplicate checks gets WER 0 and MOS 4.5, so what is left to test is the loop."""
+
+    name = "instant"
+    metrics = ("wer", "utmos")
+
+    def setup(self, device="cpu", dtype="float32"):
+        self.loaded = True
+
+    def score(self, items):
+        return [{"wer": 0.0, "utmos": 4.5} for _ in items]
+
+
+def wav(a: audiolib.Audio) -> bytes:
+    return audiolib.encode(a, "wav")
+
+
+@pytest.fixture(scope="module")
+def clips(cpu_cache):
+    """Real speech for the fake miners: distinct voices reading the prompt, and another text."""
+    out = {}
+    with cpu_cache.engine("piper") as e:
+        out["piper"] = e.synthesize([SynthesisRequest(PROMPT)])[0]
+    with cpu_cache.engine("espeak:en-us") as e:
+        out["espeak"], out["espeak_gb"], out["other"] = e.synthesize(
+            [SynthesisRequest(PROMPT), SynthesisRequest(PROMPT, voice="en-gb"), SynthesisRequest(OTHER)])
+    return out
+
+
+def respond(data: bytes, *, sr: int = 22050, duration: float = 3.0, ctype: str = "audio/wav", stream=None):
+    headers = {"content-type": ctype, **AudioMeta("fake", sr, duration, 1.0).headers()}
+    if stream is not None:
+        return httpx.Response(200, headers=headers, stream=stream)
+    return httpx.Response(200, headers=headers, content=data)
+
+
+class AsyncChunks(httpx.AsyncByteStream):
+    def __init__(self, gen):
+        self.gen = gen
+
+    async def __aiter__(self):
+        async for chunk in self.gen():
+            yield chunk
+
+
+def make_behaviours(clips):
+    piper = clips["piper"]
+    mp3 = audiolib.decode(audiolib.encode(audiolib.Audio(piper.samples * 0.5, piper.sample_rate), "mp3"))
+
+    async def honest_piper(req):
+        return respond(wav(piper))
+
+    async def honest_espeak(req):
+        return respond(wav(clips["espeak"]))
+
+    async def honest_gb(req):
+        return respond(wav(clips["espeak_gb"]))
+
+    async def copier(req):  # relays the piper miner's answer, re-encoded and 6 dB down, a little later
+        await asyncio.sleep(0.2)
+        return respond(wav(mp3))
+
+    async def silent(req):
+        return respond(wav(audiolib.Audio(np.zeros(22050 * 3, np.float32), 22050)))
+
+    async def hang(req):
+        await asyncio.sleep(3600)
+
+    async def huge(req):
+        async def gen():
+            chunk = b"\0" * 2**20
+            for _ in range(1024):  # 1 GB if nobody stops reading
+                yield chunk
+        return respond(b"", stream=AsyncChunks(gen))
+
+    async def drip(req):
+        async def gen():
+            for _ in range(10_000):
+                await asyncio.sleep(0.2)
+                yield b"R"
+        return respond(b"", stream=AsyncChunks(gen))
+
+    async def nan(req):
+        buf = io.BytesIO()
+        x = np.full(22050 * 2, np.nan, np.float32)
+        sf.write(buf, x, 22050, format="WAV", subtype="FLOAT")
+        return respond(buf.getvalue())
+
+    async def garbage(req):
+        return respond(np.random.default_rng(0).bytes(50_000))
+
+    async def boom(req):
+        return httpx.Response(500, json={"code": "internal", "message": "oops"})
+
+    return dict(honest_piper=honest_piper, honest_espeak=honest_espeak, honest_gb=honest_gb, copier=copier,
+                silent=silent, hang=hang, huge=huge, drip=drip, nan=nan, garbage=garbage, boom=boom)
+
+
+class FakeMiners(httpx.AsyncBaseTransport):
+    """Routes each request to the behaviour registered for its host:port; records every call."""
+
+    def __init__(self, behaviours):
+        self.behaviours = behaviours
+        self.calls: list[str] = []
+
+    async def handle_async_request(self, request):
+        name = self.by_port[request.url.port]
+        self.calls.append(name)
+        body = await request.aread()
+        # every query is signed for this miner's hotkey (raises AuthFailure otherwise)
+        verify_request(request.headers, body, request.method, request.url.raw_path.decode(),
+                       self.hotkeys[request.url.port], nonce_store=self.nonces)
+        return await self.behaviours[name](request)
+
+
+@pytest.fixture
+def world(tmp_path, clips):
+    """A simulated subnet with one validator and a miner per behaviour; a clock we move by hand."""
+    now = [1_000_000.0]
+    chain_path = tmp_path / "sim.db"
+    chain = SimChain(chain_path, create=True, clock=lambda: now[0])
+    chain.create_subnet(NETUID, weights_rate_limit=5)
+    val = create_wallet("val", "default", tmp_path / "w")
+    chain.register(NETUID, val.hotkey, stake=1000, validator_permit=True)
+    behaviours = make_behaviours(clips)
+    transport = FakeMiners(behaviours)
+    transport.by_port, transport.hotkeys, transport.nonces = {}, {}, SqliteNonceStore(tmp_path / "nonces.db")
+    uids = {}
+    for i, name in enumerate(behaviours):
+        w = create_wallet(f"m{i}", "default", tmp_path / "w")
+        uids[name] = int(chain.register(NETUID, w.hotkey))
+        SimChain(chain_path, hotkey=w.hotkey, clock=lambda: now[0]).publish_endpoint(NETUID, "10.9.8.7", 9000 + i)
+        transport.by_port[9000 + i] = name
+        transport.hotkeys[9000 + i] = w.hotkey
+    now[0] += 12 * 10  # start at block 10 (block 0 reads as "never" in last_update)
+    return dict(chain=chain, wallet=val, transport=transport, uids=uids, now=now, path=chain_path)
+
+
+def make_validator(world, tmp_path, **cfg):
+    client = MinerClient(world["wallet"], timeout_s=2.0, transport=world["transport"], max_bytes=4 * 2**20)
+    scoring = Scoring(scorers=[InstantScorer])
+    config = LoopConfig(netuid=NETUID, alpha=0.5, timeout_s=2.0, round_interval_s=0.0, weights_every_blocks=3,
+                        **cfg)
+    chain = SimChain(world["path"], hotkey=world["wallet"].hotkey, clock=lambda: world["now"][0])
+    return Validator(chain=chain, own_hotkey=world["wallet"].hotkey, client=client, scoring=scoring,
+                     prompts=PromptSource([PROMPT], generated_ratio=0.0, seed=1), config=config,
+                     state_dir=tmp_path / "state")
+
+
+def test_a_round_ranks_honest_miners_and_floors_every_cheat(world, tmp_path):
+    v = make_validator(world, tmp_path)
+    t0 = time.perf_counter()
+    report = asyncio.run(v.run_round())
+    elapsed = time.perf_counter() - t0
+    uids = world["uids"]
+    by = {o.uid: o for o in report.outcomes}
+    assert len(report.outcomes) == len(uids)  # the validator itself is not queried
+    for name in ("honest_piper", "honest_espeak", "honest_gb"):
+        assert by[uids[name]].score > 0.9, (name, by[uids[name]])
+    for name in ("copier", "silent", "hang", "huge", "drip", "nan", "garbage", "boom"):
+        assert by[uids[name]].score == 0.0, (name, by[uids[name]])
+    assert by[uids["hang"]].status == "timeout" and by[uids["drip"]].status == "timeout"
+    assert by[uids["huge"]].status == "too_large"
+    assert "duplicate" in (by[uids["copier"]].reason or "") or "copy" in (by[uids["copier"]].reason or "")
+    assert by[uids["nan"]].status == "zero" and by[uids["garbage"]].status == "zero"
+    # concurrent queries: about the slowest allowed timeout plus scoring, not the sum of the timeouts
+    assert elapsed < 2.0 + report.score_s + 3.0, elapsed
+    assert report.query_s < 3.5
+
+
+def test_state_persists_and_restart_resumes(world, tmp_path):
+    v = make_validator(world, tmp_path)
+    asyncio.run(v.run_round())
+    emas = {u: r.ema for u, r in v.state.miners.items()}
+    assert (tmp_path / "state" / "state.json").exists() and (tmp_path / "state" / "fingerprints.bin").exists()
+    v2 = make_validator(world, tmp_path)
+    assert v2.state.round == 1 and {u: r.ema for u, r in v2.state.miners.items()} == emas
+    assert len(v2.scoring.history) == len(v.scoring.history) > 0
+    asyncio.run(v2.run_round())
+    piper = world["uids"]["honest_piper"]
+    assert v2.state.miners[piper].ema > emas[piper]
+    # replaying last round's answer is caught by the history, not only copies within a round
+    assert v2.state.miners[world["uids"]["honest_piper"]].last_score > 0.9
+
+
+def test_weights_every_n_blocks_within_the_rate_limit(world, tmp_path):
+    v = make_validator(world, tmp_path)
+    r1 = asyncio.run(v.run_round())
+    assert r1.weights_block is not None
+    w = world["chain"].weights(NETUID)
+    assert len(w) == 1 and set(w[0].weights) == {world["uids"][n] for n in ("honest_piper", "honest_espeak",
+                                                                               "honest_gb")}
+    r2 = asyncio.run(v.run_round())  # same block: too soon for another
+    assert r2.weights_block is None and len(world["chain"].weights(NETUID, latest=False)) == 1
+    world["now"][0] += 12 * 4  # 4 blocks later: past weights_every_blocks=3, still within rate limit 5
+    r3 = asyncio.run(v.run_round())
+    assert r3.weights_block is None and "rate limited" in (r3.weights_error or "")
+    world["now"][0] += 12 * 2
+    r4 = asyncio.run(v.run_round())
+    assert r4.weights_block is not None and len(world["chain"].weights(NETUID, latest=False)) == 2
+
+
+def test_a_chain_error_while_setting_weights_is_one_line_and_retried(world, tmp_path, caplog, monkeypatch):
+    v = make_validator(world, tmp_path)
+    calls = []
+
+    def refuse(netuid, weights, **kw):
+        calls.append(1)
+        raise RateLimitedError("SettingWeightsTooFast: too soon") if len(calls) == 1 else OSError("node went away")
+
+    monkeypatch.setattr(v.chain, "set_weights", refuse)
+    r1 = asyncio.run(v.run_round())
+    r2 = asyncio.run(v.run_round())
+    assert r1.weights_error and r2.weights_error and len(calls) == 2
+    assert v.state.last_weight_block is None  # nothing recorded: retried next round
+    assert "node went away" in caplog.text and "Traceback" not in caplog.text
+
+
+def test_fair_rotation_queries_everyone_equally(world, tmp_path):
+    v = make_validator(world, tmp_path, miners_per_round=4)
+    n = len(world["uids"])
+    rounds = n + 3  # not a whole number of cycles
+    for _ in range(rounds):
+        asyncio.run(v.run_round())
+    counts = [r.queries for u, r in v.state.miners.items() if u in world["uids"].values()]
+    assert max(counts) - min(counts) <= 1 and sum(counts) == 4 * rounds, counts
+
+
+def test_hotkey_change_resets_the_uid(world, tmp_path):
+    v = make_validator(world, tmp_path)
+    asyncio.run(v.run_round())
+    uid = world["uids"]["honest_piper"]
+    assert v.state.miners[uid].ema > 0
+    chain = world["chain"]
+    old = next(p.hotkey for p in chain.peers(NETUID) if p.uid == uid)
+    chain.deregister(NETUID, old)
+    newcomer = create_wallet("newcomer", "default", tmp_path / "w")
+    assert chain.register(NETUID, newcomer.hotkey) == uid  # the freed slot
+    asyncio.run(v.refresh_peers(force=True))
+    assert v.state.miners[uid].ema == 0.0 and v.state.miners[uid].hotkey == newcomer.hotkey
+
+
+def test_deny_list_and_validators_are_not_queried(world, tmp_path):
+    chain = world["chain"]
+    deny = next(p.hotkey for p in chain.peers(NETUID) if p.uid == world["uids"]["boom"])
+    v = make_validator(world, tmp_path, deny_hotkeys=(deny,))
+    asyncio.run(v.refresh_peers(force=True))
+    chosen = {int(p.uid) for p in v.select()}
+    assert world["uids"]["boom"] not in chosen and len(chosen) == len(world["uids"]) - 1
