@@ -161,11 +161,24 @@ class ScoreSettings(BaseModel):
 
 
 class CloneSettings(BaseModel):
+    """`asn clone watch`: folders, the clone model and the limits on inputs."""
+
     source: Path = Path("vc_source")
     target: Path = Path("vc_target")
     processed: Path = Path("vc_processed")
     failed: Path = Path("vc_failed")
-    model: str = "auto"
+    model: str = Field("auto", description="clone model: auto (pocket if downloaded, else world) | world | "
+                                           "pocket | speecht5-clone | world:espeak:en-us ...")
+    format: Literal["wav", "flac", "mp3", "ogg"] = "wav"
+    settle_s: float = Field(2.0, ge=0, description="a file must keep its size and mtime this long to be complete")
+    poll_s: float = Field(1.0, gt=0, description="rescan interval without file events (polling fallback)")
+    orphan_timeout_s: float = Field(600.0, ge=0, description="a file without its partner goes to failed after this")
+    max_batch: int = Field(8, ge=1, le=256)
+    max_text_chars: int = Field(1000, ge=1)
+    max_text_bytes: int = Field(64 * 1024, ge=1)
+    min_reference_s: float = Field(1.0, ge=0)
+    max_reference_s: float = Field(60.0, gt=0)
+    max_audio_bytes: int = Field(100 * 2**20, ge=1)
 
 
 class Settings(BaseSettings):

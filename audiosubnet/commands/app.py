@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from audiosubnet import __version__
-from audiosubnet.commands import config, mine, models, score, sim, tts
+from audiosubnet.commands import clone, config, mine, models, score, sim, tts
 from audiosubnet.commands._cli import AsnTyper, setup_logging
 
 app = AsnTyper(
@@ -41,6 +41,7 @@ def root(
 app.add_typer(tts.app, name="tts")
 app.add_typer(models.app, name="models")
 app.add_typer(config.app, name="config")
+app.add_typer(clone.app, name="clone")
 app.command("mine")(mine.mine)
 app.add_typer(sim.app, name="sim")
 app.command("score")(score.score)

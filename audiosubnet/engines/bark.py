@@ -24,7 +24,7 @@ import numpy as np
 
 from audiosubnet.audio import Audio
 from audiosubnet.engines.base import Capabilities, SynthesisRequest
-from audiosubnet.engines.mms import HFSpeechEngine, request_seed
+from audiosubnet.engines.hf import HFSpeechEngine, request_seed
 from audiosubnet.errors import EngineError, InputError
 
 log = logging.getLogger(__name__)

@@ -36,7 +36,7 @@ import numpy as np
 from audiosubnet.audio import Audio
 from audiosubnet.engines import hub
 from audiosubnet.engines.base import Capabilities, SynthesisRequest
-from audiosubnet.engines.mms import (
+from audiosubnet.engines.hf import (
     HFSpeechEngine,
     hifigan_forward,
     length_sorted_chunks,

@@ -46,7 +46,9 @@ def test_fewer_windows_stay_close_and_batching_is_neutral(long_clip, voices, ort
     items = [ScoreItem("x", long_clip), ScoreItem("x", voices["espeak"][0])]
     b = ort_scorer.score(items)
     print({k: (round(a[k], 3), round(b[0][k], 3)) for k in a})
-    assert all(abs(a[k] - b[0][k]) < 0.15 for k in a)
+    # Piper cannot be seeded, so the clip differs from run to run; over many runs the dense (1 s hop) and
+    # sparse (non-overlapping) estimates differed by up to ~0.22 on SIG/OVRL and < 0.05 on BAK/P.808.
+    assert all(abs(a[k] - b[0][k]) < 0.3 for k in a)
     alone = ort_scorer.score(items[1:])[0]
     assert all(alone[k] == pytest.approx(b[1][k], abs=1e-4) for k in alone)
     assert b[1]["dnsmos_p808"] < b[0]["dnsmos_p808"]  # espeak below piper
