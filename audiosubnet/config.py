@@ -115,12 +115,29 @@ class MineSettings(BaseModel):
 
 
 class ValidateSettings(BaseModel):
-    round_interval_s: float = Field(60.0, gt=0)
-    alpha: float = Field(0.1, gt=0, le=1)
-    timeout_s: float = Field(12.0, gt=0)
-    weights_every_blocks: int = Field(100, ge=1)
-    prompts: Path | None = None
+    """`asn validate`: rounds, moving averages, weights, prompts, task mix, logging."""
 
+    round_interval_s: float = Field(60.0, ge=0, description="seconds from one round's start to the next")
+    alpha: float = Field(0.1, gt=0, le=1, description="moving-average weight of the newest round")
+    timeout_s: float = Field(12.0, gt=0, description="per-request deadline cap (scaled down for short texts)")
+    weights_every_blocks: int = Field(100, ge=1, description="set weights at most this often")
+    metagraph_refresh_s: float = Field(300.0, gt=0)
+    miners_per_round: int = Field(0, ge=0, description="0 = every queryable miner each round")
+    include_validators: bool = Field(False, description="also query hotkeys with a validator permit")
+    deny_hotkeys: list[str] = Field([], description="never queried")
+    prompts: Path | None = Field(None, description="CSV of prompts (tts_prompts.csv format) instead of the dataset")
+    use_dataset: bool = Field(True, description="draw from the original subnet's prompt dataset (HF cache)")
+    generated_ratio: float = Field(0.5, ge=0, le=1, description="share of freshly generated prompts")
+    clone_ratio: float = Field(0.25, ge=0, le=1, description="share of rounds that are voice-clone tasks")
+    max_response_bytes: int = Field(16 * 2**20, ge=1024)
+    max_connections: int = Field(256, ge=1)
+    set_weights: bool = True
+    seed: int | None = None
+    wandb: bool = False
+    wandb_project: str = "asn-validator"
+    wandb_entity: str | None = None
+    wandb_offline: bool = False
+    wandb_samples: int = Field(2, ge=0, description="audio samples logged per round")
 
 class ScoreSettings(BaseModel):
     """Scoring (`asn score`, the validator): models, sanity limits, composite weights and gates.

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NewType, Protocol, runtime_checkable
 
-from audiosubnet.errors import ChainError
+from audiosubnet.errors import ChainError, NotRegisteredError
 
 if TYPE_CHECKING:
     from audiosubnet.config import Settings
@@ -163,3 +163,15 @@ def register_hint(settings: Settings, netuid: int) -> str:
     net = "" if s.network == "finney" else f" --network {s.network}"
     return (f"btcli subnets register --netuid {netuid} --wallet {s.wallet_name} "
             f"--wallet-hotkey {s.wallet_hotkey}{path}{net}")
+
+
+def check_registered(chain: Chain, settings: Settings, hotkey: str) -> int:
+    """This wallet's uid on the subnet, or NotRegisteredError naming the command that registers it."""
+    netuid = settings.subnet.netuid
+    uid = chain.uid_of(netuid, hotkey)
+    if uid is None:
+        s = settings.subnet
+        raise NotRegisteredError(
+            f"hotkey {hotkey} ({s.wallet_name}/{s.wallet_hotkey}) is not registered on netuid {netuid} "
+            f"({s.network})", hint=f"Register it with `{register_hint(settings, netuid)}`.")
+    return int(uid)

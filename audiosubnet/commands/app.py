@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from audiosubnet import __version__
-from audiosubnet.commands import clone, config, mine, models, score, sim, tts
+from audiosubnet.commands import clone, config, mine, models, score, sim, tts, validate
 from audiosubnet.commands._cli import AsnTyper, setup_logging
 
 app = AsnTyper(
@@ -43,6 +43,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(config.app, name="config")
 app.add_typer(clone.app, name="clone")
 app.command("mine")(mine.mine)
+app.command("validate")(validate.validate)
 app.add_typer(sim.app, name="sim")
 app.command("score")(score.score)
 

@@ -70,27 +70,37 @@ class _Espeak:
             return cls._instance
 
     def voices(self) -> list[str]:
+        return sorted(self._languages())
+
+    def _languages(self) -> dict[str, str]:
+        """Language code (en-gb) -> voice identifier (gmw/en), from espeak_ListVoices (cached)."""
+        cached = getattr(self, "_langs", None)
+        if cached is not None:
+            return cached
         with self.lock:
             arr = self.lib.espeak_ListVoices(None)
-            out = []
+            out: dict[str, str] = {}
             i = 0
             while arr[i]:
-                langs = arr[i].contents.languages or b""
+                v = arr[i].contents
                 # `languages` is a list of (priority byte, name, NUL); the first name is the code
-                code = langs[1:].split(b"\0")[0].decode(errors="replace")
-                if code:
-                    out.append(code)
+                code = (v.languages or b"")[1:].split(b"\0")[0].decode(errors="replace")
+                if code and v.identifier:
+                    out.setdefault(code.lower(), v.identifier.decode(errors="replace"))
                 i += 1
-            return sorted(set(out))
+        self._langs = out
+        return out
 
     def synth(self, text: str, voice: str, rate: int) -> np.ndarray:
         data = text.encode("utf-8")
+        langs = self._languages()
         with self.lock:
             if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
-                # names match voice files; a language code ("en-gb") matches by properties
+                # names match voice files ("en-us", "gmw/en"); a language code ("en-gb") maps to its file
                 base, _, variant = voice.partition("+")
-                spec = _VoiceStruct(languages=base.lower().encode())
-                if self.lib.espeak_SetVoiceByProperties(ctypes.byref(spec)) != 0 or variant:
+                ident = langs.get(base.lower())
+                name = f"{ident}+{variant}" if ident and variant else ident
+                if not name or self.lib.espeak_SetVoiceByName(name.encode()) != 0:
                     raise InputError(f"unknown espeak-ng voice '{voice}'")
             self.lib.espeak_SetParameter(ESPEAK_RATE, int(rate), 0)
             self._chunks = []

@@ -13,9 +13,9 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from audiosubnet.chain.base import Chain, RateLimitedError, is_sim, open_chain, register_hint
+from audiosubnet.chain.base import Chain, RateLimitedError, check_registered, is_sim, open_chain
 from audiosubnet.config import Settings
-from audiosubnet.errors import NotRegisteredError, UsageError
+from audiosubnet.errors import UsageError
 from audiosubnet.miner.app import MinerContext, create_app
 from audiosubnet.miner.metrics import MinerMetrics
 from audiosubnet.miner.nonces import SqliteNonceStore
@@ -33,17 +33,6 @@ class Miner:
     uid: int
     context: MinerContext
     app: Any  # FastAPI
-
-
-def check_registered(chain: Chain, settings: Settings, hotkey: str) -> int:
-    netuid = settings.subnet.netuid
-    uid = chain.uid_of(netuid, hotkey)
-    if uid is None:
-        s = settings.subnet
-        raise NotRegisteredError(
-            f"hotkey {hotkey} ({s.wallet_name}/{s.wallet_hotkey}) is not registered on netuid {netuid} "
-            f"({s.network})", hint=f"Register it with `{register_hint(settings, netuid)}`.")
-    return int(uid)
 
 
 def build_miner(settings: Settings, *, wallet: Any = None, chain: Chain | None = None, cache: Any = None) -> Miner:

@@ -20,50 +20,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from audiosubnet.chain.base import Chain, Peer, RateLimitedError, blocks_until_weights_allowed
 from audiosubnet.errors import AsnError, ChainError
-from audiosubnet.protocol import TtsRequest
-from audiosubnet.scoring.base import ScoreItem
 from audiosubnet.scoring.fingerprint import FingerprintHistory
 from audiosubnet.validator.client import MinerClient, MinerResult, scaled_timeout
 from audiosubnet.validator.prompts import PromptSource
 from audiosubnet.validator.state import ValidatorState
+from audiosubnet.validator.tasks import Task, TtsTask
 
 log = logging.getLogger(__name__)
-
-
-# ---- tasks -------------------------------------------------------------------------------
-class Task(Protocol):
-    """A kind of work a round asks of miners (TTS now; voice cloning plugs in the same way)."""
-
-    name: str
-
-    async def prepare(self, prompt: str) -> Any:
-        """Per-round material shared by every miner (e.g. a reference clip)."""
-        ...
-
-    async def query(self, client: MinerClient, peer: Peer, prompt: str, material: Any,
-                    timeout_s: float) -> MinerResult: ...
-
-    def item(self, peer: Peer, prompt: str, material: Any, result: MinerResult) -> ScoreItem: ...
-
-
-class TtsTask:
-    name = "tts"
-
-    async def prepare(self, prompt: str) -> Any:
-        return None
-
-    async def query(self, client: MinerClient, peer: Peer, prompt: str, material: Any,
-                    timeout_s: float) -> MinerResult:
-        return await client.tts(peer.endpoint, peer.hotkey, TtsRequest(text=prompt, format="wav"),
-                                timeout_s=timeout_s)
-
-    def item(self, peer: Peer, prompt: str, material: Any, result: MinerResult) -> ScoreItem:
-        return ScoreItem(text=prompt, audio=result.audio, task="tts", uid=int(peer.uid), hotkey=peer.hotkey,
-                         id=f"uid{peer.uid}", elapsed_s=result.latency_s)
 
 
 # ---- reports -----------------------------------------------------------------------------

@@ -43,8 +43,10 @@ def test_speed_changes_duration(cpu_cache):
 
 def test_espeak_voices_and_variants(cpu_cache):
     with cpu_cache.engine("espeak:en-us") as engine:
-        us, gb, f3 = engine.synthesize([SynthesisRequest("Hello world.", voice=v) for v in ("en-us", "en-gb", "en-us+f3")])
+        us, gb, f3, gb_m3 = engine.synthesize([SynthesisRequest("Hello world.", voice=v)
+                                               for v in ("en-us", "en-gb", "en-us+f3", "en-gb+m3")])
         assert not np.array_equal(us.samples[:2000], f3.samples[:2000])
+        assert not np.array_equal(gb.samples[:2000], gb_m3.samples[:2000])  # a language code with a variant
         with pytest.raises(InputError, match="unknown espeak-ng voice"):
             engine.synthesize([SynthesisRequest("Hello.", voice="xx-nope")])
 

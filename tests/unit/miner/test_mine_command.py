@@ -6,11 +6,11 @@ import json
 
 from typer.testing import CliRunner
 
-from audiosubnet.chain.base import register_hint
+from audiosubnet.chain.base import check_registered, register_hint
 from audiosubnet.commands.app import app
 from audiosubnet.config import load_settings
 from audiosubnet.errors import NotRegisteredError
-from audiosubnet.miner.server import check_registered, external_address
+from audiosubnet.miner.server import external_address
 
 runner = CliRunner()
 

@@ -15,11 +15,9 @@ import soundfile as sf
 
 from audiosubnet import audio as audiolib
 from audiosubnet.chain.base import RateLimitedError
-from audiosubnet.chain.bittensor import create_wallet, verify_request
+from audiosubnet.chain.bittensor import create_wallet
 from audiosubnet.chain.sim import SimChain
 from audiosubnet.engines.base import SynthesisRequest
-from audiosubnet.miner.nonces import SqliteNonceStore
-from audiosubnet.protocol import AudioMeta
 from audiosubnet.scoring.base import Scorer
 from audiosubnet.scoring.pipeline import Scoring
 from audiosubnet.validator.client import MinerClient
@@ -61,23 +59,8 @@ def clips(cpu_cache):
     return out
 
 
-def respond(data: bytes, *, sr: int = 22050, duration: float = 3.0, ctype: str = "audio/wav", stream=None):
-    headers = {"content-type": ctype, **AudioMeta("fake", sr, duration, 1.0).headers()}
-    if stream is not None:
-        return httpx.Response(200, headers=headers, stream=stream)
-    return httpx.Response(200, headers=headers, content=data)
-
-
-class AsyncChunks(httpx.AsyncByteStream):
-    def __init__(self, gen):
-        self.gen = gen
-
-    async def __aiter__(self):
-        async for chunk in self.gen():
-            yield chunk
-
-
-def make_behaviours(clips):
+def make_behaviours(clips, kit):
+    respond, AsyncChunks = kit.respond, kit.AsyncChunks
     piper = clips["piper"]
     mp3 = audiolib.decode(audiolib.encode(audiolib.Audio(piper.samples * 0.5, piper.sample_rate), "mp3"))
 
@@ -130,44 +113,9 @@ def make_behaviours(clips):
                 silent=silent, hang=hang, huge=huge, drip=drip, nan=nan, garbage=garbage, boom=boom)
 
 
-class FakeMiners(httpx.AsyncBaseTransport):
-    """Routes each request to the behaviour registered for its host:port; records every call."""
-
-    def __init__(self, behaviours):
-        self.behaviours = behaviours
-        self.calls: list[str] = []
-
-    async def handle_async_request(self, request):
-        name = self.by_port[request.url.port]
-        self.calls.append(name)
-        body = await request.aread()
-        # every query is signed for this miner's hotkey (raises AuthFailure otherwise)
-        verify_request(request.headers, body, request.method, request.url.raw_path.decode(),
-                       self.hotkeys[request.url.port], nonce_store=self.nonces)
-        return await self.behaviours[name](request)
-
-
 @pytest.fixture
-def world(tmp_path, clips):
-    """A simulated subnet with one validator and a miner per behaviour; a clock we move by hand."""
-    now = [1_000_000.0]
-    chain_path = tmp_path / "sim.db"
-    chain = SimChain(chain_path, create=True, clock=lambda: now[0])
-    chain.create_subnet(NETUID, weights_rate_limit=5)
-    val = create_wallet("val", "default", tmp_path / "w")
-    chain.register(NETUID, val.hotkey, stake=1000, validator_permit=True)
-    behaviours = make_behaviours(clips)
-    transport = FakeMiners(behaviours)
-    transport.by_port, transport.hotkeys, transport.nonces = {}, {}, SqliteNonceStore(tmp_path / "nonces.db")
-    uids = {}
-    for i, name in enumerate(behaviours):
-        w = create_wallet(f"m{i}", "default", tmp_path / "w")
-        uids[name] = int(chain.register(NETUID, w.hotkey))
-        SimChain(chain_path, hotkey=w.hotkey, clock=lambda: now[0]).publish_endpoint(NETUID, "10.9.8.7", 9000 + i)
-        transport.by_port[9000 + i] = name
-        transport.hotkeys[9000 + i] = w.hotkey
-    now[0] += 12 * 10  # start at block 10 (block 0 reads as "never" in last_update)
-    return dict(chain=chain, wallet=val, transport=transport, uids=uids, now=now, path=chain_path)
+def world(tmp_path, clips, kit):
+    return kit.make_world(tmp_path, make_behaviours(clips, kit))
 
 
 def make_validator(world, tmp_path, **cfg):
