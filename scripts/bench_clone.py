@@ -8,7 +8,7 @@ batching, atomic writes; references are espeak-ng voice variants, texts ~12 word
 
 GPU (clone real-time factor = generation seconds / seconds of speech produced; full-size published
 architectures with random weights when the weights cannot be downloaded, the length forced so every
-run produces --seconds of speech):
+run produces --seconds of speech; measured by the `asn bench` runner, audiosubnet/bench/runner.py):
     python scripts/bench_clone.py --device cuda --engine pocket --seconds 30
     python scripts/bench_clone.py --device cuda --engine speecht5-clone --seconds 30 --batch 1 8
     python scripts/bench_clone.py --device cuda --engine pocket --weights hub   # real weights, if cached
@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 REF_TEXT = "Please call Stella and ask her to bring these things with her from the store."
 TEXTS = [
@@ -40,7 +39,6 @@ TEXTS = [
     "These days a chicken leg is a rare dish, and the juice of lemons makes fine punch.",
 ]
 VOICES = ["en-us", "en-gb", "en-us+f3", "en-us+m7", "en+f4", "en-us+klatt", "en-gb-scotland", "en-029"]
-OLD_BARK_RTF = 82.15 / 30.0
 
 
 # ---- CPU: pairs per minute with the offline fallback ----------------------------------------------
@@ -86,115 +84,28 @@ def _drop(folder: Path, stem: str, ref, text: str) -> None:
     (folder / f"{stem}.txt").write_text(text, encoding="utf-8")
 
 
-# ---- GPU: clone RTF ---------------------------------------------------------------------------------
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        import torch
+# ---- GPU: clone RTF, through the `asn bench` runner ---------------------------------------------------
+def bench_rtf(device: str, engines: list[str], dtype: str, seconds: float, batches: list[int], repeats: int,
+              weights: str) -> list[dict]:
+    """Clone RTF of `pocket` / `speecht5-clone` (audiosubnet/bench/runner.py): random full-size weights with
+    lengths forced to `seconds` of speech, or the published weights (pocket:english) when cached."""
+    from audiosubnet.bench.runner import BenchConfig, run_bench
 
-        torch.cuda.synchronize(device)
-
-
-def _reference(seconds: float = 6.0, sr: int = 24000):
-    from audiosubnet.audio import Audio
-
-    rng = np.random.default_rng(0)
-    t = np.arange(int(seconds * sr)) / sr
-    f0 = 120 * (1 + 0.1 * np.sin(2 * np.pi * 0.5 * t))
-    x = sum(np.sin(2 * np.pi * np.cumsum(f0) / sr * k) / k for k in range(1, 16)) + 0.01 * rng.standard_normal(len(t))
-    return Audio((0.3 * x / np.abs(x).max()).astype(np.float32), sr)
-
-
-def bench_pocket(device: str, seconds: float, weights: str, repeats: int, work: Path) -> list[dict]:
-    from audiosubnet.engines.base import SynthesisRequest
-    from audiosubnet.engines.cache import ModelCache, set_cache
-    from audiosubnet.engines.pocket import build_random_pocket
-
-    if weights == "random":
-        t0 = time.perf_counter()
-        folder = build_random_pocket(work / "pocket-full", size="full")
-        print(f"built a full-size random Pocket TTS in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-        model_id = f"pocket:{folder}"
-    else:
-        model_id = "pocket:english"
-    cache = ModelCache(device=device, dtype="float32")
-    set_cache(cache)
-    ref = _reference()
+    specs = ["pocket:english" if e == "pocket" and weights == "hub" else e for e in engines]
+    cfg = BenchConfig(engines=specs, scorers=[], device=device, dtypes=[dtype], batch_sizes=batches,
+                      duration=seconds, random_weights=weights == "random", quality=weights == "hub",
+                      budget_s=float("inf"), min_reps=repeats, max_reps=repeats)
+    result = run_bench(cfg, on_event=lambda msg: print(msg, file=sys.stderr, flush=True))
     rows = []
-    with cache.engine(model_id) as e:
-        tts = e._tts
-        if weights == "random":
-            tts.eos_threshold = 1e9  # random weights: never stop early, run to the length the text allows
-        if weights == "random":
-            # never-stopping random weights run to the package's length limit for the text; with the
-            # stand-in's character tokenizer that is ~0.57 s per character (measured): size the text for it
-            words = "the quick brown fox jumps over a lazy dog while seven birds sing near the old river bank " * 9
-            text = words[: max(5, round((seconds - 0.7) / 0.566))].strip() + "."
-        else:
-            text = " ".join(TEXTS)  # real weights stop by themselves: ~4 sentences, ~25 s
-        req = SynthesisRequest(text, reference=ref, seed=0)
-        e.synthesize([req])  # warm-up (voice state, kernels)
-        times, durs = [], []
-        for _ in range(repeats):
-            _sync(device)
-            t0 = time.perf_counter()
-            out = e.synthesize([req])[0]
-            _sync(device)
-            times.append(time.perf_counter() - t0)
-            durs.append(out.duration)
-        t0 = time.perf_counter()
-        e._states.clear()
-        e._state(ref)
-        _sync(device)
-        prompt_s = time.perf_counter() - t0
-    med_t, med_d = statistics.median(times), statistics.median(durs)
-    rows.append({"engine": "pocket", "weights": weights, "device": device, "dtype": "float32", "batch": 1,
-                 "audio_s": round(med_d, 2), "gen_s": round(med_t, 3), "rtf": round(med_t / med_d, 4),
-                 "x_realtime": round(med_d / med_t, 1), "voice_prompt_s": round(prompt_s, 3),
-                 "vs_old_bark": round(OLD_BARK_RTF / (med_t / med_d), 1)})
-    return rows
-
-
-def bench_speecht5_clone(device: str, dtype: str, seconds: float, batches: list[int], repeats: int,
-                         work: Path) -> list[dict]:
-    import torch
-    from transformers import Wav2Vec2FeatureExtractor, WavLMConfig, WavLMForXVector
-
-    from audiosubnet.bench.random_models import build_speecht5
-    from audiosubnet.engines.base import SynthesisRequest
-    from audiosubnet.engines.cache import ModelCache, set_cache
-
-    folder = build_speecht5(work / "speecht5-full", size="full")
-    torch.manual_seed(0)
-    WavLMForXVector(WavLMConfig()).save_pretrained(folder / "xvector")  # wavlm-base-plus-sv's architecture
-    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
-                             return_attention_mask=True).save_pretrained(folder / "xvector")
-    cache = ModelCache(device=device, dtype=dtype)
-    set_cache(cache)
-    ref = _reference(sr=16000)
-    rows = []
-    with cache.engine(f"speecht5-clone:{folder}") as e:
-        inner = e.inner
-        inner.threshold = 2.0  # random weights: the stop head never fires; length = maxlenratio
-        text = " ".join(TEXTS[:3])  # ~250 characters: within SpeechT5's 450 text positions
-        n_tok = len(inner._token_ids(text))
-        steps = int(seconds * 16000 / 256 / 2)  # reduction factor 2, hop 256 at 16 kHz
-        inner.maxlenratio = steps * 2 / n_tok + 1e-6
-        for b in batches:
-            reqs = [SynthesisRequest(text, reference=ref, seed=i) for i in range(b)]
-            e.synthesize(reqs[:1])
-            times, durs = [], []
-            for _ in range(repeats):
-                _sync(device)
-                t0 = time.perf_counter()
-                outs = e.synthesize(reqs)
-                _sync(device)
-                times.append(time.perf_counter() - t0)
-                durs.append(sum(o.duration for o in outs))
-            med_t, med_d = statistics.median(times), statistics.median(durs)
-            rows.append({"engine": "speecht5-clone", "weights": "random", "device": device, "dtype": e.dtype,
-                         "batch": b, "audio_s": round(med_d, 1), "gen_s": round(med_t, 3),
-                         "rtf": round(med_t / med_d, 4), "x_realtime": round(med_d / med_t, 1),
-                         "vs_old_bark": round(OLD_BARK_RTF / (med_t / med_d), 1)})
+    for e in result.engines:
+        if e.status != "ok":
+            rows.append({"engine": e.spec, "weights": weights, "device": device, "status": e.status,
+                         "reason": e.reason})
+        for p in e.points:
+            rows.append({"engine": e.engine, "weights": weights, "device": e.device, "dtype": e.dtype,
+                         "batch": p.batch, "audio_s": round(p.audio_s or 0, 2), "gen_s": p.seconds, "rtf": p.rtf,
+                         "x_realtime": p.x_realtime, "voice_prompt_s": e.extra.get("voice_prompt_s"),
+                         "vs_old_bark": p.vs_old_subnet, "error": p.error, **(e.quality or {})})
     return rows
 
 
@@ -226,14 +137,10 @@ def main() -> int:
     else:
         repeats = 1 if a.quick else a.repeats
         engines = ["pocket", "speecht5-clone"] if a.engine == "all" else [a.engine or "pocket"]
-        with tempfile.TemporaryDirectory() as tmp:
-            for eng in engines:
-                if eng == "pocket":
-                    rows += bench_pocket(a.device, a.seconds, a.weights, repeats, Path(tmp))
-                elif eng == "speecht5-clone":
-                    rows += bench_speecht5_clone(a.device, a.dtype, a.seconds, a.batch, repeats, Path(tmp))
-                else:
-                    ap.error(f"unknown GPU engine {eng}")
+        bad = [e for e in engines if e not in ("pocket", "speecht5-clone")]
+        if bad:
+            ap.error(f"unknown GPU engine {bad[0]}")
+        rows += bench_rtf(a.device, engines, a.dtype, a.seconds, a.batch, repeats, a.weights)
     for r in rows:
         print("  ".join(f"{k}={v}" for k, v in r.items()))
     if a.out:

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from audiosubnet import __version__
-from audiosubnet.commands import clone, config, mine, models, score, sim, tts, validate
+from audiosubnet.commands import bench, clone, config, mine, models, score, sim, tts, validate
 from audiosubnet.commands._cli import AsnTyper, setup_logging
 
 app = AsnTyper(
@@ -46,6 +46,7 @@ app.command("mine")(mine.mine)
 app.command("validate")(validate.validate)
 app.add_typer(sim.app, name="sim")
 app.command("score")(score.score)
+app.command("bench")(bench.bench)
 
 
 def main() -> None:
