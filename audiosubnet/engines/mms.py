@@ -28,14 +28,21 @@ from audiosubnet.audio import Audio
 from audiosubnet.engines.base import Capabilities, SynthesisRequest
 from audiosubnet.engines.hf import (
     HFSpeechEngine,
+    batch_bucket,
     frame_mask,
     hifigan_forward,
     length_sorted_chunks,
     padded_ids,
     request_seed,
+    round_up,
     strip_weight_norm,
 )
 from audiosubnet.errors import DependencyError, EngineError, InputError
+
+# On CUDA, token and frame counts are padded up to these multiples (masked, so the audio is unchanged):
+# a bounded set of shapes, each paying cuDNN's plan building once (hf.batch_bucket).
+TOKEN_BUCKET = 32
+FRAME_BUCKET = 64  # 64 frames of 256 samples: about 1 s at 16 kHz
 
 
 # ---- MMS / VITS --------------------------------------------------------------------------------
@@ -112,6 +119,7 @@ class MmsEngine(HFSpeechEngine):
                                       hint="pip install phonemizer (and espeak-ng)") from e
             self._model, self._tokenizer = model, tok
             self.forward_batch = self.cuda_batch if device.startswith("cuda") else self.cpu_batch
+            self.bucket_shapes = device.startswith("cuda")
             self._caps = None
             self.loaded = True
 
@@ -175,10 +183,16 @@ class MmsEngine(HFSpeechEngine):
 
         m, cfg, dev = self._model, self._model.config, torch.device(self.device)
         dt = m.text_encoder.embed_tokens.weight.dtype
-        batch, t_in = len(ids), max(len(x) for x in ids)
+        n_real = len(ids)
+        bucketed = self.bucket_shapes  # shape buckets on CUDA: see hf.batch_bucket
+        if bucketed and batch_bucket(n_real) > n_real:  # filler rows repeat the last item; dropped below
+            extra = batch_bucket(n_real) - n_real
+            ids, requests = ids + [ids[-1]] * extra, list(requests) + [requests[-1]] * extra
+        batch = len(ids)
         in_lens = [len(x) for x in ids]
+        t_in = round_up(max(in_lens), TOKEN_BUCKET) if bucketed else max(in_lens)
         pad_id = self._tokenizer.pad_token_id or 0
-        id_t, mask_t = padded_ids(ids, pad_id, dev)
+        id_t, mask_t = padded_ids(ids, pad_id, dev, length=t_in)
         gens = [torch.Generator(device=dev).manual_seed(request_seed(r)) for r in requests]
         rates = torch.tensor([m.speaking_rate * r.speed for r in requests], dtype=torch.float32)
 
@@ -206,7 +220,7 @@ class MmsEngine(HFSpeechEngine):
         dur = torch.ceil(torch.exp(log_dur) * pad32 * scale)[:, 0]  # (batch, tokens)
         frames_t = torch.clamp_min(dur.sum(-1), 1).long()
         frames = frames_t.tolist()  # the one host sync of the pass
-        t_out = max(frames)
+        t_out = round_up(max(frames), FRAME_BUCKET) if bucketed else max(frames)
 
         # expand the prior: frame j belongs to the first token whose cumulative duration exceeds j
         cum = dur.cumsum(-1)
@@ -222,8 +236,8 @@ class MmsEngine(HFSpeechEngine):
         z = (means + eps.to(dt) * torch.exp(log_var) * m.noise_scale) * out_mask
         latents = m.flow(z, out_mask, speaker, reverse=True)
         wave, lens = hifigan_forward(m.decoder, latents * out_mask, frames, cond=speaker)
-        host = wave.float().cpu().numpy()
-        return [np.ascontiguousarray(host[i, : lens[i]]) for i in range(batch)]
+        host = wave[:n_real].float().cpu().numpy()
+        return [np.ascontiguousarray(host[i, : lens[i]]) for i in range(n_real)]
 
 
 def vits_ids_fast(tok, text: str) -> list[int] | None:

@@ -365,24 +365,22 @@ class TtsService:
         self._batch_s_ema = seconds if self._batch_s_ema is None else 0.8 * self._batch_s_ema + 0.2 * seconds
         self.observer.batch(m.model_id, len(jobs), seconds)
         engine_ms = seconds * 1000.0
-        await asyncio.gather(*(self._finish(m, j, r, engine_ms, len(jobs)) for j, r in zip(jobs, results, strict=True)))
+        # encode the whole batch in one worker-thread hop (not one hop per request)
+        encoded = await loop.run_in_executor(None, _encode_batch, jobs, results)
+        for job, result in zip(jobs, encoded, strict=True):
+            self._finish(m, job, result, engine_ms, len(jobs))
 
-    async def _finish(self, m: _Model, job: _Job, result: Audio | Exception, engine_ms: float, size: int) -> None:
+    def _finish(self, m: _Model, job: _Job, result: tuple[bytes, int, float] | Exception, engine_ms: float,
+                size: int) -> None:
         if job.future.done():
             return
         if isinstance(result, Exception):
             job.future.set_exception(result)
             return
+        data, sr, dur = result
         queue_ms = (time.monotonic() - job.enqueued) * 1000.0 - engine_ms
-        try:
-            data, sr, dur = await asyncio.to_thread(_encode, result, job.fmt, job.sample_rate)
-        except Exception as e:
-            if not job.future.done():
-                job.future.set_exception(e)
-            return
-        if not job.future.done():
-            job.future.set_result(Rendered(data, job.fmt, m.model_id, job.request.voice or m.caps.default_voice,
-                                           sr, dur, max(0.0, queue_ms), engine_ms, size))
+        job.future.set_result(Rendered(data, job.fmt, m.model_id, job.request.voice or m.caps.default_voice,
+                                       sr, dur, max(0.0, queue_ms), engine_ms, size))
 
     def _engine_call(self, model_id: str, requests: Sequence[SynthesisRequest]) -> list[Audio | Exception]:
         """Worker thread: lease the engine, reject bad items one by one, synthesize the rest together."""
@@ -421,6 +419,20 @@ def _as_engine_error(e: Exception) -> Exception:
         return e
     log.exception("engine call failed", exc_info=e)
     return EngineError(f"synthesis failed: {type(e).__name__}")
+
+
+def _encode_batch(jobs: Sequence[_Job], results: Sequence[Audio | Exception]
+                  ) -> list[tuple[bytes, int, float] | Exception]:
+    out: list[tuple[bytes, int, float] | Exception] = []
+    for job, result in zip(jobs, results, strict=True):
+        if isinstance(result, Exception) or job.future.done():
+            out.append(result if isinstance(result, Exception) else EngineError("request already answered"))
+            continue
+        try:
+            out.append(_encode(result, job.fmt, job.sample_rate))
+        except Exception as e:
+            out.append(e)
+    return out
 
 
 def _encode(a: Audio, fmt: str, sample_rate: int | None) -> tuple[bytes, int, float]:

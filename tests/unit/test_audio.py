@@ -69,3 +69,15 @@ def test_write_atomic_leaves_no_temp_and_keeps_old_file_on_failure(tmp_path):
         audio.write_atomic(p, object())  # type: ignore[arg-type]
     assert p.read_bytes() == b"first"
     assert [f.name for f in tmp_path.iterdir()] == ["x.wav"]
+
+
+def test_fast_wav_is_byte_identical_to_libsndfile():
+    import io
+
+    import soundfile as sf
+
+    x = np.clip(np.random.default_rng(0).standard_normal(22050) * 0.3, -1, 1).astype(np.float32)
+    x[:3] = [1.0, -1.0, 0.99999]
+    buf = io.BytesIO()
+    sf.write(buf, x, 22050, format="WAV", subtype="PCM_16")
+    assert audio.encode(audio.Audio(x, 22050), "wav") == buf.getvalue()

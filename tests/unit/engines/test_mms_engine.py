@@ -35,6 +35,7 @@ def engine(cache, folder, monkeypatch):
     with cache.engine(f"mms:{folder}") as e:
         yield e
         e.forward_batch = e.cpu_batch
+        e.bucket_shapes = False
 
 
 def synth(engine, texts, seed=7, **kw):
@@ -68,6 +69,20 @@ def test_batched_items_equal_unbatched(engine):
         assert np.abs(b.samples).max() > 0.05
     # frames are hop-sized: the decoder upsamples 16x here
     assert all(n % 16 == 0 for n in lengths)
+
+
+@pytest.mark.parametrize("n", [3, 9])
+def test_shape_buckets_do_not_change_the_audio(engine, n):
+    """The CUDA path pads batch, tokens and frames up to buckets (masked): same samples as without."""
+    texts = [TEXTS[i % len(TEXTS)] + " " + "la " * i for i in range(n)]
+    engine.forward_batch = 16
+    plain = synth(engine, texts)
+    engine.bucket_shapes = True  # 9 items run as 16 (filler rows), tokens and frames padded
+    bucketed = synth(engine, texts)
+    assert len(bucketed) == n
+    for a, b in zip(plain, bucketed, strict=True):
+        assert len(a.samples) == len(b.samples)
+        assert np.allclose(a.samples, b.samples, atol=2e-4)
 
 
 def test_seeds_reproduce_and_differ(engine):
