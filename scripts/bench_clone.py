@@ -8,7 +8,7 @@ batching, atomic writes; references are espeak-ng voice variants, texts ~12 word
 
 GPU (clone real-time factor = generation seconds / seconds of speech produced; full-size published
 architectures with random weights when the weights cannot be downloaded, the length forced so every
-run produces --seconds of speech; measured by the `asn bench` runner, audiosubnet/bench/runner.py):
+run produces --seconds of speech; measured by the `asn bench` runner, audiosubnet/bench/engines.py):
     python scripts/bench_clone.py --device cuda --engine pocket --seconds 30
     python scripts/bench_clone.py --device cuda --engine speecht5-clone --seconds 30 --batch 1 8
     python scripts/bench_clone.py --device cuda --engine pocket --weights hub   # real weights, if cached
@@ -87,7 +87,7 @@ def _drop(folder: Path, stem: str, ref, text: str) -> None:
 # ---- GPU: clone RTF, through the `asn bench` runner ---------------------------------------------------
 def bench_rtf(device: str, engines: list[str], dtype: str, seconds: float, batches: list[int], repeats: int,
               weights: str) -> list[dict]:
-    """Clone RTF of `pocket` / `speecht5-clone` (audiosubnet/bench/runner.py): random full-size weights with
+    """Clone RTF of `pocket` / `speecht5-clone` (audiosubnet/bench/engines.py): random full-size weights with
     lengths forced to `seconds` of speech, or the published weights (pocket:english) when cached."""
     from audiosubnet.bench.runner import BenchConfig, run_bench
 

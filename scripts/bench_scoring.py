@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Scoring throughput: clips per second through each model scorer and the full pipeline (checks +
 fingerprints + ASR + MOS [+ speaker similarity], with seconds per stage) at several batch sizes.
-A thin wrapper over `asn bench --engines none` (the measuring code is audiosubnet/bench/runner.py).
+A thin wrapper over `asn bench --engines none` (the measuring code is audiosubnet/bench/scorers.py).
 
     # CPU, the offline stack (tiny.en + DNSMOS + d-vector), 10 s clips of the Piper voice
     python scripts/bench_scoring.py

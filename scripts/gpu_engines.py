@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Time the transformers speech engines (mms, speecht5, bark) through their own code, random weights,
 against the H100 kernel-level anchors: a thin wrapper over `asn bench --random-weights --anchors`
-(the measuring code is audiosubnet/bench/runner.py; this keeps the script's flags and defaults).
+(the measuring code is audiosubnet/bench/engines.py; this keeps the script's flags and defaults).
 
 FULL-SIZE random-weight models (`audiosubnet.bench.random_models`: `VitsConfig()` = facebook/mms-tts-eng,
 `SpeechT5Config()` + `SpeechT5HifiGanConfig()`, Bark small/large) are saved to a temp folder, loaded through
@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
     from audiosubnet.bench import report
-    from audiosubnet.bench.runner import ANCHOR_TARGET, BenchConfig, run_bench
+    from audiosubnet.bench.runner import BenchConfig, run_bench
+    from audiosubnet.bench.workloads import ANCHOR_TARGET
     from audiosubnet.engines.device import cuda_available
 
     device = args.device or ("cpu" if args.tiny or not cuda_available() else "cuda")

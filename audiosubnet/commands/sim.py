@@ -91,9 +91,9 @@ def init(
         weights_rate_limit=weights_rate_limit if weights_rate_limit is not None else (
             current.weights_rate_limit if current else DEFAULT_WEIGHTS_RATE_LIMIT),
         max_uids=max_uids if max_uids is not None else (current.max_uids if current else DEFAULT_MAX_UIDS))
+    rate = f"weights every {sn.weights_rate_limit} blocks" if sn.weights_rate_limit > 0 else "no weights rate limit"
     err.print(f"simulated chain {chain.path}: block {chain.block()} ({chain.block_time():g} s blocks), netuid "
-              f"{sn.netuid} (tempo {sn.tempo}, weights every {sn.weights_rate_limit} blocks, {sn.max_uids} uids)",
-              highlight=False)
+              f"{sn.netuid} (tempo {sn.tempo}, {rate}, {sn.max_uids} uids)", highlight=False)
 
 
 @app.command("wallet")

@@ -55,8 +55,8 @@ def _require():
         import torch  # noqa: F401
         import yaml  # noqa: F401
     except ImportError as e:
-        err = DependencyError(getattr(e, "name", None) or "pocket-tts", "clone", "the pocket engine")
-        err.hint = "Install torch first (as for the `hf` extra), then: pip install \"pocket-tts>=4\"."
+        err = DependencyError(getattr(e, "name", None) or "pocket-tts", "hf", "the pocket engine")
+        err.hint = "Install torch first, then `pip install 'audiosubnet[hf]'` (it brings pocket-tts>=4)."
         raise err from e
     return pocket_tts
 

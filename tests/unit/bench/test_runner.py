@@ -7,15 +7,9 @@ import time
 
 import pytest
 
-from audiosubnet.bench.runner import (
-    SENTENCES,
-    BenchConfig,
-    EngineResult,
-    letters,
-    measure,
-    run_bench,
-    sized_text,
-)
+from audiosubnet.bench.measuring import measure
+from audiosubnet.bench.runner import BenchConfig, EngineResult, run_bench
+from audiosubnet.bench.workloads import SENTENCES, letters, sized_text
 from audiosubnet.engines.cache import ModelCache
 from audiosubnet.engines.fake import FakeEngine
 from audiosubnet.scoring import Scorer
@@ -131,7 +125,7 @@ def test_measure_repeats_within_budget_and_keeps_a_slow_warm_up():
 def test_peak_memory_above_the_baseline():
     import numpy as np
 
-    from audiosubnet.bench.runner import _Peak, memory_now_mb
+    from audiosubnet.bench.measuring import _Peak, memory_now_mb
 
     base = memory_now_mb("cpu")
     with _Peak("cpu", base) as peak:

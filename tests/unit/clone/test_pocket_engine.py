@@ -119,3 +119,16 @@ def test_parse_hf_path():
     assert parse_hf_path("hf://kyutai/pocket-tts/languages/english/model.safetensors@abc") == (
         "kyutai/pocket-tts", "languages/english/model.safetensors", "abc")
     assert parse_hf_path("hf://org/repo/file.json") == ("org/repo", "file.json", None)
+
+
+def test_missing_pocket_tts_names_the_hf_extra(monkeypatch):
+    import sys
+
+    from audiosubnet.engines import pocket
+    from audiosubnet.errors import DependencyError
+
+    monkeypatch.setitem(sys.modules, "pocket_tts", None)  # `import pocket_tts` raises ImportError
+    with pytest.raises(DependencyError) as e:
+        pocket._require()
+    assert "pocket_tts" in e.value.message and "pocket engine" in e.value.message
+    assert "audiosubnet[hf]" in e.value.hint and "clone" not in e.value.hint
