@@ -12,7 +12,6 @@ Precedence, highest first (this order is the code in `Settings.settings_customis
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -319,6 +318,3 @@ def settings_origins(**flags: Any) -> list[tuple[str, Any, str]]:
         rows.append((key, value, origin))
     return rows
 
-
-def python_info() -> str:
-    return f"Python {sys.version.split()[0]}"

@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -27,12 +25,6 @@ from audiosubnet.validator.client import MinerClient
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 SENTENCE = "The quick brown fox jumps over the lazy dog, then rests by the river."
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _speech_like(a: audiolib.Audio) -> dict:
@@ -50,23 +42,7 @@ def _speech_like(a: audiolib.Audio) -> dict:
             "zcr": zcr, "energy_spread_db": float(np.percentile(energy_db, 90) - np.percentile(energy_db, 10))}
 
 
-def _wait_healthy(proc, port: int, log_path, timeout: float = 90.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"asn mine exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1.0, trust_env=False).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"asn mine did not become healthy:\n{log_path.read_text()[-3000:]}")
-
-
-def test_asn_mine_on_sim_serves_speech_to_a_signed_validator(tmp_path):
+def test_asn_mine_on_sim_serves_speech_to_a_signed_validator(tmp_path, procs):
     wallets = tmp_path / "wallets"
     miner = create_wallet("miner", "default", wallets)
     val = create_wallet("val", "default", wallets)
@@ -77,7 +53,7 @@ def test_asn_mine_on_sim_serves_speech_to_a_signed_validator(tmp_path):
     chain.register(16, miner.hotkey, miner.coldkey)
     chain.register(16, val.hotkey, val.coldkey, stake=1000, validator_permit=True)
 
-    port = _free_port()
+    port = procs.free_port()
     env = {**os.environ, "ASN_SUBNET__SIM_PATH": str(sim_path), "ASN_LOG_LEVEL": "INFO"}
     log_path = tmp_path / "miner.log"
     with open(log_path, "w") as log:
@@ -86,7 +62,7 @@ def test_asn_mine_on_sim_serves_speech_to_a_signed_validator(tmp_path):
              "--wallet.path", str(wallets), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
             stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
-        _wait_healthy(proc, port, log_path)
+        procs.wait_healthy(proc, port, log_path, timeout=90.0)
         (peer,) = [p for p in chain.peers(16) if p.hotkey == miner.hotkey]
         assert peer.endpoint == f"127.0.0.1:{port}"  # published by the miner process
 

@@ -13,7 +13,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,28 +34,6 @@ PROMPTS = [
     "The museum opens early on weekends, so we should arrive before the crowds.",
     "A cold wind blew across the lake as the fishermen pulled in their nets.",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(proc, port: int, log: Path, timeout: float = 120.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1.0, trust_env=False).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"not healthy after {timeout} s:\n{log.read_text()[-3000:]}")
 
 
 class Net:
@@ -98,7 +75,7 @@ def state_file(home: Path) -> Path:
     return found[0] if found else home / "validator" / "missing" / "state.json"
 
 
-def test_validator_ranks_honest_miners_over_cheaters_and_survives_kill9(tmp_path):
+def test_validator_ranks_honest_miners_over_cheaters_and_survives_kill9(tmp_path, procs):
     net = Net(tmp_path)
     chain = SimChain(net.sim, create=True)
     chain.init(block_seconds=1.0, reset=True)
@@ -110,20 +87,20 @@ def test_validator_ranks_honest_miners_over_cheaters_and_survives_kill9(tmp_path
     names = ["piper", "espeak", "copier", "liar", "silent", "hang"]
     keys = {n: create_wallet(n, "default", net.wallets) for n in names}
     uids = {n: int(chain.register(NETUID, keys[n].hotkey)) for n in names}
-    ports = {n: free_port() for n in names}
+    ports = {n: procs.free_port() for n in names}
     try:
         honest = {"piper": "piper", "espeak": "espeak:en-us"}
         for n, model in honest.items():
             p = net.spawn(n, ["-m", "audiosubnet", "mine", "--network", "sim", "--wallet.name", n, "--wallet.path",
                               str(net.wallets), "--host", "127.0.0.1", "--port", str(ports[n]), "--model", model,
                               "--device", "cpu"])
-            wait_healthy(p, ports[n], tmp_path / f"{n}.log")
+            procs.wait_healthy(p, ports[n], tmp_path / f"{n}.log")
         for n in ("copier", "liar", "silent", "hang"):
             extra = (["--target-endpoint", f"127.0.0.1:{ports['espeak']}", "--target-hotkey", keys["espeak"].hotkey,
                       "--relay-wallet", "relay"] if n == "copier" else [])
             p = net.spawn(n, [str(HERE / "cheater_miner.py"), "--behaviour", n, "--port", str(ports[n]), "--sim",
                               str(net.sim), "--wallets", str(net.wallets), "--wallet", n, *extra])
-            wait_healthy(p, ports[n], tmp_path / f"{n}.log")
+            procs.wait_healthy(p, ports[n], tmp_path / f"{n}.log")
 
         # ---- a few rounds, then the weights on chain ---------------------------------------------
         v = net.validator(rounds=4)
