@@ -7,8 +7,10 @@ Model ids (`score.asr_model`):
 - `fw:<folder or repo>`: any CTranslate2 Whisper (e.g. `fw:Systran/faster-whisper-base.en`);
 - `hf:<folder or repo>`: a transformers Whisper checkpoint; a bare local folder is detected by its files.
 
-Batching: every clip becomes one or more 30 s windows (longer clips are cut in 30 s pieces and their
-texts joined); all windows of a batch go through the encoder and greedy decoder together. The
+Batching: every clip becomes one or more windows of at most 30 s (a longer clip is cut in its
+quietest moment between 20 and 30 s, latest first, so no word is split and no window ends
+mid-sentence: Whisper without timestamps tends to stop early on a window that does; texts are
+joined); all windows of a batch go through the encoder and greedy decoder together. The
 decoder stops after a token budget derived from the prompt length, so garbage audio cannot make it
 decode 448 tokens of hallucination. Greedy decoding by default (`score.asr_beam_size`).
 """
@@ -41,6 +43,7 @@ CPU_DEFAULT = "fw:bundled"
 ALIASES = {"tiny.en": "fw:bundled", "bundled": "fw:bundled", "large-v3-turbo": GPU_DEFAULT,
            "turbo": GPU_DEFAULT}
 WINDOW = 30 * dsp.SR
+MIN_WINDOW = 20 * dsp.SR  # a long clip's windows are cut in a pause between MIN_WINDOW and WINDOW
 MAX_TOKENS = 440
 
 
@@ -74,9 +77,24 @@ def token_budget(text: str) -> int:
 
 
 def windows(x: np.ndarray) -> list[np.ndarray]:
-    if len(x) <= WINDOW:
-        return [x]
-    return [x[i:i + WINDOW] for i in range(0, len(x), WINDOW) if len(x[i:i + WINDOW]) > dsp.SR // 10]
+    """`x` cut into windows of at most 30 s, each cut in a pause; a tail under 0.1 s is dropped."""
+    out, start = [], 0
+    while len(x) - start > WINDOW:
+        end = start + MIN_WINDOW + _pause(x[start + MIN_WINDOW:start + WINDOW])
+        out.append(x[start:end])
+        start = end
+    if not out or len(x) - start > dsp.SR // 10:
+        out.append(x[start:])
+    return out
+
+
+def _pause(seg: np.ndarray, frame: int = dsp.SR // 100, smooth: int = 10) -> int:
+    """Offset in `seg` of the latest quiet moment: 100 ms energy within 4x of the segment's minimum."""
+    n = len(seg) // frame
+    energy = np.convolve(np.square(seg[:n * frame].reshape(n, frame), dtype=np.float64).mean(1),
+                         np.ones(smooth) / smooth, "same")
+    quiet = np.flatnonzero(energy <= max(energy.min() * 4, 1e-8))
+    return int(quiet[-1]) * frame + frame // 2 if len(quiet) else len(seg)
 
 
 class AsrScorer(Scorer):

@@ -24,7 +24,7 @@ import hashlib
 import json
 from typing import Any
 
-SCORING_VERSION = "asn-score-1"
+SCORING_VERSION = "asn-score-2"  # 2: long clips cut for ASR in pauses
 
 # (floor, ceiling) of cosine similarity per speaker encoder: ~different voices -> 0, ~same voice -> 1
 SIMILARITY_SCALES: dict[str, tuple[float, float]] = {

@@ -28,6 +28,22 @@ def test_model_ids():
     assert len(asr.windows(np.zeros(31 * dsp.SR, np.float32))) == 2
 
 
+def test_long_clips_are_cut_in_the_latest_pause():
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(75 * dsp.SR) * 0.1).astype(np.float32)  # speech-like: no pause at all
+    for a, b in [(22.0, 22.3), (25.0, 25.5), (48.0, 48.4)]:  # three pauses
+        x[int(a * dsp.SR):int(b * dsp.SR)] = 0.0
+    w = asr.windows(x)
+    assert np.array_equal(np.concatenate(w), x)  # nothing lost, nothing repeated
+    assert all(len(p) <= asr.WINDOW for p in w) and len(w) == 3
+    assert 25.0 <= len(w[0]) / dsp.SR <= 25.5  # the later of two pauses
+    assert 48.0 <= (len(w[0]) + len(w[1])) / dsp.SR <= 48.4
+    y = x[: 33 * dsp.SR].copy()
+    y[int(25.0 * dsp.SR):int(25.5 * dsp.SR)] = 0.1  # no pause between 20 and 30 s: the quietest 100 ms
+    assert 20 * dsp.SR <= len(asr.windows(y)[0]) <= asr.WINDOW
+    assert len(asr.windows(np.zeros(30 * dsp.SR + 1000, np.float32))) == 1  # a tail under 0.1 s is dropped
+
+
 def test_long_clip_is_transcribed_in_windows(cache, voices, prompts):
     x = np.concatenate([dsp.to_16k(a) for a in voices["piper"]])
     x = np.concatenate([x, x])[: 34 * dsp.SR]  # > 30 s: two windows
