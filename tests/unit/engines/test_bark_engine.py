@@ -11,7 +11,6 @@ pytest.importorskip("transformers")
 from audiosubnet.bench.random_models import BARK_VOICES, build_bark  # noqa: E402
 from audiosubnet.engines import registry  # noqa: E402
 from audiosubnet.engines.base import SynthesisRequest  # noqa: E402
-from audiosubnet.engines.cache import ModelCache  # noqa: E402
 from audiosubnet.errors import InputError  # noqa: E402
 
 TEXTS = ["Hello world.", "This is a test of the speech.", "Hi"]
@@ -22,15 +21,9 @@ def folder(tmp_path_factory):
     return build_bark(tmp_path_factory.mktemp("bark") / "bark-tiny")
 
 
-@pytest.fixture(scope="module")
-def cache():
-    return ModelCache(device="cpu", dtype="float32")
-
-
 @pytest.fixture
-def engine(cache, folder, monkeypatch):
-    monkeypatch.setenv("ASN_TORCH_THREADS", "1")
-    with cache.engine(f"bark:{folder}") as e:
+def engine(lease, folder):
+    with lease(f"bark:{folder}") as e:
         yield e
 
 

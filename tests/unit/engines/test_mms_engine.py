@@ -24,15 +24,9 @@ def folder(tmp_path_factory):
     return build_mms(tmp_path_factory.mktemp("mms") / "mms-tts-tiny")
 
 
-@pytest.fixture(scope="module")
-def cache():
-    return ModelCache(device="cpu", dtype="float32")
-
-
 @pytest.fixture
-def engine(cache, folder, monkeypatch):
-    monkeypatch.setenv("ASN_TORCH_THREADS", "1")
-    with cache.engine(f"mms:{folder}") as e:
+def engine(lease, folder):
+    with lease(f"mms:{folder}") as e:
         yield e
         e.forward_batch = e.cpu_batch
         e.bucket_shapes = False

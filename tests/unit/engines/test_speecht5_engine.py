@@ -12,7 +12,6 @@ pytest.importorskip("sentencepiece")
 from audiosubnet.bench.random_models import build_speecht5  # noqa: E402
 from audiosubnet.engines import registry  # noqa: E402
 from audiosubnet.engines.base import SynthesisRequest  # noqa: E402
-from audiosubnet.engines.cache import ModelCache  # noqa: E402
 from audiosubnet.engines.speecht5 import SPEAKERS_DIR, preset_index  # noqa: E402
 from audiosubnet.errors import InputError  # noqa: E402
 
@@ -24,15 +23,9 @@ def folder(tmp_path_factory):
     return build_speecht5(tmp_path_factory.mktemp("st5") / "speecht5-tiny")
 
 
-@pytest.fixture(scope="module")
-def cache():
-    return ModelCache(device="cpu", dtype="float32")
-
-
 @pytest.fixture
-def engine(cache, folder, monkeypatch):
-    monkeypatch.setenv("ASN_TORCH_THREADS", "1")
-    with cache.engine(f"hf:{folder}") as e:
+def engine(lease, folder):
+    with lease(f"hf:{folder}") as e:
         e.maxlenratio = 6.0  # at most 3 decoder steps per token: keeps the tiny runs short
         yield e
         e.threshold, e.minlenratio, e.maxlenratio = 0.5, 0.0, 20.0
