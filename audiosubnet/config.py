@@ -99,6 +99,8 @@ class MineSettings(BaseModel):
     max_wait_ms: float = Field(5.0, ge=0)
     queue_size: int = Field(256, ge=1)
     concurrency: int = Field(1, ge=1, description="engine calls in flight at once")
+    workers: int = Field(1, ge=1, le=64, description="HTTP worker processes in front of the one engine "
+                                                     "process (1: everything in one process)")
     rate_limit_per_min: float = Field(600.0, ge=0, description="requests per minute per caller (0 = none)")
     metagraph_refresh_s: float = Field(120.0, gt=0)
     allow_hotkeys: list[str] = Field([], description="always admitted (no registration/permit/stake checks)")

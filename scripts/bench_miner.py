@@ -17,8 +17,8 @@ when OUT is set, or --json PATH).
 and serves `mms:<folder>` (needs torch + transformers). `--model` serves any other model id.
 
 GPU box (torch 2.11 + transformers 5.17 image; it has httpx, anyio, h11, prometheus-client, typer, rich, numpy,
-huggingface-hub, uvloop, but NOT bittensor, fastapi, starlette, uvicorn, pydantic, pydantic-settings, soundfile,
-soxr): download the missing wheels here into .whl/ (git-ignored; about 18 MB) and carry them:
+huggingface-hub, uvloop, but NOT bittensor, fastapi, starlette, uvicorn, httptools, pydantic, pydantic-settings,
+soundfile, soxr): download the missing wheels here into .whl/ (git-ignored; about 18 MB) and carry them:
 
     pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 \
       --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux_2_5_x86_64 -d .whl \
@@ -27,7 +27,7 @@ soxr): download the missing wheels here into .whl/ (git-ignored; about 18 MB) an
       bitarray==3.12.3 ckzg==2.1.8 cytoolz==1.2.0 parsimonious==0.10.0 pycryptodome==3.24.1 qrcode==8.2 \
       websockets==16.1.1 fastapi==0.165.0 starlette==1.10.0 opentelemetry-api==1.45.2 uvicorn==0.54.0 \
       pydantic==2.14.4 pydantic-core==2.50.5 pydantic-settings==2.16.3 python-dotenv==1.2.4 annotated-types==0.8.0 \
-      typing-inspection==0.4.5 soundfile==0.14.0 soxr==1.1.0 cffi==2.1.1 pycparser==3.12
+      typing-inspection==0.4.5 soundfile==0.14.0 soxr==1.1.0 cffi==2.1.1 pycparser==3.12 httptools==0.9.0
     # on the H100 (carry [".whl"]), from the repository root:
     python3 -m pip install -q --no-index --no-deps .whl/*.whl && \
       python3 scripts/bench_miner.py --random-mms full --device cuda --client-procs 4 --json $OUT/bench_miner_h100.json
@@ -150,13 +150,35 @@ def run_level(endpoint: str, hotkey: str, wallet_dir: str, clients: int, seconds
     return rows, time.perf_counter() - t0
 
 
-def _scrape_batches(base: str) -> tuple[float, float]:
+def _tree_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of `pid` and its live descendants (Linux /proc; None elsewhere)."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total, todo = 0.0, [pid]
+    try:
+        while todo:
+            p = todo.pop()
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+    except (OSError, ValueError, IndexError):
+        return None if total == 0 else total
+    return total
+
+
+def _scrape_batches(base: str) -> tuple[float, float, float]:
+    """(requests in engine calls, engine calls, engine seconds) so far, from the miner's /metrics."""
     import httpx
 
     text = httpx.get(base + "/metrics", timeout=10, trust_env=False).text
-    total = sum(float(m) for m in re.findall(r"^asn_miner_batch_size_sum\{[^}]*\} (\S+)$", text, re.M))
-    count = sum(float(m) for m in re.findall(r"^asn_miner_batch_size_count\{[^}]*\} (\S+)$", text, re.M))
-    return total, count
+
+    def total(name: str) -> float:
+        return sum(float(m) for m in re.findall(rf"^{name}\{{[^}}]*\}} (\S+)$", text, re.M))
+
+    return (total("asn_miner_batch_size_sum"), total("asn_miner_batch_size_count"),
+            total("asn_miner_engine_seconds_sum"))
 
 
 def summarize(rows: list, wall: float, clients: int, batches: tuple[float, float]) -> dict:
@@ -223,6 +245,7 @@ def main() -> int:
     ap.add_argument("--max-batch", type=int, default=64)
     ap.add_argument("--max-wait-ms", type=float, default=5.0)
     ap.add_argument("--miner-concurrency", type=int, default=1, help="engine calls in flight in the miner")
+    ap.add_argument("--workers", type=int, default=1, help="the miner's HTTP worker processes (asn mine --workers)")
     ap.add_argument("--long-seconds", type=float, default=30.0, help="target length of the single long request")
     ap.add_argument("--long-repeats", type=int, default=5)
     ap.add_argument("--timeout", type=float, default=60.0, help="client deadline per request")
@@ -263,7 +286,8 @@ def main() -> int:
              "subnet.wallet_name": "miner", "subnet.wallet_path": str(wallets), "model": model,
              "device": args.device, "dtype": args.dtype, "mine.host": "127.0.0.1", "mine.port": port,
              "mine.max_batch": args.max_batch, "mine.max_wait_ms": args.max_wait_ms,
-             "mine.concurrency": args.miner_concurrency, "mine.queue_size": 4096, "mine.rate_limit_per_min": 0,
+             "mine.concurrency": args.miner_concurrency, "mine.workers": args.workers, "mine.queue_size": 4096,
+             "mine.rate_limit_per_min": 0,
              "mine.max_text_chars": 2000, "mine.max_body_bytes": 65536}
     log_path = tmp / "miner.log"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]) + os.pathsep +
@@ -273,6 +297,7 @@ def main() -> int:
                                 stderr=subprocess.STDOUT, env=env)
     result: dict = {"model": model, "device": args.device, "dtype": args.dtype, "cpu_count": os.cpu_count(),
                     "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "client_procs": args.client_procs,
+                    "workers": args.workers,
                     "levels": []}
     try:
         t0 = time.perf_counter()
@@ -286,15 +311,23 @@ def main() -> int:
         # warm the HTTP path and the engine's batch shapes
         run_level(endpoint, miner.hotkey, str(wallets), 4, 1.0, 1, args.timeout)
         for clients in [int(c) for c in args.concurrency.split(",") if c.strip()]:
-            before = _scrape_batches(base)
+            before, cpu0 = _scrape_batches(base), _tree_cpu_s(proc.pid)
             rows, wall = run_level(endpoint, miner.hotkey, str(wallets), clients, args.seconds, args.client_procs,
                                    args.timeout)
-            after = _scrape_batches(base)
+            after, cpu1 = _scrape_batches(base), _tree_cpu_s(proc.pid)
             level = summarize(rows, wall, clients, (after[0] - before[0], after[1] - before[1]))
+            if after[1] > before[1]:  # time inside engine calls: the rest of a batch's cycle is the miner's
+                level["engine_ms_per_batch"] = round(1000 * (after[2] - before[2]) / (after[1] - before[1]), 1)
+                level["engine_busy"] = round((after[2] - before[2]) / wall, 2)
+            if cpu0 is not None and cpu1 is not None and level["ok"]:  # the miner's CPU, all its processes
+                level["miner_cpu_ms_per_req"] = round(1000 * (cpu1 - cpu0) / level["ok"], 2)
+                level["miner_cpu_cores"] = round((cpu1 - cpu0) / wall, 2)
             result["levels"].append(level)
             print(f"{clients:>3} clients: {level['req_per_s']:8.1f} req/s  p50 {level['p50_ms']:7.1f} ms  "
                   f"p99 {level['p99_ms']:7.1f} ms  {level['x_real_time']:8.1f}x real time  "
-                  f"batch {level['mean_batch']:.1f}  errors {level['errors'] or 0}", file=sys.stderr)
+                  f"batch {level['mean_batch']:.1f} ({level.get('engine_ms_per_batch', '?')} ms in the engine, "
+                  f"busy {level.get('engine_busy', '?')})  miner cpu {level.get('miner_cpu_ms_per_req', '?')} ms/req "
+                  f"({level.get('miner_cpu_cores', '?')} cores)  errors {level['errors'] or 0}", file=sys.stderr)
         cps = next((lv["chars_per_audio_s"] for lv in result["levels"] if lv["chars_per_audio_s"]), 15.0)
         n = max(40, int(args.long_seconds * cps))
         text = (LONG_BASE * (n // len(LONG_BASE) + 1))[:n].rsplit(" ", 1)[0] + "."
@@ -314,10 +347,11 @@ def main() -> int:
             proc.kill()
     result["miner_exit"] = proc.returncode
 
-    print("\n| clients | req/s | p50 ms | p99 ms | x real time | mean batch | errors |\n|---|---|---|---|---|---|---|")
+    print("\n| clients | req/s | p50 ms | p99 ms | x real time | mean batch | miner CPU ms/req | errors |\n"
+          "|---|---|---|---|---|---|---|---|")
     for lv in result["levels"]:
         print(f"| {lv['clients']} | {lv['req_per_s']} | {lv['p50_ms']} | {lv['p99_ms']} | {lv['x_real_time']} | "
-              f"{lv['mean_batch']} | {sum(lv['errors'].values())} |")
+              f"{lv['mean_batch']} | {lv.get('miner_cpu_ms_per_req', '?')} | {sum(lv['errors'].values())} |")
     lg = result.get("long", {})
     print(f"\nsingle long request: {lg.get('audio_s')} s of audio ({lg.get('chars')} characters) in "
           f"{lg.get('latency_ms_median')} ms median (min {lg.get('latency_ms_min')} ms) over {lg.get('ok')} runs")

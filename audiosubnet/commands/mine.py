@@ -39,6 +39,9 @@ def mine(
     cache_budget: o.BudgetOpt = None,
     concurrency: Annotated[int | None, typer.Option("--concurrency", help="Engine calls in flight at once  "
                                                     "[default: 1]", show_default=False)] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="HTTP worker processes in front of the "
+                                               "engine (verify, parse, respond in parallel)  [default: 1]",
+                                               show_default=False)] = None,
     max_batch: Annotated[int | None, typer.Option("--max-batch", help="Largest dynamic batch  [default: 32]",
                                                   show_default=False)] = None,
     max_wait_ms: Annotated[float | None, typer.Option("--max-wait-ms", help="How long a batch waits to fill  "
@@ -67,7 +70,7 @@ def mine(
     Examples:
       asn mine --wallet.name miner --wallet.hotkey default --netuid 16
       asn mine --network test --netuid 250 --external-ip 203.0.113.7
-      asn mine --model hf:facebook/mms-tts-eng --device cuda --max-batch 64
+      asn mine --model hf:facebook/mms-tts-eng --device cuda --max-batch 64 --workers 4
       asn mine --clone-model auto          (also voice cloning on /v1/clone)
       asn mine --network sim --wallet.name m1 --port 9001   (see asn sim -h)
     """
@@ -79,7 +82,8 @@ def mine(
         **o.placement_flags(device, dtype, cache_budget),
         "model": model, "voice": voice, "mine.clone_model": clone_model,
         "mine.host": host, "mine.port": port, "mine.external_ip": external_ip, "mine.external_port": external_port,
-        "mine.concurrency": concurrency, "mine.max_batch": max_batch, "mine.max_wait_ms": max_wait_ms,
+        "mine.concurrency": concurrency, "mine.workers": workers, "mine.max_batch": max_batch,
+        "mine.max_wait_ms": max_wait_ms,
         "mine.queue_size": queue_size, "mine.min_validator_stake": min_stake, "mine.rate_limit_per_min": rate_limit,
         "mine.allow_hotkeys": _split(allow), "mine.deny_hotkeys": _split(deny),
         "mine.publish": False if no_publish else None,

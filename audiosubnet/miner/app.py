@@ -43,7 +43,7 @@ DEFAULT_MAX_CLONE_BODY = 8 * 2**20
 class MinerContext:
     hotkey: str  # our own hotkey: the receiver every request must be signed for
     netuid: int
-    service: TtsService
+    service: TtsService  # or a worker's workers.RemoteService
     policy: CallerPolicy
     nonce_store: Any  # check_and_store(hotkey, nonce) -> bool, shared by every process of this miner
     max_body_bytes: int = DEFAULT_MAX_BODY
@@ -51,9 +51,10 @@ class MinerContext:
     auth_max_age_s: float = 10.0
     auth_skew_s: float = 2.0
     drain_timeout_s: float = 30.0
-    metrics: MinerMetrics = field(default_factory=MinerMetrics)
+    metrics: Any = field(default_factory=MinerMetrics)  # or a worker's workers.RelayMetrics
     verify: Callable[..., Any] | None = None  # default: chain.bittensor.verify_request
     run_policy_refresh: bool = True
+    role: str = "miner"  # in log lines: "miner", or "HTTP worker <pid>" (asn mine --workers N)
     started_at: float = field(default_factory=time.monotonic)
 
 
@@ -116,7 +117,7 @@ def create_app(ctx: MinerContext) -> FastAPI:
                     await refresher
             drained = await ctx.service.drain(ctx.drain_timeout_s)
             await ctx.service.stop(timeout=0 if not drained else ctx.drain_timeout_s)
-            log.info("miner stopped (%s)", "drained" if drained else "drain timed out")
+            log.info("%s stopped (%s)", ctx.role, "drained" if drained else "drain timed out")
 
     app = FastAPI(title="asn miner", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
@@ -149,16 +150,16 @@ def create_app(ctx: MinerContext) -> FastAPI:
                 if reason is None:  # not an AuthFailure: a bug in verification, still never trust the caller
                     log.exception("auth verification crashed (request %s)", rid)
                     reason = "malformed"
-                metrics.auth_failures.labels(reason).inc()
+                metrics.auth_failure(reason)
                 raise ApiError(401, protocol.E_AUTH, f"btauth/1 {reason}: {getattr(e, 'message', e)}") from None
             caller = who.hotkey
             decision = ctx.policy.admit(caller)
             if not decision.allowed:
-                metrics.rejections.labels(decision.reason).inc()
+                metrics.rejection(decision.reason)
                 raise ApiError(403, protocol.E_FORBIDDEN, decision.message)
-            limited = ctx.policy.rate(caller)
+            limited = await ctx.policy.take(caller)
             if not limited.allowed:
-                metrics.rejections.labels(limited.reason).inc()
+                metrics.rejection(limited.reason)
                 raise ApiError(429, protocol.E_RATE_LIMITED, limited.message,
                                {"Retry-After": str(int(limited.retry_after))})
             ctype = request.headers.get("content-type")
@@ -184,8 +185,6 @@ def create_app(ctx: MinerContext) -> FastAPI:
             elapsed_ms = (time.perf_counter() - t0) * 1000.0
             meta = protocol.AudioMeta(model=out.model_id, sample_rate=out.sample_rate, duration_s=out.duration_s,
                                       elapsed_ms=elapsed_ms, format=out.fmt, voice=out.voice, request_id=rid)
-            metrics.audio_seconds.labels(out.model_id).inc(out.duration_s)
-            metrics.characters.labels(out.model_id).inc(chars)
             return Response(out.data, media_type=protocol.MEDIA_TYPES[out.fmt], headers=meta.headers())
         except ApiError as e:
             status = e.status
@@ -208,8 +207,7 @@ def create_app(ctx: MinerContext) -> FastAPI:
             return _error(500, protocol.E_INTERNAL, f"internal error (request id {rid})")
         finally:
             ms = (time.perf_counter() - t0) * 1000.0
-            metrics.requests.labels(endpoint, str(status)).inc()
-            metrics.latency.labels(endpoint).observe(ms / 1000.0)
+            metrics.request(endpoint, status, ms / 1000.0, model if status == 200 else None, audio_s, chars)
             access_log.info("%s caller=%s model=%s chars=%d audio_s=%.2f ms=%.0f status=%d rid=%s", endpoint,
                             caller, model, chars, audio_s, ms, status, rid)
 
@@ -251,6 +249,6 @@ def create_app(ctx: MinerContext) -> FastAPI:
     async def prometheus() -> Response:
         from audiosubnet.miner.metrics import CONTENT_TYPE
 
-        return Response(metrics.render(), media_type=CONTENT_TYPE)
+        return Response(await metrics.exposition(), media_type=CONTENT_TYPE)
 
     return app

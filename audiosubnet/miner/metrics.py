@@ -1,4 +1,9 @@
-"""Prometheus metrics of one miner app (its own registry, so several apps in one process never collide)."""
+"""Prometheus metrics of one miner (its own registry, so several apps in one process never collide).
+
+The HTTP edge reports through three calls (`request`, `auth_failure`, `rejection`) and reads the text with
+`await exposition()`; with `--workers N` the worker processes relay those calls to the main process
+(miner/workers.py), so one registry counts every request whichever worker answered it.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +41,24 @@ class MinerMetrics(Observer):
 
     def watch_metagraph(self, age: Callable[[], float | None]) -> None:
         self.metagraph_age.set_function(lambda: age() or 0.0)
+
+    # the HTTP edge
+    def request(self, endpoint: str, status: int, seconds: float, model: str | None = None,
+                audio_s: float = 0.0, chars: int = 0) -> None:
+        self.requests.labels(endpoint, str(status)).inc()
+        self.latency.labels(endpoint).observe(seconds)
+        if model is not None and status == 200:
+            self.audio_seconds.labels(model).inc(audio_s)
+            self.characters.labels(model).inc(chars)
+
+    def auth_failure(self, reason: str) -> None:
+        self.auth_failures.labels(reason).inc()
+
+    def rejection(self, reason: str) -> None:
+        self.rejections.labels(reason).inc()
+
+    async def exposition(self) -> bytes:
+        return self.render()
 
     # Observer (called by the service)
     def batch(self, model_id: str, size: int, seconds: float) -> None:

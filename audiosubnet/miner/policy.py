@@ -125,6 +125,10 @@ class CallerPolicy:
                                                 f"{c.min_stake:g}")
         return _OK
 
+    async def take(self, hotkey: str) -> Decision:
+        """`rate` as the HTTP edge calls it (a worker process asks the main process: miner/workers.py)."""
+        return self.rate(hotkey)
+
     def rate(self, hotkey: str) -> Decision:
         """Take one token from the caller's bucket."""
         per_min = self.config.rate_limit_per_min

@@ -15,7 +15,7 @@ from typing import Any
 
 from audiosubnet.chain.base import Chain, RateLimitedError, check_registered, is_sim, open_chain
 from audiosubnet.config import Settings
-from audiosubnet.errors import UsageError
+from audiosubnet.errors import AsnError, UsageError
 from audiosubnet.miner.app import MinerContext, create_app
 from audiosubnet.miner.metrics import MinerMetrics
 from audiosubnet.miner.nonces import SqliteNonceStore
@@ -153,12 +153,12 @@ def run_miner(settings: Settings) -> None:
     try:
         miner = build_miner(settings)
         endpoint = publish(miner.chain, settings, miner.wallet.hotkey) if m.publish else "(not published)"
-        config = uvicorn.Config(miner.app, log_config=None, access_log=False, lifespan="on",
-                                timeout_graceful_shutdown=int(max(1, m.drain_timeout_s)), server_header=False,
-                                timeout_keep_alive=30, backlog=2048)
-        server = uvicorn.Server(config)
         log.info("serving %s on %s:%d (published %s) as uid %d", miner.context.service.default_model, m.host,
                  m.port, endpoint, miner.uid)
+        if m.workers > 1:
+            _run_with_workers(miner, sock)
+            return
+        server = uvicorn.Server(uvicorn.Config(miner.app, **uvicorn_options(settings)))
         previous = signal.signal(signal.SIGTERM, _exit_quietly)  # uvicorn re-raises it after draining
         try:
             server.run(sockets=[sock])
@@ -168,6 +168,21 @@ def run_miner(settings: Settings) -> None:
             signal.signal(signal.SIGTERM, previous)
     finally:
         sock.close()
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn.Config options of the miner (httptools and uvloop when installed: the `subnet` extra has them)."""
+    return {"log_config": None, "access_log": False, "lifespan": "on", "server_header": False,
+            "timeout_graceful_shutdown": int(max(1, settings.mine.drain_timeout_s)), "timeout_keep_alive": 30,
+            "backlog": 2048}
+
+
+def _run_with_workers(miner: Miner, sock: socket.socket) -> None:
+    from audiosubnet.miner.workers import serve_with_workers
+
+    if serve_with_workers(miner.context, sock, miner.settings.mine.workers, uvicorn_options(miner.settings)):
+        raise AsnError("the miner's HTTP workers kept dying; stopped",
+                       hint="The lines above say why; try `--workers 1` to serve from one process.")
 
 
 def _exit_quietly(signum: int, frame: Any) -> None:

@@ -10,7 +10,8 @@ Batching: one queue and one batcher task per served model. The batcher takes the
 for a free engine slot (`concurrency` calls in flight at once), then takes every job already waiting (up to
 the batch limit) and, if the batch is still short, waits until `max_wait_ms` after the first job arrived
 for more. Engines that do not batch get batches of one. The engine is leased from the process ModelCache
-in a worker thread; encoding (and resampling) runs in the default thread pool, outside the engine slot.
+in a worker thread; encoding (and resampling) runs in the default thread pool, outside the engine slot: the
+slot is free as soon as the engine call returns, so the next batch runs while this one is encoded.
 """
 
 from __future__ import annotations
@@ -46,6 +47,13 @@ class Overloaded(Exception):
 
 class Unavailable(Exception):
     """Not started yet, or draining for shutdown."""
+
+
+def loaded_default(model_id: str | None) -> str:
+    """The default model's id, or Unavailable before one is loaded."""
+    if model_id is None:
+        raise Unavailable("no model is loaded")
+    return model_id
 
 
 class NotOffered(Exception):
@@ -169,7 +177,7 @@ class TtsService:
     async def drain(self, timeout: float = 30.0) -> bool:
         """Stop admitting; wait until every admitted request is answered. True when drained in time."""
         self._accepting = False
-        if self._idle is None:
+        if self._idle is None or self._pending == 0:
             return True
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
@@ -216,9 +224,7 @@ class TtsService:
 
     @property
     def default_model(self) -> str:
-        if self._default is None:
-            raise Unavailable("no model is loaded")
-        return self._default
+        return loaded_default(self._default)
 
     @property
     def can_clone(self) -> bool:
@@ -331,26 +337,26 @@ class TtsService:
             if not batch:
                 self._slots.release()
                 continue
-            task = loop.create_task(self._run_batch(m, batch))
+            slot = _Slot(self._slots)
+            task = loop.create_task(self._run_batch(m, batch, slot))
             self._tasks.add(task)
-            task.add_done_callback(self._batch_done)
+            task.add_done_callback(lambda t, slot=slot: self._batch_done(t, slot))
 
-    def _batch_done(self, task: asyncio.Task) -> None:
+    def _batch_done(self, task: asyncio.Task, slot: _Slot) -> None:
         self._tasks.discard(task)
-        assert self._slots is not None
-        self._slots.release()
+        slot.release()
         if not task.cancelled() and task.exception() is not None:
             log.error("batch task failed: %r", task.exception())
 
-    async def _run_batch(self, m: _Model, jobs: list[_Job]) -> None:
+    async def _run_batch(self, m: _Model, jobs: list[_Job], slot: _Slot) -> None:
         try:
-            await self._run_batch_inner(m, jobs)
+            await self._run_batch_inner(m, jobs, slot)
         finally:  # never leave a caller waiting forever
             for j in jobs:
                 if not j.future.done():
                     j.future.set_exception(Unavailable("the request was dropped (shutting down)"))
 
-    async def _run_batch_inner(self, m: _Model, jobs: list[_Job]) -> None:
+    async def _run_batch_inner(self, m: _Model, jobs: list[_Job], slot: _Slot) -> None:
         loop = asyncio.get_running_loop()
         t0 = time.monotonic()
         self._in_flight += len(jobs)
@@ -361,6 +367,7 @@ class TtsService:
             results = [e if isinstance(e, Exception) else Unavailable("shutting down")] * len(jobs)
         finally:
             self._in_flight -= len(jobs)
+            slot.release()  # the next batch may start now: this one's encoding overlaps it
         seconds = time.monotonic() - t0
         self._batch_s_ema = seconds if self._batch_s_ema is None else 0.8 * self._batch_s_ema + 0.2 * seconds
         self.observer.batch(m.model_id, len(jobs), seconds)
@@ -412,6 +419,20 @@ class TtsService:
             log.error("engine %s failed: %s", model_id, e)
             return [_as_engine_error(e)] * len(requests)
         return [r if r is not None else EngineError("no result") for r in results]
+
+
+class _Slot:
+    """One engine slot held by a batch, released once: when its engine call returns (or the task ends)."""
+
+    __slots__ = ("_sem",)
+
+    def __init__(self, sem: asyncio.Semaphore):
+        self._sem: asyncio.Semaphore | None = sem
+
+    def release(self) -> None:
+        if self._sem is not None:
+            self._sem.release()
+            self._sem = None
 
 
 def _as_engine_error(e: Exception) -> Exception:

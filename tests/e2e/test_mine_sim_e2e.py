@@ -8,10 +8,13 @@ in-flight request and exit 0.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -40,6 +43,21 @@ def _speech_like(a: audiolib.Audio) -> dict:
     zcr = float(np.mean(np.abs(np.diff(np.sign(x))) > 0))
     return {"rms_db": audiolib.rms_db(a.samples), "active": float(active.mean()), "centroid": centroid,
             "zcr": zcr, "energy_spread_db": float(np.percentile(energy_db, 90) - np.percentile(energy_db, 10))}
+
+
+def _sigterm_finishes_the_request_in_flight(proc, wallet, endpoint: str, hotkey: str, text: str) -> None:
+    """SIGTERM while a request is in flight: it is answered, then the miner exits 0."""
+
+    async def go():
+        async with MinerClient(wallet, timeout_s=30) as c:
+            pending = asyncio.ensure_future(c.tts(endpoint, hotkey, TtsRequest(text=text)))
+            await asyncio.sleep(0.1)
+            proc.send_signal(signal.SIGTERM)
+            return await pending
+
+    late = asyncio.run(go())
+    assert late.ok, (late.status, late.error, late.message)
+    assert proc.wait(timeout=60) == 0
 
 
 def test_asn_mine_on_sim_serves_speech_to_a_signed_validator(tmp_path, procs):
@@ -86,19 +104,90 @@ def test_asn_mine_on_sim_serves_speech_to_a_signed_validator(tmp_path, procs):
         assert 250 < f["centroid"] < 4000, f  # energy in the speech band
         assert f["energy_spread_db"] > 20, f  # syllables: loudness varies (a tone or noise would not)
 
-        async def drain_on_sigterm():
-            async with MinerClient(val, timeout_s=30) as c:
-                pending = asyncio.ensure_future(c.tts(peer.endpoint, peer.hotkey, TtsRequest(text=SENTENCE * 5)))
-                await asyncio.sleep(0.1)
-                proc.send_signal(signal.SIGTERM)
-                return await pending
-
-        late = asyncio.run(drain_on_sigterm())
-        assert late.ok, (late.status, late.error, late.message)
-        assert proc.wait(timeout=30) == 0
+        _sigterm_finishes_the_request_in_flight(proc, val, peer.endpoint, peer.hotkey, SENTENCE * 5)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     log = log_path.read_text()
     assert "status=200" in log and "status=403" in log and "miner stopped (drained)" in log, log[-2000:]
+
+
+def _workers_of(pid: int) -> set[int]:
+    """Worker processes (multiprocessing spawn children) of `pid`, from /proc."""
+    out = set()
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            for child in f.read().split():
+                with contextlib.suppress(OSError), open(f"/proc/{child}/cmdline", "rb") as c:
+                    if b"spawn_main" in c.read():
+                        out.add(int(child))
+    return out
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads worker pids from /proc")
+def test_asn_mine_with_workers_restarts_a_killed_worker_and_drains(tmp_path, procs):
+    """`asn mine --workers 2`: one queue and one registry behind two HTTP processes; a worker killed with -9 is
+    replaced; SIGTERM finishes the request in flight and leaves no process behind."""
+    wallets = tmp_path / "wallets"
+    miner = create_wallet("miner", "default", wallets)
+    val = create_wallet("val", "default", wallets)
+    stranger = create_wallet("stranger", "default", wallets)
+    chain = SimChain(tmp_path / "sim.db", create=True)
+    chain.register(16, miner.hotkey, miner.coldkey)
+    chain.register(16, val.hotkey, val.coldkey, stake=1000, validator_permit=True)
+    port = procs.free_port()
+    env = {**os.environ, "ASN_SUBNET__SIM_PATH": str(tmp_path / "sim.db"), "ASN_LOG_LEVEL": "INFO",
+           "ASN_HOME": str(tmp_path / "home")}
+    log_path = tmp_path / "miner.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "audiosubnet", "mine", "--network", "sim", "--wallet.name", "miner",
+             "--wallet.path", str(wallets), "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+             "--model", "fake:delay_ms=300,max_batch=32", "--max-wait-ms", "50"],
+            stdout=log, stderr=subprocess.STDOUT, env=env)
+    endpoint = f"127.0.0.1:{port}"
+    try:
+        procs.wait_healthy(proc, port, log_path, timeout=90.0)
+        deadline = time.monotonic() + 30
+        while len(first := _workers_of(proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(first) == 2, first
+
+        async def burst(n: int):
+            async with MinerClient(val, timeout_s=30, max_connections=64) as c, MinerClient(stranger) as s:
+                rs = await asyncio.gather(*(c.tts(endpoint, miner.hotkey, TtsRequest(text=f"{SENTENCE} {i}"))
+                                            for i in range(n)))
+                return rs, await s.tts(endpoint, miner.hotkey, TtsRequest(text=SENTENCE))
+
+        rs, refused = asyncio.run(burst(24))
+        assert all(r.ok for r in rs), [(r.status, r.message) for r in rs if not r.ok]
+        assert refused.status == 403
+        import httpx
+
+        metrics = httpx.get(f"http://{endpoint}/metrics", trust_env=False).text  # one registry for both workers
+        assert 'asn_miner_requests_total{endpoint="tts",status="200"} 24.0' in metrics
+        assert 'asn_miner_policy_rejections_total{reason="not_registered"} 1.0' in metrics
+        batches = float(re.search(r'asn_miner_batch_size_count\{[^}]*\} (\S+)', metrics).group(1))
+        assert batches <= 6, metrics  # 24 requests through both workers, batched together in the one queue
+
+        victim = min(first)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while (len(now := _workers_of(proc.pid)) < 2 or victim in now) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(now) == 2 and victim not in now, now
+        procs.wait_healthy(proc, port, log_path, timeout=30.0)
+        rs, _ = asyncio.run(burst(8))
+        assert all(r.ok for r in rs)
+
+        _sigterm_finishes_the_request_in_flight(proc, val, endpoint, miner.hotkey, SENTENCE)
+        for pid in now:
+            assert not os.path.exists(f"/proc/{pid}"), pid  # joined by the main process, not orphaned
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    log = log_path.read_text()
+    assert f"(pid {victim}) exited with status -9; starting another" in log, log[-3000:]
+    assert "miner stopped (drained)" in log, log[-3000:]

@@ -1,13 +1,16 @@
 """Miner test harness: a simulated subnet, real wallets (SDK keys in tmp dirs), the fake engine, the real app.
 
 `Harness` runs one event loop and drives the app in process (httpx.ASGITransport) or on a real loopback
-port (uvicorn in a thread). Requests are signed with the validator's real keys (btauth/1).
+port (uvicorn in a thread). Requests are signed with the validator's real keys (btauth/1). With `workers=True`
+the app under test is a worker's (`asn mine --workers N`): its service, rate limits and metrics live in a hub
+over a real Unix socket, in the same event loop; `ctx` stays the hub's (the main process's) context.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import socket
 import threading
 import time
@@ -21,6 +24,7 @@ from audiosubnet.chain.sim import SimChain
 from audiosubnet.config import load_settings
 from audiosubnet.engines.cache import ModelCache
 from audiosubnet.miner.server import build_miner
+from audiosubnet.miner.workers import Hub, HubLink, WorkerSpec, hub_path, worker_context
 
 NETUID = 16
 MIN_STAKE = 100.0
@@ -75,7 +79,8 @@ def free_port() -> int:
 class Harness:
     """One miner app + one event loop; `send()` signs and posts; `serve()` puts it on a loopback port."""
 
-    def __init__(self, home: Path, keys: Keys, model: str = "fake:default", *, loopback: bool = False, **mine):
+    def __init__(self, home: Path, keys: Keys, model: str = "fake:default", *, loopback: bool = False,
+                 workers: bool = False, **mine):
         self.keys = keys
         self.chain = make_sim(home / "sim.db", keys)
         self.settings = miner_settings(home, keys, model, **mine)
@@ -87,7 +92,16 @@ class Harness:
         self.loop = asyncio.new_event_loop()
         self._server = None
         self._thread = None
-        if loopback:  # uvicorn's own loop (in a thread) runs the app and its service, as in `asn mine`
+        self.hub = None
+        self.links: list = []
+        if workers:
+            self.loop.run_until_complete(self.ctx.service.start())
+            self.hub = Hub(self.ctx, hub_path())
+            self.run(self.hub.start())
+            self.app = self.worker_app()
+            self.endpoint = self.base = "http://miner"
+            self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url=self.base)
+        elif loopback:  # uvicorn's own loop (in a thread) runs the app and its service, as in `asn mine`
             self.endpoint = self._serve()
             self.base = f"http://{self.endpoint}"
             self.http = httpx.AsyncClient(base_url=self.base, trust_env=False)
@@ -95,6 +109,17 @@ class Harness:
             self.endpoint = self.base = "http://miner"
             self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url=self.base)
             self.loop.run_until_complete(self.ctx.service.start())
+
+    def worker_app(self):
+        """One more worker's app (its own connection to the hub), started as uvicorn's lifespan would."""
+        from audiosubnet.miner.app import create_app
+
+        link = HubLink(self.hub.path)
+        self.links.append(link)
+        self.run(link.connect())
+        ctx = worker_context(WorkerSpec.of(self.ctx, self.hub.path), link, self.run(link.call("peers")))
+        self.run(ctx.service.start())
+        return create_app(ctx)
 
     @property
     def hotkey(self) -> str:
@@ -143,6 +168,11 @@ class Harness:
 
     def close(self) -> None:
         self.run(self.http.aclose())
+        for link in self.links:
+            self.run(link.close())
+        if self.hub is not None:
+            self.run(self.hub.close())
+            shutil.rmtree(self.hub.path.parent, ignore_errors=True)
         if self._server is not None:
             self._server.should_exit = True  # lifespan shutdown drains and stops the service
             self._thread.join(timeout=10)
@@ -157,8 +187,8 @@ class Harness:
 def harness_factory(tmp_path, keys):
     made: list[Harness] = []
 
-    def make(model: str = "fake:default", *, loopback: bool = False, **mine) -> Harness:
-        h = Harness(tmp_path / f"h{len(made)}", keys, model, loopback=loopback, **mine)
+    def make(model: str = "fake:default", *, loopback: bool = False, workers: bool = False, **mine) -> Harness:
+        h = Harness(tmp_path / f"h{len(made)}", keys, model, loopback=loopback, workers=workers, **mine)
         made.append(h)
         return h
 

@@ -19,6 +19,8 @@ from audiosubnet.protocol import CloneRequest, TtsRequest
 from audiosubnet.validator.client import MinerClient
 
 TEXT = "Hello from the subnet."
+# the same requests must get the same answers from a worker of `asn mine --workers N` (service in the hub)
+MODES = pytest.mark.parametrize("workers", [False, True], ids=["one-process", "worker"])
 
 
 def _json(r) -> dict:
@@ -28,8 +30,9 @@ def _json(r) -> dict:
     return body
 
 
-def test_signed_tts_returns_wav_with_headers(harness_factory):
-    h = harness_factory()
+@MODES
+def test_signed_tts_returns_wav_with_headers(harness_factory, workers):
+    h = harness_factory(workers=workers)
     r = h.tts({"text": TEXT})
     assert r.status_code == 200, r.text
     assert r.headers["content-type"] == "audio/wav"
@@ -81,9 +84,9 @@ EXPECTED = {"ok": 200, "unsigned": 401, "forged": 401, "impostor": 401, "first":
             "query_signed": 200}
 
 
-@pytest.mark.parametrize("loopback", [False, True], ids=["in-process", "loopback"])
-def test_auth_and_policy_statuses(harness_factory, loopback):
-    h = harness_factory(loopback=loopback)
+@pytest.mark.parametrize("mode", ["in-process", "loopback", "worker"])
+def test_auth_and_policy_statuses(harness_factory, mode):
+    h = harness_factory(loopback=mode == "loopback", workers=mode == "worker")
     bodies = {}
 
     def send(body, headers, target):
@@ -99,8 +102,9 @@ def test_auth_and_policy_statuses(harness_factory, loopback):
     assert 'asn_miner_policy_rejections_total{reason="low_stake"} 1.0' in metrics
 
 
-def test_client_results_for_good_and_refused_requests(harness_factory):
-    h = harness_factory()
+@MODES
+def test_client_results_for_good_and_refused_requests(harness_factory, workers):
+    h = harness_factory(workers=workers)
     k = h.keys
 
     async def go():
@@ -121,8 +125,9 @@ def test_client_results_for_good_and_refused_requests(harness_factory):
     assert info.hotkey == h.hotkey and info.default_model == "fake:default" and info.limits.max_text_chars == 512
 
 
-def test_bad_input_statuses(harness_factory):
-    h = harness_factory(max_body_bytes=4096, max_text_chars=100)
+@MODES
+def test_bad_input_statuses(harness_factory, workers):
+    h = harness_factory(max_body_bytes=4096, max_text_chars=100, workers=workers)
     assert h.tts(b"{not json").status_code == 400
     assert h.tts(b"[1, 2]").status_code == 400
     assert h.tts(b"").status_code == 400
@@ -157,16 +162,18 @@ def test_oversize_body_without_content_length_is_413(harness_factory):
     assert r.status_code == 413
 
 
-def test_rate_limit_per_caller(harness_factory):
-    h = harness_factory(rate_limit_per_min=6)  # 0.1/s, burst of one
+@MODES
+def test_rate_limit_per_caller(harness_factory, workers):
+    h = harness_factory(rate_limit_per_min=6, workers=workers)  # 0.1/s, burst of one
     assert h.tts({"text": TEXT}).status_code == 200
     r = h.tts({"text": TEXT})
     assert r.status_code == 429 and _json(r)["code"] == "rate_limited" and int(r.headers["retry-after"]) >= 1
     assert h.tts({"text": TEXT}, signer=h.keys.friend).status_code == 200  # buckets are per caller
 
 
-def test_full_queue_answers_429_with_retry_after(harness_factory):
-    h = harness_factory("fake:delay_ms=150,batching=false", queue_size=2)
+@MODES
+def test_full_queue_answers_429_with_retry_after(harness_factory, workers):
+    h = harness_factory("fake:delay_ms=150,batching=false", queue_size=2, workers=workers)
 
     async def burst():
         reqs = []
@@ -182,8 +189,9 @@ def test_full_queue_answers_429_with_retry_after(harness_factory):
     assert _json(r429)["code"] == "overloaded" and int(r429.headers["retry-after"]) >= 1
 
 
-def test_dynamic_batching_groups_concurrent_requests(harness_factory):
-    h = harness_factory("fake:delay_ms=60,max_batch=8", max_batch=4, max_wait_ms=20)
+@MODES
+def test_dynamic_batching_groups_concurrent_requests(harness_factory, workers):
+    h = harness_factory("fake:delay_ms=60,max_batch=8", max_batch=4, max_wait_ms=20, workers=workers)
     FakeEngine.calls.clear()
 
     async def burst():
@@ -201,8 +209,9 @@ def test_dynamic_batching_groups_concurrent_requests(harness_factory):
     assert len(set(durations)) == 2  # texts of two lengths: every caller got its own audio
 
 
-def test_one_bad_item_does_not_fail_its_batch(harness_factory):
-    h = harness_factory("fake:fail=boom,delay_ms=30", max_wait_ms=30)
+@MODES
+def test_one_bad_item_does_not_fail_its_batch(harness_factory, workers):
+    h = harness_factory("fake:fail=boom,delay_ms=30", max_wait_ms=30, workers=workers)
 
     async def burst():
         reqs = []
@@ -220,15 +229,17 @@ def _ref_wav(seconds: float) -> bytes:
     return audiolib.encode(audiolib.Audio((0.3 * np.sin(2 * np.pi * 150 * t)).astype(np.float32), 16000), "wav")
 
 
-def test_clone_is_501_without_a_cloning_engine(harness_factory):
-    h = harness_factory()
+@MODES
+def test_clone_is_501_without_a_cloning_engine(harness_factory, workers):
+    h = harness_factory(workers=workers)
     body = json.dumps({"text": TEXT, "reference_audio": base64.b64encode(_ref_wav(2)).decode()}).encode()
     r = h.post("/v1/clone", body, h.signed(body, target="/v1/clone"))
     assert r.status_code == 501 and _json(r)["code"] == "not_implemented"
 
 
-def test_clone_json_and_multipart(harness_factory):
-    h = harness_factory("fake:clone=true")
+@MODES
+def test_clone_json_and_multipart(harness_factory, workers):
+    h = harness_factory("fake:clone=true", workers=workers)
     ref = _ref_wav(3)
     req = CloneRequest(text=TEXT, reference_audio=ref, reference_text="a reference")
 
@@ -248,8 +259,9 @@ def test_clone_json_and_multipart(harness_factory):
     assert h.post("/v1/clone", bad64, h.signed(bad64, target="/v1/clone")).status_code == 422
 
 
-def test_a_second_model_serves_clone(harness_factory):
-    h = harness_factory("fake:default", clone_model="fake:clone=true,sr=22050")
+@MODES
+def test_a_second_model_serves_clone(harness_factory, workers):
+    h = harness_factory("fake:default", clone_model="fake:clone=true,sr=22050", workers=workers)
     body = json.dumps({"text": TEXT, "reference_audio": base64.b64encode(_ref_wav(2)).decode()}).encode()
     r = h.post("/v1/clone", body, h.signed(body, target="/v1/clone"))
     assert r.status_code == 200 and r.headers["x-asn-model"] == "fake:clone=true,sr=22050"
@@ -259,8 +271,9 @@ def test_a_second_model_serves_clone(harness_factory):
     assert info.clone and [m.clone for m in info.models] == [False, True]
 
 
-def test_info_health_metrics(harness_factory):
-    h = harness_factory()
+@MODES
+def test_info_health_metrics(harness_factory, workers):
+    h = harness_factory(workers=workers)
     info = protocol.InfoResponse.model_validate_json(h.run(h.http.get("/v1/info")).content)
     assert info.models[0].id == "fake:default" and info.models[0].voices == ["a", "b"] and not info.clone
     assert info.limits.formats == ["wav", "flac"] and info.netuid == 16
