@@ -92,6 +92,18 @@ class AsnTyper(typer.Typer):
         return decorator
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is at the time (a test runner or a daemon may swap it after setup)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def setup_logging(verbosity: int = 0, quiet: bool = False) -> None:
     """Library code logs with getLogger(__name__); only the CLI installs handlers."""
     from rich.logging import RichHandler
@@ -108,7 +120,7 @@ def setup_logging(verbosity: int = 0, quiet: bool = False) -> None:
         handler: logging.Handler = RichHandler(console=err, show_path=False, rich_tracebacks=debug_enabled(),
                                                log_time_format="[%X]")
     else:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler._asn = True  # type: ignore[attr-defined]
     root.addHandler(handler)

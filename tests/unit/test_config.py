@@ -69,3 +69,22 @@ def test_parse_bytes(text, value):
 def test_parse_bytes_rejects_garbage():
     with pytest.raises(ConfigError):
         parse_bytes("lots")
+
+
+def test_log_lines_follow_a_swapped_stderr(monkeypatch):
+    """Logging set up once keeps writing to the current sys.stderr (test runners and daemons swap it)."""
+    import io
+    import logging
+
+    from audiosubnet.commands import _cli
+
+    monkeypatch.setattr(_cli.err, "_force_terminal", False)  # the plain handler, as under pm2/systemd
+    first = io.StringIO()
+    monkeypatch.setattr("sys.stderr", first)
+    _cli.setup_logging()
+    first.close()
+    second = io.StringIO()
+    monkeypatch.setattr("sys.stderr", second)
+    logging.getLogger("audiosubnet.test").warning("still heard")
+    assert "WARNING audiosubnet.test: still heard" in second.getvalue()
+    assert "Logging error" not in second.getvalue()
