@@ -95,6 +95,25 @@ async def _read_body(request: Request, cap: int) -> bytes:
     return b"".join(chunks)
 
 
+@contextlib.asynccontextmanager
+async def serving(ctx: MinerContext) -> AsyncIterator[None]:
+    """The service started and the metagraph refreshed while inside; on the way out: stop refreshing, drain the
+    admitted requests, stop. The app's lifespan, and the main process of `asn mine --workers N`."""
+    if not ctx.service.started:
+        await ctx.service.start()
+    refresher = asyncio.create_task(ctx.policy.run()) if ctx.run_policy_refresh else None
+    try:
+        yield
+    finally:
+        if refresher is not None:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await refresher
+        drained = await ctx.service.drain(ctx.drain_timeout_s)
+        await ctx.service.stop(timeout=0 if not drained else ctx.drain_timeout_s)
+        log.info("%s stopped (%s)", ctx.role, "drained" if drained else "drain timed out")
+
+
 def create_app(ctx: MinerContext) -> FastAPI:
     if ctx.verify is None:
         from audiosubnet.chain.bittensor import verify_request
@@ -105,19 +124,8 @@ def create_app(ctx: MinerContext) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if not ctx.service.started:
-            await ctx.service.start()
-        refresher = asyncio.create_task(ctx.policy.run()) if ctx.run_policy_refresh else None
-        try:
+        async with serving(ctx):
             yield
-        finally:
-            if refresher is not None:
-                refresher.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await refresher
-            drained = await ctx.service.drain(ctx.drain_timeout_s)
-            await ctx.service.stop(timeout=0 if not drained else ctx.drain_timeout_s)
-            log.info("%s stopped (%s)", ctx.role, "drained" if drained else "drain timed out")
 
     app = FastAPI(title="asn miner", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)

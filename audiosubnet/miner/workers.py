@@ -515,6 +515,8 @@ def hub_path() -> Path:
 
 
 async def _supervise(ctx: Any, sock: socket.socket, workers: int, uvicorn: dict[str, Any]) -> int:
+    from audiosubnet.miner.app import serving
+
     hub = Hub(ctx, hub_path())
     spec = WorkerSpec.of(ctx, hub.path, uvicorn)
     mp = multiprocessing.get_context("spawn")
@@ -522,52 +524,47 @@ async def _supervise(ctx: Any, sock: socket.socket, workers: int, uvicorn: dict[
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await ctx.service.start()
-    refresher = asyncio.create_task(ctx.policy.run()) if ctx.run_policy_refresh else None
-    await hub.start()
 
     def spawn(i: int) -> Any:
         p = mp.Process(target=worker_main, args=(spec, sock), name=f"asn-miner-worker-{i}")
         p.start()
         return p
 
-    procs = [spawn(i) for i in range(workers)]
-    log.info("%d HTTP workers (pids %s) in front of the engine process %d", workers,
-             " ".join(str(p.pid) for p in procs), os.getpid())
-    restarts: list[float] = []
     status = 0
-    try:
-        while not stop.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.5)
-            for i, p in enumerate(procs):
-                if p.is_alive() or stop.is_set():
-                    continue
-                now = time.monotonic()
-                restarts = [t for t in restarts if now - t < _RESTARTS[1]] + [now]
-                if len(restarts) > _RESTARTS[0]:
-                    log.error("HTTP workers keep dying (%d restarts within %.0f s; the last exit status was %s); "
-                              "stopping", len(restarts), _RESTARTS[1], p.exitcode)
-                    status = 1
-                    stop.set()
-                    break
-                log.warning("HTTP worker %d (pid %s) exited with status %s; starting another", i, p.pid, p.exitcode)
-                procs[i] = spawn(i)
-    finally:
-        log.info("stopping: draining %d HTTP workers, then the engine queue", sum(p.is_alive() for p in procs))
-        for p in procs:
-            if p.is_alive():
-                p.terminate()  # SIGTERM: uvicorn stops accepting and finishes what it has
-        deadline = time.monotonic() + float(spec.limits.get("drain_timeout_s", 30.0)) + 5.0
-        for p in procs:
-            await asyncio.to_thread(p.join, max(0.1, deadline - time.monotonic()))
-            if p.is_alive():
-                p.kill()
-        await hub.close()
-        if refresher is not None:
-            refresher.cancel()
-        drained = await ctx.service.drain(float(spec.limits.get("drain_timeout_s", 30.0)))
-        await ctx.service.stop(timeout=0)
-        shutil.rmtree(hub.path.parent, ignore_errors=True)
-        log.info("miner stopped (%s)", "drained" if drained else "drain timed out")
+    async with serving(ctx):  # on the way out, after the workers: drain the queue, stop
+        await hub.start()
+        procs = [spawn(i) for i in range(workers)]
+        log.info("%d HTTP workers (pids %s) in front of the engine process %d", workers,
+                 " ".join(str(p.pid) for p in procs), os.getpid())
+        restarts: list[float] = []
+        try:
+            while not stop.is_set():
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.5)
+                for i, p in enumerate(procs):
+                    if p.is_alive() or stop.is_set():
+                        continue
+                    now = time.monotonic()
+                    restarts = [t for t in restarts if now - t < _RESTARTS[1]] + [now]
+                    if len(restarts) > _RESTARTS[0]:
+                        log.error("HTTP workers keep dying (%d restarts within %.0f s; the last exit status was "
+                                  "%s); stopping", len(restarts), _RESTARTS[1], p.exitcode)
+                        status = 1
+                        stop.set()
+                        break
+                    log.warning("HTTP worker %d (pid %s) exited with status %s; starting another", i, p.pid,
+                                p.exitcode)
+                    procs[i] = spawn(i)
+        finally:
+            log.info("stopping: draining %d HTTP workers, then the engine queue", sum(p.is_alive() for p in procs))
+            for p in procs:
+                if p.is_alive():
+                    p.terminate()  # SIGTERM: uvicorn stops accepting and finishes what it has
+            deadline = time.monotonic() + ctx.drain_timeout_s + 5.0
+            for p in procs:
+                await asyncio.to_thread(p.join, max(0.1, deadline - time.monotonic()))
+                if p.is_alive():
+                    p.kill()
+            await hub.close()
+            shutil.rmtree(hub.path.parent, ignore_errors=True)
     return status
