@@ -69,28 +69,24 @@ class RateLimited(Exception):
         self.retry_after = retry_after
 
 
-_KINDS: dict[str, Callable[[str, float], Exception]] = {
-    "input": lambda m, r: InputError(m), "decode": lambda m, r: AudioDecodeError(m),
-    "overloaded": lambda m, r: Overloaded(m, r), "not_offered": lambda m, r: NotOffered(m),
-    "unavailable": lambda m, r: Unavailable(m), "engine": lambda m, r: EngineError(m),
-}
+# errors that cross the socket, by kind; the first class that matches names it (subclasses before bases)
+_ERRORS: tuple[tuple[str, type[Exception]], ...] = (
+    ("rate_limited", RateLimited), ("overloaded", Overloaded), ("decode", AudioDecodeError), ("input", InputError),
+    ("not_offered", NotOffered), ("unavailable", Unavailable), ("engine", EngineError))
+_WITH_RETRY = (RateLimited, Overloaded)
 
 
 def _error_payload(e: BaseException) -> tuple[str, str, float]:
-    if isinstance(e, AudioDecodeError):
-        return "decode", str(e), 0.0
-    if isinstance(e, InputError):
-        return "input", str(e), 0.0
-    if isinstance(e, Overloaded):
-        return "overloaded", str(e), e.retry_after
-    if isinstance(e, NotOffered):
-        return "not_offered", str(e), 0.0
-    if isinstance(e, Unavailable):
-        return "unavailable", str(e), 0.0
-    if isinstance(e, EngineError):
-        return "engine", str(e), 0.0
+    for kind, cls in _ERRORS:
+        if isinstance(e, cls):
+            return kind, str(e), float(getattr(e, "retry_after", 0.0))
     log.exception("hub: %s", type(e).__name__, exc_info=e)
     return "engine", f"internal error ({type(e).__name__})", 0.0
+
+
+def _error(kind: str, message: str, retry_after: float) -> Exception:
+    cls = dict(_ERRORS).get(kind, EngineError)
+    return cls(message, retry_after) if issubclass(cls, _WITH_RETRY) else cls(message)  # type: ignore[call-arg]
 
 
 # ---- the hub (main process) ---------------------------------------------------------------------------
@@ -145,8 +141,6 @@ class Hub:
                       payload: Any) -> None:
         try:
             reply = (rid, True, await self._do(op, payload))
-        except RateLimited as e:
-            reply = (rid, False, ("rate_limited", str(e), e.retry_after))
         except Exception as e:
             reply = (rid, False, _error_payload(e))
         await _send(writer, lock, reply)
@@ -272,10 +266,7 @@ class HubLink:
                 if ok:
                     fut.set_result(payload)
                 else:
-                    kind, message, retry_after = payload
-                    exc = RateLimited(message, retry_after) if kind == "rate_limited" else \
-                        _KINDS.get(kind, _KINDS["engine"])(message, retry_after)
-                    fut.set_exception(exc)
+                    fut.set_exception(_error(*payload))
         except (asyncio.IncompleteReadError, ConnectionError, pickle.UnpicklingError):
             pass
         self.lost = True

@@ -120,7 +120,7 @@ def test_frames_round_trip_and_errors_keep_their_kind():
     assert workers._error_payload(InputError("too long")) == ("input", "too long", 0.0)
     assert workers._error_payload(Overloaded("full", 3.0)) == ("overloaded", "full", 3.0)
     assert workers._error_payload(RuntimeError("secret path /x"))[1] == "internal error (RuntimeError)"
-    exc = workers._KINDS["overloaded"]("full", 3.0)
+    exc = workers._error("overloaded", "full", 3.0)
     assert isinstance(exc, Overloaded) and exc.retry_after == 3.0
     frame = workers._frame((7, "tts", {"text": "x" * 10}))
     assert int.from_bytes(frame[:4], "big") == len(frame) - 4
