@@ -215,7 +215,7 @@ def create_app(ctx: MinerContext) -> FastAPI:
             return _error(500, protocol.E_INTERNAL, f"internal error (request id {rid})")
         finally:
             ms = (time.perf_counter() - t0) * 1000.0
-            metrics.request(endpoint, status, ms / 1000.0, model if status == 200 else None, audio_s, chars)
+            metrics.request(endpoint, status, ms / 1000.0, model, audio_s, chars)
             access_log.info("%s caller=%s model=%s chars=%d audio_s=%.2f ms=%.0f status=%d rid=%s", endpoint,
                             caller, model, chars, audio_s, ms, status, rid)
 

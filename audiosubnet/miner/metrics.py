@@ -43,11 +43,12 @@ class MinerMetrics(Observer):
         self.metagraph_age.set_function(lambda: age() or 0.0)
 
     # the HTTP edge
-    def request(self, endpoint: str, status: int, seconds: float, model: str | None = None,
-                audio_s: float = 0.0, chars: int = 0) -> None:
+    def request(self, endpoint: str, status: int, seconds: float, model: str = "-", audio_s: float = 0.0,
+                chars: int = 0) -> None:
+        """One answered request; audio and characters count for the model only when it was served (200)."""
         self.requests.labels(endpoint, str(status)).inc()
         self.latency.labels(endpoint).observe(seconds)
-        if model is not None and status == 200:
+        if status == 200:
             self.audio_seconds.labels(model).inc(audio_s)
             self.characters.labels(model).inc(chars)
 

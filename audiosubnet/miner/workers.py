@@ -218,7 +218,7 @@ class HubLink:
 
     async def close(self) -> None:
         if self._writer is not None:
-            self._flush()
+            self.flush()
             self._writer.close()
         if self._task is not None:
             self._task.cancel()
@@ -243,9 +243,9 @@ class HubLink:
         self._events.append(event)
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            asyncio.get_running_loop().call_soon(self.flush)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         self._flush_scheduled = False
         events, self._events = self._events, []
         if events and self.connected:
@@ -315,9 +315,7 @@ class RemoteService:
 
     @property
     def state(self) -> str:
-        if self.link.lost:
-            return "draining"
-        return "draining" if self._draining else self.link.state[0]
+        return "draining" if self._draining or self.link.lost else self.link.state[0]
 
     @property
     def queue_depth(self) -> int:
@@ -392,8 +390,8 @@ class RelayMetrics:
     def watch_metagraph(self, age: Callable[[], float | None]) -> None:
         pass  # the hub reports the age of its own snapshot
 
-    def request(self, endpoint: str, status: int, seconds: float, model: str | None = None,
-                audio_s: float = 0.0, chars: int = 0) -> None:
+    def request(self, endpoint: str, status: int, seconds: float, model: str = "-", audio_s: float = 0.0,
+                chars: int = 0) -> None:
         self.link.observe("request", endpoint, status, seconds, model, audio_s, chars)
 
     def auth_failure(self, reason: str) -> None:
@@ -403,7 +401,7 @@ class RelayMetrics:
         self.link.observe("rejection", reason)
 
     async def exposition(self) -> bytes:
-        self.link._flush()
+        self.link.flush()
         return await self.link.call("metrics")
 
 
