@@ -346,6 +346,11 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
     result["miner_exit"] = proc.returncode
+    # the miner's own warnings (a CUDA graph capture that failed, a slow start...) belong with its numbers
+    warned = [ln for ln in log_path.read_text(errors="replace").splitlines() if " WARNING " in ln or " ERROR " in ln]
+    result["miner_warnings"] = warned[:20]
+    for ln in warned[:20]:
+        print(f"miner: {ln}", file=sys.stderr)
 
     print("\n| clients | req/s | p50 ms | p99 ms | x real time | mean batch | miner CPU ms/req | errors |\n"
           "|---|---|---|---|---|---|---|---|")

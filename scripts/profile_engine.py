@@ -7,18 +7,21 @@ through the engine's own `synthesize`.
 
 `--random full|tiny` builds a random-weight model with audiosubnet.bench.random_models (real
 architecture, including the stochastic duration predictor for MMS). Prints seconds per module per call.
+The timers synchronize inside the pass, so CUDA graphs are off here (ASN_CUDA_GRAPHS=0) unless set otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("ASN_CUDA_GRAPHS", "0")  # a synchronizing timer cannot run inside a graph capture
 
 TEXT = ("The quick brown fox jumps over the lazy dog while the patient farmer counts his sheep, "
         "and the evening light fades slowly over the quiet hills beyond the old stone bridge. ")

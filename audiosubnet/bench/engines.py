@@ -182,6 +182,11 @@ class EngineBench:
                 row.points.append(self._point(row, engine, b, texts, ref))
             if skipped:
                 row.notes.append(f"runs one request at a time: batch {', '.join(map(str, skipped))} not measured")
+            graphs = engine.cuda_graph_stats() if hasattr(engine, "cuda_graph_stats") else {}
+            if graphs:
+                row.notes.append("CUDA graphs: " + ", ".join(
+                    f"{stage} {s.captured} shapes" + (f" (off: {s.failed})" if s.failed else "")
+                    for stage, s in graphs.items()))
             peaks = [p.peak_mb for p in row.points if p.peak_mb]
             row.peak_mb = max(peaks) if peaks else None
             if row.points and all(p.error for p in row.points):

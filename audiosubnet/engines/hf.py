@@ -110,21 +110,34 @@ def frame_mask(lengths, size: int, dtype):
     return (torch.arange(size, device=lengths.device)[None, :] < lengths[:, None]).unsqueeze(1).to(dtype)
 
 
-def hifigan_forward(vocoder, x, lengths: Sequence[int] | None = None, cond=None):
+def hifigan_lengths(vocoder, frames: Sequence[int]) -> list[int]:
+    """Each item's sample count after the vocoder's transposed convolutions (from its frame count)."""
+    host = list(frames)
+    for up in vocoder.upsampler:
+        s, p, k = up.stride[0], up.padding[0], up.kernel_size[0]
+        host = [(n - 1) * s - 2 * p + k for n in host]
+    return host
+
+
+def hifigan_forward(vocoder, x, lengths=None, cond=None):
     """HiFi-GAN (VitsHifiGan or SpeechT5HifiGan modules) on (batch, channels, frames).
 
     With per-item frame `lengths`, every convolution's input is zeroed past each item's end, so
     each item sees exactly the zero padding it would see alone: batched output == unbatched output.
-    Returns (waveform (batch, samples), per-item sample lengths).
+    `lengths` is a list of ints, or a 1-D tensor on x's device (no host data: what a CUDA graph needs).
+    Returns (waveform (batch, samples), per-item sample lengths; None when `lengths` is a tensor).
     """
     import torch
     import torch.nn.functional as F
 
     slope = vocoder.config.leaky_relu_slope
     batch, _, frames = x.shape
-    host = list(lengths) if lengths is not None else [frames] * batch
-    masked = min(host) < frames  # a shorter item, or frames padded to a shape bucket
-    lens = torch.tensor(host, device=x.device) if masked else None
+    if torch.is_tensor(lengths):
+        host, masked, lens = None, True, lengths
+    else:
+        host = list(lengths) if lengths is not None else [frames] * batch
+        masked = min(host) < frames  # a shorter item, or frames padded to a shape bucket
+        lens = torch.tensor(host, device=x.device) if masked else None
     m = frame_mask(lens, frames, x.dtype) if masked else None
 
     def act(h, negative_slope):  # leaky ReLU, then zero the padding (in place on the fresh tensor)
@@ -137,9 +150,8 @@ def hifigan_forward(vocoder, x, lengths: Sequence[int] | None = None, cond=None)
     n_k = vocoder.num_kernels
     for i, up in enumerate(vocoder.upsampler):
         h = up(act(h, slope))
-        s, p, k = up.stride[0], up.padding[0], up.kernel_size[0]
-        host = [(n - 1) * s - 2 * p + k for n in host]
         if masked:
+            s, p, k = up.stride[0], up.padding[0], up.kernel_size[0]
             lens = (lens - 1) * s - 2 * p + k
             m = frame_mask(lens, h.shape[-1], h.dtype)
         acc = None
@@ -153,7 +165,7 @@ def hifigan_forward(vocoder, x, lengths: Sequence[int] | None = None, cond=None)
             acc = r_h if acc is None else acc.add_(r_h)
         h = acc.div_(n_k)
     h = vocoder.conv_post(act(h, 0.01))
-    return torch.tanh(h).squeeze(1), host
+    return torch.tanh(h).squeeze(1), (hifigan_lengths(vocoder, host) if host is not None else None)
 
 
 def safetensors_numel(path: Path) -> tuple[int, int]:

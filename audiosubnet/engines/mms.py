@@ -18,6 +18,7 @@ The base class and the helpers shared with speecht5 and bark are in `hf.py`.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from typing import ClassVar
@@ -26,11 +27,13 @@ import numpy as np
 
 from audiosubnet.audio import Audio
 from audiosubnet.engines.base import Capabilities, SynthesisRequest
+from audiosubnet.engines.cuda_graphs import GraphCache
 from audiosubnet.engines.hf import (
     HFSpeechEngine,
     batch_bucket,
     frame_mask,
     hifigan_forward,
+    hifigan_lengths,
     length_sorted_chunks,
     padded_ids,
     request_seed,
@@ -60,10 +63,15 @@ class MmsEngine(HFSpeechEngine):
     #: dominates and padding only adds work); on CUDA a batch fills the GPU.
     cpu_batch: ClassVar[int] = 1
     cuda_batch: ClassVar[int] = 64
+    #: CUDA graphs for the waveform stage only up to this many frames in a batch (items x frames; 64 items of
+    #: 8 s, about 4 GiB of graph memory at fp16): beyond it the kernels, not their launches, take the time, and
+    #: a graph's memory pool would double the peak memory of the largest batches.
+    graph_max_frames: ClassVar[int] = 64 * 512
 
     def __init__(self, model: str | None = None):
         super().__init__(model)
         self._model = self._tokenizer = self._uroman = self._normalizer = None
+        self._graphs: dict[str, GraphCache] | None = None  # CUDA only: one GraphCache per stage of _forward
         self.forward_batch = self.cpu_batch  # set per device in setup(); tests may change it
 
     # ---- capabilities -----------------------------------------------------------------------
@@ -120,6 +128,7 @@ class MmsEngine(HFSpeechEngine):
             self._model, self._tokenizer = model, tok
             self.forward_batch = self.cuda_batch if device.startswith("cuda") else self.cpu_batch
             self.bucket_shapes = device.startswith("cuda")
+            self._graphs = self._graph_caches() if device.startswith("cuda") else None
             self._caps = None
             self.loaded = True
 
@@ -127,7 +136,17 @@ class MmsEngine(HFSpeechEngine):
         return [self._model]
 
     def drop(self) -> None:
-        self._model = self._tokenizer = None
+        self._model = self._tokenizer = self._graphs = None
+
+    def cuda_graph_stats(self) -> dict:
+        """{stage: GraphStats} on CUDA ({} elsewhere): how many shapes were captured, replayed, run eagerly."""
+        return {name: g.stats for name, g in (self._graphs or {}).items()}
+
+    def _graph_caches(self) -> dict[str, GraphCache]:
+        name, flow = self.model_id, self._model.config.flow_size
+        return {"durations": GraphCache(self._durations, name=f"{name} durations"),
+                "waveform": GraphCache(self._waveform, name=f"{name} waveform",
+                                       max_numel=self.graph_max_frames * flow)}
 
     # ---- text -------------------------------------------------------------------------------
     def _prepare(self, text: str) -> str:
@@ -178,11 +197,13 @@ class MmsEngine(HFSpeechEngine):
             return out  # type: ignore[return-value]
 
     def _forward(self, ids: list[list[int]], requests: list[SynthesisRequest]) -> list[np.ndarray]:
-        """One batched VITS pass; returns float32 waveforms trimmed to each item's length."""
+        """One batched VITS pass; returns float32 waveforms trimmed to each item's length.
+
+        Two stages of tensors in, tensors out (`_durations`, then `_waveform`), around the pass's one host
+        sync (the frame count). On CUDA each stage runs through a GraphCache: one graph per shape bucket."""
         import torch
 
         m, cfg, dev = self._model, self._model.config, torch.device(self.device)
-        dt = m.text_encoder.embed_tokens.weight.dtype
         n_real = len(ids)
         bucketed = self.bucket_shapes  # shape buckets on CUDA: see hf.batch_bucket
         if bucketed and batch_bucket(n_real) > n_real:  # filler rows repeat the last item; dropped below
@@ -195,49 +216,79 @@ class MmsEngine(HFSpeechEngine):
         id_t, mask_t = padded_ids(ids, pad_id, dev, length=t_in)
         gens = [torch.Generator(device=dev).manual_seed(request_seed(r)) for r in requests]
         rates = torch.tensor([m.speaking_rate * r.speed for r in requests], dtype=torch.float32)
-
-        speaker = None
-        if cfg.num_speakers > 1:
-            sid = [int(r.voice) if r.voice and r.voice.isdigit() else 0 for r in requests]
-            speaker = m.embed_speaker(torch.tensor(sid, device=dev)).unsqueeze(-1)
-
-        pad = mask_t.unsqueeze(-1).to(dt)
-        enc = m.text_encoder(input_ids=id_t, padding_mask=pad, attention_mask=mask_t, return_dict=True)
-        hidden = enc.last_hidden_state.transpose(1, 2)
-        pad_t = pad.transpose(1, 2)
-
-        # durations, in fp32
-        pad32, hidden32 = pad_t.float(), hidden.float()
-        spk32 = speaker.float() if speaker is not None else None
+        scale = (1.0 / rates).to(dev).view(batch, 1, 1)
+        noise = torch.zeros(batch, 2, t_in, device=dev)
         if cfg.use_stochastic_duration_prediction:
-            noise = torch.zeros(batch, 2, t_in, device=dev)
             for i, g in enumerate(gens):
                 noise[i, :, : in_lens[i]] = torch.randn(2, in_lens[i], generator=g, device=dev)
-            log_dur = _sdp_reverse(m.duration_predictor, hidden32, pad32, spk32, noise * m.noise_scale_duration)
-        else:
-            log_dur = m.duration_predictor(hidden32, pad32, spk32).float()
-        scale = (1.0 / rates).to(dev).view(batch, 1, 1)
-        dur = torch.ceil(torch.exp(log_dur) * pad32 * scale)[:, 0]  # (batch, tokens)
-        frames_t = torch.clamp_min(dur.sum(-1), 1).long()
+            noise *= m.noise_scale_duration
+        sid = []
+        if cfg.num_speakers > 1:
+            sid = [torch.tensor([int(r.voice) if r.voice and r.voice.isdigit() else 0 for r in requests], device=dev)]
+
+        stage = self._graphs or {}
+        dur, means, log_var, frames_t = stage.get("durations", self._durations)(id_t, mask_t, noise, scale, *sid)
         frames = frames_t.tolist()  # the one host sync of the pass
         t_out = round_up(max(frames), FRAME_BUCKET) if bucketed else max(frames)
-
-        # expand the prior: frame j belongs to the first token whose cumulative duration exceeds j
-        cum = dur.cumsum(-1)
-        pos = torch.arange(t_out, device=dev, dtype=cum.dtype).expand(batch, t_out).contiguous()
-        token = torch.searchsorted(cum, pos, right=True).clamp_(max=t_in - 1)
-        gather = token.unsqueeze(-1).expand(-1, -1, enc.prior_means.shape[-1])
-        means = torch.gather(enc.prior_means, 1, gather).transpose(1, 2)
-        log_var = torch.gather(enc.prior_log_variances, 1, gather).transpose(1, 2)
-        out_mask = frame_mask(frames_t, t_out, dt)
-        eps = torch.zeros(batch, means.shape[1], t_out, device=dev)
+        eps = torch.zeros(batch, cfg.flow_size, t_out, device=dev)
         for i, g in enumerate(gens):
-            eps[i, :, : frames[i]] = torch.randn(means.shape[1], frames[i], generator=g, device=dev)
-        z = (means + eps.to(dt) * torch.exp(log_var) * m.noise_scale) * out_mask
-        latents = m.flow(z, out_mask, speaker, reverse=True)
-        wave, lens = hifigan_forward(m.decoder, latents * out_mask, frames, cond=speaker)
+            eps[i, :, : frames[i]] = torch.randn(cfg.flow_size, frames[i], generator=g, device=dev)
+        eps *= m.noise_scale
+        if "waveform" in stage:
+            (wave,) = stage["waveform"](dur, means, log_var, frames_t, eps, *sid)
+        else:  # eager: host lengths let HiFi-GAN skip the masks when nothing is padded (the CPU path)
+            (wave,) = self._waveform(dur, means, log_var, frames_t, eps, *sid, frames=frames)
+        lens = hifigan_lengths(m.decoder, frames)
         host = wave[:n_real].float().cpu().numpy()
         return [np.ascontiguousarray(host[i, : lens[i]]) for i in range(n_real)]
+
+    def _durations(self, id_t, mask_t, noise, scale, sid=None):
+        """Stage 1: text encoder and duration predictor -> (frames per token, prior means and log variances,
+        frames per item). Durations in fp32: fp16 cannot count frames past 2048."""
+        import torch
+
+        m = self._model
+        dt = m.text_encoder.embed_tokens.weight.dtype
+        pad = mask_t.unsqueeze(-1).to(dt)
+        # the 4-D additive mask transformers would build from mask_t, built here: its builder asks the host
+        # whether anything is padded (a sync, which a graph cannot hold); keys past an item's end are masked
+        batch, t_in = mask_t.shape
+        keys = torch.zeros(batch, 1, 1, t_in, dtype=dt, device=mask_t.device)
+        keys.masked_fill_(mask_t[:, None, None, :] == 0, torch.finfo(dt).min)
+        enc = m.text_encoder(input_ids=id_t, padding_mask=pad, attention_mask=keys.expand(batch, 1, t_in, t_in),
+                             return_dict=True)
+        hidden32, pad32 = enc.last_hidden_state.transpose(1, 2).float(), pad.transpose(1, 2).float()
+        spk32 = m.embed_speaker(sid).unsqueeze(-1).float() if sid is not None else None
+        if m.config.use_stochastic_duration_prediction:
+            log_dur = _sdp_reverse(m.duration_predictor, hidden32, pad32, spk32, noise)
+        else:
+            log_dur = m.duration_predictor(hidden32, pad32, spk32).float()
+        dur = torch.ceil(torch.exp(log_dur) * pad32 * scale)[:, 0]  # (batch, tokens)
+        frames_t = torch.clamp_min(dur.sum(-1), 1).long()
+        return dur, enc.prior_means, enc.prior_log_variances, frames_t
+
+    def _waveform(self, dur, means_p, log_var_p, frames_t, eps, sid=None, frames=None):
+        """Stage 2: expand the prior to frames, add the (pre-scaled) noise, flow in reverse, HiFi-GAN."""
+        import torch
+
+        m = self._model
+        dt = means_p.dtype
+        batch, t_in = dur.shape
+        t_out = eps.shape[-1]
+        speaker = m.embed_speaker(sid).unsqueeze(-1) if sid is not None else None
+        # frame j belongs to the first token whose cumulative duration exceeds j
+        cum = dur.cumsum(-1)
+        pos = torch.arange(t_out, device=dur.device, dtype=cum.dtype).expand(batch, t_out).contiguous()
+        token = torch.searchsorted(cum, pos, right=True).clamp_(max=t_in - 1)
+        gather = token.unsqueeze(-1).expand(-1, -1, means_p.shape[-1])
+        means = torch.gather(means_p, 1, gather).transpose(1, 2)
+        log_var = torch.gather(log_var_p, 1, gather).transpose(1, 2)
+        out_mask = frame_mask(frames_t, t_out, dt)
+        z = (means + eps.to(dt) * torch.exp(log_var)) * out_mask
+        latents = m.flow(z, out_mask, speaker, reverse=True)
+        wave, _ = hifigan_forward(m.decoder, latents * out_mask, frames if frames is not None else frames_t,
+                                  cond=speaker)
+        return (wave,)
 
 
 def vits_ids_fast(tok, text: str) -> list[int] | None:
@@ -271,5 +322,65 @@ def _sdp_reverse(sdp, hidden, pad, cond, noise):
     z = noise
     for flow in flows:
         z = torch.flip(z, [1])
-        z, _ = flow(z, pad, global_conditioning=x, reverse=True)
+        if hasattr(flow, "num_bins"):  # VitsConvFlow
+            z = _conv_flow_reverse(flow, z, pad, x)
+        else:  # VitsElementwiseAffine
+            z, _ = flow(z, pad, global_conditioning=x, reverse=True)
     return z[:, :1]
+
+
+def _conv_flow_reverse(flow, z, pad, cond):
+    """VitsConvFlow.forward(reverse=True), with the spline below: no host syncs, no data-dependent shapes."""
+    import torch
+
+    first, second = torch.split(z, [flow.half_channels] * 2, dim=1)
+    h = flow.conv_pre(first)
+    h = flow.conv_dds(h, pad, cond)
+    h = flow.conv_proj(h) * pad
+    batch, channels, length = first.shape
+    h = h.reshape(batch, channels, -1, length).permute(0, 1, 3, 2)
+    k, root = flow.num_bins, math.sqrt(flow.filter_channels)
+    second = spline_reverse(second, h[..., :k] / root, h[..., k: 2 * k] / root, h[..., 2 * k:], flow.tail_bound)
+    return torch.cat([first, second], dim=1) * pad
+
+
+def spline_reverse(inputs, widths_u, heights_u, derivs_u, tail_bound: float,
+                   min_width: float = 1e-3, min_height: float = 1e-3, min_deriv: float = 1e-3):
+    """The inverse of transformers' `_unconstrained_rational_quadratic_spline` (identity outside the tail
+    bound), computed on every element and selected with `where`. transformers gathers the elements inside
+    the bound with a boolean mask (a data-dependent shape) and checks their range and discriminant on the
+    host (formatting the whole tensor into the message each call): three host syncs per flow, and nothing a
+    CUDA graph can hold. Same arithmetic per element, so the same values."""
+    import torch
+    import torch.nn.functional as F
+
+    inside = (inputs >= -tail_bound) & (inputs <= tail_bound)
+    x = inputs.clamp(-tail_bound, tail_bound)
+    bins = widths_u.shape[-1]
+    derivs = min_deriv + F.softplus(F.pad(derivs_u, (1, 1), value=math.log(math.exp(1 - min_deriv) - 1)))
+
+    def knots(unnormalized, min_size):  # (cumulative positions with both ends exact, sizes)
+        sizes = min_size + (1 - min_size * bins) * F.softmax(unnormalized, dim=-1)
+        cum = F.pad(torch.cumsum(sizes, dim=-1), (1, 0), value=0.0) * (2 * tail_bound) - tail_bound
+        cum[..., 0], cum[..., -1] = -tail_bound, tail_bound
+        return cum, cum[..., 1:] - cum[..., :-1]
+
+    cumwidths, widths = knots(widths_u, min_width)
+    cumheights, heights = knots(heights_u, min_height)
+    cumheights[..., -1] += 1e-6  # as transformers (its bin locations alias the heights' knots)
+    idx = (torch.sum(x[..., None] >= cumheights, dim=-1) - 1).unsqueeze(-1)
+
+    def at(t):
+        return t.gather(-1, idx)[..., 0]
+
+    in_cumwidths, in_widths, in_cumheights, in_heights = at(cumwidths), at(widths), at(cumheights), at(heights)
+    in_delta = at(heights / widths)
+    in_d, in_d1 = at(derivs), derivs[..., 1:].gather(-1, idx)[..., 0]
+    i1 = in_d + in_d1 - 2 * in_delta
+    i2 = x - in_cumheights
+    i3 = i2 * i1
+    a = in_heights * (in_delta - in_d) + i3
+    b = in_heights * in_d - i3
+    c = -in_delta * i2
+    root = (2 * c) / (-b - torch.sqrt(b.pow(2) - 4 * a * c))
+    return torch.where(inside, root * in_widths + in_cumwidths, inputs)

@@ -14,7 +14,8 @@ FAST = ["--scorers", "none", "--batch-sizes", "1,2", "--duration", "1", "--budge
 
 
 def run(*args):
-    return runner.invoke(app, ["bench", *args], catch_exceptions=False)
+    # wide enough that Rich never shortens a metric's name in the compare table, whatever ran before
+    return runner.invoke(app, ["bench", *args], catch_exceptions=False, env={"COLUMNS": "200"})
 
 
 def test_bench_json_files_and_compare(tmp_path):
