@@ -31,7 +31,7 @@ import os
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,6 @@ class GraphStats:
     evicted: int = 0
     capture_s: float = 0.0
     failed: str = ""
-    shapes: list = field(default_factory=list)
 
 
 class GraphCache:
@@ -91,6 +90,10 @@ class GraphCache:
 
     def __len__(self) -> int:
         return len(self._graphs)
+
+    def shapes(self) -> list[list[tuple]]:
+        """The input shapes of the graphs held now, least recently used first."""
+        return [[s for s, _, _ in key] for key in self._graphs]
 
     @staticmethod
     def key(inputs: Sequence) -> tuple:
@@ -137,7 +140,6 @@ class GraphCache:
         self._graphs[key] = graph
         self.stats.captured += 1
         self.stats.capture_s += time.perf_counter() - t0
-        self.stats.shapes.append([list(s) for s, _, _ in key])
         log.debug("captured a CUDA graph for %s %s in %.0f ms", self.name, [tuple(s) for s, _, _ in key],
                   1000 * (time.perf_counter() - t0))
         while len(self._graphs) > self.size:

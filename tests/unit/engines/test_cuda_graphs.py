@@ -46,8 +46,8 @@ def test_each_shape_and_dtype_has_its_own_graph_and_the_least_recent_is_dropped(
         cache(torch.ones(s), torch.ones(s))
     cache(torch.ones(1, 4, dtype=torch.float64), torch.ones(1, 4, dtype=torch.float64))
     assert fake.captures == 4 and cache.stats.evicted == 2 and len(cache) == 2
-    keys = list(cache._graphs)
-    assert [k[0][0] for k in keys] == [(3, 4), (1, 4)] and keys[1][0][1] == torch.float64
+    assert cache.shapes() == [[(3, 4), (3, 4)], [(1, 4), (1, 4)]]
+    assert [k[0][1] for k in cache._graphs] == [torch.float32, torch.float64]
 
 
 def test_large_shapes_stay_eager(fake_capture):
@@ -84,3 +84,30 @@ def test_the_environment_switch(monkeypatch, value, on, fake_capture):
     cache = GraphCache(stage, after=0, capture=fake)
     cache(torch.ones(1), torch.ones(1))
     assert cache.enabled is on and fake.captures == int(on)
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@cuda
+def test_a_real_graph_replays_new_values():
+    cache = GraphCache(stage, after=1, enabled=True)
+    for k in range(4):
+        x = torch.full((4, 8), float(k), device="cuda")
+        out, total = cache(x, torch.ones(4, 8, device="cuda"))
+        assert torch.equal(out, x * 2 + 1) and torch.equal(total, x.sum(-1))
+    assert cache.stats.captured == 1 and cache.stats.replays == 3 and not cache.stats.failed  # capture, then replay
+
+
+@cuda
+def test_a_real_capture_that_syncs_falls_back_and_cuda_still_works(caplog):
+    def syncs(x):
+        return (x * float(x.sum().item()),)  # .item() asks the host: not allowed while capturing
+
+    cache = GraphCache(syncs, after=0, enabled=True)
+    with caplog.at_level(logging.WARNING, logger="audiosubnet.engines.cuda_graphs"):
+        (out,) = cache(torch.ones(3, device="cuda"))
+        (again,) = cache(torch.ones(3, device="cuda"))
+    assert not cache.enabled and cache.stats.failed and len(caplog.records) == 1
+    assert torch.equal(out, torch.full((3,), 3.0, device="cuda")) and torch.equal(again, out)
+    assert torch.equal(torch.arange(3, device="cuda") * 2, torch.tensor([0, 2, 4], device="cuda"))
