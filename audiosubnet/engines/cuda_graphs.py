@@ -110,11 +110,6 @@ class GraphCache:
         self.stats.replays += 1
         return graph.outputs
 
-    def clear(self) -> None:
-        self._graphs.clear()
-        self._seen.clear()
-        self._pool = None
-
     def _graph_for(self, inputs: tuple) -> _Graph | None:
         key = self.key(inputs)
         graph = self._graphs.get(key)
