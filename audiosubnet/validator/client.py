@@ -7,8 +7,10 @@
 
 Every request is signed for the receiving miner's hotkey (a fresh nonce per attempt), sent with a hard
 deadline over the whole exchange (connect, send, and a slow drip of bytes all count), and read as a stream
-that stops at `max_bytes`. Whatever a miner does (refuse, hang, send garbage or a gigabyte), the call returns a
-`MinerResult` with `ok=False` and an `error` code; it never raises for the miner's behaviour.
+that stops at `max_bytes`. A connection that fails before any response is retried once, within the deadline
+(a kept-alive connection the miner closed just as it was reused). Whatever a miner does (refuse, hang, send
+garbage or a gigabyte), the call returns a `MinerResult` with `ok=False` and an `error` code; it never raises for
+the miner's behaviour.
 """
 
 from __future__ import annotations
@@ -80,6 +82,10 @@ def _one_line(s: Any, limit: int = 300) -> str:
 
 class _TooLarge(Exception):
     pass
+
+
+class _NoResponse(Exception):
+    """The connection failed before any response came back (the request may never have been read)."""
 
 
 class MinerClient:
@@ -175,11 +181,24 @@ class MinerClient:
         headers = {"Content-Type": content_type} if body or method == "POST" else {}
         if extra_headers:
             headers.update(extra_headers)
-        if sign:
-            headers.update(self._sign(self.wallet, method, target, body, hotkey))
+
+        async def attempt() -> tuple[int, dict[str, str], bytes]:
+            if sign:  # each attempt signed afresh: the miner rejects a nonce it has seen
+                headers.update(self._sign(self.wallet, method, target, body, hotkey))
+            return await self._exchange(method, url, body, headers, cap)
+
+        async def exchange() -> tuple[int, dict[str, str], bytes]:
+            try:
+                return await attempt()
+            except _NoResponse:
+                # Once, on a new connection: a kept-alive connection the miner closed as we reused it (its idle
+                # timeout and our next round coincide) fails before the request is read. Same deadline.
+                return await attempt()
+
         try:
-            status, resp_headers, data = await asyncio.wait_for(
-                self._exchange(method, url, body, headers, cap), timeout=deadline)
+            status, resp_headers, data = await asyncio.wait_for(exchange(), timeout=deadline)
+        except _NoResponse as e:
+            return fail(PROTOCOL, f"{type(e.__cause__).__name__}: {e.__cause__}")
         except asyncio.TimeoutError:
             return fail(TIMEOUT, f"no complete answer within {deadline:g} s")
         except _TooLarge as e:
@@ -208,7 +227,10 @@ class MinerClient:
     async def _exchange(self, method: str, url: httpx.URL, body: bytes, headers: dict[str, str],
                         cap: int) -> tuple[int, dict[str, str], bytes]:
         req = self._http.build_request(method, url, content=body, headers=headers)
-        resp = await self._http.send(req, stream=True)
+        try:
+            resp = await self._http.send(req, stream=True)
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as e:
+            raise _NoResponse() from e
         try:
             status = resp.status_code
             limit = cap if status == 200 else min(cap, _ERROR_BODY_CAP)

@@ -121,3 +121,42 @@ def test_unreachable_and_unusable_endpoints(keys):
 def test_helpers():
     assert base_url("1.2.3.4:8091") == "http://1.2.3.4:8091" and base_url("https://m.example/") == "https://m.example"
     assert scaled_timeout("x" * 100) == pytest.approx(4.0) and scaled_timeout("x" * 10**6) == 60.0
+
+
+def test_a_kept_alive_connection_closed_as_it_is_reused_is_retried_once_with_a_fresh_nonce(keys):
+    """A miner's idle timeout can close a kept-alive connection just as the validator's next round reuses it:
+    the request is never answered. The client retries once on a new connection, signed again (the miner would
+    reject the old nonce), within the same deadline; an honest miner is not scored as broken."""
+    from bittensor import http_auth
+
+    nonces: list[tuple[int, str]] = []  # (connection, nonce) per request seen
+
+    async def handle(reader, writer):
+        conn = len({c for c, _ in nonces}) + 1
+        try:
+            for served in range(2):
+                head = await reader.readuntil(b"\r\n\r\n")
+                n = int(next(ln.split(b":")[1] for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length")))
+                await reader.readexactly(n)
+                nonce = next(ln.split(b":", 1)[1].strip().decode() for ln in head.split(b"\r\n")
+                             if ln.lower().startswith(http_auth.HEADER_NONCE.lower().encode()))
+                nonces.append((conn, nonce))
+                if served == 1:  # the race: read, then closed without an answer
+                    return
+                writer.write(BEHAVIOURS["good"])
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def go():
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        endpoint = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        async with server, MinerClient(keys.validator, timeout_s=2.0) as c:
+            return [await c.tts(endpoint, keys.miner.hotkey, {"text": "hello"}) for _ in range(2)]
+
+    first, second = asyncio.run(go())
+    assert first.ok and second.ok, (second.error, second.message)
+    assert [c for c, _ in nonces] == [1, 1, 2]  # answered; reused and dropped; retried on a new connection
+    assert len({n for _, n in nonces}) == 3
