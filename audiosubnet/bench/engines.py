@@ -182,7 +182,7 @@ class EngineBench:
                 row.points.append(self._point(row, engine, b, texts, ref))
             if skipped:
                 row.notes.append(f"runs one request at a time: batch {', '.join(map(str, skipped))} not measured")
-            graphs = engine.cuda_graph_stats() if hasattr(engine, "cuda_graph_stats") else {}
+            graphs = engine.cuda_graph_stats()
             if graphs:
                 row.notes.append("CUDA graphs: " + ", ".join(
                     f"{stage} {s.captured} shapes" + (f" (off: {s.failed})" if s.failed else "")

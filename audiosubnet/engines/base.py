@@ -111,6 +111,10 @@ class SpeechEngine(ABC):
         """Bytes the model will hold once loaded; known before loading (size on disk or config)."""
         return 64 * 2**20
 
+    def cuda_graph_stats(self) -> dict:
+        """{stage: cuda_graphs.GraphStats} for an engine that replays CUDA graphs; {} for the others."""
+        return {}
+
     # ---- shared behaviour ----------------------------------------------------------------
     def synthesize(self, requests: Sequence[SynthesisRequest]) -> list[Audio]:
         if not self.loaded:

@@ -132,11 +132,11 @@ class GraphCache:
             log.warning("CUDA graphs off for %s (capture failed: %s); running eagerly", self.name,
                         str(e).splitlines()[0] if str(e) else type(e).__name__)
             return None
+        seconds = time.perf_counter() - t0
         self._graphs[key] = graph
         self.stats.captured += 1
-        self.stats.capture_s += time.perf_counter() - t0
-        log.debug("captured a CUDA graph for %s %s in %.0f ms", self.name, [tuple(s) for s, _, _ in key],
-                  1000 * (time.perf_counter() - t0))
+        self.stats.capture_s += seconds
+        log.debug("captured a CUDA graph for %s %s in %.0f ms", self.name, [s for s, _, _ in key], 1000 * seconds)
         while len(self._graphs) > self.size:
             self._graphs.popitem(last=False)
             self.stats.evicted += 1

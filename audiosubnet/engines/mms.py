@@ -139,7 +139,7 @@ class MmsEngine(HFSpeechEngine):
         self._model = self._tokenizer = self._graphs = None
 
     def cuda_graph_stats(self) -> dict:
-        """{stage: GraphStats} on CUDA ({} elsewhere): how many shapes were captured, replayed, run eagerly."""
+        """On CUDA: how many shapes each stage captured, replayed, ran eagerly."""
         return {name: g.stats for name, g in (self._graphs or {}).items()}
 
     def _graph_caches(self) -> dict[str, GraphCache]:

@@ -193,12 +193,13 @@ class MinerClient:
             except _NoResponse:
                 # Once, on a new connection: a kept-alive connection the miner closed as we reused it (its idle
                 # timeout and our next round coincide) fails before the request is read. Same deadline.
-                return await attempt()
+                try:
+                    return await attempt()
+                except _NoResponse as e:
+                    raise e.__cause__ from None  # the httpx error, reported as any other below
 
         try:
             status, resp_headers, data = await asyncio.wait_for(exchange(), timeout=deadline)
-        except _NoResponse as e:
-            return fail(PROTOCOL, f"{type(e.__cause__).__name__}: {e.__cause__}")
         except asyncio.TimeoutError:
             return fail(TIMEOUT, f"no complete answer within {deadline:g} s")
         except _TooLarge as e:
