@@ -44,21 +44,47 @@ def test_cloned_speech_is_closer_to_each_reference_speaker_than_the_offline_voic
 
     with cpu_cache.engine("piper:en_US-joe-medium") as p:
         base = p.synthesize([R(TEXT)])[0]
-    names = list(references)
+        # the joe row compares two random draws of the same voice (VITS noise moves its similarity by
+        # +-0.03): three of each, so the "no harm" margin is about the engine, not about one draw
+        more_base = p.synthesize([R(TEXT), R(TEXT)])
+    names = list(references) + ["piper:joe", "piper:joe"]
     with cpu_cache.engine("world") as w:
         outs = w.synthesize([R(TEXT, reference=references[n], reference_text=REF_TEXT) for n in names])
-    rows = {}
+    rows: dict[str, tuple[list[float], list[float]]] = {n: ([], []) for n in references}
     for n, out in zip(names, outs, strict=True):
         assert out.sample_rate == 22050 and out.duration > 2.0
-        rows[n] = (similarity(references[n], base, cpu_cache), similarity(references[n], out, cpu_cache))
+        rows[n][1].append(similarity(references[n], out, cpu_cache))
+    for n in references:
+        rows[n][0].extend(similarity(references[n], b, cpu_cache) for b in [base] + (more_base if n == "piper:joe" else []))
+    means = {n: (float(np.mean(b)), float(np.mean(c))) for n, (b, c) in rows.items()}
     print("\nspeaker similarity to the reference (unconverted offline voice -> cloned):")
-    for n, (b, c) in rows.items():
+    for n, (b, c) in means.items():
         print(f"  {n:22s} {b:.3f} -> {c:.3f}")
-    for n, (b, c) in rows.items():
+    for n, (b, c) in means.items():
         if n == "piper:joe":  # the reference IS the offline voice: cloning must do no harm
-            assert c >= b - 0.08, (n, b, c)
+            assert c >= b - 0.06, (n, rows[n])
         else:
             assert c > b + 0.1, (n, b, c)
+
+
+def test_the_offline_voice_is_recognised_as_itself_across_random_draws(cpu_cache, references):
+    """Every Piper clip differs (VITS noise); a reference in the same voice must still mean "no change"
+    (resynthesis alone costs ~0.13 of speaker similarity), while other voices are converted."""
+    fs = 22050
+    with cpu_cache.engine("piper:en_US-joe-medium") as p:
+        joes = p.synthesize([R(REF_TEXT) for _ in range(5)] + [R(TEXT) for _ in range(3)])
+        bases = p.synthesize([R("A large size in stockings is hard to sell, and the road shimmered in the heat.")
+                              for _ in range(5)])
+    frames = [W.analyse(b.samples, fs) for b in bases]
+    stats = [W.voice_stats(f) for f in frames]
+
+    def converted(ref: Audio) -> list[bool]:
+        rs = W.voice_stats(W.analyse(ref.resampled(fs).samples, fs, aperiodicity=False))
+        return [W.convert(f, s, rs, fs) is not None for f, s in zip(frames, stats, strict=True)]
+
+    assert not any(x for j in joes for x in converted(j))
+    for name in ("piper:joe-shifted", "espeak:en-us", "espeak:en-us+m7", "espeak:en+f4"):
+        assert all(converted(references[name])), name
 
 
 def test_pitch_moves_to_the_reference_speaker(cpu_cache, references):
