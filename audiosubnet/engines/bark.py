@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from audiosubnet.audio import Audio
-from audiosubnet.engines.base import Capabilities, SynthesisRequest
-from audiosubnet.engines.hf import HFSpeechEngine, request_seed
+from audiosubnet.engines.base import Capabilities, SynthesisRequest, request_seed
+from audiosubnet.engines.hf import HFSpeechEngine
 from audiosubnet.errors import EngineError, InputError
 
 log = logging.getLogger(__name__)

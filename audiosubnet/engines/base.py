@@ -10,6 +10,7 @@ Third-party engines subclass `SpeechEngine` and register under the entry-point g
 
 from __future__ import annotations
 
+import random
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,13 @@ class SynthesisRequest:
     # Voice cloning: the speaker to imitate (engines with capabilities.clone).
     reference: Audio | None = None
     reference_text: str | None = None
+
+
+def request_seed(request: SynthesisRequest) -> int:
+    """The request's seed, or a fresh random one (so unseeded requests still differ)."""
+    if request.seed is not None:
+        return int(request.seed) & (2**63 - 1)
+    return random.SystemRandom().getrandbits(62)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ import contextlib
 import json
 import logging
 import os
-import random
 import struct
 import threading
 from collections import OrderedDict
@@ -26,7 +25,7 @@ from typing import ClassVar
 import numpy as np
 
 from audiosubnet.engines import hub
-from audiosubnet.engines.base import Capabilities, ModelStatus, SpeechEngine, SynthesisRequest
+from audiosubnet.engines.base import Capabilities, ModelStatus, SpeechEngine
 from audiosubnet.errors import DependencyError, EngineError, ModelNotDownloadedError
 
 log = logging.getLogger(__name__)
@@ -37,13 +36,6 @@ _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I1
 
 
 # ---- shared helpers --------------------------------------------------------------------------
-def request_seed(request: SynthesisRequest) -> int:
-    """The request's seed, or a fresh random one (so unseeded requests still differ)."""
-    if request.seed is not None:
-        return int(request.seed) & (2**63 - 1)
-    return random.SystemRandom().getrandbits(62)
-
-
 def length_sorted_chunks(lengths: Sequence[int], size: int) -> list[list[int]]:
     """Indices grouped into chunks of at most `size`, longest first, so a chunk pads little."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])

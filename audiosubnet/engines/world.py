@@ -18,8 +18,8 @@ prosody and phonetics and moves its pitch and timbre toward the reference speake
 6. aperiodicity is kept; WORLD resynthesises; peak normalised to -1 dBFS.
 
 Deterministic: the conversion is a pure function of (base audio, reference); the same base clip and
-reference give the same samples. The offline base voices themselves vary slightly run to run (Piper
-samples VITS noise, espeak-ng adds pitch jitter), so end-to-end outputs differ by that much.
+reference give the same samples. The request's seed goes to the base voice: with a seedable base
+(Piper) the same seed gives the same clone; espeak-ng adds pitch jitter of its own.
 When the reference already sounds like the base voice (same pitch, vocal tract and average envelope,
 within the margins the voice's own clips vary by) the base clip is returned as it is: resynthesis
 would only add vocoder artefacts.
@@ -37,6 +37,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from types import ModuleType
 
@@ -326,8 +327,17 @@ class WorldCloneEngine(SpeechEngine):
             devices=("cpu",),
             clone=True,
             tts=False,  # needs a reference
-            seedable=False,
+            seedable=self._base_seedable,  # the conversion is deterministic; the base voice decides
         )
+
+    @cached_property
+    def _base_seedable(self) -> bool:
+        from audiosubnet.engines import registry
+
+        try:
+            return registry.create(self.base_model).capabilities.seedable
+        except Exception:  # an unknown or missing base voice fails at setup, with its own message
+            return False
 
     def estimate_bytes(self) -> int:
         return 16 * 2**20  # analysis buffers; the base voice is its own cache entry

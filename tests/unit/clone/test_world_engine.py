@@ -32,7 +32,7 @@ def references(cpu_cache):
         for v in ESPEAK_VOICES:
             refs[f"espeak:{v}"] = e.synthesize([R(REF_TEXT, voice=v)])[0]
     with cpu_cache.engine("piper:en_US-joe-medium") as p:
-        joe = p.synthesize([R(REF_TEXT)])[0]
+        joe = p.synthesize([R(REF_TEXT, seed=100)])[0]
     refs["piper:joe-shifted"] = _shifted(joe, 1.6, 1.15)
     refs["piper:joe"] = joe
     return refs
@@ -42,27 +42,26 @@ def references(cpu_cache):
 def test_cloned_speech_is_closer_to_each_reference_speaker_than_the_offline_voice(cpu_cache, references):
     from audiosubnet.scoring.speaker import similarity
 
+    seeds = (1, 2, 3)  # the base voice's seeds: the clone of seed s is the base clip of seed s, converted
     with cpu_cache.engine("piper:en_US-joe-medium") as p:
-        base = p.synthesize([R(TEXT)])[0]
-        # the joe row compares two random draws of the same voice (VITS noise moves its similarity by
-        # +-0.03): three of each, so the "no harm" margin is about the engine, not about one draw
-        more_base = p.synthesize([R(TEXT), R(TEXT)])
-    names = list(references) + ["piper:joe", "piper:joe"]
+        bases = p.synthesize([R(TEXT, seed=s) for s in seeds])
+    # the joe row: three seeds, so "no harm" is about the engine, not about one draw of VITS noise
+    jobs = [(n, 0) for n in references] + [("piper:joe", 1), ("piper:joe", 2)]
     with cpu_cache.engine("world") as w:
-        outs = w.synthesize([R(TEXT, reference=references[n], reference_text=REF_TEXT) for n in names])
+        outs = w.synthesize([R(TEXT, reference=references[n], reference_text=REF_TEXT, seed=seeds[k])
+                             for n, k in jobs])
     rows: dict[str, tuple[list[float], list[float]]] = {n: ([], []) for n in references}
-    for n, out in zip(names, outs, strict=True):
+    for (n, k), out in zip(jobs, outs, strict=True):
         assert out.sample_rate == 22050 and out.duration > 2.0
+        rows[n][0].append(similarity(references[n], bases[k], cpu_cache))
         rows[n][1].append(similarity(references[n], out, cpu_cache))
-    for n in references:
-        rows[n][0].extend(similarity(references[n], b, cpu_cache) for b in [base] + (more_base if n == "piper:joe" else []))
     means = {n: (float(np.mean(b)), float(np.mean(c))) for n, (b, c) in rows.items()}
     print("\nspeaker similarity to the reference (unconverted offline voice -> cloned):")
     for n, (b, c) in means.items():
         print(f"  {n:22s} {b:.3f} -> {c:.3f}")
     for n, (b, c) in means.items():
         if n == "piper:joe":  # the reference IS the offline voice: cloning must do no harm
-            assert c >= b - 0.06, (n, rows[n])
+            assert c >= b - 0.02, (n, rows[n])
         else:
             assert c > b + 0.1, (n, b, c)
 
@@ -72,9 +71,9 @@ def test_the_offline_voice_is_recognised_as_itself_across_random_draws(cpu_cache
     (resynthesis alone costs ~0.13 of speaker similarity), while other voices are converted."""
     fs = 22050
     with cpu_cache.engine("piper:en_US-joe-medium") as p:
-        joes = p.synthesize([R(REF_TEXT) for _ in range(5)] + [R(TEXT) for _ in range(3)])
-        bases = p.synthesize([R("A large size in stockings is hard to sell, and the road shimmered in the heat.")
-                              for _ in range(5)])
+        joes = p.synthesize([R(REF_TEXT, seed=s) for s in range(5)] + [R(TEXT, seed=s) for s in range(5, 8)])
+        bases = p.synthesize([R("A large size in stockings is hard to sell, and the road shimmered in the heat.",
+                                seed=s) for s in range(10, 15)])
     frames = [W.analyse(b.samples, fs) for b in bases]
     stats = [W.voice_stats(f) for f in frames]
 
@@ -109,12 +108,21 @@ def test_the_warp_search_finds_a_known_vocal_tract_change(references):
 
 
 def test_deterministic_with_a_deterministic_base_voice(cpu_cache, references):
-    """Piper (VITS noise) and espeak-ng (pitch jitter) vary run to run; the conversion itself does not."""
+    """espeak-ng (pitch jitter) varies run to run; the conversion itself does not."""
     req = R(TEXT, reference=references["espeak:en-gb"], reference_text=REF_TEXT)
     with cpu_cache.engine("world:fake:ms_per_char=60") as w:
         a = w.synthesize([req])[0]
         b = w.synthesize([req])[0]
     assert np.array_equal(a.samples, b.samples)
+
+
+def test_a_seed_gives_the_same_clone_with_the_offline_voice(cpu_cache, references):
+    ref = references["espeak:en-gb"]
+    with cpu_cache.engine("world") as w:
+        assert w.capabilities.seedable
+        a, b, c = w.synthesize([R(TEXT, reference=ref, seed=s) for s in (4, 4, 5)])
+    assert np.array_equal(a.samples, b.samples)
+    assert len(a.samples) != len(c.samples) or not np.array_equal(a.samples, c.samples)
 
 
 def test_a_batch_is_one_base_call_and_each_reference_is_analysed_once(cpu_cache, references, monkeypatch):

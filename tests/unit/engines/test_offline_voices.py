@@ -31,8 +31,70 @@ def test_piper_batch_matches_single_requests_in_length(cpu_cache):
     with cpu_cache.engine("piper") as engine:
         batch = engine.synthesize([SynthesisRequest(t) for t in TEXTS])
         single = [engine.synthesize([SynthesisRequest(t)])[0] for t in TEXTS]
-    for b, s in zip(batch, single, strict=True):  # VITS adds noise: compare durations, not samples
+    for b, s in zip(batch, single, strict=True):  # unseeded VITS noise: compare durations, not samples
         assert abs(b.duration - s.duration) / s.duration < 0.2
+
+
+def test_piper_seeds_give_the_same_audio_alone_or_in_a_batch(cpu_cache):
+    seeded = [SynthesisRequest(t, seed=i) for i, t in enumerate(TEXTS)]  # one and two sentences
+    with cpu_cache.engine("piper") as engine:
+        assert engine.capabilities.seedable
+        batch = engine.synthesize(seeded)
+        alone = [engine.synthesize([r])[0] for r in seeded]  # one sentence: the many-thread session
+        other_seed = engine.synthesize([SynthesisRequest(TEXTS[1], seed=99)])[0]
+        unseeded = [engine.synthesize([SynthesisRequest(TEXTS[1])])[0] for _ in range(2)]
+    for b, a in zip(batch, alone, strict=True):
+        assert np.array_equal(b.samples, a.samples)
+    assert not _same(other_seed, alone[1])
+    assert not _same(*unseeded)
+
+
+def _same(a, b) -> bool:
+    return len(a.samples) == len(b.samples) and np.array_equal(a.samples, b.samples)
+
+
+def test_piper_rewritten_graph_is_the_exported_one_plus_noise_inputs():
+    """With the noise scaled to 0 the rewritten graph gives the exported graph's audio exactly; noise
+    shorter than a sentence needs is repeated, not an error."""
+    import onnxruntime as ort
+
+    from audiosubnet.engines.piper import PiperEngine, seedable_graph
+
+    path, _ = PiperEngine("en_US-joe-medium")._paths(download=False)
+    graph = seedable_graph(path)
+    assert graph is not None and [n for n, _ in graph.noise] == ["asn_noise0", "asn_noise1"]
+    exported = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rewritten = ort.InferenceSession(graph.model, providers=["CPUExecutionProvider"])
+    ids = np.asarray([[1, 0, 20, 0, 31, 0, 44, 0, 59, 0, 3, 0, 25, 0, 35, 0, 45, 0, 2]], dtype=np.int64)
+    args = {"input": ids, "input_lengths": np.asarray([ids.shape[1]]), "scales": np.asarray([0, 1, 0], np.float32)}
+    rng = np.random.default_rng(0)
+    noise = {n: rng.standard_normal(per_id * ids.shape[1], dtype=np.float32) for n, per_id in graph.noise}
+    want = exported.run(None, args)[0]
+    assert np.array_equal(rewritten.run(None, {**args, **noise})[0], want)
+    args["scales"] = np.asarray([0.667, 1, 0.8], np.float32)
+    short = rewritten.run(None, {**args, **{n: np.ones(3, np.float32) for n, _ in graph.noise}})[0]
+    assert np.isfinite(short).all() and short.size > 0.5 * want.size
+
+
+@pytest.mark.parametrize("why", ["no onnx package", "a rewrite onnxruntime rejects"])
+def test_piper_speaks_unseeded_when_its_graph_cannot_be_rewritten(monkeypatch, caplog, why):
+    import sys
+
+    from audiosubnet.engines import piper
+
+    if why == "no onnx package":
+        monkeypatch.setitem(sys.modules, "onnx", None)  # `import onnx` raises ImportError
+    else:
+        monkeypatch.setattr(piper, "seedable_graph", lambda path: piper.SeedableGraph(b"not onnx", (("n", 8),)))
+    engine = piper.PiperEngine("en_US-joe-medium")
+    engine.setup()
+    try:
+        assert not engine.capabilities.seedable
+        a, b = engine.synthesize([SynthesisRequest(TEXTS[0], seed=1), SynthesisRequest(TEXTS[0], seed=1)])
+        assert a.duration > 0.3 and rms_db(a.samples) > -35
+    finally:
+        engine.unload()
+    assert ("runs unseeded" in caplog.text) == (why != "no onnx package")
 
 
 def test_speed_changes_duration(cpu_cache):

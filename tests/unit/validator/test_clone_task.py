@@ -22,6 +22,9 @@ from audiosubnet.validator.tasks import CloneTask, TtsTask
 pytestmark = pytest.mark.slow
 
 PROMPT = "The old lighthouse keeper counted the ships before the storm arrived."
+# The offline voice's noise, seeded: the WORLD fallback turns about 1 Piper draw in 200 into speech
+# tiny.en cannot follow (WER > 0.5 -> scored 0), and one round must not hang on that draw.
+SEED = 1
 
 
 def test_references_are_fresh_plausible_and_different_voices(cpu_cache):
@@ -44,14 +47,14 @@ def test_clone_round_scores_similarity_and_catches_the_reference_echo(tmp_path, 
 
         ref = audiolib.decode(base64.b64decode(body["reference_audio"]))
         with cpu_cache.engine("world") as e:
-            out = e.synthesize([SynthesisRequest(body["text"], reference=ref,
+            out = e.synthesize([SynthesisRequest(body["text"], reference=ref, seed=SEED,
                                                  reference_text=body.get("reference_text"))])[0]
         return kit.respond(audiolib.encode(out, "wav"))
 
     async def ignore_reference(req):
         body = json.loads(await req.aread())
         with cpu_cache.engine("piper") as e:
-            out = e.synthesize([SynthesisRequest(body["text"])])[0]
+            out = e.synthesize([SynthesisRequest(body["text"], seed=SEED)])[0]
         return kit.respond(audiolib.encode(out, "wav"))
 
     async def echo_reference(req):
