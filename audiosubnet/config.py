@@ -121,7 +121,9 @@ class ValidateSettings(BaseModel):
     round_interval_s: float = Field(60.0, ge=0, description="seconds from one round's start to the next")
     alpha: float = Field(0.1, gt=0, le=1, description="moving-average weight of the newest round")
     timeout_s: float = Field(12.0, gt=0, description="per-request deadline cap (scaled down for short texts)")
-    weights_every_blocks: int = Field(100, ge=1, description="set weights at most this often")
+    weights_every: int = Field(20, ge=1, description="set weights every N rounds (within the chain's rate limit; "
+                               "a run with --rounds also sets them after its last round)")
+    relay_check: bool = Field(True, description="ask miners' seen logs for relayed prompts every round")
     metagraph_refresh_s: float = Field(300.0, gt=0)
     miners_per_round: int = Field(0, ge=0, description="0 = every queryable miner each round")
     include_validators: bool = Field(False, description="also query hotkeys with a validator permit")

@@ -9,6 +9,9 @@ Endpoints
     POST /v1/clone   JSON `CloneRequest` (base64 reference) or
                      multipart/form-data (fields of `CloneRequest`, file part `reference_audio`)
                                                               -> audio bytes + headers (501 when not offered)
+    POST /v1/seen    JSON `SeenRequest` -> `SeenResponse`: the prompts this miner was sent by other callers in the
+                     last seconds (text sketches), or, by entry id, the fingerprints of the audio it answered
+                     with: the evidence validators use to catch miners that relay prompts (validators only)
     GET  /v1/info    `InfoResponse` (protocol version, engines, models, voices, limits); no signature needed
     GET  /health     `HealthResponse`; no signature needed
     GET  /metrics    Prometheus text format
@@ -38,6 +41,7 @@ PROTOCOL_VERSION = "1"
 PATH_TTS = "/v1/tts"
 PATH_CLONE = "/v1/clone"
 PATH_INFO = "/v1/info"
+PATH_SEEN = "/v1/seen"
 PATH_HEALTH = "/health"
 PATH_METRICS = "/metrics"
 
@@ -137,6 +141,35 @@ class CloneRequest(TtsRequest):
             except (binascii.Error, UnicodeEncodeError, ValueError):
                 raise ValueError("reference_audio is not valid base64") from None
         return v
+
+
+MAX_SEEN_WINDOW_S = 300.0
+MAX_SEEN_ENTRIES = 1024
+MAX_SEEN_IDS = 64
+
+
+class SeenRequest(_Strict):
+    """POST /v1/seen. Without `ids`: the sketches of the prompts other callers sent in the last `window_s`
+    seconds (newest first, at most `limit`). With `ids`: those entries with the fingerprint of the audio answered."""
+
+    window_s: float = Field(60.0, gt=0, le=MAX_SEEN_WINDOW_S)
+    limit: int = Field(256, ge=1, le=MAX_SEEN_ENTRIES)
+    ids: list[int] | None = Field(None, max_length=MAX_SEEN_IDS)
+
+
+class SeenEntry(BaseModel):
+    id: int
+    caller: str  # the hotkey that sent the request
+    age_s: float  # seconds before the answer to /v1/seen
+    endpoint: str  # tts | clone
+    sketch: str  # textsketch.encode(...) of the prompt
+    fingerprint: str | None = None  # base64 fingerprint of the answer's audio (only when asked for by id)
+    fingerprint_version: int | None = None
+
+
+class SeenResponse(BaseModel):
+    hotkey: str
+    entries: list[SeenEntry]
 
 
 class ModelInfo(BaseModel):
@@ -290,6 +323,17 @@ def parse_clone(body: bytes, content_type: str | None, *,
     if mt == "multipart/form-data":
         return _validate(CloneRequest, _multipart_fields(body, content_type or ""), max_text_chars)  # type: ignore
     raise BodyError(400, E_MALFORMED, f"content type '{mt}' is neither application/json nor multipart/form-data")
+
+
+def parse_seen(body: bytes, content_type: str | None) -> SeenRequest:
+    mt = _media_type(content_type)
+    if mt not in ("", "application/json"):
+        raise BodyError(400, E_MALFORMED, f"content type '{mt}' is not application/json")
+    data = _json_object(body)
+    try:
+        return SeenRequest.model_validate(data)
+    except ValidationError as e:
+        raise BodyError(422, E_INVALID, _validation_message(e)) from None
 
 
 _INT_FIELDS = {"sample_rate", "seed"}

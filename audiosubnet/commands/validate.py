@@ -34,8 +34,8 @@ def validate(
                                                 "[default: 0.1]", show_default=False)] = None,
     timeout: Annotated[float | None, typer.Option("--timeout", help="Per-request deadline cap, seconds  "
                                                   "[default: 12]", show_default=False)] = None,
-    weights_every: Annotated[int | None, typer.Option("--weights-every", help="Set weights every N blocks  "
-                                                      "[default: 100]", show_default=False)] = None,
+    weights_every: Annotated[int | None, typer.Option("--weights-every", help="Set weights every N rounds  "
+                                                      "[default: 20]", show_default=False)] = None,
     miners_per_round: Annotated[int | None, typer.Option("--miners-per-round", help="0 = all  [default: 0]",
                                                          show_default=False)] = None,
     no_weights: Annotated[bool, typer.Option("--no-set-weights", help="Score but never set weights.")] = False,
@@ -53,7 +53,7 @@ def validate(
       asn validate --network sim --rounds 3 --round-interval 5
       asn validate --network test --prompts my_prompts.csv --wandb --wandb-project my-validator
 
-    State (moving averages, round, last weight block) lives in $ASN_HOME/validator/ and survives
+    State (moving averages, round, last weights) lives in $ASN_HOME/validator/ and survives
     restarts. SIGTERM or Ctrl-C finishes the round in flight, saves and exits.
     """
     from audiosubnet.config import load_settings
@@ -64,7 +64,7 @@ def validate(
              "validator.prompts": prompts, "validator.generated_ratio": generated_ratio,
              "validator.clone_ratio": clone_ratio, "validator.round_interval_s": round_interval,
              "validator.alpha": alpha, "validator.timeout_s": timeout,
-             "validator.weights_every_blocks": weights_every, "validator.miners_per_round": miners_per_round,
+             "validator.weights_every": weights_every, "validator.miners_per_round": miners_per_round,
              "validator.set_weights": False if no_weights else None, "validator.wandb": wandb or None,
              "validator.wandb_project": wandb_project, "validator.wandb_entity": wandb_entity,
              "validator.wandb_offline": wandb_offline or None}
@@ -115,7 +115,7 @@ class RoundView:
 
         t = Table(title=f"round {r.round} · {r.task} · block {r.block} · {r.total_s:.1f} s"
                         + (f" · weights @ {r.weights_block}" if r.weights_block is not None else ""),
-                  caption=r.prompt[:100])
+                  caption=f"{len(r.prompts)} prompts, e.g. {r.prompt[:80]}")
         for c in ("uid", "hotkey", "last score", "EMA", "latency", "status"):
             t.add_column(c, justify="right" if c in ("uid", "last score", "EMA", "latency") else "left")
         for m in sorted(r.outcomes, key=lambda m: -m.ema):

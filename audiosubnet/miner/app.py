@@ -7,6 +7,8 @@ Request path of POST /v1/tts and /v1/clone, in order (the first failure answers)
   per-caller rate limit                                                                   429 + Retry-After
   JSON (or multipart) parsing, then field validation                                     400, 422
   service: queue full 429 + Retry-After, bad text/voice/model 422, no cloning 501, draining 503
+  after a 200: the caller, the prompt's sketch and the answer's fingerprint go to the seen log (miner/seen_log.py)
+POST /v1/seen takes the same auth and policy (validators only) and answers from the seen log.
 Every error body is JSON {code, message}; a 500 is logged with its request id and is always a miner bug.
 One access log line per request on `audiosubnet.miner.access`.
 """
@@ -30,6 +32,7 @@ from audiosubnet import __version__, protocol
 from audiosubnet.errors import InputError
 from audiosubnet.miner.metrics import MinerMetrics
 from audiosubnet.miner.policy import CallerPolicy
+from audiosubnet.miner.seen_log import PromptLog, SeenLog
 from audiosubnet.miner.service import NotOffered, Overloaded, TtsService, Unavailable
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,7 @@ access_log = logging.getLogger("audiosubnet.miner.access")
 
 DEFAULT_MAX_BODY = 64 * 1024
 DEFAULT_MAX_CLONE_BODY = 8 * 2**20
+MAX_SEEN_BODY = 4 * 1024
 
 
 @dataclass
@@ -56,6 +60,7 @@ class MinerContext:
     run_policy_refresh: bool = True
     role: str = "miner"  # in log lines: "miner", or "HTTP worker <pid>" (asn mine --workers N)
     started_at: float = field(default_factory=time.monotonic)
+    seen_log: SeenLog = field(default_factory=PromptLog)  # or a worker's workers.RemoteSeenLog
 
 
 class ApiError(Exception):
@@ -130,6 +135,30 @@ def create_app(ctx: MinerContext) -> FastAPI:
     app = FastAPI(title="asn miner", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.state.ctx = ctx
+    records: set[asyncio.Task] = set()  # seen-log records in flight (kept referenced until done)
+
+    def remember(caller: str, endpoint: str, text: str, audio: bytes) -> None:
+        task = asyncio.create_task(ctx.seen_log.record(caller, endpoint, text, audio))
+        records.add(task)
+        task.add_done_callback(records.discard)
+
+    async def authorize(request: Request, body: bytes) -> str:
+        """btauth/1, then policy (registered validator with a permit and stake): the caller's hotkey."""
+        try:
+            who = ctx.verify(request.headers, body, request.method, _target(request), ctx.hotkey,
+                             nonce_store=ctx.nonce_store, max_age=ctx.auth_max_age_s, allowed_skew=ctx.auth_skew_s)
+        except Exception as e:
+            reason = getattr(e, "reason", None)
+            if reason is None:  # not an AuthFailure: a bug in verification, still never trust the caller
+                log.exception("auth verification crashed")
+                reason = "malformed"
+            metrics.auth_failure(reason)
+            raise ApiError(401, protocol.E_AUTH, f"btauth/1 {reason}: {getattr(e, 'message', e)}") from None
+        decision = ctx.policy.admit(who.hotkey)
+        if not decision.allowed:
+            metrics.rejection(decision.reason)
+            raise ApiError(403, protocol.E_FORBIDDEN, decision.message)
+        return who.hotkey
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -149,22 +178,7 @@ def create_app(ctx: MinerContext) -> FastAPI:
         try:
             cap = ctx.max_clone_body_bytes if endpoint == "clone" else ctx.max_body_bytes
             body = await _read_body(request, cap)
-            try:
-                who = ctx.verify(request.headers, body, request.method, _target(request), ctx.hotkey,
-                                 nonce_store=ctx.nonce_store, max_age=ctx.auth_max_age_s,
-                                 allowed_skew=ctx.auth_skew_s)
-            except Exception as e:
-                reason = getattr(e, "reason", None)
-                if reason is None:  # not an AuthFailure: a bug in verification, still never trust the caller
-                    log.exception("auth verification crashed (request %s)", rid)
-                    reason = "malformed"
-                metrics.auth_failure(reason)
-                raise ApiError(401, protocol.E_AUTH, f"btauth/1 {reason}: {getattr(e, 'message', e)}") from None
-            caller = who.hotkey
-            decision = ctx.policy.admit(caller)
-            if not decision.allowed:
-                metrics.rejection(decision.reason)
-                raise ApiError(403, protocol.E_FORBIDDEN, decision.message)
+            caller = await authorize(request, body)
             limited = await ctx.policy.take(caller)
             if not limited.allowed:
                 metrics.rejection(limited.reason)
@@ -190,6 +204,7 @@ def create_app(ctx: MinerContext) -> FastAPI:
                 out = await ctx.service.synthesize(req.text, model=req.model, voice=req.voice, seed=req.seed,
                                                    fmt=req.format, sample_rate=req.sample_rate)
             model, audio_s, status = out.model_id, out.duration_s, 200
+            remember(caller, endpoint, req.text, out.data)
             elapsed_ms = (time.perf_counter() - t0) * 1000.0
             meta = protocol.AudioMeta(model=out.model_id, sample_rate=out.sample_rate, duration_s=out.duration_s,
                                       elapsed_ms=elapsed_ms, format=out.fmt, voice=out.voice, request_id=rid)
@@ -226,6 +241,31 @@ def create_app(ctx: MinerContext) -> FastAPI:
     @app.post(protocol.PATH_CLONE)
     async def clone(request: Request) -> Response:
         return await handle(request, "clone")
+
+    @app.post(protocol.PATH_SEEN)
+    async def seen(request: Request) -> Response:
+        t0 = time.perf_counter()
+        caller, status, n = "-", 500, 0
+        try:
+            body = await _read_body(request, MAX_SEEN_BODY)
+            caller = await authorize(request, body)
+            try:
+                req = protocol.parse_seen(body, request.headers.get("content-type"))
+            except protocol.BodyError as e:
+                raise ApiError(e.status, e.code, e.message) from None
+            entries = await ctx.seen_log.seen(req, caller)
+            n, status = len(entries), 200
+            return Response(protocol.SeenResponse(hotkey=ctx.hotkey, entries=entries).model_dump_json(),
+                            media_type="application/json")
+        except ApiError as e:
+            status = e.status
+            return _error(e.status, e.code, e.message, e.headers)
+        except Unavailable as e:
+            status = 503
+            return _error(503, protocol.E_UNAVAILABLE, str(e), {"Retry-After": "5"})
+        finally:
+            access_log.info("seen caller=%s entries=%d ms=%.0f status=%d", caller, n,
+                            (time.perf_counter() - t0) * 1000.0, status)
 
     @app.get(protocol.PATH_INFO)
     async def info() -> Response:

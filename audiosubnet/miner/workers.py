@@ -10,7 +10,7 @@ and send its audio back. Statuses, headers and log lines are those of a single-p
 
 Hub <-> worker: one Unix socket in a private (0700) folder, length-prefixed pickle frames, many requests in
 flight on one connection.
-  worker -> hub   (id, op, payload)   op: hello | peers | rate | tts | clone | metrics | observe (no reply)
+  worker -> hub   (id, op, payload)   op: hello | peers | rate | tts | clone | metrics | seen | observe (no reply)
   hub -> worker   (id, ok, payload)   ok False: payload is (kind, message, retry_after), re-raised as the
                                       service's own exception; id 0: a state push (state, queue, in flight)
 The supervisor restarts a worker that dies; workers exit when the hub goes away; SIGTERM/SIGINT drain the
@@ -160,6 +160,9 @@ class Hub:
             return ctx.policy.peers()
         if op == "metrics":
             return ctx.metrics.render()
+        if op == "seen":
+            request, asker = payload
+            return await ctx.seen_log.seen(request, asker)
         if op == "hello":
             return {"config": svc.config, "models": svc.models_info(), "default": svc.default_model,
                     "clone": svc.can_clone, "state": self.state()}
@@ -171,6 +174,8 @@ class Hub:
         for name, *args in events:
             if name in self._OBSERVED:
                 getattr(self.ctx.metrics, name)(*args)
+            elif name == "seen":  # a worker's answer, sketched and fingerprinted there
+                self.ctx.seen_log.add(*args)
 
     async def _push_state(self) -> None:
         while True:
@@ -405,6 +410,34 @@ class RelayMetrics:
         return await self.link.call("metrics")
 
 
+class RemoteSeenLog:
+    """The seen log of the hub: a worker sketches and fingerprints its own answers, the hub keeps them."""
+
+    def __init__(self, link: HubLink):
+        self.link = link
+        self._pending: set[asyncio.Future] = set()
+
+    async def record(self, caller: str, endpoint: str, text: str, audio: bytes) -> None:
+        from audiosubnet.miner.seen_log import make_entry_parts
+
+        fut = asyncio.ensure_future(asyncio.to_thread(make_entry_parts, text, audio))
+        self._pending.add(fut)
+        try:
+            sketch, fp = await fut
+        finally:
+            self._pending.discard(fut)
+        if self.link.connected:
+            self.link.observe("seen", caller, endpoint, sketch, fp)
+
+    async def seen(self, request: protocol.SeenRequest, asker: str) -> list[protocol.SeenEntry]:
+        """This worker's own answers are in the hub's log first (another worker's may still be on the way)."""
+        if self._pending:
+            await asyncio.wait(list(self._pending), timeout=2.0)
+            await asyncio.sleep(0)  # let the records' done callbacks queue their events
+        self.link.flush()
+        return await self.link.call("seen", (request, asker))
+
+
 # ---- processes ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class WorkerSpec:
@@ -438,7 +471,7 @@ def worker_context(spec: WorkerSpec, link: HubLink, peers: list) -> Any:
     return MinerContext(hotkey=spec.hotkey, netuid=spec.netuid, service=RemoteService(link),  # type: ignore[arg-type]
                         policy=HubPolicy(link, spec.policy, peers),
                         nonce_store=SqliteNonceStore(spec.nonce_path, retention=spec.nonce_retention),
-                        metrics=RelayMetrics(link), role=f"HTTP worker {os.getpid()}",
+                        metrics=RelayMetrics(link), seen_log=RemoteSeenLog(link), role=f"HTTP worker {os.getpid()}",
                         **spec.limits)  # type: ignore[arg-type]
 
 

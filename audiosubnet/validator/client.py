@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from audiosubnet import protocol
-from audiosubnet.protocol import AudioMeta, CloneRequest, InfoResponse, TtsRequest
+from audiosubnet.protocol import AudioMeta, CloneRequest, InfoResponse, SeenRequest, SeenResponse, TtsRequest
 
 DEFAULT_MAX_BYTES = 16 * 2**20  # 30 s of 48 kHz 16-bit mono WAV is 2.9 MB
 _ERROR_BODY_CAP = 8 * 1024
@@ -151,6 +151,20 @@ class MinerClient:
             return InfoResponse.model_validate_json(r.audio)
         except ValueError:
             return None
+
+    async def seen(self, endpoint: str | None, hotkey: str, request: SeenRequest, *, timeout_s: float = 3.0,
+                   max_bytes: int = 4 * 2**20) -> tuple[SeenResponse | None, int]:
+        """POST /v1/seen (signed): (the miner's answer or None, bytes received)."""
+        body = request.model_dump_json(exclude_none=True).encode()
+        r = await self.request(endpoint, hotkey, "POST", protocol.PATH_SEEN, body, timeout_s=timeout_s,
+                               max_bytes=max_bytes, expect_audio=False)
+        size = len(r.audio or b"")
+        if r.status != 200 or r.audio is None:
+            return None, size
+        try:
+            return SeenResponse.model_validate_json(r.audio), size
+        except ValueError:
+            return None, size
 
     async def post(self, endpoint: str | None, hotkey: str, path: str, body: bytes, *,
                    content_type: str = "application/json", timeout_s: float | None = None,

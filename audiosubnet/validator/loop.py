@@ -1,9 +1,12 @@
 """The validator loop: one round at a time, with the chain, clock, client and scoring injected.
 
 A round: refresh the metagraph (on its own interval) -> choose miners (fair rotation) -> draw a
-prompt and a task -> query every chosen miner at once (signed, capped in time and bytes) -> score
-all answers in one batch -> fold scores into per-uid moving averages (failures count 0) ->
-persist -> set weights every N blocks within the chain's rate limit.
+task and a prompt of its own for every chosen miner (and a seed) -> query every chosen miner at once
+(signed, capped in time and bytes) -> ask every miner's seen log whose prompts reached it from other
+callers: a miner whose answer is another miner's rendering of its prompt is a relay and scores 0
+(validator/relay.py) -> score the other answers in one batch -> fold scores into per-uid moving
+averages (failures count 0) -> persist -> set weights every N rounds within the chain's rate limit
+(and after the last round of a run with a round count).
 
 Nothing a miner does can stall or crash a round: the client never raises for a miner, scoring
 never raises for an item, and a chain error while setting weights is one log line and a retry
@@ -27,6 +30,7 @@ from audiosubnet.errors import AsnError, ChainError
 from audiosubnet.scoring.fingerprint import FingerprintHistory
 from audiosubnet.validator.client import MinerClient, MinerResult, scaled_timeout
 from audiosubnet.validator.prompts import PromptSource
+from audiosubnet.validator.relay import RelayStats, find_relays, issued
 from audiosubnet.validator.state import ValidatorState
 from audiosubnet.validator.tasks import Task, TtsTask
 
@@ -38,7 +42,7 @@ log = logging.getLogger(__name__)
 class Outcome:
     uid: int
     hotkey: str
-    status: str  # ok | timeout | connect | http | too_large | protocol | bad_endpoint | zero
+    status: str  # ok | timeout | connect | http | too_large | protocol | bad_endpoint | zero | relay
     score: float
     ema: float
     latency_s: float | None
@@ -52,7 +56,7 @@ class RoundReport:
     round: int
     block: int
     task: str
-    prompt: str
+    prompts: dict[int, str]  # uid -> the prompt it was given
     outcomes: list[Outcome]
     query_s: float
     score_s: float
@@ -60,6 +64,12 @@ class RoundReport:
     weights_block: int | None = None
     weights_error: str | None = None
     weights: dict[int, float] = field(default_factory=dict)
+    relay: RelayStats | None = None
+
+    @property
+    def prompt(self) -> str:
+        """One of the round's prompts (for captions)."""
+        return next(iter(self.prompts.values()), "")
 
 
 @dataclass
@@ -68,7 +78,7 @@ class LoopConfig:
     alpha: float = 0.1
     timeout_s: float = 12.0
     round_interval_s: float = 60.0
-    weights_every_blocks: int = 100
+    weights_every: int = 20  # rounds
     metagraph_refresh_s: float = 300.0
     miners_per_round: int = 0  # 0: every queryable miner
     include_validators: bool = False
@@ -76,6 +86,8 @@ class LoopConfig:
     clone_ratio: float = 0.0
     set_weights: bool = True
     seed: int | None = None
+    relay_check: bool = True
+    relay_timeout_s: float = 3.0
 
 
 class Validator:
@@ -95,6 +107,7 @@ class Validator:
         self._load_history()
         self.peers: list[Peer] = []
         self._peers_at = float("-inf")
+        self._last_relay: RelayStats | None = None
         self.own_uid: int | None = None
 
     # ---- state ---------------------------------------------------------------------------
@@ -156,30 +169,36 @@ class Validator:
         return self.tasks["tts"]
 
     # ---- one round ---------------------------------------------------------------------------
-    async def run_round(self) -> RoundReport:
+    async def run_round(self, *, final: bool = False) -> RoundReport:
         t0 = time.perf_counter()
         await self.refresh_peers()
         block = await asyncio.to_thread(self.chain.block)
         chosen = self.select()
         task = self.choose_task()
-        prompt = self.prompts.sample(1)[0]
-        material = await task.prepare(prompt)
-        timeout = min(self.cfg.timeout_s, scaled_timeout(prompt))
+        prompts = {int(p.uid): pr for p, pr in zip(chosen, self.prompts.issue(len(chosen)), strict=True)}
+        seeds = {uid: self.rng.getrandbits(31) for uid in prompts}
+        material = await task.prepare(next(iter(prompts.values())).text if prompts else "")
         results: list[MinerResult] = list(await asyncio.gather(
-            *(task.query(self.client, p, prompt, material, timeout) for p in chosen)))
-        t_query = time.perf_counter() - t0
+            *(task.query(self.client, p, prompts[int(p.uid)].text, material,
+                         min(self.cfg.timeout_s, scaled_timeout(prompts[int(p.uid)].text)), seed=seeds[int(p.uid)])
+              for p in chosen)))
         answered = [(p, r) for p, r in zip(chosen, results, strict=True) if r.ok]
-        items = [task.item(p, prompt, material, r) for p, r in answered]
+        relays = await self.check_relays(prompts, answered, time.perf_counter() - t0)
+        t_query = time.perf_counter() - t0
+        scored_pairs = [(p, r) for p, r in answered if int(p.uid) not in relays]
+        items = [task.item(p, prompts[int(p.uid)].text, material, r) for p, r in scored_pairs]
         t1 = time.perf_counter()
         scored = await asyncio.to_thread(self.scoring.score, items) if items else []
         t_score = time.perf_counter() - t1
-        by_uid = {int(p.uid): s for (p, _), s in zip(answered, scored, strict=True)}
+        by_uid = {int(p.uid): s for (p, _), s in zip(scored_pairs, scored, strict=True)}
 
         outcomes = []
         for p, r in zip(chosen, results, strict=True):
             uid = int(p.uid)
             s = by_uid.get(uid)
-            if s is None:
+            if uid in relays:
+                score, status, reason, metrics = 0.0, "relay", relays[uid], {}
+            elif s is None:
                 score, status, reason, metrics = 0.0, r.error or "http", _miner_error(r), {}
             elif s.error:  # scoring itself failed: not the miner's fault, do not punish
                 outcomes.append(Outcome(uid, p.hotkey, "score_error", 0.0, self._ema(uid), r.latency_s, s.reason))
@@ -189,9 +208,9 @@ class Validator:
             ema = self.state.update(uid, p.hotkey, score, self.cfg.alpha, status=status, latency_s=r.latency_s)
             outcomes.append(Outcome(uid, p.hotkey, status, score, ema, r.latency_s, reason, metrics, r.audio))
         self.state.round += 1
-        report = RoundReport(self.state.round, block, task.name, prompt, outcomes, t_query, t_score,
-                             time.perf_counter() - t0)
-        await self.maybe_set_weights(report, block)
+        report = RoundReport(self.state.round, block, task.name, {u: pr.text for u, pr in prompts.items()}, outcomes,
+                             t_query, t_score, time.perf_counter() - t0, relay=self._last_relay)
+        await self.maybe_set_weights(report, block, force=final)
         await asyncio.to_thread(self.save)
         report.total_s = time.perf_counter() - t0
         if self.on_round:
@@ -203,15 +222,39 @@ class Validator:
             o.audio = None
         return report
 
+    async def check_relays(self, prompts: dict, answered: list[tuple[Peer, MinerResult]], elapsed_s: float
+                           ) -> dict[int, str]:
+        """uid -> reason, for the answering miners whose answer is another miner's rendering of their prompt."""
+        self._last_relay = None
+        if not self.cfg.relay_check or not answered:
+            return {}
+        from audiosubnet.scoring.fingerprint import DEFAULT_THRESHOLD
+
+        threshold = getattr(getattr(self.scoring, "settings", None), "duplicate_threshold", DEFAULT_THRESHOLD)
+        try:
+            stats = await find_relays(
+                self.client, self.own_hotkey, self.queryable(),
+                {u: issued(u, pr.text, pr.unique) for u, pr in prompts.items()},
+                {int(p.uid): r.audio for p, r in answered if r.audio is not None},
+                window_s=elapsed_s + 5.0, threshold=threshold, timeout_s=self.cfg.relay_timeout_s)
+        except Exception:  # evidence gathering must never cost a round
+            log.exception("relay check failed")
+            return {}
+        self._last_relay = stats
+        return {f.uid: f.reason for f in stats.findings}
+
     def _ema(self, uid: int) -> float:
         rec = self.state.miners.get(uid)
         return rec.ema if rec else 0.0
 
-    async def maybe_set_weights(self, report: RoundReport, block: int) -> None:
+    async def maybe_set_weights(self, report: RoundReport, block: int, *, force: bool = False) -> None:
+        """Every `weights_every` rounds (counted from the last success; a rate-limited or failed attempt is
+        retried the next round), or now when `force` and this run scored rounds since the last weights."""
         if not self.cfg.set_weights:
             return
-        last = self.state.last_weight_block
-        if last is not None and block - last < self.cfg.weights_every_blocks:
+        last = self.state.last_weight_round
+        due = last is None or self.state.round - last >= self.cfg.weights_every
+        if not due and not (force and self.state.round > last):
             return
         weights = self.state.weights()
         if not weights:
@@ -233,6 +276,7 @@ class Validator:
             log.warning("setting weights failed: %s (retrying next round)", _one_line(str(e)))
             return
         self.state.last_weight_block = res.block or block
+        self.state.last_weight_round = self.state.round
         report.weights_block, report.weights = self.state.last_weight_block, weights
         log.info("weights set at block %s for %d uids", report.weights_block, len(weights))
 
@@ -243,7 +287,7 @@ class Validator:
         while not stop.is_set() and (rounds is None or done < rounds):
             started = self.clock()
             try:
-                await self.run_round()
+                await self.run_round(final=rounds is not None and done + 1 >= rounds)
             except ChainError as e:
                 log.warning("round skipped: %s", _one_line(str(e)))
             done += 1

@@ -8,6 +8,12 @@
 
 Every prompt is at most `MAX_CHARS` (256) characters. Offline with nothing cached, the source
 falls back to local/generated prompts with one warning.
+
+A round gives every miner a prompt of its own (`PromptSource.issue(n)`): generated sentences are unique by
+construction; a sentence from the pool (which other validators may use too) gets a short generated tag
+sentence of plain words appended ("Mina counted seven green kettles."). The unique part of each prompt is
+what relay detection looks for in other miners' logs (validator/relay.py): a prompt issued to one miner that
+reaches another from a third caller was passed on.
 """
 
 from __future__ import annotations
@@ -137,6 +143,30 @@ def generate(rng: random.Random) -> str:
     return clean(rng.choice(TEMPLATES).format(**fields)) or "The quick brown fox jumps over the lazy dog."
 
 
+TAG_NAMES = ["Mina", "Oscar", "Lena", "Hugo", "Nora", "Felix", "Iris", "Theo", "Clara", "Milo", "Ruby", "Leo",
+             "Ada", "Otto", "Eva", "Max", "Ivy", "Sam", "Zoe", "Ben"]
+TAG_VERBS = ["counted", "painted", "found", "packed", "washed", "carried", "sold", "hid", "fixed", "bought"]
+TAG_NUMBERS = ["two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"]
+TAG_COLOURS = ["red", "blue", "green", "yellow", "purple", "orange", "silver", "golden", "brown", "pink"]
+TAG_THINGS = ["kettles", "buttons", "candles", "baskets", "pencils", "lemons", "blankets", "bottles", "feathers",
+              "marbles", "teacups", "ribbons", "shovels", "pillows", "lanterns", "mittens", "carrots", "saddles"]
+TAG_MAX = 48  # the longest tag, with its leading space
+
+
+def tag(rng: random.Random) -> str:
+    """A short sentence of plain words (about 2 x 10^5 of them), easy for any voice and any ASR."""
+    return (f"{rng.choice(TAG_NAMES)} {rng.choice(TAG_VERBS)} {rng.choice(TAG_NUMBERS)} "
+            f"{rng.choice(TAG_COLOURS)} {rng.choice(TAG_THINGS)}.")
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One miner's prompt this round: `text` is sent, `unique` is the part no one else is sent."""
+
+    text: str
+    unique: str
+
+
 @dataclass
 class PromptSource:
     """Draws prompts: a share `generated_ratio` freshly generated, the rest from the pool."""
@@ -155,6 +185,27 @@ class PromptSource:
                 out.append(generate(self.rng))
             else:
                 out.append(self.rng.choice(self.pool))
+        return out
+
+    def issue(self, n: int) -> list[Prompt]:
+        """`n` prompts, a different one for each miner: pool sentences (each used once before any repeats) with a
+        generated tag sentence appended, or fresh generated sentences; no two share their unique part."""
+        out: list[Prompt] = []
+        used: set[str] = set()
+        pool = list(dict.fromkeys(t for t in self.pool if len(t) <= MAX_CHARS - TAG_MAX))
+        bases: list[str] = []
+        while len(out) < n:
+            if pool and self.rng.random() >= self.generated_ratio:
+                if not bases:
+                    bases = self.rng.sample(pool, len(pool))
+                base, unique = bases.pop(), tag(self.rng)
+                text = f"{base} {unique}"
+            else:
+                text = unique = generate(self.rng)
+            if unique.lower() in used:
+                continue
+            used.add(unique.lower())
+            out.append(Prompt(text, unique))
         return out
 
 

@@ -42,6 +42,7 @@ class ValidatorState:
     last_weight_block: int | None = None
     miners: dict[int, MinerRecord] = field(default_factory=dict)
     turn: int = 0  # queries handed out so far (fair rotation)
+    last_weight_round: int | None = None  # `round` when weights were last set
 
     # ---- scores --------------------------------------------------------------------------
     def sync_hotkeys(self, hotkeys: dict[int, str]) -> list[int]:
@@ -91,6 +92,7 @@ class ValidatorState:
     def to_json(self) -> bytes:
         data = {"state_version": STATE_VERSION, "scoring_version": self.scoring_version, "round": self.round,
                 "last_weight_block": self.last_weight_block, "turn": self.turn, "saved_at": time.time(),
+                "last_weight_round": self.last_weight_round,
                 "miners": {str(uid): asdict(r) for uid, r in sorted(self.miners.items())}}
         return json.dumps(data, indent=1).encode()
 
@@ -108,7 +110,7 @@ class ValidatorState:
                 raise ValueError(f"state version {data.get('state_version')!r}")
             miners = {int(uid): MinerRecord(**rec) for uid, rec in data["miners"].items()}
             state = cls(data["scoring_version"], int(data["round"]), data.get("last_weight_block"), miners,
-                        int(data.get("turn", 0)))
+                        int(data.get("turn", 0)), data.get("last_weight_round"))
         except Exception as e:
             backup = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
             try:

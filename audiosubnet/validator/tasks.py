@@ -39,7 +39,9 @@ class Task(Protocol):
         ...
 
     async def query(self, client: MinerClient, peer: Peer, prompt: str, material: Any,
-                    timeout_s: float) -> MinerResult: ...
+                    timeout_s: float, seed: int | None = None) -> MinerResult:
+        """Ask one miner; `seed` is this miner's own (seedable engines render deterministically per miner)."""
+        ...
 
     def item(self, peer: Peer, prompt: str, material: Any, result: MinerResult) -> ScoreItem: ...
 
@@ -56,8 +58,8 @@ class TtsTask:
         return None
 
     async def query(self, client: MinerClient, peer: Peer, prompt: str, material: Any,
-                    timeout_s: float) -> MinerResult:
-        return await client.tts(peer.endpoint, peer.hotkey, TtsRequest(text=prompt, format="wav"),
+                    timeout_s: float, seed: int | None = None) -> MinerResult:
+        return await client.tts(peer.endpoint, peer.hotkey, TtsRequest(text=prompt, format="wav", seed=seed),
                                 timeout_s=timeout_s)
 
     def item(self, peer: Peer, prompt: str, material: Any, result: MinerResult) -> ScoreItem:
@@ -108,8 +110,9 @@ class CloneTask:
         return Reference(audio, text, audiolib.encode(audio, "wav"), label)
 
     async def query(self, client: MinerClient, peer: Peer, prompt: str, material: Reference,
-                    timeout_s: float) -> MinerResult:
-        req = CloneRequest(text=prompt, reference_audio=material.wav, reference_text=material.text, format="wav")
+                    timeout_s: float, seed: int | None = None) -> MinerResult:
+        req = CloneRequest(text=prompt, reference_audio=material.wav, reference_text=material.text, format="wav",
+                           seed=seed)
         return await client.clone(peer.endpoint, peer.hotkey, req, timeout_s=timeout_s)
 
     def item(self, peer: Peer, prompt: str, material: Reference, result: MinerResult) -> ScoreItem:

@@ -97,7 +97,7 @@ class WandbLogger:
 
                 a = audiolib.decode(wav)
                 data[f"sample/uid{uid}"] = self.wandb.Audio(a.samples, sample_rate=a.sample_rate,
-                                                            caption=r.prompt[:120])
+                                                            caption=r.prompts.get(uid, r.prompt)[:120])
             except Exception:  # a sample that will not decode is just not logged
                 continue
         return data

@@ -10,7 +10,7 @@ import pytest
 from audiosubnet.chain.bittensor import create_wallet, verify_request
 from audiosubnet.chain.sim import SimChain
 from audiosubnet.miner.nonces import SqliteNonceStore
-from audiosubnet.protocol import AudioMeta
+from audiosubnet.protocol import PATH_SEEN, AudioMeta
 
 NETUID = 16
 
@@ -45,7 +45,9 @@ class FakeMiners(httpx.AsyncBaseTransport):
         # every query is signed for this miner's hotkey (raises AuthFailure otherwise)
         verify_request(request.headers, body, request.method, request.url.raw_path.decode(),
                        self.hotkeys[request.url.port], nonce_store=self.nonces)
-        return await self.behaviours[name](request)
+        if request.url.path == PATH_SEEN and f"{name}:seen" not in self.behaviours:  # no seen log
+            return httpx.Response(404, json={"code": "not_found", "message": "no such route"})
+        return await self.behaviours[f"{name}:seen" if request.url.path == PATH_SEEN else name](request)
 
 
 def make_world(tmp_path, behaviours):
@@ -59,7 +61,7 @@ def make_world(tmp_path, behaviours):
     transport = FakeMiners(behaviours)
     transport.by_port, transport.hotkeys, transport.nonces = {}, {}, SqliteNonceStore(tmp_path / "nonces.db")
     uids = {}
-    for i, name in enumerate(behaviours):
+    for i, name in enumerate(n for n in behaviours if not n.endswith(":seen")):
         w = create_wallet(f"m{i}", "default", tmp_path / "w")
         uids[name] = int(chain.register(NETUID, w.hotkey))
         SimChain(chain_path, hotkey=w.hotkey, clock=lambda: now[0]).publish_endpoint(NETUID, "10.9.8.7", 9000 + i)

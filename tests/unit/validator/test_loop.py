@@ -1,6 +1,7 @@
 """The validator loop in one process: a simulated chain, fake miners behind an httpx transport
-(honest, copier, silent, hanging, 1 GB, slow drip, NaN, garbage, 500), real sanity and duplicate
-checks, a fast stand-in for the model scorers. The multi-process version is tests/e2e/test_validate_e2e.py."""
+(honest, silent, hanging, 1 GB, slow drip, NaN, garbage, 500), real sanity checks, a fast stand-in for the
+model scorers. Relays are caught with real miner apps in test_relay.py; the multi-process version is
+tests/e2e/test_validate_e2e.py."""
 
 from __future__ import annotations
 
@@ -62,7 +63,6 @@ def clips(cpu_cache):
 def make_behaviours(clips, kit):
     respond, AsyncChunks = kit.respond, kit.AsyncChunks
     piper = clips["piper"]
-    mp3 = audiolib.decode(audiolib.encode(audiolib.Audio(piper.samples * 0.5, piper.sample_rate), "mp3"))
 
     async def honest_piper(req):
         return respond(wav(piper))
@@ -72,10 +72,6 @@ def make_behaviours(clips, kit):
 
     async def honest_gb(req):
         return respond(wav(clips["espeak_gb"]))
-
-    async def copier(req):  # relays the piper miner's answer, re-encoded and 6 dB down, a little later
-        await asyncio.sleep(0.2)
-        return respond(wav(mp3))
 
     async def silent(req):
         return respond(wav(audiolib.Audio(np.zeros(22050 * 3, np.float32), 22050)))
@@ -109,7 +105,7 @@ def make_behaviours(clips, kit):
     async def boom(req):
         return httpx.Response(500, json={"code": "internal", "message": "oops"})
 
-    return dict(honest_piper=honest_piper, honest_espeak=honest_espeak, honest_gb=honest_gb, copier=copier,
+    return dict(honest_piper=honest_piper, honest_espeak=honest_espeak, honest_gb=honest_gb,
                 silent=silent, hang=hang, huge=huge, drip=drip, nan=nan, garbage=garbage, boom=boom)
 
 
@@ -121,8 +117,8 @@ def world(tmp_path, clips, kit):
 def make_validator(world, tmp_path, **cfg):
     client = MinerClient(world["wallet"], timeout_s=2.0, transport=world["transport"], max_bytes=4 * 2**20)
     scoring = Scoring(scorers=[InstantScorer])
-    config = LoopConfig(netuid=NETUID, alpha=0.5, timeout_s=2.0, round_interval_s=0.0, weights_every_blocks=3,
-                        **cfg)
+    config = LoopConfig(**{"netuid": NETUID, "alpha": 0.5, "timeout_s": 2.0, "round_interval_s": 0.0,
+                           "weights_every": 2, **cfg})
     chain = SimChain(world["path"], hotkey=world["wallet"].hotkey, clock=lambda: world["now"][0])
     return Validator(chain=chain, own_hotkey=world["wallet"].hotkey, client=client, scoring=scoring,
                      prompts=PromptSource([PROMPT], generated_ratio=0.0, seed=1), config=config,
@@ -139,11 +135,13 @@ def test_a_round_ranks_honest_miners_and_floors_every_cheat(world, tmp_path):
     assert len(report.outcomes) == len(uids)  # the validator itself is not queried
     for name in ("honest_piper", "honest_espeak", "honest_gb"):
         assert by[uids[name]].score > 0.9, (name, by[uids[name]])
-    for name in ("copier", "silent", "hang", "huge", "drip", "nan", "garbage", "boom"):
+    for name in ("silent", "hang", "huge", "drip", "nan", "garbage", "boom"):
         assert by[uids[name]].score == 0.0, (name, by[uids[name]])
     assert by[uids["hang"]].status == "timeout" and by[uids["drip"]].status == "timeout"
     assert by[uids["huge"]].status == "too_large"
-    assert "duplicate" in (by[uids["copier"]].reason or "") or "copy" in (by[uids["copier"]].reason or "")
+    # every miner was given a prompt of its own, and the relay check asked every miner's seen log
+    assert len(set(report.prompts.values())) == len(uids) and all(PROMPT in t for t in report.prompts.values())
+    assert report.relay is not None and report.relay.requests == len(uids) and report.relay.findings == []
     assert by[uids["nan"]].status == "zero" and by[uids["garbage"]].status == "zero"
     # concurrent queries: about the slowest allowed timeout plus scoring, not the sum of the timeouts
     assert elapsed < 2.0 + report.score_s + 3.0, elapsed
@@ -165,21 +163,45 @@ def test_state_persists_and_restart_resumes(world, tmp_path):
     assert v2.state.miners[world["uids"]["honest_piper"]].last_score > 0.9
 
 
-def test_weights_every_n_blocks_within_the_rate_limit(world, tmp_path):
-    v = make_validator(world, tmp_path)
+def test_weights_every_n_rounds_exactly_within_the_rate_limit(world, tmp_path):
+    v = make_validator(world, tmp_path)  # weights_every=2; the chain allows one call per 5 blocks
     r1 = asyncio.run(v.run_round())
-    assert r1.weights_block is not None
+    assert r1.weights_block is not None  # the first round of a fresh validator: nothing set yet
     w = world["chain"].weights(NETUID)
     assert len(w) == 1 and set(w[0].weights) == {world["uids"][n] for n in ("honest_piper", "honest_espeak",
                                                                                "honest_gb")}
-    r2 = asyncio.run(v.run_round())  # same block: too soon for another
-    assert r2.weights_block is None and len(world["chain"].weights(NETUID, latest=False)) == 1
-    world["now"][0] += 12 * 4  # 4 blocks later: past weights_every_blocks=3, still within rate limit 5
-    r3 = asyncio.run(v.run_round())
-    assert r3.weights_block is None and "rate limited" in (r3.weights_error or "")
-    world["now"][0] += 12 * 2
+    world["now"][0] += 12 * 6
+    r2 = asyncio.run(v.run_round())  # one round since: not due, however many blocks passed
+    assert r2.weights_block is None and r2.weights_error is None
+    r3 = asyncio.run(v.run_round())  # due: two rounds since r1, and 6 blocks (past the chain's limit of 5)
+    assert r3.weights_block is not None
     r4 = asyncio.run(v.run_round())
-    assert r4.weights_block is not None and len(world["chain"].weights(NETUID, latest=False)) == 2
+    assert r4.weights_block is None
+    r5 = asyncio.run(v.run_round())  # due, same block as r3: the chain's rate limit says wait, retried next round
+    assert r5.weights_block is None and "rate limited" in (r5.weights_error or "")
+    world["now"][0] += 12 * 6
+    r6 = asyncio.run(v.run_round())
+    assert r6.weights_block is not None and len(world["chain"].weights(NETUID, latest=False)) == 3
+    r7 = asyncio.run(v.run_round())  # counted from r6, the last success
+    assert r7.weights_block is None
+
+
+def test_weights_every_round_and_after_the_last_round_of_a_run(world, tmp_path):
+    v = make_validator(world, tmp_path, weights_every=1)
+    for _ in range(3):
+        world["now"][0] += 12 * 6  # past the chain's rate limit each time
+        assert asyncio.run(v.run_round()).weights_block is not None
+    v = make_validator(world, tmp_path / "b", weights_every=100)
+    reports = []
+
+    def next_round(r):
+        reports.append(r)
+        world["now"][0] += 12 * 6  # past the chain's rate limit before each round
+
+    world["now"][0] += 12 * 6
+    v.on_round = next_round
+    asyncio.run(v.run(rounds=3))
+    assert [r.weights_block is not None for r in reports] == [True, False, True]  # first, then the run's last
 
 
 def test_a_chain_error_while_setting_weights_is_one_line_and_retried(world, tmp_path, caplog, monkeypatch):

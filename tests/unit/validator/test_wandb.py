@@ -16,7 +16,7 @@ from audiosubnet.validator.wandb_log import WandbLogger
 def report(n: int, wav: bytes | None) -> RoundReport:
     outs = [Outcome(uid=i, hotkey=f"hk{i}", status="ok", score=0.5 + i / 10, ema=0.3, latency_s=0.2,
                     metrics={"wer": 0.1}, audio=wav) for i in range(3)]
-    return RoundReport(round=n, block=10 * n, task="tts", prompt="Hello there.", outcomes=outs, query_s=1.0,
+    return RoundReport(round=n, block=10 * n, task="tts", prompts={i: "Hello there." for i in range(3)}, outcomes=outs, query_s=1.0,
                        score_s=0.5, total_s=1.6)
 
 

@@ -1,0 +1,154 @@
+"""Relay detection: a miner whose answer is another miner's rendering of the prompt it was given scores 0.
+
+Every miner gets a prompt of its own each round (`prompts.PromptSource.issue`). After the answers are in, the
+validator asks every queryable miner for its seen log (`POST /v1/seen`, miner/seen_log.py): the sketches of the
+prompts it was sent by callers other than this validator in the round. A sketch that contains at least
+`TEXT_MIN` of the unique part of the prompt issued to miner C, found in the log of another miner H, means C's
+prompt reached H from a third caller. The validator then fetches the fingerprint of H's answer to that request
+and compares it with C's answer (the copy detector of scoring/fingerprint.py, which survives resampling, gain,
+noise, lossy codecs and small speed changes): a match makes C a relay of H.
+
+Both tests are needed. The text alone would let a miner that learned C's prompt (for instance by asking C's own
+seen log) request it from an honest miner and frame C; the audio alone would be a comparison of every answer
+with every logged answer. Together: the text finds the few candidates, the audio proves that C returned H's
+rendering, which a framer cannot produce (C's answer never leaves C and this validator).
+
+Cost per round: one signed request per queryable miner (a few KB each: about 2 bytes per prompt character per
+entry), plus one small request per candidate; nothing when no prompt leaked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from audiosubnet import textsketch
+from audiosubnet.chain.base import Peer
+from audiosubnet.protocol import SeenRequest
+
+log = logging.getLogger(__name__)
+
+TEXT_MIN = 0.5  # share of the unique part's 5-grams that must appear in a logged prompt
+
+
+@dataclass(frozen=True)
+class Issued:
+    uid: int
+    text: str
+    unique: np.ndarray  # sketch of the part of the prompt no one else was sent
+
+
+@dataclass(frozen=True)
+class RelayFinding:
+    uid: int  # the relay
+    source_uid: int  # the miner whose rendering it returned
+    caller: str  # the hotkey that forwarded the prompt to the source
+    containment: float
+    distance: float
+
+    @property
+    def reason(self) -> str:
+        return (f"relayed its prompt: the answer is uid {self.source_uid}'s rendering for {self.caller[:10]}… "
+                f"(text {self.containment:.2f}, fingerprint distance {self.distance:.2f})")
+
+
+@dataclass
+class RelayStats:
+    requests: int = 0
+    answered: int = 0
+    entries: int = 0
+    bytes: int = 0
+    candidates: int = 0
+    seconds: float = 0.0
+    findings: list[RelayFinding] = field(default_factory=list)
+
+
+def issued(uid: int, text: str, unique: str) -> Issued:
+    return Issued(uid, text, textsketch.sketch(unique))
+
+
+async def find_relays(client, own_hotkey: str, peers: Sequence[Peer], prompts: dict[int, Issued],
+                      answers: dict[int, bytes], *, window_s: float, threshold: float,
+                      timeout_s: float = 3.0) -> RelayStats:
+    """Relays among the miners in `answers` (uid -> the audio bytes they returned), from the seen logs of `peers`."""
+    t0 = time.perf_counter()
+    stats = RelayStats()
+    logs = [p for p in peers if p.endpoint and p.hotkey != own_hotkey]
+    stats.requests = len(logs)
+    req = SeenRequest(window_s=min(300.0, max(1.0, window_s)))
+    got = await asyncio.gather(*(client.seen(p.endpoint, p.hotkey, req, timeout_s=timeout_s) for p in logs))
+    candidates: dict[int, list[tuple[int, int, str, float]]] = {}  # source uid -> (entry id, relay uid, caller, c)
+    for p, (resp, size) in zip(logs, got, strict=True):
+        stats.bytes += size
+        if resp is None:
+            continue
+        stats.answered += 1
+        stats.entries += len(resp.entries)
+        for e in resp.entries:
+            if e.caller == own_hotkey:  # an honest miner never returns them; a lying one gains nothing
+                continue
+            try:
+                sk = textsketch.decode(e.sketch)
+            except ValueError:
+                continue
+            for uid, prompt in prompts.items():
+                if uid == int(p.uid) or uid not in answers:
+                    continue
+                c = textsketch.containment(prompt.unique, sk)
+                if c >= TEXT_MIN:
+                    candidates.setdefault(int(p.uid), []).append((e.id, uid, e.caller, c))
+    stats.candidates = sum(len(v) for v in candidates.values())
+    if candidates:
+        by_uid = {int(p.uid): p for p in logs}
+        found = await asyncio.gather(*(
+            _confirm(client, by_uid[src], cands, answers, threshold, timeout_s, stats)
+            for src, cands in candidates.items()))
+        best: dict[int, RelayFinding] = {}
+        for f in (f for fs in found for f in fs):
+            if f.uid not in best or f.distance < best[f.uid].distance:
+                best[f.uid] = f
+        stats.findings = sorted(best.values(), key=lambda f: f.uid)
+    stats.seconds = time.perf_counter() - t0
+    for f in stats.findings:
+        log.info("uid %d is a relay: %s", f.uid, f.reason)
+    return stats
+
+
+async def _confirm(client, source: Peer, cands: list[tuple[int, int, str, float]], answers: dict[int, bytes],
+                   threshold: float, timeout_s: float, stats: RelayStats) -> list[RelayFinding]:
+    ids = sorted({c[0] for c in cands})[:64]
+    resp, size = await client.seen(source.endpoint, source.hotkey, SeenRequest(ids=ids), timeout_s=timeout_s)
+    stats.bytes += size
+    if resp is None:
+        return []
+    fps = {e.id: e.fingerprint for e in resp.entries if e.fingerprint}
+    return await asyncio.to_thread(_compare, int(source.uid), cands, fps, answers, threshold)
+
+
+def _compare(source_uid: int, cands: list[tuple[int, int, str, float]], fps: dict[int, str],
+             answers: dict[int, bytes], threshold: float) -> list[RelayFinding]:
+    from audiosubnet import audio as audiolib
+    from audiosubnet.scoring import dsp
+    from audiosubnet.scoring.fingerprint import distance, fingerprint, from_wire
+
+    mine: dict[int, object] = {}
+    out = []
+    for entry_id, uid, caller, c in cands:
+        if entry_id not in fps:
+            continue
+        try:
+            theirs = from_wire(fps[entry_id])
+            if uid not in mine:
+                mine[uid] = fingerprint(dsp.to_16k(audiolib.decode(answers[uid], max_seconds=120)))
+            d = distance(mine[uid], theirs)  # type: ignore[arg-type]
+        except Exception as e:  # a bad fingerprint or answer is no evidence
+            log.debug("relay check of uid %d against uid %d: %s", uid, source_uid, e)
+            continue
+        if d <= threshold:
+            out.append(RelayFinding(uid, source_uid, caller, round(c, 3), round(d, 4)))
+    return out

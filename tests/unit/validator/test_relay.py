@@ -1,0 +1,124 @@
+"""Relay detection over real seen logs (miner/seen_log.PromptLog) and real audio: the relay is caught through
+resampling, gain, noise and an MP3 round trip; an honest miner whose prompt was asked of another miner by a third
+party (a framing attempt) is not; neither is a twin that renders the same engine's audio for its own prompt."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+import soxr
+
+from audiosubnet import audio as audiolib
+from audiosubnet import protocol
+from audiosubnet.chain.base import Peer
+from audiosubnet.engines.base import SynthesisRequest
+from audiosubnet.miner.seen_log import PromptLog
+from audiosubnet.scoring.fingerprint import DEFAULT_THRESHOLD
+from audiosubnet.validator.prompts import PromptSource
+from audiosubnet.validator.relay import find_relays, issued
+
+ME = "5Validator"
+
+
+class LogClient:
+    """Stands in for MinerClient.seen: each peer's answer comes from its real PromptLog."""
+
+    def __init__(self, logs: dict[str, PromptLog]):
+        self.logs = logs
+        self.calls = 0
+
+    async def seen(self, endpoint, hotkey, request, *, timeout_s=3.0):
+        self.calls += 1
+        entries = await self.logs[hotkey].seen(request, ME)
+        resp = protocol.SeenResponse(hotkey=hotkey, entries=entries)
+        return resp, len(resp.model_dump_json())
+
+
+def peer(uid: int) -> Peer:
+    return Peer(uid=uid, hotkey=f"hk{uid}", coldkey=f"ck{uid}", endpoint=f"10.0.0.{uid}:8091", validator_permit=False,
+                stake=0.0)
+
+
+@pytest.fixture(scope="module")
+def voice(cpu_cache):
+    def say(text: str, speed: float = 1.0) -> audiolib.Audio:
+        with cpu_cache.engine("espeak:en-us") as e:
+            return e.synthesize([SynthesisRequest(text, speed=speed)])[0]
+    return say
+
+
+def edited(a: audiolib.Audio, *, sr: int = 24000, gain_db: float = -2.0, snr_db: float = 35.0,
+           mp3: bool = True) -> bytes:
+    y = soxr.resample(a.samples, a.sample_rate, sr).astype(np.float32) * 10 ** (gain_db / 20)
+    rms = float(np.sqrt(np.mean(y ** 2)))
+    y = y + np.random.default_rng(0).normal(0, rms * 10 ** (-snr_db / 20), len(y)).astype(np.float32)
+    out = audiolib.Audio(y, sr)
+    if mp3:
+        out = audiolib.decode(audiolib.encode(out, "mp3"))
+    return audiolib.encode(out, "wav")
+
+
+def test_a_relay_is_caught_and_honest_miners_are_not(voice):
+    prompts = PromptSource(["The museum opens early on weekends, so we should arrive before the crowds."],
+                           generated_ratio=0.0, seed=3).issue(4)
+    relay_uid, source_uid, framed_uid, twin_uid = 1, 2, 3, 4
+    p = {u: prompts[i] for i, u in enumerate((relay_uid, source_uid, framed_uid, twin_uid))}
+    logs = {f"hk{u}": PromptLog() for u in p}
+
+    async def scenario() -> dict:
+        answers = {}
+        # the source answers the validator, and the relay's forwarded prompt (lightly edited text)
+        answers[source_uid] = audiolib.encode(voice(p[source_uid].text), "wav")
+        forwarded = p[relay_uid].text.replace(",", "").replace("weekends", "week ends")
+        rendered = voice(forwarded)
+        await logs[f"hk{source_uid}"].record("5RelayKey", "tts", forwarded, audiolib.encode(rendered, "wav"))
+        answers[relay_uid] = edited(rendered)
+        # a third party asks the source for the framed miner's prompt: the text reaches the log,
+        # but the framed miner's answer is its own rendering (another voice speed), not the source's
+        answers[framed_uid] = audiolib.encode(voice(p[framed_uid].text, speed=1.1), "wav")
+        await logs[f"hk{source_uid}"].record("5Framer", "tts", p[framed_uid].text,
+                                             audiolib.encode(voice(p[framed_uid].text, speed=0.9), "wav"))
+        # the twin renders its own prompt with the same deterministic engine
+        answers[twin_uid] = audiolib.encode(voice(p[twin_uid].text), "wav")
+        client = LogClient(logs)
+        stats = await find_relays(client, ME, [peer(u) for u in p],
+                                  {u: issued(u, pr.text, pr.unique) for u, pr in p.items()}, answers,
+                                  window_s=30, threshold=DEFAULT_THRESHOLD)
+        return {"stats": stats, "calls": client.calls}
+
+    out = asyncio.run(scenario())
+    stats = out["stats"]
+    assert [(f.uid, f.source_uid, f.caller) for f in stats.findings] == [(relay_uid, source_uid, "5RelayKey")]
+    assert stats.findings[0].containment >= 0.5 and "relayed" in stats.findings[0].reason
+    assert stats.candidates == 2  # the relay and the framed miner matched by text; only one by audio
+    assert stats.requests == 4 and out["calls"] == 5  # one log request per miner, one fingerprint fetch
+    assert stats.bytes > 0
+
+
+def test_nothing_leaked_means_one_small_request_per_miner(voice):
+    prompts = PromptSource([], seed=5).issue(3)
+    logs = {f"hk{u}": PromptLog() for u in (1, 2, 3)}
+    answers = {u: audiolib.encode(voice(prompts[u - 1].text), "wav") for u in (1, 2, 3)}
+
+    async def scenario():
+        for u in (1, 2, 3):  # each miner also served another validator's own prompt
+            await logs[f"hk{u}"].record("5OtherValidator", "tts", f"An unrelated sentence number {u} about rain.",
+                                        answers[u])
+        client = LogClient(logs)
+        return await find_relays(client, ME, [peer(u) for u in (1, 2, 3)],
+                                 {u: issued(u, prompts[u - 1].text, prompts[u - 1].unique) for u in (1, 2, 3)},
+                                 answers, window_s=30, threshold=DEFAULT_THRESHOLD), client.calls
+
+    stats, calls = asyncio.run(scenario())
+    assert stats.findings == [] and stats.candidates == 0 and calls == 3 and stats.entries == 3
+
+
+def test_issued_prompts_are_unique_and_carry_their_unique_part():
+    src = PromptSource(["One short pool sentence that is long enough."], generated_ratio=0.0, seed=1)
+    ps = src.issue(50)
+    assert len({p.text for p in ps}) == 50 and len({p.unique for p in ps}) == 50
+    assert all(p.text.endswith(p.unique) and p.text.startswith("One short pool sentence") for p in ps)
+    gen = PromptSource([], seed=2).issue(20)
+    assert all(p.text == p.unique for p in gen) and len({p.text for p in gen}) == 20
