@@ -167,16 +167,21 @@ class ScoreSettings(BaseModel):
     weight_similarity: float = Field(1.0, ge=0, description="clone tasks only")
     weight_utmos: float = Field(0.75, ge=0, description="share of UTMOS in naturalness when both MOS run")
     weight_dnsmos: float = Field(0.25, ge=0)
-    wer_gate: float = Field(0.5, gt=0, description="WER above this scores 0; intelligibility = 1 - WER/gate")
+    wer_zero: float = Field(1.0, gt=0, description="WER at which intelligibility reaches 0 (1 - WER/wer_zero)")
+    min_relatedness: float = Field(0.15, ge=0, le=1, description="share of the prompt's content words the "
+                                   "transcript must contain; below it the answer is another text and scores 0")
     mos_floor: float = Field(1.5, ge=1, le=5, description="MOS mapped to naturalness 0")
     mos_ceiling: float = Field(4.5, ge=1, le=5, description="MOS mapped to naturalness 1")
     mos_gate: float = Field(0.0, ge=0, le=5, description="naturalness MOS below this scores 0 (0 = off)")
     sim_floor: float | None = Field(None, description="speaker similarity mapped to 0 and gated below "
                                     "(default: per encoder)")
     sim_ceiling: float | None = Field(None, description="speaker similarity mapped to 1 (default: per encoder)")
-    duplicate_threshold: float = Field(0.3, gt=0, lt=0.5, description="fingerprint bit error rate for a copy")
-    duplicate_policy: Literal["first", "all"] = Field("first", description="first: the earliest answer keeps "
-                                                      "its score; all: every copy scores 0")
+    duplicate_threshold: float | None = Field(None, gt=0, lt=1, description="fingerprint distance at or below "
+                                              "which two answers are copies (default: the detector's own)")
+    duplicate_policy: Literal["share", "first", "all"] = Field(
+        "share", description="answers to one text that are copies of each other: share (each of k gets 1/k of its "
+                             "score: copying gains nothing in total, identical honest twins both keep weight); "
+                             "first (the earliest keeps its score, the others 0); all (every copy 0)")
     history_size: int = Field(4096, ge=0, description="fingerprints remembered across rounds (~23 KB per 30 s)")
 
 

@@ -34,7 +34,7 @@ from audiosubnet.scoring._runtime import (
     torch_device_dtype,
 )
 from audiosubnet.scoring.base import ScoreItem, Scorer, torch_module_bytes
-from audiosubnet.scoring.wer import error_rates
+from audiosubnet.scoring.wer import error_rates, relatedness
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class AsrScorer(Scorer):
     """Base: `transcribe_16k(wavs, budgets)` by a backend; `score` adds WER/CER."""
 
     name = "asr"
-    metrics = ("wer", "cer")
+    metrics = ("wer", "cer", "relatedness")
     max_batch = 16
 
     def __init__(self, model: str, beam_size: int = 1, max_batch: int | None = None):
@@ -120,12 +120,14 @@ class AsrScorer(Scorer):
         order = sorted(range(len(pieces)), key=lambda k: pieces[k][2])  # similar budgets together
         for s in range(0, len(order), self.max_batch):
             chunk = [pieces[k] for k in order[s:s + self.max_batch]]
-            outs = self._transcribe([p for _, p, _ in chunk], max(b for _, _, b in chunk))
+            outs = self._transcribe([p for _, p, _ in chunk], [b for _, _, b in chunk])
             for (i, _, _), t in zip(chunk, outs, strict=True):
                 texts[i].append(t.strip())
         return [" ".join(t).strip() for t in texts]
 
-    def _transcribe(self, wavs: list[np.ndarray], max_new_tokens: int) -> list[str]:
+    def _transcribe(self, wavs: list[np.ndarray], budgets: list[int]) -> list[str]:
+        """Greedy texts; each clip's decoding stops at its own token budget, so a text never depends on what else
+        shares the batch."""
         raise NotImplementedError
 
     def score_details(self, items: Sequence[ScoreItem]) -> tuple[list[dict[str, float]], list[dict[str, str]]]:
@@ -134,7 +136,7 @@ class AsrScorer(Scorer):
         metrics, details = [], []
         for it, t in zip(items, texts, strict=True):
             er = error_rates(it.text, t)
-            metrics.append({"wer": float(er.wer), "cer": float(er.cer)})
+            metrics.append({"wer": float(er.wer), "cer": float(er.cer), "relatedness": relatedness(it.text, t)})
             details.append({"transcript": t})
         return metrics, details
 
@@ -195,14 +197,14 @@ class FasterWhisperAsr(AsrScorer):
         fe = self.whisper.feature_extractor
         return np.ascontiguousarray(np.stack([pad_or_trim(fe(w)[..., :-1]) for w in wavs]), dtype=np.float32)
 
-    def _transcribe(self, wavs: list[np.ndarray], max_new_tokens: int) -> list[str]:
+    def _transcribe(self, wavs: list[np.ndarray], budgets: list[int]) -> list[str]:
         import ctranslate2
 
         feats = ctranslate2.StorageView.from_array(self._features(wavs))
         results = self.whisper.model.generate(
             feats, [list(self.prompt) for _ in wavs], beam_size=self.beam_size,
-            max_length=min(448, len(self.prompt) + max_new_tokens), suppress_blank=True, suppress_tokens=[-1])
-        return [self.tokenizer.decode(r.sequences_ids[0]) for r in results]
+            max_length=min(448, len(self.prompt) + max(budgets)), suppress_blank=True, suppress_tokens=[-1])
+        return [self.tokenizer.decode(r.sequences_ids[0][:b]) for r, b in zip(results, budgets, strict=True)]
 
 
 class TransformersWhisperAsr(AsrScorer):
@@ -255,13 +257,13 @@ class TransformersWhisperAsr(AsrScorer):
     def memory_bytes(self) -> int:
         return torch_module_bytes(self.net) or self.estimate_bytes()
 
-    def _transcribe(self, wavs: list[np.ndarray], max_new_tokens: int) -> list[str]:
+    def _transcribe(self, wavs: list[np.ndarray], budgets: list[int]) -> list[str]:
         import torch
 
         feats = self.extractor(wavs, sampling_rate=dsp.SR, return_tensors="pt", device=self.device)
         dtype = next(self.net.parameters()).dtype
         x = feats["input_features"].to(self.device, dtype)
-        kwargs = dict(self.generate_kwargs, max_new_tokens=max_new_tokens)
+        kwargs = dict(self.generate_kwargs, max_new_tokens=max(budgets))
         if self.fixed_new_tokens:  # benchmarks with random weights: every clip decodes this many tokens
             kwargs.update(min_new_tokens=self.fixed_new_tokens, max_new_tokens=self.fixed_new_tokens)
         with torch.inference_mode():

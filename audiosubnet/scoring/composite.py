@@ -1,18 +1,22 @@
 """The composite score: a pure function of the metrics, the task and the scoring settings.
 
-    composite = gates * (wI * I + wN * N [+ wS * S for clone]) / (wI + wN [+ wS])    in [0, 1]
+    composite = I * (wI * I + wN * N [+ wS * S for clone]) / (wI + wN [+ wS])    in [0, 1]
 
-    I (intelligibility) = clamp(1 - WER / wer_gate, 0, 1)
+    I (intelligibility) = clamp(1 - WER / wer_zero, 0, 1): falls smoothly with the word error rate,
+                          and also scales the rest (speech nobody can follow earns nothing for sounding
+                          natural or like the reference voice)
     N (naturalness)     = clamp((MOS - mos_floor) / (mos_ceiling - mos_floor), 0, 1), where MOS is
                           the weighted mean of the MOS predictors that ran: UTMOS (weight_utmos) and
                           DNSMOS (weight_dnsmos; DNSMOS MOS = mean of OVRL and P.808)
     S (similarity)      = clamp((cos - sim_floor) / (sim_ceiling - sim_floor), 0, 1); floor and
                           ceiling default per speaker encoder (their cosine scales differ)
 
-Defaults: wI = 0.5, wN = 0.5, wS = 1.0 (a clone task weighs I 25%, N 25%, S 50%), wer_gate 0.5,
-MOS 1.5 -> 0 and 4.5 -> 1. Gates (each forces 0, with a reason): a sanity or duplicate failure
-(decided before this function), WER > wer_gate (wrong or unintelligible speech), MOS < mos_gate
-(off by default), clone similarity below sim_floor.
+Defaults: wI = 0.5, wN = 0.5, wS = 1.0, wer_zero 1.0, MOS 1.5 -> 0 and 4.5 -> 1. Gates (each forces 0,
+with a reason): a sanity, duplicate or relay failure (decided before this function); speech that is not
+the prompt: `relatedness` (the share of the prompt's content words the transcript contains, scoring/wer.py)
+below `min_relatedness` — a separate, explicit test, so a robotic voice the ASR half mishears keeps a graded
+score while another sentence, read however well, scores 0; MOS < mos_gate (off by default); clone
+similarity below sim_floor.
 
 `SCORING_VERSION` names this formula and the metric definitions; bump it whenever either changes.
 `profile(settings, models)` hashes everything else that changes scores (weights, gates, models).
@@ -24,7 +28,7 @@ import hashlib
 import json
 from typing import Any
 
-SCORING_VERSION = "asn-score-2"  # 2: long clips cut for ASR in pauses
+SCORING_VERSION = "asn-score-3"  # 3: graded intelligibility, relatedness gate, shared duplicates; 2: ASR cuts in pauses
 
 # (floor, ceiling) of cosine similarity per speaker encoder: ~different voices -> 0, ~same voice -> 1
 SIMILARITY_SCALES: dict[str, tuple[float, float]] = {
@@ -69,11 +73,13 @@ def composite(metrics: dict[str, float], task: str, s: Any, speaker_encoder: str
     terms: list[tuple[float, float]] = []
     reason: str | None = None
     wer = metrics.get("wer")
+    scale = 1.0
     if wer is not None:
-        parts["intelligibility"] = _clamp01(1.0 - wer / s.wer_gate)
+        parts["intelligibility"] = scale = _clamp01(1.0 - wer / s.wer_zero)
         terms.append((s.weight_intelligibility, parts["intelligibility"]))
-        if wer > s.wer_gate:
-            reason = f"unintelligible or not the prompt (WER {wer:.2f} > {s.wer_gate:g})"
+    rel = metrics.get("relatedness")
+    if rel is not None and rel < s.min_relatedness:
+        reason = f"not speech of the prompt (relatedness {rel:.2f} < {s.min_relatedness:g})"
     m = mos(metrics, s.weight_utmos, s.weight_dnsmos)
     if m is not None:
         parts["mos"] = m
@@ -95,11 +101,12 @@ def composite(metrics: dict[str, float], task: str, s: Any, speaker_encoder: str
     total = sum(w for w, _ in terms)
     if not terms or total <= 0:
         return 0.0, "no metric to score with", parts
-    return _clamp01(sum(w * v for w, v in terms) / total), None, parts
+    return _clamp01(scale * sum(w * v for w, v in terms) / total), None, parts
 
 
 _PROFILE_FIELDS = ("weight_intelligibility", "weight_naturalness", "weight_similarity", "weight_utmos",
-                   "weight_dnsmos", "wer_gate", "mos_floor", "mos_ceiling", "mos_gate", "sim_floor", "sim_ceiling",
+                   "weight_dnsmos", "wer_zero", "min_relatedness",
+                   "mos_floor", "mos_ceiling", "mos_gate", "sim_floor", "sim_ceiling",
                    "duplicate_threshold", "duplicate_policy", "max_seconds", "min_seconds", "max_chars_per_s",
                    "min_chars_per_s", "asr_beam_size", "dnsmos_max_windows")
 

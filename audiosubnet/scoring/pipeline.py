@@ -7,9 +7,11 @@
 
 For a batch (e.g. one validator round, many miners at once):
 1. decode (bytes are decoded safely, capped in length) and sanity checks -> failures score 0;
-2. fingerprints: a clone output that is its reference, a copy of another miner's answer to the same
-   prompt in this batch (the fastest answer, by `elapsed_s`, else the first, keeps its score) or in
-   the rolling history -> 0;
+2. fingerprints: a clone output that is its reference -> 0; copies of each other among the answers to
+   one prompt in this batch, or of an earlier answer by another miner (the rolling history), follow
+   `duplicate_policy`: share (default: each of k copies gets 1/k of its score, so copying gains nothing in
+   total and two honest miners running one deterministic engine both keep weight), first (the fastest
+   answer, by `elapsed_s`, else the first, keeps its score, the others 0) or all (every copy 0);
 3. model scorers on what is left, each batched across all items: ASR (WER/CER), MOS (DNSMOS,
    UTMOS), speaker similarity (clone items). Models come from the ModelCache (loaded once per
    process). On a GPU, CPU-bound scorers run in a thread beside the GPU-bound ones;
@@ -122,6 +124,7 @@ class _Work:
     error: bool = False
     duplicate_of: str | None = None
     transcript: str | None = None
+    copied_with: set[str] = field(default_factory=set)  # other miners with a copy of this answer ("share")
 
 
 class Scoring:
@@ -155,6 +158,12 @@ class Scoring:
         s = self.settings
         self.limits = sanity.SanityLimits(min_seconds=s.min_seconds, max_seconds=s.max_seconds,
                                           max_chars_per_s=s.max_chars_per_s, min_chars_per_s=s.min_chars_per_s)
+
+    @property
+    def duplicate_threshold(self) -> float:
+        from audiosubnet.scoring.fingerprint import DEFAULT_THRESHOLD
+
+        return self.settings.duplicate_threshold or DEFAULT_THRESHOLD
 
     @property
     def version(self) -> str:
@@ -267,7 +276,8 @@ class Scoring:
             w.reason, w.error = f"internal error while checking the audio ({type(e).__name__})", True
 
     def _duplicates(self, live: list[_Work]) -> None:
-        thr = self.settings.duplicate_threshold
+        thr = self.duplicate_threshold
+        share = self.settings.duplicate_policy == "share"
         ref_fps: dict[int, Fingerprint] = {}  # a round usually shares one reference between miners
         for w in live:
             ref = w.item.reference
@@ -284,8 +294,11 @@ class Scoring:
                     continue
             hit = self.history.find(w.fp, w.key, w.item.miner, thr)
             if hit is not None:
-                w.reason = f"copy of an earlier answer by {hit.label} (round {hit.round})"
                 w.duplicate_of = hit.label
+                if share:
+                    w.copied_with.add(hit.miner)
+                else:
+                    w.reason = f"copy of an earlier answer by {hit.label} (round {hit.round})"
         groups: dict[str, list[_Work]] = {}
         for w in live:
             if w.reason is None:
@@ -298,6 +311,9 @@ class Scoring:
             pairs = [(i, j) for j in range(len(group)) for i in range(j)
                      if group[i].item.miner != group[j].item.miner]
             dups = pairwise_duplicates([w.fp for w in group], thr, pairs)
+            if share:
+                _share(group, dups)
+                continue
             for j, w in enumerate(group):
                 firsts = [(i, d) for (i, jj), d in dups.items() if jj == j]
                 if not firsts:
@@ -371,8 +387,39 @@ class Scoring:
             res.reason, res.error = f"internal error in the composite ({type(e).__name__})", True
             return res
         res.metrics.update(parts)
+        if w.copied_with:
+            res.metrics["copies"] = float(1 + len(w.copied_with))
+            value /= 1 + len(w.copied_with)
         res.composite, res.reason = value, reason
         return res
+
+
+def _share(group: list[_Work], dups: dict[tuple[int, int], float]) -> None:
+    """Connected copies share one score: each member of a set of k gets 1/k (on top of earlier copies)."""
+    parent = list(range(len(group)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in dups:
+        parent[root(j)] = root(i)
+    sets: dict[int, list[int]] = {}
+    for k in range(len(group)):
+        sets.setdefault(root(k), []).append(k)
+    for members in sets.values():
+        miners = {group[m].item.miner: group[m].item.label for m in members}  # a miner repeating itself counts once
+        if len(miners) < 2:
+            continue
+        for k in members:
+            w = group[k]
+            w.copied_with.update(m for m in miners if m != w.item.miner)
+            w.duplicate_of = ", ".join(label for miner, label in miners.items() if miner != w.item.miner)
+            d = min((v for (a, b), v in dups.items() if k in (a, b)), default=None)
+            if d is not None:
+                w.metrics["fingerprint_distance"] = round(d, 4)
 
 
 def _score(scorer: Scorer, items: list[ScoreItem]) -> tuple[list[dict[str, float]], list[dict[str, str]]]:

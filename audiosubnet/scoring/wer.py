@@ -7,6 +7,12 @@ with one extension: a group of up to `MAX_GROUP` reference words may match a gro
 errors. CER is the character edit distance of the normalised texts with spaces removed (so the
 same compounds cost nothing) over the reference length, computed with Myers' bit-parallel
 algorithm (fast in pure Python on prompt-sized texts). Both are >= 0 and may exceed 1.
+
+`relatedness(reference, hypothesis)` asks a different question: is this speech of the prompt at all? It is the
+share of the prompt's content words (not in `STOPWORDS`) that the transcript contains, each word matched at most
+once, a word matching when its letters are within one edit per four letters of a transcript word (so an accent
+or a weak ASR that mishears "harbour" as "harbor" still counts). Speech of the prompt scores 0.5-1.0 even when
+the WER is high (a robotic voice the ASR mishears); speech of another sentence scores 0.0-0.15.
 """
 
 from __future__ import annotations
@@ -101,6 +107,36 @@ def levenshtein(a: str, b: str) -> int:
         pv = (mh | ~(xv | ph)) & mask
         mv = ph & xv
     return score
+
+
+_STOPWORDS_TEXT = (
+    "a an the and or but if of to in on at by for with from as is are was were be been it its this that these "
+    "those he she they we you i me my our your his her their them him us not no so than then there here do "
+    "does did has have had will would can could should shall may might must about into over under up down out "
+    "off all any "
+)
+STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
+
+
+def relatedness(reference: str, hypothesis: str, *, normalized: bool = False) -> float:
+    """Share of the reference's content words found in the hypothesis (fuzzy, each used once); 1.0 when the
+    reference has no content words and the hypothesis is not empty."""
+    ref = (reference if normalized else normalize(reference)).split()
+    hyp = (hypothesis if normalized else normalize(hypothesis)).split()
+    content = [w for w in ref if w not in STOPWORDS] or ref
+    if not content:
+        return 1.0 if hyp else 0.0
+    pool = [w for w in hyp if w not in STOPWORDS] or hyp
+    used = [False] * len(pool)
+    found = 0
+    for w in content:
+        for k, h in enumerate(pool):
+            if not used[k] and (h == w or (abs(len(h) - len(w)) <= len(w) // 4
+                                          and levenshtein(w, h) <= len(w) // 4)):
+                used[k] = True
+                found += 1
+                break
+    return found / len(content)
 
 
 def error_rates(reference: str, hypothesis: str, *, normalized: bool = False) -> ErrorRates:

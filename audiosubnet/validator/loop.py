@@ -230,7 +230,7 @@ class Validator:
             return {}
         from audiosubnet.scoring.fingerprint import DEFAULT_THRESHOLD
 
-        threshold = getattr(getattr(self.scoring, "settings", None), "duplicate_threshold", DEFAULT_THRESHOLD)
+        threshold = getattr(self.scoring, "duplicate_threshold", DEFAULT_THRESHOLD)
         try:
             stats = await find_relays(
                 self.client, self.own_hotkey, self.queryable(),

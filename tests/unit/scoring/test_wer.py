@@ -73,3 +73,19 @@ def test_word_errors_bounded_by_plain_edit_distance(ref, hyp):
     e = word_errors(ref, hyp)
     assert 0 <= e <= _dp(ref, hyp)
     assert word_errors(ref, ref) == 0
+
+
+def test_relatedness_tells_a_misheard_prompt_from_another_sentence():
+    from audiosubnet.scoring.wer import relatedness
+
+    prompt = "The old lighthouse keeper counted forty two ships before the storm arrived."
+    assert relatedness(prompt, prompt) == 1.0
+    # a weak ASR on a robotic voice: WER 0.55, but it is this sentence
+    misheard = "the old light house keeper counter forty to ships be for the storm arrive"
+    assert error_rates(prompt, misheard).wer > 0.5 and relatedness(prompt, misheard) >= 0.5
+    # another sentence, read perfectly: shares only function words
+    other = "Bananas are an excellent source of potassium and fibre for the hungry hikers."
+    assert relatedness(prompt, other) < 0.15
+    assert relatedness(prompt, "") == 0.0
+    # each transcript word matches once: repeating one prompt word does not make the rest appear
+    assert relatedness(prompt, "storm storm storm storm storm storm storm storm") < 0.15
