@@ -123,9 +123,9 @@ def pad_trim(x: np.ndarray, sr: int, start_s: float = 0.0, end_s: float = 0.0) -
                                 np.zeros(b if end_s > 0 else 0, np.float32)]))
 
 
-def codec(x: np.ndarray, sr: int, fmt: str = "mp3", kbps: int = 64) -> tuple[np.ndarray, int]:
-    """A lossy round trip through libsndfile: 'mp3' or 'opus' (Ogg Opus, coded at 48 kHz) at about
-    `kbps` kbit/s (constant bit rate). Returns (samples, rate)."""
+def encode_lossy(x: np.ndarray, sr: int, fmt: str = "mp3", kbps: int = 64) -> bytes:
+    """`x` coded as 'mp3' (MPEG-1 layer III, constant bit rate) or 'opus' (Ogg Opus, at 48 kHz) at
+    about `kbps` kbit/s by libsndfile."""
     import soundfile as sf
 
     x = _f32(np.clip(x, -1.0, 1.0))
@@ -141,8 +141,14 @@ def codec(x: np.ndarray, sr: int, fmt: str = "mp3", kbps: int = 64) -> tuple[np.
     if fmt == "mp3":
         kw["bitrate_mode"] = "CONSTANT"
     sf.write(buf, x, rate, format=container, subtype=subtype, **kw)
-    buf.seek(0)
-    y, got = sf.read(buf, dtype="float32", always_2d=False)
+    return buf.getvalue()
+
+
+def codec(x: np.ndarray, sr: int, fmt: str = "mp3", kbps: int = 64) -> tuple[np.ndarray, int]:
+    """A lossy round trip (`encode_lossy`, then decoding). Returns (samples, rate)."""
+    import soundfile as sf
+
+    y, got = sf.read(io.BytesIO(encode_lossy(x, sr, fmt, kbps)), dtype="float32", always_2d=False)
     if y.ndim == 2:
         y = y.mean(axis=1)
     return _f32(y), int(got)
