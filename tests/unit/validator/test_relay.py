@@ -1,5 +1,5 @@
 """Relay detection over real seen logs (miner/seen_log.PromptLog) and real audio: the relay is caught through
-resampling, gain, noise and an MP3 round trip; an honest miner whose prompt was asked of another miner by a third
+resampling, a 3 % speed change, gain, noise and an MP3 round trip; an honest miner whose prompt was asked of another miner by a third
 party (a framing attempt) is not; neither is a twin that renders the same engine's audio for its own prompt."""
 
 from __future__ import annotations
@@ -50,8 +50,9 @@ def voice(cpu_cache):
 
 
 def edited(a: audiolib.Audio, *, sr: int = 24000, gain_db: float = -2.0, snr_db: float = 35.0,
-           mp3: bool = True) -> bytes:
-    y = soxr.resample(a.samples, a.sample_rate, sr).astype(np.float32) * 10 ** (gain_db / 20)
+           mp3: bool = True, speed: float = 1.0) -> bytes:
+    """Resampled, `speed` times faster (tempo and pitch), gain, noise at `snr_db`, MP3 round trip."""
+    y = soxr.resample(a.samples, a.sample_rate * speed, sr).astype(np.float32) * 10 ** (gain_db / 20)
     rms = float(np.sqrt(np.mean(y ** 2)))
     y = y + np.random.default_rng(0).normal(0, rms * 10 ** (-snr_db / 20), len(y)).astype(np.float32)
     out = audiolib.Audio(y, sr)
@@ -74,7 +75,7 @@ def test_a_relay_is_caught_and_honest_miners_are_not(voice):
         forwarded = p[relay_uid].text.replace(",", "").replace("weekends", "week ends")
         rendered = voice(forwarded)
         await logs[f"hk{source_uid}"].record("5RelayKey", "tts", forwarded, audiolib.encode(rendered, "wav"))
-        answers[relay_uid] = edited(rendered)
+        answers[relay_uid] = edited(rendered, speed=1.03)
         # a third party asks the source for the framed miner's prompt: the text reaches the log,
         # but the framed miner's answer is its own rendering (another voice speed), not the source's
         answers[framed_uid] = audiolib.encode(voice(p[framed_uid].text, speed=1.1), "wav")
