@@ -107,7 +107,8 @@ def make_app(name: str, behaviour: str, args: list[str], cache: ModelCache, rela
         if not got.ok:
             return Response('{"code":"unavailable","message":"upstream"}', status_code=503,
                             media_type="application/json")
-        return respond(edit(audiolib.decode(got.audio), [e for e in edits if e != "textedit"], rng))
+        out = await asyncio.to_thread(edit, audiolib.decode(got.audio), [e for e in edits if e != "textedit"], rng)
+        return respond(out)
 
     async def health(request: Request) -> Response:
         return Response('{"status":"ok"}', media_type="application/json")

@@ -50,6 +50,7 @@ RELAYS = {  # name: (target, edits)
 }
 TIMEOUT_S = 15.0
 RELAY_TIMEOUT_S = 3.0
+_OUTCOME = re.compile(r"INFO audiosubnet\.validator:\s+uid\s+(\d+) \S+ score [\d.]+ ema [\d.]+ \S+ (\w+)")
 _ROUND = re.compile(r"round (\d+) \(\w+, block \d+\): .* in ([\d.]+) s \(query ([\d.]+) s, scoring ([\d.]+) s\)")
 
 
@@ -178,6 +179,12 @@ def results(net: Net) -> dict:
     status = {n: state["miners"].get(str(u), {}).get("last_status") for n, u in net.uids.items()}
     rounds = [dict(round=int(m[1]), total_s=float(m[2]), query_s=float(m[3]), score_s=float(m[4]))
               for m in _ROUND.finditer(net.log("validator"))]
+    by_uid = {u: n for n, u in net.uids.items()}
+    history: dict[str, dict[str, int]] = {n: {} for n in net.uids}
+    for m in _OUTCOME.finditer(net.log("validator")):
+        if int(m[1]) in by_uid:
+            h = history[by_uid[int(m[1])]]
+            h[m[2]] = h.get(m[2], 0) + 1
     honest = w["honest"]
     cheats = [*CHEATS, *RELAYS]
     checks = {
@@ -189,6 +196,7 @@ def results(net: Net) -> dict:
             r["query_s"] <= TIMEOUT_S + RELAY_TIMEOUT_S + 2.0 for r in rounds),
     }
     return {"weights": w, "share_of_honest": {n: (w[n] / honest if honest else 0.0) for n in w}, "status": status,
+            "statuses": history,
             "rounds": rounds, "checks": checks, "ok": all(checks.values()), "uids": net.uids}
 
 
@@ -201,10 +209,10 @@ def _val_hotkey(net: Net) -> str:
 def table(res: dict) -> str:
     what = {**{n: f"honest ({m})" for n, m in HONEST.items()}, **{c: c for c in CHEATS},
             **{n: f"relay of {t}: {e}" for n, (t, e) in RELAYS.items()}}
-    lines = ["| miner | what | weight | share of honest | last status |", "|---|---|---|---|---|"]
+    lines = ["| miner | what | weight | share of honest | statuses over the rounds |", "|---|---|---|---|---|"]
     for n, v in sorted(res["weights"].items(), key=lambda kv: -kv[1]):
-        lines.append(f"| {n} | {what[n]} | {v:.3f} | {100 * res['share_of_honest'][n]:.0f} % | "
-                     f"{res['status'][n]} |")
+        seen = ", ".join(f"{k} x{c}" for k, c in sorted(res["statuses"][n].items(), key=lambda kv: -kv[1]))
+        lines.append(f"| {n} | {what[n]} | {v:.3f} | {100 * res['share_of_honest'][n]:.0f} % | {seen} |")
     lines.append("")
     lines += [f"- {'PASS' if ok else 'FAIL'}: {name}" for name, ok in res["checks"].items()]
     if res["rounds"]:

@@ -57,7 +57,7 @@ def make_entry_parts(text: str, audio: bytes) -> tuple[np.ndarray, str | None]:
     try:
         a = audiolib.decode(audio, max_seconds=None)
         head = audiolib.Audio(a.samples[: int(FP_SECONDS * a.sample_rate)], a.sample_rate)
-        fp: str | None = to_wire(fingerprint(dsp.to_16k(head)))
+        fp: str | None = to_wire(fingerprint(dsp.to_16k(head), scaled=False))
     except Exception as e:  # our own audio: should not happen, and must not break serving
         log.warning("could not fingerprint an answer for the seen log: %s", e)
         fp = None

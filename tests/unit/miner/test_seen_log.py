@@ -65,6 +65,18 @@ def test_seen_takes_the_same_auth_and_policy_as_tts(harness_factory, keys):
     assert h.post(protocol.PATH_SEEN, big, h.signed(big, target=protocol.PATH_SEEN)).status_code == 413
 
 
+def test_the_logged_fingerprint_is_the_history_form_of_the_full_one():
+    from audiosubnet.scoring.fingerprint import fingerprint, to_wire
+
+    x = np.random.default_rng(0).standard_normal(16000 * 3).astype(np.float32) * 0.1
+    full, light = fingerprint(x), from_wire(to_wire(fingerprint(x, scaled=False)))
+    assert light.variants is None and full.variants is not None
+    assert (full.bits == light.bits).all() and (full.active == light.active).all()
+    assert (full.envelope == light.envelope).all()
+    with pytest.raises(ValueError):
+        from_wire("bm90IGEgZmluZ2VycHJpbnQ=")
+
+
 def test_the_log_forgets_old_entries_and_keeps_a_bounded_number():
     now = [0.0]
     log = PromptLog(window_s=10, max_entries=5, clock=lambda: now[0])
