@@ -92,7 +92,7 @@ def chunk_text(text: str, max_chars: int, *, pack: bool = False) -> list[str]:
         raise ValueError("max_chars must be at least 1")
     out: list[str] = []
     for s in split_sentences(text):
-        out.extend(_wrap(s, max_chars))
+        out.extend(wrap(s, max_chars))
     if not pack:
         return out
     packed: list[str] = []
@@ -104,7 +104,9 @@ def chunk_text(text: str, max_chars: int, *, pack: bool = False) -> list[str]:
     return packed
 
 
-def _wrap(s: str, max_chars: int) -> list[str]:
+def wrap(s: str, max_chars: int) -> list[str]:
+    """One sentence in pieces of at most `max_chars`: cut at the last clause break (, ; : — –) that fits,
+    else at a space, else anywhere."""
     pieces: list[str] = []
     while len(s) > max_chars:
         window = s[:max_chars + 1]

@@ -76,12 +76,14 @@ def _client(base: str):
 def streamed(base: str, text: str, repeats: int, model: str) -> dict:
     """Sequential streamed requests: first byte, last byte, audio seconds, RTF."""
     c = _client(base)
-    firsts, totals, audio = [], [], []
+    firsts, totals, audio, server_first, engine_first = [], [], [], [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
         first, n = None, 0
         with c.audio.speech.with_streaming_response.create(model=model, voice="alloy", input=text,
                                                            response_format="pcm") as r:
+            server_first.append(float(r.headers.get("x-asn-first-audio-ms", "nan")))
+            engine_first.append(float(r.headers.get("x-asn-first-engine-ms", "nan")))
             for chunk in r.iter_bytes():
                 if first is None and chunk:
                     first = time.perf_counter() - t0
@@ -92,6 +94,8 @@ def streamed(base: str, text: str, repeats: int, model: str) -> dict:
     audio_s = statistics.mean(audio)
     return {"chars": len(text), "repeats": repeats, "first_byte_p50_ms": round(1000 * _pct(firsts, 0.5), 1),
             "first_byte_p90_ms": round(1000 * _pct(firsts, 0.9), 1),
+            "server_first_audio_p50_ms": round(_pct(server_first, 0.5), 1),
+            "first_chunk_engine_p50_ms": round(_pct(engine_first, 0.5), 1),
             "last_byte_p50_ms": round(1000 * _pct(totals, 0.5), 1), "audio_s": round(audio_s, 2),
             "rtf": round(_pct(totals, 0.5) / audio_s, 4) if audio_s else None}
 
@@ -198,7 +202,9 @@ def main() -> int:
         streamed(base, "Warm up the voice. And a second sentence.", 2, "tts-1")  # loads the model
         result["five_sentences"] = five = streamed(base, FIVE, args.repeats, "tts-1")
         print(f"5 sentences ({five['chars']} chars, {five['audio_s']} s audio): first byte p50 "
-              f"{five['first_byte_p50_ms']} ms (p90 {five['first_byte_p90_ms']}), last byte "
+              f"{five['first_byte_p50_ms']} ms (p90 {five['first_byte_p90_ms']}; in the server "
+              f"{five['server_first_audio_p50_ms']} ms, of which the engine {five['first_chunk_engine_p50_ms']} ms), "
+              f"last byte "
               f"{five['last_byte_p50_ms']} ms, RTF {five['rtf']}", file=sys.stderr)
         per_char = five["audio_s"] / five["chars"]
         long_text = (LONG_BASE * 20)[: int(args.long_seconds / per_char)]

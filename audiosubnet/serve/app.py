@@ -193,7 +193,8 @@ def create_app(ctx: ServeContext) -> FastAPI:
         first_s = time.perf_counter() - t0
         metrics.first_byte.observe(first_s)
         headers = {"x-request-id": rid, "x-asn-model": out.model_id, "x-asn-sample-rate": str(rate),
-                   "x-asn-first-audio-ms": f"{first_s * 1000:.1f}"}
+                   "x-asn-first-audio-ms": f"{first_s * 1000:.1f}", "x-asn-first-engine-ms":
+                   f"{out.first_engine_ms:.1f}", "x-asn-first-queue-ms": f"{out.first_queue_ms:.1f}"}
         media = "text/event-stream" if p.sse else enc.MEDIA_TYPES[p.fmt]
         chars = len(req.input)
 

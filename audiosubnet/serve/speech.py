@@ -2,9 +2,9 @@
 
 The text is cut into sentences (`audiosubnet.text.chunk_text`, none over the engine's `max_text_chars`). The
 first sentence goes to the shared batching service alone, so its audio (and the response's first bytes) come
-as soon as that one sentence is spoken; the next sentences then go in together (they batch) while the first
-is encoded and sent, at most `LOOKAHEAD` ahead of what the client has received (a client that leaves costs at
-most that much wasted synthesis). A one-sentence text is answered as one file with exact headers; a longer
+as soon as that one sentence is spoken; the next ones go in groups of 1, 2, 4 ... `LOOKAHEAD` sentences (a group
+is one batch), each submitted while the previous group is encoded and sent (a client that leaves costs at most
+one group of wasted synthesis). A one-sentence text is answered as one file with exact headers; a longer
 one streams: `pcm` raw, `wav` with a streaming header, the others through PyAV's incremental encoders, or
 base64 in OpenAI's `speech.audio.delta` / `speech.audio.done` server-sent events.
 """
@@ -15,7 +15,6 @@ import asyncio
 import base64
 import logging
 import time
-from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -24,11 +23,12 @@ from audiosubnet.miner.service import RAW, Rendered, TtsService
 from audiosubnet.serve import encode as enc
 from audiosubnet.serve.openai_api import OPENAI_MODELS, OPENAI_VOICES, ApiError, SpeechRequest, sse_event
 from audiosubnet.serve.voices import VoiceStore, is_voice_id
-from audiosubnet.text import chunk_text
+from audiosubnet.text import chunk_text, wrap
 
 log = logging.getLogger(__name__)
 
 LOOKAHEAD = 16  # sentences in the service at once for one streamed request
+FIRST_CHARS = 100  # a longer first sentence is cut at a clause break: its audio is what the client waits for
 
 
 @dataclass
@@ -77,6 +77,10 @@ def plan(req: SpeechRequest, service: TtsService, *, voice_map: dict[str, str], 
     chunks = chunk_text(req.input, limit)
     if not chunks:
         raise ApiError(400, "'input' has nothing to speak", param="input", code="invalid_value")
+    if len(chunks) > 1 or req.stream_format == "sse":  # streamed: the first piece short
+        head = wrap(chunks[0], min(limit, FIRST_CHARS))
+        if len(head) > 1:
+            chunks[:1] = [head[0], " ".join(head[1:])]
     if req.instructions:
         log.debug("instructions ignored: %s does not take them", model.model_id)
     return Plan(model.model_id, voice, chunks, req.response_format, req.stream_format == "sse", req.speed,
@@ -103,18 +107,32 @@ async def _one(service: TtsService, p: Plan, text: str) -> Rendered:
 
 
 async def rendered(service: TtsService, p: Plan, deadline: float) -> AsyncIterator[Rendered]:
-    """Each chunk's audio, in order; the first is synthesized alone."""
+    """Each chunk's audio, in order. The first sentence goes alone; then groups of 1, 2, 4 ... `LOOKAHEAD`
+    sentences (each group one batch for a batching engine), the next group submitted as soon as the current
+    one's first result is back, so the engine works on it while the current group is encoded and sent."""
     yield await _wait(_one(service, p, p.chunks[0]), deadline)
-    window: deque[asyncio.Task] = deque()
-    i = 1
+    i, size = 1, 1
+    group: list[asyncio.Task] = []
+    following: list[asyncio.Task] = []
+
+    def submit() -> list[asyncio.Task]:
+        nonlocal i, size
+        tasks = [asyncio.ensure_future(_one(service, p, text)) for text in p.chunks[i:i + size]]
+        i += len(tasks)
+        size = min(2 * size, LOOKAHEAD)
+        return tasks
+
     try:
-        while i < len(p.chunks) or window:
-            while i < len(p.chunks) and len(window) < LOOKAHEAD:
-                window.append(asyncio.ensure_future(_one(service, p, p.chunks[i])))
-                i += 1
-            yield await _wait(window.popleft(), deadline)
+        group = submit()
+        while group:
+            first = await _wait(group[0], deadline)
+            following = submit()
+            yield first
+            for t in group[1:]:
+                yield await _wait(t, deadline)
+            group, following = following, []
     finally:
-        for t in window:
+        for t in (*group, *following):
             t.cancel()
 
 
@@ -133,6 +151,8 @@ class Outcome:
 
     model_id: str = "-"
     audio_s: float = 0.0
+    first_engine_ms: float = 0.0  # the engine call that made the first chunk
+    first_queue_ms: float = 0.0
     first_byte_s: float | None = None
     status: int = 200
 
@@ -146,6 +166,7 @@ async def produce(service: TtsService, p: Plan, deadline: float, out: Outcome
     chunks = rendered(service, p, deadline)
     first = await chunks.__anext__()
     out.model_id, out.audio_s = first.model_id, first.duration_s
+    out.first_engine_ms, out.first_queue_ms = first.engine_ms, first.queue_ms
     if len(p.chunks) == 1 and not p.sse:
         await chunks.aclose()
         data, rate = await asyncio.to_thread(enc.encode_whole, first.audio, p.fmt)

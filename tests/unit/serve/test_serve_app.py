@@ -218,3 +218,27 @@ def test_pcm_is_24khz_16bit(served):
     r = served.post("/v1/audio/speech", {"input": TEXT, "response_format": "pcm"})
     x = np.frombuffer(r.content, "<i2")
     assert len(x) == pytest.approx(1.5 * 24000, abs=50) and np.abs(x).max() > 1000
+
+
+def test_a_stream_sends_the_first_sentence_alone_then_growing_batches(served):
+    from audiosubnet.engines.fake import FakeEngine
+
+    FakeEngine.calls.clear()
+    text = " ".join(f"Sentence number {i}." for i in range(1, 9))
+    r = served.post("/v1/audio/speech", {"input": text, "response_format": "pcm"})
+    assert r.status_code == 200
+    assert [n for model, n in FakeEngine.calls if model == "default"] == [1, 1, 2, 4]
+
+
+def test_a_long_first_sentence_is_cut_at_a_clause_when_streamed(served):
+    from audiosubnet.serve import speech
+    from audiosubnet.serve.openai_api import SpeechRequest
+
+    first = "When the long first sentence of a story goes on, and on, past every clause, with more words " \
+            "than a listener should wait for, it is cut."
+    p = speech.plan(SpeechRequest(input=first + " Then a second one."), served.ctx.service, voice_map={},
+                    voices=None, clone_model=None)
+    assert len(p.chunks[0]) <= speech.FIRST_CHARS and p.chunks[0].endswith(",")
+    assert " ".join(p.chunks) == first + " Then a second one."
+    whole = speech.plan(SpeechRequest(input=first), served.ctx.service, voice_map={}, voices=None, clone_model=None)
+    assert whole.chunks == [first]  # one sentence, one file: not cut
