@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -207,7 +207,7 @@ class ServeSettings(BaseModel):
     models: list[str] = Field([], description="models served, the first is the default (empty: --model)")
     clone_model: str = Field("auto", description="clones saved voices (auto: pocket if downloaded, else world); "
                                                  "none: no saved voices")
-    api_keys: list[str] = Field([], description="accepted Bearer keys (none: open, loopback only)")
+    api_keys: list[SecretStr] = Field([], description="accepted Bearer keys (none: open, loopback only)")
     insecure: bool = Field(False, description="allow a non-loopback bind without an API key")
     keep_alive: str = Field("5m", description="unload a model idle this long (e.g. 30s, 5m, 1h; -1: never)")
     rate_limit_per_min: float = Field(600.0, ge=0, description="requests per minute per key or client (0 = none)")

@@ -116,7 +116,9 @@ class StreamEncoder:
             raise DependencyError("av", "serve", f"{self.fmt} encoding") from e
         container_fmt, codec = _AV[self.fmt]
         self._sink = _Sink()
-        self._container = av.open(self._sink, mode="w", format=container_fmt)
+        # Ogg: pages of at most 50 ms (the default second would hold a sentence back until the next one)
+        options = {"page_duration": "50000"} if container_fmt == "ogg" else {}
+        self._container = av.open(self._sink, mode="w", format=container_fmt, options=options)
         stream = self._container.add_stream(codec, rate=self.rate)
         stream.layout = "mono"
         if self.fmt in ("mp3", "aac"):

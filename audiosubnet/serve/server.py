@@ -41,7 +41,8 @@ def build_serve(settings: Settings, *, cache: Any = None) -> tuple[ServeContext,
     from audiosubnet.engines.cache import configure_cache
 
     s = settings.serve
-    check_bind(s.host, s.api_keys, s.insecure)
+    api_keys = tuple(k.get_secret_value() for k in s.api_keys)
+    check_bind(s.host, api_keys, s.insecure)
     keep_alive = parse_duration(s.keep_alive)
     if cache is None:
         cache = configure_cache(settings.device, settings.dtype, settings.cache_budget)
@@ -61,7 +62,7 @@ def build_serve(settings: Settings, *, cache: Any = None) -> tuple[ServeContext,
                          cache=cache, observer=metrics)
     service.load()  # lazy: capabilities only, no weights
     ctx = ServeContext(service=service, voices=VoiceStore(settings.home / "serve" / "voices", s.max_saved_voices)
-                       if clone_model else None, clone_model=clone_model, api_keys=tuple(s.api_keys),
+                       if clone_model else None, clone_model=clone_model, api_keys=api_keys,
                        rate_limit_per_min=s.rate_limit_per_min, max_input_chars=s.max_input_chars,
                        max_body_bytes=s.max_body_bytes, max_voice_bytes=s.max_voice_bytes, voice_map=dict(s.voices),
                        request_timeout_s=s.request_timeout_s, drain_timeout_s=s.drain_timeout_s, metrics=metrics)
