@@ -231,7 +231,9 @@ def create_app(ctx: ServeContext) -> FastAPI:
 
     # ---- models -----------------------------------------------------------------------------------
     def _models() -> list[dict]:
-        served = [model_object(m.id, ctx.created, m.engine) for m in svc.models_info()]
+        served = [{**model_object(m.id, ctx.created, m.engine),
+                   "asn": {"tts": m.tts, "clone": m.clone, "voices": m.voices, "default_voice": m.default_voice,
+                           "sample_rate": m.sample_rate, "max_batch": m.max_batch}} for m in svc.models_info()]
         return served + [model_object(name, ctx.created, "asn (the default model)") for name in OPENAI_MODELS]
 
     async def _list_models(request: Request, caller: str, rid: str) -> Response:

@@ -18,6 +18,7 @@ import secrets
 import shutil
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ MIN_SECONDS = 1.0
 MAX_SECONDS = 30.0
 MAX_TEXT_CHARS = 1000
 MAX_NAME_CHARS = 64
+REFS_KEPT = 32  # decoded references kept in memory (least recently used dropped first)
 
 
 class VoiceNotFound(InputError):
@@ -62,7 +64,7 @@ class VoiceStore:
         self.root = Path(root)
         self.max_voices = max_voices
         self._lock = threading.Lock()
-        self._refs: dict[str, Audio] = {}  # decoded references, read once
+        self._refs: OrderedDict[str, Audio] = OrderedDict()  # decoded references, the most recently used
 
     def _dir(self, voice_id: str) -> Path:
         if not is_voice_id(voice_id):
@@ -102,10 +104,14 @@ class VoiceStore:
     def reference(self, voice_id: str) -> Audio:
         with self._lock:
             ref = self._refs.get(voice_id)
-        if ref is None:
-            ref = audiolib.read(self._dir(voice_id) / "reference.wav")
-            with self._lock:
-                self._refs[voice_id] = ref
+            if ref is not None:
+                self._refs.move_to_end(voice_id)
+                return ref
+        ref = audiolib.read(self._dir(voice_id) / "reference.wav")
+        with self._lock:
+            self._refs[voice_id] = ref
+            while len(self._refs) > REFS_KEPT:
+                self._refs.popitem(last=False)
         return ref
 
     def list(self) -> list[SavedVoice]:

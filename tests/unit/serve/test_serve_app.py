@@ -242,3 +242,23 @@ def test_a_long_first_sentence_is_cut_at_a_clause_when_streamed(served):
     assert " ".join(p.chunks) == first + " Then a second one."
     whole = speech.plan(SpeechRequest(input=first), served.ctx.service, voice_map={}, voices=None, clone_model=None)
     assert whole.chunks == [first]  # one sentence, one file: not cut
+
+
+def test_several_models_share_the_cache_under_a_budget(make_served):
+    # each fake model holds 1 MiB; the budget fits one at a time: the idle one is evicted, and reloads on use
+    s = make_served(budget_bytes=int(1.5 * 2**20), models=["fake:sr=16000", "fake:sr=22050"], clone_model="none")
+    for model, rate in [("fake:sr=16000", 16000), ("fake:sr=22050", 22050), ("fake:sr=16000", 16000)]:
+        r = s.post("/v1/audio/speech", {"model": model, "input": TEXT, "response_format": "wav"})
+        assert r.status_code == 200 and r.headers["x-asn-model"] == model
+        assert r.headers["x-asn-sample-rate"] == str(rate)
+        assert s.get("/health").json()["models_loaded"] == [model]
+    assert s.cache.evictions == 2
+    models = {m["id"]: m for m in s.get("/v1/models").json()["data"]}
+    assert models["fake:sr=22050"]["asn"]["tts"] is True and "fake:clone=true" not in models
+    _error(s.post("/v1/audio/voices", {"audio": "", "text": "x"}), 400, code="cloning_unavailable")
+
+
+def test_instructions_are_accepted_and_bounded(served):
+    ok = served.post("/v1/audio/speech", {"input": TEXT, "instructions": "Speak cheerfully.", "response_format": "wav"})
+    assert ok.status_code == 200
+    _error(served.post("/v1/audio/speech", {"input": TEXT, "instructions": "x" * 5000}), 400, "instructions")
