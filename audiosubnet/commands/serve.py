@@ -56,7 +56,14 @@ def serve(
       asn serve --model piper --model espeak:en-us --keep-alive 10m
       asn serve --host 0.0.0.0 --api-key "$KEY" --device cuda --model hf:facebook/mms-tts-eng
     """
+    import importlib.util
+
     from audiosubnet.config import load_settings
+    from audiosubnet.errors import DependencyError
+
+    for package in ("fastapi", "uvicorn", "prometheus_client"):
+        if importlib.util.find_spec(package) is None:
+            raise DependencyError(package.replace("_", "-"), "serve", "asn serve")
     from audiosubnet.serve.server import run_serve
 
     flags = {

@@ -32,7 +32,7 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from audiosubnet import __version__
-from audiosubnet.errors import AudioDecodeError, InputError
+from audiosubnet.errors import AsnError, AudioDecodeError, InputError
 from audiosubnet.miner.service import NotOffered, Overloaded, TtsService, Unavailable
 from audiosubnet.serve import encode as enc
 from audiosubnet.serve import speech
@@ -107,6 +107,10 @@ def _map_error(e: Exception, rid: str) -> ApiError:
         return ApiError(400, str(e), code="not_offered")
     if isinstance(e, Unavailable):
         return ApiError(503, str(e), type="server_error", code="unavailable", headers={"Retry-After": "5"})
+    if isinstance(e, AsnError):  # the server's own set-up (a missing package, a model that will not load)
+        log.error("request %s failed: %s", rid, e)
+        hint = f" ({e.hint})" if e.hint else ""
+        return ApiError(500, f"{e}{hint} (request id {rid})", type="server_error", code="server_error")
     log.error("internal error %s", rid, exc_info=e)
     return ApiError(500, f"internal error (request id {rid})", type="server_error", code="internal_error")
 
