@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from audiosubnet.audio import Audio
-from audiosubnet.miner.service import RAW, Rendered, TtsService
+from audiosubnet.miner.service import RAW, Overloaded, Rendered, TtsService
 from audiosubnet.serve import encode as enc
 from audiosubnet.serve.openai_api import OPENAI_MODELS, OPENAI_VOICES, ApiError, SpeechRequest, sse_event
 from audiosubnet.serve.voices import VoiceStore, is_voice_id
@@ -106,6 +106,19 @@ async def _one(service: TtsService, p: Plan, text: str) -> Rendered:
     return await service.synthesize(text, model=p.model_id, voice=p.voice, fmt=RAW, speed=p.speed)
 
 
+async def _patient(service: TtsService, p: Plan, text: str, deadline: float) -> Rendered:
+    """A later chunk of a stream already under way: a full queue means wait for room, not fail the stream."""
+    pause = 0.02
+    while True:
+        try:
+            return await _one(service, p, text)
+        except Overloaded:
+            if time.monotonic() + pause >= deadline:
+                raise
+            await asyncio.sleep(pause)
+            pause = min(0.5, pause * 2)
+
+
 async def rendered(service: TtsService, p: Plan, deadline: float) -> AsyncIterator[Rendered]:
     """Each chunk's audio, in order. The first sentence goes alone; then groups of 1, 2, 4 ... `LOOKAHEAD`
     sentences (each group one batch for a batching engine), the next group submitted as soon as the current
@@ -117,7 +130,7 @@ async def rendered(service: TtsService, p: Plan, deadline: float) -> AsyncIterat
 
     def submit() -> list[asyncio.Task]:
         nonlocal i, size
-        tasks = [asyncio.ensure_future(_one(service, p, text)) for text in p.chunks[i:i + size]]
+        tasks = [asyncio.ensure_future(_patient(service, p, text, deadline)) for text in p.chunks[i:i + size]]
         i += len(tasks)
         size = min(2 * size, LOOKAHEAD)
         return tasks

@@ -262,3 +262,13 @@ def test_instructions_are_accepted_and_bounded(served):
     ok = served.post("/v1/audio/speech", {"input": TEXT, "instructions": "Speak cheerfully.", "response_format": "wav"})
     assert ok.status_code == 200
     _error(served.post("/v1/audio/speech", {"input": TEXT, "instructions": "x" * 5000}), 400, "instructions")
+
+
+def test_a_stream_under_way_waits_for_room_in_a_full_queue(make_served):
+    # a queue of 2: the first sentence is admitted, the later ones wait for room instead of cutting the stream
+    s = make_served(queue_size=2)
+    text = " ".join(f"Sentence number {i}." for i in range(1, 9))
+    r = s.post("/v1/audio/speech", {"input": text, "response_format": "pcm"})
+    assert r.status_code == 200
+    assert len(r.content) / 2 / 24000 == pytest.approx(sum(len(f"Sentence number {i}.") for i in range(1, 9)) * 0.06,
+                                                       abs=0.05)
