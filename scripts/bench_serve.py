@@ -1,7 +1,7 @@
 """Benchmark `asn serve` through the real `openai` SDK: time to first audio byte, RTF, concurrent throughput.
 
     python scripts/bench_serve.py --quick                       # CPU, default voice: TTFB of 5 sentences, RTF
-    python scripts/bench_serve.py --random-mms full --device cuda --clients 1,64 --json $OUT/bench_serve.json
+    python scripts/bench_serve.py --random-mms full --device cuda --clients 1,64 --client-procs 8 --json $OUT/b.json
 
 A real `asn serve` process (this script re-run with --serve) listens on a loopback port. Then:
   1. first byte: `--repeats` streamed requests (`with_streaming_response`, pcm) of a 5-sentence text, one at a
@@ -126,6 +126,23 @@ async def _closed_loop(base: str, clients: int, seconds: float, model: str) -> t
     return rows, wall
 
 
+def _load_proc(args: tuple) -> tuple[list, float]:
+    base, clients, seconds, model = args
+    return asyncio.run(_closed_loop(base, clients, seconds, model))
+
+
+def run_level(base: str, clients: int, seconds: float, procs: int, model: str) -> tuple[list, float]:
+    """`clients` closed-loop clients spread over `procs` processes (one client process is a bottleneck on a GPU)."""
+    if procs <= 1:
+        return asyncio.run(_closed_loop(base, clients, seconds, model))
+    import multiprocessing as mp
+
+    shares = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
+    with mp.get_context("spawn").Pool(procs) as pool:
+        parts = pool.map(_load_proc, [(base, n, seconds, model) for n in shares if n])
+    return [r for rows, _ in parts for r in rows], max(w for _, w in parts)
+
+
 def _batches(base: str) -> tuple[float, float]:
     import httpx
 
@@ -164,6 +181,7 @@ def main() -> int:
     ap.add_argument("--long-seconds", type=float, default=30.0)
     ap.add_argument("--clients", default="1,8", help="comma-separated concurrent client counts (0: skip)")
     ap.add_argument("--seconds", type=float, default=10.0, help="load duration per client count")
+    ap.add_argument("--client-procs", type=int, default=1, help="processes the concurrent clients run in")
     ap.add_argument("--max-batch", type=int, default=64)
     ap.add_argument("--max-wait-ms", type=float, default=5.0)
     ap.add_argument("--quick", action="store_true", help="smoke mode: 5 repeats, 1 and 4 clients for 3 s")
@@ -215,7 +233,7 @@ def main() -> int:
         result["levels"] = []
         for n in [int(x) for x in args.clients.split(",") if x.strip() and int(x) > 0]:
             b0 = _batches(base)
-            rows, wall = asyncio.run(_closed_loop(base, n, args.seconds, "tts-1"))
+            rows, wall = run_level(base, n, args.seconds, args.client_procs, "tts-1")
             b1 = _batches(base)
             ok = [r for r in rows if r is not None]
             lat = [r[0] for r in ok]
