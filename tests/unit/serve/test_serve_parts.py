@@ -113,3 +113,18 @@ def test_voice_store(tmp_path):
         with pytest.raises(VoiceNotFound):
             store.get(bad)
     assert store.delete(v.id) and not store.delete(v.id)
+
+
+def test_keys_are_compared_in_constant_time_against_every_key(monkeypatch):
+    import hmac
+
+    from audiosubnet.serve import security
+
+    calls = []
+    real = hmac.compare_digest
+    monkeypatch.setattr(security.hmac, "compare_digest", lambda a, b: calls.append((a, b)) or real(a, b))
+    keys = KeyCheck(["k-one", "k-two", "k-three"])
+    for presented in ("Bearer k-one", "Bearer nope"):
+        calls.clear()
+        keys.caller(presented)
+        assert [b for _, b in calls] == [b"k-one", b"k-two", b"k-three"]  # no early exit on a match or a miss
