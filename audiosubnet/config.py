@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -206,6 +206,31 @@ class CloneSettings(BaseModel):
     max_audio_bytes: int = Field(100 * 2**20, ge=1)
 
 
+class ServeSettings(BaseModel):
+    """`asn serve`: the OpenAI-compatible speech server (see audiosubnet/serve/)."""
+
+    host: str = Field("127.0.0.1", description="address to listen on; any other than loopback needs --api-key")
+    port: int = Field(8000, ge=1, le=65535)
+    models: list[str] = Field([], description="models served, the first is the default (empty: --model)")
+    clone_model: str = Field("auto", description="clones saved voices (auto: pocket if downloaded, else world); "
+                                                 "none: no saved voices")
+    api_keys: list[SecretStr] = Field([], description="accepted Bearer keys (none: open, loopback only)")
+    insecure: bool = Field(False, description="allow a non-loopback bind without an API key")
+    keep_alive: str = Field("5m", description="unload a model idle this long (e.g. 30s, 5m, 1h; -1: never)")
+    rate_limit_per_min: float = Field(600.0, ge=0, description="requests per minute per key or client (0 = none)")
+    max_input_chars: int = Field(4096, ge=1, description="longest `input` of /v1/audio/speech")
+    max_body_bytes: int = Field(64 * 1024, ge=1024, description="cap on a /v1/audio/speech body")
+    max_voice_bytes: int = Field(10 * 2**20, ge=1024, description="cap on a saved-voice upload")
+    max_saved_voices: int = Field(1000, ge=0)
+    voices: dict[str, str] = Field({}, description="OpenAI voice name -> local voice (unlisted: the default)")
+    max_batch: int = Field(32, ge=1)
+    max_wait_ms: float = Field(5.0, ge=0)
+    queue_size: int = Field(256, ge=1)
+    concurrency: int = Field(1, ge=1)
+    request_timeout_s: float = Field(120.0, gt=0, description="a synthesis taking longer answers 504")
+    drain_timeout_s: float = Field(30.0, ge=0)
+
+
 class Settings(BaseSettings):
     """Every setting of `asn`. `asn config show` prints the effective values and their origin."""
 
@@ -230,6 +255,7 @@ class Settings(BaseSettings):
     validator: ValidateSettings = ValidateSettings()  # `validate` would shadow a pydantic method
     score: ScoreSettings = ScoreSettings()
     clone: CloneSettings = CloneSettings()
+    serve: ServeSettings = ServeSettings()
 
     @field_validator("device")
     @classmethod

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from audiosubnet import __version__
-from audiosubnet.commands import bench, clone, config, mine, models, score, sim, tts, validate
+from audiosubnet.commands import bench, clone, config, mine, models, score, serve, sim, tts, validate
 from audiosubnet.commands._cli import AsnTyper, setup_logging
 
 app = AsnTyper(
@@ -47,6 +47,7 @@ app.command("validate")(validate.validate)
 app.add_typer(sim.app, name="sim")
 app.command("score")(score.score)
 app.command("bench")(bench.bench)
+app.command("serve")(serve.serve)
 
 
 def main() -> None:

@@ -90,6 +90,7 @@ def say(
     """
     from audiosubnet import audio as audiolib
     from audiosubnet.config import load_settings
+    from audiosubnet.engines import longform
     from audiosubnet.engines.base import SynthesisRequest
     from audiosubnet.engines.cache import configure_cache
     from audiosubnet.errors import UsageError
@@ -100,7 +101,8 @@ def say(
     s = load_settings(model=model, voice=voice, **o.placement_flags(device, dtype, None))
     cache = configure_cache(s.device, s.dtype, s.cache_budget)
     with cache.engine(s.model) as engine:
-        audio = engine.synthesize([SynthesisRequest(text=text, voice=s.voice, speed=speed)])[0]
+        audio = longform.synthesize(engine, [SynthesisRequest(text=text, voice=s.voice, speed=speed)],
+                                    max_batch=engine.capabilities.max_batch)[0]
     out.parent.mkdir(parents=True, exist_ok=True)
     audiolib.write_atomic(out, audiolib.encode(audio, fmt))
     err.print(f"{audio.duration:.2f} s at {audio.sample_rate} Hz -> {out}", highlight=False)

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from audiosubnet import audio as audiolib
-from audiosubnet.engines import registry
+from audiosubnet.engines import longform, registry
 from audiosubnet.engines.base import SynthesisRequest
 from audiosubnet.engines.cache import ModelCache
 from audiosubnet.errors import AsnError, InputError, UsageError
@@ -297,7 +297,7 @@ class _Run:
                 for row in rows:
                     req = SynthesisRequest(text=row.text, voice=row.voice or self.opts.voice, speed=row.speed)
                     try:
-                        engine.check(req)
+                        longform.check(engine, req)  # a text over the engine's limit is spoken in pieces
                     except InputError as e:
                         self.fail(row, model, f"line {row.line}: {e}")
                         continue
@@ -313,7 +313,7 @@ class _Run:
     def run_batch(self, engine, model: str, batch: list) -> None:
         t0 = time.perf_counter()
         try:
-            audios = engine.synthesize([req for _, req in batch])
+            audios = longform.synthesize(engine, [req for _, req in batch], max_batch=len(batch))
         except AsnError as e:
             if len(batch) > 1:  # isolate the bad row
                 for item in batch:

@@ -1,7 +1,7 @@
 """The miner's work queue: admission control, dynamic batching, engine calls off the event loop, encoding.
 
-No HTTP here. `miner/app.py` turns a verified, parsed request into `await service.synthesize(...)` and maps
-the exceptions below to statuses:
+No HTTP here: the front ends (`miner/app.py`, `serve/app.py`) turn a parsed request into
+`await service.synthesize(...)` and map the exceptions below to statuses:
 
     InputError / AudioDecodeError -> 422    Overloaded -> 429 (+ Retry-After)    NotOffered -> 501
     Unavailable -> 503                       anything else -> 500 (a bug or a broken engine)
@@ -12,6 +12,10 @@ the batch limit) and, if the batch is still short, waits until `max_wait_ms` aft
 for more. Engines that do not batch get batches of one. The engine is leased from the process ModelCache
 in a worker thread; encoding (and resampling) runs in the default thread pool, outside the engine slot: the
 slot is free as soon as the engine call returns, so the next batch runs while this one is encoded.
+
+`fmt="raw"` skips encoding: `Rendered.audio` holds the samples (a front end with its own encoders, or one
+that streams sentence by sentence). With `lazy=True` (asn serve) nothing loads at start: each model loads into
+the cache on its first request, is not pinned, and with `keep_alive_s` is unloaded after that long idle.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from audiosubnet.errors import AudioDecodeError, EngineError, InputError, UsageE
 from audiosubnet.protocol import MAX_REFERENCE_SECONDS, ModelInfo
 
 log = logging.getLogger(__name__)
+
+RAW = "raw"  # the `fmt` that returns samples (Rendered.audio) instead of encoded bytes
 
 
 class Overloaded(Exception):
@@ -70,6 +76,8 @@ class ServiceConfig:
     queue_size: int = 256
     concurrency: int = 1
     warmup: bool = True
+    lazy: bool = False  # load each model on its first request (not pinned) instead of all at start
+    keep_alive_s: float | None = None  # lazy: unload a model idle this long (None: keep it loaded)
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,7 @@ class Rendered:
     queue_ms: float
     engine_ms: float
     batch_size: int
+    audio: Audio | None = None  # fmt "raw": the samples (data is empty)
 
 
 @dataclass
@@ -104,6 +113,8 @@ class _Model:
     aliases: frozenset[str]
     queue: asyncio.Queue | None = None
     task: asyncio.Task | None = None
+    last_used: float = field(default_factory=time.monotonic)
+    busy: int = 0  # jobs admitted and not yet answered
 
 
 class Observer:
@@ -130,26 +141,29 @@ class TtsService:
         self._batch_s_ema: float | None = None
         self._tasks: set[asyncio.Task] = set()
         self._ever_started = False
+        self._reaper: asyncio.Task | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------------
     def load(self) -> None:
-        """Blocking: load, warm up and pin every served model (call before `start`, off the event loop)."""
+        """Blocking: load, warm up and pin every served model (call before `start`, off the event loop).
+        With `lazy`: only read each model's capabilities (no weights); requests load them."""
         from audiosubnet.engines import registry
 
         for i, requested in enumerate(self.config.models):
             model_id = registry.canonical_id(requested)
             t0 = time.perf_counter()
-            with self.cache.engine(model_id) as engine:
-                caps = engine.capabilities
-                voice = self.config.voice
-                if i == 0 and voice and caps.voices and not caps.open_voices and voice not in caps.voices:
-                    raise UsageError(f"voice '{voice}' is not a voice of {model_id}",
-                                     hint=f"Voices: {', '.join(caps.voices[:12])}.")
-                if self.config.warmup:
-                    engine.warmup()
-                    if caps.batching and caps.max_batch > 1 and caps.tts:
-                        engine.synthesize([SynthesisRequest("Warm up the batch.", voice=caps.default_voice)] * 2)
-            self.cache.pin(self.cache.key(model_id, self.cache.device, self.cache.dtype))
+            if self.config.lazy:
+                caps = registry.create(model_id).capabilities
+                self._check_voice(i, model_id, caps)
+            else:
+                with self.cache.engine(model_id) as engine:
+                    caps = engine.capabilities
+                    self._check_voice(i, model_id, caps)
+                    if self.config.warmup:
+                        engine.warmup()
+                        if caps.batching and caps.max_batch > 1 and caps.tts:
+                            engine.synthesize([SynthesisRequest("Warm up the batch.", voice=caps.default_voice)] * 2)
+                self.cache.pin(self.cache.key(model_id, self.cache.device, self.cache.dtype))
             limit = max(1, min(self.config.max_batch, caps.max_batch)) if caps.batching else 1
             engine_name, _, short = model_id.partition(":")
             aliases = {model_id, requested, short}
@@ -159,8 +173,14 @@ class TtsService:
             elif engine_name not in {m.model_id.partition(":")[0] for m in self._models.values()}:
                 aliases.add(engine_name)
             self._models[model_id] = _Model(model_id, caps, limit, frozenset(aliases))
-            log.info("serving %s (batch <= %d, %d Hz) ready in %.1f s", model_id, limit, caps.sample_rate,
-                     time.perf_counter() - t0)
+            log.info("serving %s (batch <= %d, %d Hz) %s in %.1f s", model_id, limit, caps.sample_rate,
+                     "listed (loads on first use)" if self.config.lazy else "ready", time.perf_counter() - t0)
+
+    def _check_voice(self, i: int, model_id: str, caps: Capabilities) -> None:
+        voice = self.config.voice
+        if i == 0 and voice and caps.voices and not caps.open_voices and voice not in caps.voices:
+            raise UsageError(f"voice '{voice}' is not a voice of {model_id}",
+                             hint=f"Voices: {', '.join(caps.voices[:12])}.")
 
     async def start(self) -> None:
         if not self._models:
@@ -172,6 +192,8 @@ class TtsService:
         for m in self._models.values():
             m.queue = asyncio.Queue()
             m.task = asyncio.create_task(self._batcher(m), name=f"batcher {m.model_id}")
+        if self.config.lazy and self.config.keep_alive_s is not None:
+            self._reaper = asyncio.create_task(self._reap(self.config.keep_alive_s), name="keep-alive")
         self._accepting = self._ever_started = True
 
     async def drain(self, timeout: float = 30.0) -> bool:
@@ -188,6 +210,11 @@ class TtsService:
 
     async def stop(self, timeout: float = 30.0) -> None:
         await self.drain(timeout)
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reaper
+            self._reaper = None
         for m in self._models.values():
             if m.task is not None:
                 m.task.cancel()
@@ -243,34 +270,39 @@ class TtsService:
                 for m in self._models.values():
                     if m.caps.clone:
                         return m
-                raise NotOffered("this miner has no voice-cloning model")
+                raise NotOffered("no voice-cloning model is served here")
             return self._models[self.default_model]
         for m in self._models.values():
             if requested in m.aliases:
                 if clone and not m.caps.clone:
                     raise NotOffered(f"{m.model_id} cannot clone voices")
                 if not clone and not m.caps.tts:
-                    raise InputError(f"{m.model_id} needs a reference voice; use /v1/clone")
+                    raise InputError(f"{m.model_id} needs a reference voice (it only clones voices)")
                 return m
         served = ", ".join(self._models)
         raise InputError(f"model '{requested[:80]}' is not served here (served: {served})")
 
     # ---- requests ----------------------------------------------------------------------------------
     async def synthesize(self, text: str, *, model: str | None = None, voice: str | None = None,
-                         seed: int | None = None, fmt: str = "wav", sample_rate: int | None = None) -> Rendered:
+                         seed: int | None = None, fmt: str = "wav", sample_rate: int | None = None,
+                         speed: float = 1.0) -> Rendered:
         m = self.resolve_model(model)
         if voice is None and m.model_id == self._default and self.config.voice:
             voice = self.config.voice
-        return await self._submit(m, SynthesisRequest(text=text, voice=voice, seed=seed), fmt, sample_rate)
+        return await self._submit(m, SynthesisRequest(text=text, voice=voice, seed=seed, speed=speed), fmt,
+                                  sample_rate)
 
-    async def clone(self, text: str, reference: bytes, *, reference_text: str | None = None,
+    async def clone(self, text: str, reference: bytes | Audio, *, reference_text: str | None = None,
                     model: str | None = None, seed: int | None = None, fmt: str = "wav",
-                    sample_rate: int | None = None) -> Rendered:
+                    sample_rate: int | None = None, speed: float = 1.0) -> Rendered:
         m = self.resolve_model(model, clone=True)
-        ref = await asyncio.to_thread(audiolib.decode, reference, max_seconds=MAX_REFERENCE_SECONDS)
+        if isinstance(reference, Audio):
+            ref = reference
+        else:
+            ref = await asyncio.to_thread(audiolib.decode, reference, max_seconds=MAX_REFERENCE_SECONDS)
         if ref.duration < 0.5:
             raise AudioDecodeError(f"reference audio is {ref.duration:.2f} s; at least 0.5 s is needed")
-        req = SynthesisRequest(text=text, seed=seed, reference=ref, reference_text=reference_text)
+        req = SynthesisRequest(text=text, seed=seed, reference=ref, reference_text=reference_text, speed=speed)
         return await self._submit(m, req, fmt, sample_rate)
 
     def _retry_after(self) -> float:
@@ -280,18 +312,21 @@ class TtsService:
 
     async def _submit(self, m: _Model, request: SynthesisRequest, fmt: str, sample_rate: int | None) -> Rendered:
         if not self._accepting or m.queue is None:
-            raise Unavailable("the miner is draining for shutdown" if self._ever_started else "the miner is starting")
-        if fmt not in ("wav", "flac"):
+            raise Unavailable("the server is draining for shutdown" if self._ever_started else "the server is starting")
+        if fmt not in ("wav", "flac", RAW):
             raise InputError(f"unknown format '{fmt}'")
         if len(request.text) > self.config.max_text_chars:
-            raise InputError(f"text is {len(request.text)} characters; this miner takes at most "
+            raise InputError(f"text is {len(request.text)} characters; this server takes at most "
                              f"{self.config.max_text_chars}")
         if self._pending >= self.config.queue_size:
             raise Overloaded(f"the queue is full ({self._pending} requests)", self._retry_after())
         future = asyncio.get_running_loop().create_future()
         job = _Job(request, fmt, sample_rate, future)
         self._admit()
+        m.busy += 1
+        m.last_used = time.monotonic()
         future.add_done_callback(self._release)  # counted until answered, even if the caller went away
+        future.add_done_callback(lambda _f: self._model_done(m))
         m.queue.put_nowait(job)
         return await asyncio.shield(future)
 
@@ -300,6 +335,28 @@ class TtsService:
         if self._idle is not None:
             self._idle.clear()
         self.observer.queue(self._pending, self._in_flight)
+
+    @staticmethod
+    def _model_done(m: _Model) -> None:
+        m.busy -= 1
+        m.last_used = time.monotonic()
+
+    async def _reap(self, keep_alive_s: float) -> None:
+        """Unload models nobody asked for in `keep_alive_s` (they load again on their next request)."""
+        period = min(30.0, max(0.05, keep_alive_s / 4))
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for m in list(self._models.values()):
+                if m.busy == 0 and now - m.last_used >= keep_alive_s:
+                    key = self.cache.key(m.model_id, self.cache.device, self.cache.dtype)
+                    if self.cache.unload(key):
+                        log.info("unloaded %s after %.0f s idle", m.model_id, now - m.last_used)
+
+    def loaded_models(self) -> list[str]:
+        """Served models whose weights are in the cache now."""
+        return [m.model_id for m in self._models.values()
+                if self.cache.is_loaded(self.cache.key(m.model_id, self.cache.device, self.cache.dtype))]
 
     def _release(self, future: asyncio.Future) -> None:
         if not future.cancelled():
@@ -377,7 +434,7 @@ class TtsService:
         for job, result in zip(jobs, encoded, strict=True):
             self._finish(m, job, result, engine_ms, len(jobs))
 
-    def _finish(self, m: _Model, job: _Job, result: tuple[bytes, int, float] | Exception, engine_ms: float,
+    def _finish(self, m: _Model, job: _Job, result: tuple[bytes | Audio, int, float] | Exception, engine_ms: float,
                 size: int) -> None:
         if job.future.done():
             return
@@ -386,8 +443,11 @@ class TtsService:
             return
         data, sr, dur = result
         queue_ms = (time.monotonic() - job.enqueued) * 1000.0 - engine_ms
+        audio = None
+        if isinstance(data, Audio):
+            audio, data = data, b""
         job.future.set_result(Rendered(data, job.fmt, m.model_id, job.request.voice or m.caps.default_voice,
-                                       sr, dur, max(0.0, queue_ms), engine_ms, size))
+                                       sr, dur, max(0.0, queue_ms), engine_ms, size, audio))
 
     def _engine_call(self, model_id: str, requests: Sequence[SynthesisRequest]) -> list[Audio | Exception]:
         """Worker thread: lease the engine, reject bad items one by one, synthesize the rest together."""
@@ -443,8 +503,8 @@ def _as_engine_error(e: Exception) -> Exception:
 
 
 def _encode_batch(jobs: Sequence[_Job], results: Sequence[Audio | Exception]
-                  ) -> list[tuple[bytes, int, float] | Exception]:
-    out: list[tuple[bytes, int, float] | Exception] = []
+                  ) -> list[tuple[bytes | Audio, int, float] | Exception]:
+    out: list[tuple[bytes | Audio, int, float] | Exception] = []
     for job, result in zip(jobs, results, strict=True):
         if isinstance(result, Exception) or job.future.done():
             out.append(result if isinstance(result, Exception) else EngineError("request already answered"))
@@ -456,7 +516,7 @@ def _encode_batch(jobs: Sequence[_Job], results: Sequence[Audio | Exception]
     return out
 
 
-def _encode(a: Audio, fmt: str, sample_rate: int | None) -> tuple[bytes, int, float]:
+def _encode(a: Audio, fmt: str, sample_rate: int | None) -> tuple[bytes | Audio, int, float]:
     x = a.samples
     if x.size == 0:
         raise EngineError("the engine returned no audio")
@@ -464,4 +524,6 @@ def _encode(a: Audio, fmt: str, sample_rate: int | None) -> tuple[bytes, int, fl
         a = Audio(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0), a.sample_rate)
     if sample_rate and sample_rate != a.sample_rate:
         a = audiolib.resample(a, sample_rate)
+    if fmt == RAW:
+        return a, a.sample_rate, a.duration
     return audiolib.encode(a, fmt), a.sample_rate, a.duration

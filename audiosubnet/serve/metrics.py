@@ -1,0 +1,54 @@
+"""Prometheus metrics of `asn serve` (its own registry), and the service Observer hooks."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from audiosubnet.miner.service import Observer
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+_LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60)
+
+
+class ServeMetrics(Observer):
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("asn_serve_requests", "Requests answered, by endpoint and status",
+                                ["endpoint", "status"], registry=r)
+        self.latency = Histogram("asn_serve_request_seconds", "Time to the last byte", ["endpoint"],
+                                 buckets=_LATENCY, registry=r)
+        self.first_byte = Histogram("asn_serve_first_audio_seconds", "Time to the first audio byte (speech)",
+                                    buckets=_LATENCY, registry=r)
+        self.audio_seconds = Counter("asn_serve_audio_seconds", "Seconds of audio served", ["model"], registry=r)
+        self.characters = Counter("asn_serve_characters", "Characters synthesized", ["model"], registry=r)
+        self.auth_failures = Counter("asn_serve_auth_failures", "Requests without a valid API key", registry=r)
+        self.rate_limited = Counter("asn_serve_rate_limited", "Requests refused by the per-caller limit",
+                                    registry=r)
+        self.batch_size = Histogram("asn_serve_batch_size", "Requests per engine call", ["model"],
+                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r)
+        self.engine_seconds = Histogram("asn_serve_engine_seconds", "Seconds per engine call", ["model"],
+                                        buckets=_LATENCY, registry=r)
+        self.queue_depth = Gauge("asn_serve_queue_depth", "Requests admitted and not yet answered", registry=r)
+        self.in_flight = Gauge("asn_serve_in_flight", "Requests inside engine calls", registry=r)
+        self.models_loaded = Gauge("asn_serve_models_loaded", "Served models whose weights are loaded", registry=r)
+
+    def request(self, endpoint: str, status: int, seconds: float) -> None:
+        self.requests.labels(endpoint, str(status)).inc()
+        self.latency.labels(endpoint).observe(seconds)
+
+    def served(self, model: str, audio_s: float, chars: int) -> None:
+        self.audio_seconds.labels(model).inc(audio_s)
+        self.characters.labels(model).inc(chars)
+
+    # Observer (called by the service)
+    def batch(self, model_id: str, size: int, seconds: float) -> None:
+        self.batch_size.labels(model_id).observe(size)
+        self.engine_seconds.labels(model_id).observe(seconds)
+
+    def queue(self, depth: int, in_flight: int) -> None:
+        self.queue_depth.set(depth)
+        self.in_flight.set(in_flight)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
