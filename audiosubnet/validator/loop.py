@@ -37,6 +37,10 @@ from audiosubnet.validator.tasks import Task, TtsTask
 log = logging.getLogger(__name__)
 
 
+class NoMinersYet(Exception):
+    """No registered miner serves an endpoint yet: nothing to query, so no round (and no weights)."""
+
+
 # ---- reports -----------------------------------------------------------------------------
 @dataclass
 class Outcome:
@@ -172,6 +176,11 @@ class Validator:
     async def run_round(self, *, final: bool = False) -> RoundReport:
         t0 = time.perf_counter()
         await self.refresh_peers()
+        if not self.queryable():  # miners publish their endpoint once their model is loaded: look again
+            await self.refresh_peers(force=True)
+            if not self.queryable():
+                raise NoMinersYet(f"no miner on netuid {self.cfg.netuid} serves an endpoint yet "
+                                  f"({len(self.peers)} registered)")
         block = await asyncio.to_thread(self.chain.block)
         chosen = self.select()
         task = self.choose_task()
@@ -284,10 +293,19 @@ class Validator:
         """Round after round, `round_interval_s` apart (start to start), until `stop` is set."""
         stop = stop or asyncio.Event()
         done = 0
+        waiting_since: float | None = None
         while not stop.is_set() and (rounds is None or done < rounds):
             started = self.clock()
             try:
                 await self.run_round(final=rounds is not None and done + 1 >= rounds)
+                waiting_since = None
+            except NoMinersYet as e:  # not a round: wait for the first miner (checked every few seconds)
+                if waiting_since is None or started - waiting_since >= 60:
+                    log.info("%s; waiting", e)
+                    waiting_since = started
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=min(5.0, max(1.0, self.cfg.round_interval_s)))
+                continue
             except ChainError as e:
                 log.warning("round skipped: %s", _one_line(str(e)))
             done += 1

@@ -251,3 +251,22 @@ def test_deny_list_and_validators_are_not_queried(world, tmp_path):
     asyncio.run(v.refresh_peers(force=True))
     chosen = {int(p.uid) for p in v.select()}
     assert world["uids"]["boom"] not in chosen and len(chosen) == len(world["uids"]) - 1
+
+
+def test_no_miner_serving_yet_is_not_a_round(world, tmp_path):
+    from audiosubnet.validator.loop import NoMinersYet
+
+    every = tuple(p.hotkey for p in world["chain"].peers(NETUID))
+    v = make_validator(world, tmp_path, deny_hotkeys=every, round_interval_s=1.0)
+    with pytest.raises(NoMinersYet):
+        asyncio.run(v.run_round())
+
+    async def wait_then_stop():
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(1.5, stop.set)
+        await v.run(rounds=3, stop=stop)
+
+    asyncio.run(wait_then_stop())
+    assert v.state.round == 0 and v.state.last_weight_round is None  # waited: no round, no weights
+    v.cfg.deny_hotkeys = ()  # a miner appears: the next call runs a round
+    assert asyncio.run(v.run_round()).outcomes
