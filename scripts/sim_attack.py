@@ -51,6 +51,8 @@ RELAYS = {  # name: (target, edits)
 TIMEOUT_S = 15.0
 RELAY_TIMEOUT_S = 3.0
 _OUTCOME = re.compile(r"INFO audiosubnet\.validator:\s+uid\s+(\d+) \S+ score [\d.]+ ema [\d.]+ \S+ (\w+)")
+_RELAY = re.compile(r"relay check: (\d+)/(\d+) seen logs, (\d+) entries, (\d+) bytes, (\d+) candidates, (\d+) relays "
+                    r"in ([\d.]+) s")
 _ROUND = re.compile(r"round (\d+) \(\w+, block \d+\): .* in ([\d.]+) s \(query ([\d.]+) s, scoring ([\d.]+) s\)")
 
 
@@ -179,6 +181,8 @@ def results(net: Net) -> dict:
     status = {n: state["miners"].get(str(u), {}).get("last_status") for n, u in net.uids.items()}
     rounds = [dict(round=int(m[1]), total_s=float(m[2]), query_s=float(m[3]), score_s=float(m[4]))
               for m in _ROUND.finditer(net.log("validator"))]
+    relay = [dict(logs=int(m[2]), entries=int(m[3]), bytes=int(m[4]), candidates=int(m[5]), relays=int(m[6]),
+                  seconds=float(m[7])) for m in _RELAY.finditer(net.log("validator"))]
     by_uid = {u: n for n, u in net.uids.items()}
     history: dict[str, dict[str, int]] = {n: {} for n in net.uids}
     for m in _OUTCOME.finditer(net.log("validator")):
@@ -196,7 +200,7 @@ def results(net: Net) -> dict:
             r["query_s"] <= TIMEOUT_S + RELAY_TIMEOUT_S + 2.0 for r in rounds),
     }
     return {"weights": w, "share_of_honest": {n: (w[n] / honest if honest else 0.0) for n in w}, "status": status,
-            "statuses": history,
+            "statuses": history, "relay_checks": relay,
             "rounds": rounds, "checks": checks, "ok": all(checks.values()), "uids": net.uids}
 
 
@@ -218,6 +222,11 @@ def table(res: dict) -> str:
     if res["rounds"]:
         lines.append(f"- rounds: {len(res['rounds'])}, query phase max {max(r['query_s'] for r in res['rounds']):.1f} s"
                      f", round max {max(r['total_s'] for r in res['rounds']):.1f} s")
+    if res.get("relay_checks"):
+        rc = res["relay_checks"]
+        lines.append(f"- relay checks: {rc[0]['logs']} seen-log requests a round, "
+                     f"{min(r['bytes'] for r in rc)}-{max(r['bytes'] for r in rc)} bytes, "
+                     f"{min(r['seconds'] for r in rc):.2f}-{max(r['seconds'] for r in rc):.2f} s a round")
     return "\n".join(lines)
 
 

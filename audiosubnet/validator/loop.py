@@ -250,6 +250,9 @@ class Validator:
             log.exception("relay check failed")
             return {}
         self._last_relay = stats
+        log.info("relay check: %d/%d seen logs, %d entries, %d bytes, %d candidates, %d relays in %.2f s",
+                 stats.answered, stats.requests, stats.entries, stats.bytes, stats.candidates, len(stats.findings),
+                 stats.seconds)
         return {f.uid: f.reason for f in stats.findings}
 
     def _ema(self, uid: int) -> float:
