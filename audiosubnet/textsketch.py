@@ -1,8 +1,9 @@
 """Text sketches: which prompts reached a miner, comparable across small edits, without keeping the texts.
 
-A sketch is the sorted set of 32-bit hashes of the character 5-grams of the normalised text (lower case,
-accents dropped, every run of non-alphanumerics one space), keeping only the even hashes (a fixed half
-sample, so a sketch is about two bytes per character of text). Both sides compute it the same way: a miner
+A sketch is the sorted set of 32-bit hashes of the character 5-grams of the normalised text (the scoring's
+English normaliser first, so "seven" and "7", "Mister" and "Mr." are one text; then lower case, accents
+dropped, every run of non-alphanumerics one space), keeping only the even hashes (a fixed half sample, so a
+sketch is about two bytes per character of text). Both sides compute it the same way: a miner
 logs the sketch of every prompt it accepts, a validator compares the prompts it issued with those logs.
 
 `containment(part, whole)` is the share of `part`'s hashes found in `whole`: 1.0 when the prompt was
@@ -24,7 +25,9 @@ _NON_ALNUM = re.compile(r"[^0-9a-z]+")
 
 
 def normalise(text: str) -> str:
-    t = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode("ascii").lower()
+    from audiosubnet.scoring.normalize import normalize as english
+
+    t = unicodedata.normalize("NFKD", english(str(text))).encode("ascii", "ignore").decode("ascii").lower()
     return " " + _NON_ALNUM.sub(" ", t).strip() + " "
 
 

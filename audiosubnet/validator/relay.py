@@ -34,7 +34,7 @@ from audiosubnet.protocol import SeenRequest
 log = logging.getLogger(__name__)
 
 TEXT_MIN = 0.5  # share of the unique part's 5-grams that must appear in a logged prompt
-
+TOP_K = 3  # logged prompts compared by audio per answer, the closest texts first: bounds the work per round
 
 @dataclass(frozen=True)
 class Issued:
@@ -82,7 +82,7 @@ async def find_relays(client, own_hotkey: str, peers: Sequence[Peer], prompts: d
     stats.requests = len(logs)
     req = SeenRequest(window_s=min(300.0, max(1.0, window_s)))
     got = await asyncio.gather(*(client.seen(p.endpoint, p.hotkey, req, timeout_s=timeout_s) for p in logs))
-    candidates: dict[int, list[tuple[int, int, str, float]]] = {}  # source uid -> (entry id, relay uid, caller, c)
+    per_answer: dict[int, list[tuple[float, int, int, str]]] = {}  # relay uid -> (c, source uid, entry id, caller)
     for p, (resp, size) in zip(logs, got, strict=True):
         stats.bytes += size
         if resp is None:
@@ -101,7 +101,11 @@ async def find_relays(client, own_hotkey: str, peers: Sequence[Peer], prompts: d
                     continue
                 c = textsketch.containment(prompt.unique, sk)
                 if c >= TEXT_MIN:
-                    candidates.setdefault(int(p.uid), []).append((e.id, uid, e.caller, c))
+                    per_answer.setdefault(uid, []).append((c, int(p.uid), e.id, e.caller))
+    candidates: dict[int, list[tuple[int, int, str, float]]] = {}  # source uid -> (entry id, relay uid, caller, c)
+    for uid, found in per_answer.items():
+        for c, src, entry_id, caller in sorted(found, key=lambda f: -f[0])[:TOP_K]:
+            candidates.setdefault(src, []).append((entry_id, uid, caller, c))
     stats.candidates = sum(len(v) for v in candidates.values())
     if candidates:
         by_uid = {int(p.uid): p for p in logs}

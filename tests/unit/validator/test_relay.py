@@ -72,7 +72,10 @@ def test_a_relay_is_caught_and_honest_miners_are_not(voice):
         answers = {}
         # the source answers the validator, and the relay's forwarded prompt (lightly edited text)
         answers[source_uid] = audiolib.encode(voice(p[source_uid].text), "wav")
-        forwarded = p[relay_uid].text.replace(",", "").replace("weekends", "week ends")
+        words = {"two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7", "eight": "8",
+                 "nine": "9", "ten": "10", "eleven": "11", "twelve": "12"}
+        forwarded = " ".join(words.get(w, w) for w in p[relay_uid].text.replace(",", "").split())  # "seven" -> "7"
+        assert forwarded != p[relay_uid].text
         rendered = voice(forwarded)
         await logs[f"hk{source_uid}"].record("5RelayKey", "tts", forwarded, audiolib.encode(rendered, "wav"))
         answers[relay_uid] = edited(rendered, speed=1.03)
@@ -123,3 +126,23 @@ def test_issued_prompts_are_unique_and_carry_their_unique_part():
     assert all(p.text.endswith(p.unique) and p.text.startswith("One short pool sentence") for p in ps)
     gen = PromptSource([], seed=2).issue(20)
     assert all(p.text == p.unique for p in gen) and len({p.text for p in gen}) == 20
+
+
+def test_audio_comparisons_are_bounded_per_answer(voice):
+    """Many logged prompts that look like one miner's (same template) cost at most TOP_K audio comparisons."""
+    from audiosubnet.validator.relay import TOP_K
+
+    (mine,) = PromptSource(["The library will stay open late during the week before the final exams."],
+                           generated_ratio=0.0, seed=4).issue(1)
+    logs = {"hk1": PromptLog(), "hk2": PromptLog()}
+    answers = {1: audiolib.encode(voice(mine.text), "wav")}
+
+    async def scenario():
+        clip = audiolib.encode(voice("Something else entirely."), "wav")
+        for k in range(10):  # another validator's prompts to miner 2, each sharing most of the tag's words
+            await logs["hk2"].record(f"5Other{k}", "tts", f"{mine.unique[:-1]} and {k} more.", clip)
+        return await find_relays(LogClient(logs), ME, [peer(1), peer(2)], {1: issued(1, mine.text, mine.unique)},
+                                 answers, window_s=30, threshold=DEFAULT_THRESHOLD)
+
+    stats = asyncio.run(scenario())
+    assert stats.entries == 10 and stats.candidates == TOP_K and stats.findings == []
