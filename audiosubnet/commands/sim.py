@@ -104,7 +104,8 @@ def wallet(
 ) -> None:
     """Create an UNENCRYPTED test wallet for the simulator (real wallets: `btcli wallet create`).
 
-    An existing wallet is reused. Example:
+    It goes to $ASN_HOME/wallets (not ~/.bittensor/wallets), where `--network sim` commands look
+    for wallets. An existing wallet is reused. Example:
       asn sim wallet m1 --hotkey default
     """
     from audiosubnet.chain.bittensor import create_wallet

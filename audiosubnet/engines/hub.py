@@ -3,14 +3,22 @@
 Loading code never hands a repo id to `from_pretrained` (which retries the network for half a
 minute offline): it resolves to a local folder first, downloading with a progress bar where
 the Hub is reachable, and otherwise raises ModelNotDownloadedError naming `asn models pull`.
+
+Whether the Hub is reachable is decided once per process, fast: `HF_HUB_OFFLINE=1` says no
+outright; otherwise one TCP connection to the Hub (or to the HTTPS proxy) must open within
+`ASN_HUB_TIMEOUT` seconds (default 3). Every engine asks `offline()` before downloading, so a
+machine without internet gets the same one-line error from each, at once, instead of retries.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
+import threading
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from audiosubnet.errors import ModelNotDownloadedError
 
@@ -36,14 +44,74 @@ def resolve(repo_or_path: str, *, model_id: str | None = None, allow_patterns: S
         return Path(snapshot_download(repo_or_path, allow_patterns=allow_patterns, local_files_only=True))
     except Exception:
         pass
-    if not download or os.environ.get("HF_HUB_OFFLINE") == "1":
-        raise ModelNotDownloadedError(model_id or repo_or_path, "offline")
+    if not download:
+        raise ModelNotDownloadedError(model_id or repo_or_path, "not in the Hugging Face cache")
     return pull(repo_or_path, model_id=model_id, allow_patterns=allow_patterns)
+
+
+_OFF = ("1", "true", "yes", "on")
+_probes: dict[tuple[str, int], bool] = {}
+_probe_lock = threading.Lock()
+
+
+def offline() -> bool:
+    """True when downloads cannot work: HF_HUB_OFFLINE is set, or the Hub cannot be reached quickly."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _OFF:
+        return True
+    return not reachable()
+
+
+def offline_detail() -> str:
+    return "HF_HUB_OFFLINE is set" if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _OFF else \
+        f"cannot reach {_target()[0]}"
+
+
+def _target() -> tuple[str, int]:
+    """(host, port) a download connects to first: the HTTPS proxy if one is set, else the Hub endpoint."""
+    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    proxy = next((os.environ[k] for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+                  if os.environ.get(k)), None) if endpoint.startswith("https") else None
+    url = urlsplit(proxy if proxy and "://" in proxy else f"http://{proxy}" if proxy else endpoint)
+    try:
+        port = url.port
+    except ValueError:
+        port = None
+    return url.hostname or "huggingface.co", port or (443 if url.scheme == "https" else 80)
+
+
+def reachable(timeout: float | None = None) -> bool:
+    """Whether a TCP connection to the Hub (or the proxy) opens in time; asked once per process."""
+    target = _target()
+    with _probe_lock:
+        if target in _probes:
+            return _probes[target]
+    limit = timeout if timeout is not None else float(os.environ.get("ASN_HUB_TIMEOUT") or 3.0)
+    result: list[bool] = []
+
+    def probe() -> None:  # in a thread: name resolution has no timeout of its own
+        try:
+            socket.create_connection(target, timeout=limit).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    t = threading.Thread(target=probe, name="asn-hub-probe", daemon=True)
+    t.start()
+    t.join(limit + 0.2)
+    ok = bool(result and result[0])
+    if not ok:
+        log.debug("the Hugging Face Hub (%s:%d) is not reachable within %g s", *target, limit)
+    with _probe_lock:
+        _probes[target] = ok
+    return ok
 
 
 def pull(repo: str, *, model_id: str | None = None, allow_patterns: Sequence[str] | None = None) -> Path:
     """Download a repo snapshot into the HF cache, with huggingface_hub's progress bars."""
     from huggingface_hub import snapshot_download
+
+    if offline():
+        raise ModelNotDownloadedError(model_id or repo, offline_detail())
 
     try:
         return Path(snapshot_download(repo, allow_patterns=allow_patterns))

@@ -152,7 +152,11 @@ class PiperEngine(SpeechEngine):
                     Path(hf_hub_download(HF_REPO, json_name, local_files_only=True)))
         except Exception:
             if not download:
-                raise ModelNotDownloadedError(self.model_id) from None
+                raise ModelNotDownloadedError(self.model_id, "not in the Hugging Face cache") from None
+        from audiosubnet.engines import hub
+
+        if hub.offline():
+            raise ModelNotDownloadedError(self.model_id, hub.offline_detail())
         try:
             return Path(hf_hub_download(HF_REPO, onnx_name)), Path(hf_hub_download(HF_REPO, json_name))
         except Exception as e:

@@ -101,8 +101,10 @@ def resolve_file(path: str, *, model_id: str, download: bool) -> Path:
         return Path(hf_hub_download(repo, filename, revision=revision, local_files_only=True))
     except Exception:
         pass
-    if not download or os.environ.get("HF_HUB_OFFLINE") == "1":
+    if not download:
         raise ModelNotDownloadedError(model_id, f"{repo}/{filename} is not in the Hugging Face cache")
+    if hub.offline():
+        raise ModelNotDownloadedError(model_id, hub.offline_detail())
     try:
         return Path(hf_hub_download(repo, filename, revision=revision))
     except Exception as e:
