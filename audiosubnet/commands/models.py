@@ -37,17 +37,24 @@ def list_models(json_out: o.JsonOpt = False) -> None:
     if json_out:
         print_json(rows)
         return
+    from rich import box
     from rich.table import Table
 
-    t = Table(title="asn models", show_lines=False)
-    # the id never wraps or shrinks (it is what you type next); the other columns wrap instead
+    wide = out.width >= 140
+    t = Table(title="asn models", box=box.SIMPLE_HEAD, title_justify="left")
+    # the id never wraps or shrinks (it is what you type next); the source column wraps instead
     t.add_column("model", no_wrap=True, min_width=max([len(r["model"]) for r in rows] + [5]))
-    for c in ("engine", "downloaded", "size", "loaded", "source", "license / notes"):
-        t.add_column(c, overflow="fold", ratio=3 if c == "license / notes" else 1)
-    for r in rows:
-        t.add_row(r["model"], r["engine"], "yes" if r["downloaded"] else "no", _size(r["size_bytes"]),
-                  "yes" if r["loaded"] else "no", r["source"], r["license"] or r["notes"])
+    t.add_column("on disk", no_wrap=True)
+    t.add_column("size", justify="right", no_wrap=True)
+    t.add_column("source", overflow="fold", min_width=12)
+    if wide:
+        t.add_column("license / notes", overflow="fold")
+    for r in rows:  # (`loaded` is in --json: a fresh `asn` process has nothing loaded)
+        cells = [r["model"], "yes" if r["downloaded"] else "no", _size(r["size_bytes"]), r["source"] or r["notes"]]
+        t.add_row(*cells, *([r["license"] or r["notes"]] if wide else []))
     out.print(t)
+    if not wide:
+        err.print("licenses and notes: a wider terminal, or asn models list --json", highlight=False)
 
 
 def voices(

@@ -32,7 +32,7 @@ SimPathOpt = Annotated[Path | None, typer.Option(
 def _settings(sim_path: Path | None, **flags):
     from audiosubnet.config import load_settings
 
-    return load_settings(**{"subnet.sim_path": sim_path, "subnet.network": "sim", **flags})
+    return load_settings(**{**flags, "subnet.sim_path": sim_path, "subnet.network": "sim"})  # always the sim
 
 
 def _chain(sim_path: Path | None, create: bool = False, **flags):

@@ -116,10 +116,22 @@ def pull(repo: str, *, model_id: str | None = None, allow_patterns: Sequence[str
     try:
         return Path(snapshot_download(repo, allow_patterns=allow_patterns))
     except Exception as e:
-        detail = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
-        if "offline" in detail.lower() or "connect" in str(e).lower() or "resolve" in str(e).lower():
-            detail = "cannot reach huggingface.co"
-        raise ModelNotDownloadedError(model_id or repo, detail) from e
+        raise download_error(model_id or repo, repo, e) from e
+
+
+def download_error(model_id: str, repo: str, e: BaseException) -> ModelNotDownloadedError:
+    """One clear line for a failed download, whatever huggingface_hub raised (its own messages are long)."""
+    text = str(e)
+    low = text.lower()
+    status = getattr(getattr(e, "response", None), "status_code", None)
+    if status in (401, 403) or "gated" in low:
+        err = ModelNotDownloadedError(model_id, f"{repo} is gated or private")
+        err.hint = (f"Accept its terms on huggingface.co/{repo}, run `hf auth login`, then "
+                    f"`asn models pull {model_id}`.")
+        return err
+    if status == 404 or "not found" in low and "connection" not in low:
+        return ModelNotDownloadedError(model_id, f"{repo} has no such file on the Hub")
+    return ModelNotDownloadedError(model_id, f"cannot download from {_target()[0]}")
 
 
 def status(repo: str) -> tuple[bool, int | None]:

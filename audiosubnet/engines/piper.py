@@ -21,10 +21,11 @@ import json
 import logging
 import os
 import re
+import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from importlib.metadata import distributions
 from pathlib import Path
 
@@ -47,14 +48,14 @@ NOISE_INPUT = "asn_noise"
 NOISE_PER_ID = {"dp": 8, "prior": 2048}
 
 
+@lru_cache(maxsize=1)
 def installed_voices() -> dict[str, Path]:
-    """Voices shipped as pip packages (`*-piper-voice` exposing `model_path()`): name -> .onnx."""
+    """Voices shipped as pip packages (`*-piper-voice` exposing `model_path()`): name -> .onnx.
+
+    Read once per process, from the names of the installed distributions' metadata folders (parsing
+    every package's metadata takes seconds; `asn models list` asks for this several times)."""
     found: dict[str, Path] = {}
-    for dist in distributions():
-        name = (dist.metadata["Name"] or "").lower().replace("_", "-")
-        if not name.endswith("piper-voice"):
-            continue
-        module = name.replace("-", "_")
+    for module in _voice_modules():
         try:
             mod = importlib.import_module(module)
             path = Path(mod.model_path())
@@ -63,6 +64,27 @@ def installed_voices() -> dict[str, Path]:
         if path.is_file():
             found[path.name.removesuffix(".onnx")] = path
     return found
+
+
+def _voice_modules() -> list[str]:
+    """Import names of installed `*-piper-voice` distributions, from `<name>-<version>.dist-info` folders."""
+    names: set[str] = set()
+    for entry in sys.path:
+        try:
+            listing = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for d in listing:
+            if d.endswith((".dist-info", ".egg-info")):
+                name = d.split("-", 1)[0].lower().replace("-", "_").replace(".", "_")
+                if name.endswith("piper_voice"):
+                    names.add(name)
+    if not names:  # an unusual layout (zip imports, custom finders): ask importlib, slowly
+        for dist in distributions():
+            name = (dist.metadata["Name"] or "").lower().replace("-", "_")
+            if name.endswith("piper_voice"):
+                names.add(name)
+    return sorted(names)
 
 
 @dataclass(frozen=True)
@@ -160,7 +182,7 @@ class PiperEngine(SpeechEngine):
         try:
             return Path(hf_hub_download(HF_REPO, onnx_name)), Path(hf_hub_download(HF_REPO, json_name))
         except Exception as e:
-            raise ModelNotDownloadedError(self.model_id, "cannot reach huggingface.co") from e
+            raise hub.download_error(self.model_id, HF_REPO, e) from e
 
     @cached_property
     def _config(self) -> dict:

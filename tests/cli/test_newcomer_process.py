@@ -109,8 +109,8 @@ def _full_disk_runner(tmp_path: Path, how: str):
             pytest.skip("no user namespaces here: the injected variant covers it")
         keep = tmp_path / "kept"
         keep.mkdir()
-        script = ('mount -t tmpfs -o size=512k tmpfs "$0" && { "$@"; rc=$?; cp "$0"/manifest.csv "$1"/ 2>/dev/null; '
-                  'ls "$0" > "$1"/files; exit $rc; }')
+        script = ('keep="$1"; shift; mount -t tmpfs -o size=512k tmpfs "$0" && { "$@"; rc=$?; '
+                  'cp "$0"/manifest.csv "$keep"/ 2>/dev/null; ls "$0" > "$keep"/files; exit $rc; }')
         return lambda *args: subprocess.run(
             ["unshare", "-rm", "sh", "-c", script, str(out), str(keep), *ASN, *map(str, args)],
             capture_output=True, timeout=120), out, keep
