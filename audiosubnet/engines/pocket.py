@@ -115,7 +115,8 @@ def resolve_file(path: str, *, model_id: str, download: bool) -> Path:
     if not download:
         raise ModelNotDownloadedError(model_id, f"{repo}/{filename} is not in the Hugging Face cache")
     if hub.offline():
-        raise ModelNotDownloadedError(model_id, hub.offline_detail())
+        raise ModelNotDownloadedError(model_id, f"{repo}/{filename} is not in the Hugging Face cache; "
+                                                f"{hub.offline_detail()}")
     try:
         return Path(hf_hub_download(repo, filename, revision=revision))
     except Exception as e:
