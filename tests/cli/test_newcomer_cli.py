@@ -104,8 +104,11 @@ def test_sim_wallets_live_under_asn_home_and_sim_commands_find_them(tmp_path, mo
     assert (_isolated_env / "wallets" / "m1" / "hotkeys" / "default").is_file()
     assert not (tmp_path / "home" / ".bittensor").exists()
     assert run("sim", "init", "--block-seconds", "1").exit_code == 0
-    r = run("sim", "register", "--wallet.name", "m1")
+    r = run("sim", "register", "--wallet.name", "m1", "--json")
     assert r.exit_code == 0, r.output
+    assert isinstance(json.loads(r.stdout)["uid"], int)
+    d = json.loads(run("sim", "wallet", "m2", "--json").stdout)
+    assert d["path"] == str(_isolated_env / "wallets") and d["hotkey"].startswith("5")
     from audiosubnet.config import load_settings
 
     assert load_settings(**{"subnet.network": "sim"}).subnet.wallet_path == _isolated_env / "wallets"
