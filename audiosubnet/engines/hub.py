@@ -113,6 +113,8 @@ def pull(repo: str, *, model_id: str | None = None, allow_patterns: Sequence[str
     if offline():
         raise ModelNotDownloadedError(model_id or repo, offline_detail())
 
+    global _scanned
+    _scanned = None
     try:
         return Path(snapshot_download(repo, allow_patterns=allow_patterns))
     except Exception as e:
@@ -142,14 +144,29 @@ def status(repo: str) -> tuple[bool, int | None]:
             return False, None
         return True, folder_size(p)
     try:
-        from huggingface_hub import scan_cache_dir
-
-        for r in scan_cache_dir().repos:
+        for r in _scan().repos:
             if r.repo_id == repo and r.repo_type == "model":
                 return True, int(r.size_on_disk)
     except Exception:
         pass
     return False, None
+
+
+_scanned: tuple[float, object] | None = None
+SCAN_TTL_S = 5.0
+
+
+def _scan():
+    """The HF cache listing, reused for a few seconds (`asn models list` asks once per model)."""
+    global _scanned
+    import time
+
+    from huggingface_hub import scan_cache_dir
+
+    now = time.monotonic()
+    if _scanned is None or now - _scanned[0] > SCAN_TTL_S:
+        _scanned = (now, scan_cache_dir())
+    return _scanned[1]
 
 
 def remove(repo: str) -> int:
@@ -167,6 +184,8 @@ def remove(repo: str) -> int:
     revs = [rev.commit_hash for r in info.repos if r.repo_id == repo and r.repo_type == "model" for rev in r.revisions]
     if not revs:
         return 0
+    global _scanned
+    _scanned = None
     strategy = info.delete_revisions(*revs)
     freed = int(strategy.expected_freed_size)
     strategy.execute()
