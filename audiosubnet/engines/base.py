@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
@@ -130,17 +130,35 @@ class SpeechEngine(ABC):
 
     # ---- shared behaviour ----------------------------------------------------------------
     def synthesize(self, requests: Sequence[SynthesisRequest]) -> list[Audio]:
-        if not self.loaded:
-            raise RuntimeError(f"{self.model_id} is not set up; lease it from the ModelCache")
-        requests = [r if (t := text.prepare(r.text)) == r.text else replace(r, text=t) for r in requests]
-        for r in requests:
-            self.check(r)
+        requests = self._checked(requests)
         if not requests:
             return []
         out = self._synthesize(list(requests))
         if len(out) != len(requests):
             raise RuntimeError(f"{self.model_id} returned {len(out)} clips for {len(requests)} requests")
         return out
+
+    def synthesize_iter(self, requests: Sequence[SynthesisRequest]) -> Iterator[tuple[int, Audio]]:
+        """As `synthesize`, yielding (index, audio) as each request is done: an engine that finishes the
+        requests of a batch at different times (Piper's sentence pool) hands each over at once, so a
+        caller can keep it even if the rest is interrupted. Closing the iterator early stops the work."""
+        requests = self._checked(requests)
+        if requests:
+            yield from self._synthesize_iter(requests)
+
+    def _synthesize_iter(self, requests: list[SynthesisRequest]) -> Iterator[tuple[int, Audio]]:
+        out = self._synthesize(requests)
+        if len(out) != len(requests):
+            raise RuntimeError(f"{self.model_id} returned {len(out)} clips for {len(requests)} requests")
+        yield from enumerate(out)
+
+    def _checked(self, requests: Sequence[SynthesisRequest]) -> list[SynthesisRequest]:
+        if not self.loaded:
+            raise RuntimeError(f"{self.model_id} is not set up; lease it from the ModelCache")
+        requests = [r if (t := text.prepare(r.text)) == r.text else replace(r, text=t) for r in requests]
+        for r in requests:
+            self.check(r)
+        return requests
 
     def check(self, request: SynthesisRequest) -> None:
         """Reject a request this engine cannot serve, with a reason a user understands."""

@@ -8,6 +8,8 @@ one prompt per line.
   `text` column (`id,prompt`), the file is refused with a clear error instead of being read aloud.
 - A file that is not text (NUL bytes, audio/archive signatures, mostly undecodable bytes) is one
   error, never a row per line of garbage.
+- When `text` is the last column, a row with more fields than the header had an unquoted delimiter
+  in its text: the extra fields are the rest of the text.
 - File-level problems raise UsageError (exit 2); problems of one row mark that row.
 """
 
@@ -175,6 +177,8 @@ def _rows(header: list[str], data: list[tuple[int, list[str]]], delimiter: str =
     rows: list[PromptRow] = []
     for n, (line, fields) in enumerate(data, start=1):
         row = PromptRow(number=n, line=line, id=f"{n:04d}")
+        if len(fields) > len(header) and header[-1] == "text":  # an unquoted delimiter in the last column, text
+            fields = [*fields[:len(header) - 1], delimiter.join(fields[len(header) - 1:])]
 
         def get(name: str, fields: list[str] = fields) -> str:
             i = col.get(name)

@@ -278,33 +278,40 @@ class _Run:
         return replace(req, text=kept)
 
     def run_batch(self, engine, model: str, batch: list) -> None:
-        t0 = time.perf_counter()
+        """Synthesize a batch; each row is written (and in the manifest) the moment the engine hands it over."""
+        finished: set[int] = set()
+        last = time.perf_counter()
         try:
-            audios = engine.synthesize([req for _, req in batch])
+            for i, audio in engine.synthesize_iter([req for _, req in batch]):
+                took = time.perf_counter() - last  # the engine's time for this row (writes excluded)
+                self.engine_seconds += took
+                finished.add(i)
+                self.write_row(*batch[i], model, audio, took)
+                last = time.perf_counter()
         except AsnError as e:
+            rest = [item for k, item in enumerate(batch) if k not in finished]
             if len(batch) > 1:  # isolate the bad row
-                for item in batch:
+                for item in rest:
                     self.run_batch(engine, model, [item])
                 return
-            self.fail(batch[0][0], model, str(e))
+            if rest:
+                self.fail(rest[0][0], model, str(e))
+
+    def write_row(self, row: PromptRow, req: SynthesisRequest, model: str, audio, took: float) -> None:
+        name = f"{row.id}.{self.opts.fmt}"
+        try:
+            data = audiolib.encode(audio, self.opts.fmt)
+            audiolib.write_atomic(self.opts.out_dir / name, data)
+        except OSError as e:
+            if e.errno in STOP_ERRNOS:
+                raise OutputError(f"cannot write {self.opts.out_dir / name}: {e.strerror or e}") from e
+            self.fail(row, model, f"cannot write {name}: {e.strerror or e}")
             return
-        elapsed = time.perf_counter() - t0
-        self.engine_seconds += elapsed
-        for (row, req), audio in zip(batch, audios, strict=True):
-            name = f"{row.id}.{self.opts.fmt}"
-            try:
-                data = audiolib.encode(audio, self.opts.fmt)
-                audiolib.write_atomic(self.opts.out_dir / name, data)
-            except OSError as e:
-                if e.errno in STOP_ERRNOS:
-                    raise OutputError(f"cannot write {self.opts.out_dir / name}: {e.strerror or e}") from e
-                self.fail(row, model, f"cannot write {name}: {e.strerror or e}")
-                continue
-            self.done(RowResult(
-                id=row.id, file=name, model=model, voice=req.voice or "", sample_rate=audio.sample_rate,
-                duration_s=round(audio.duration, 3), elapsed_s=round(elapsed / len(batch), 4), status="ok",
-                text_sha1=_sha1(row.text), bytes=len(data), text=row.text,
-            ))
+        self.done(RowResult(
+            id=row.id, file=name, model=model, voice=req.voice or "", sample_rate=audio.sample_rate,
+            duration_s=round(audio.duration, 3), elapsed_s=round(took, 4), status="ok",
+            text_sha1=_sha1(row.text), bytes=len(data), text=row.text,
+        ))
 
     def fail(self, row: PromptRow, model: str, error: str) -> None:
         self.done(RowResult(row.id, model=model, voice=row.voice or self.opts.voice or "", status="error",

@@ -170,6 +170,26 @@ def test_ctrl_c_keeps_every_finished_row_and_exits_130(tmp_path):
     assert again.returncode == 0 and f"0 written, {len(wavs)} already done" in again.stderr.decode()
 
 
+def test_ctrl_c_during_a_piper_batch_keeps_the_rows_already_spoken(tmp_path):
+    """Piper speaks a batch's sentences side by side: each row is written as soon as it is done, and Ctrl-C
+    stops the rest at once (it used to finish the whole batch of 16 in the background, then drop it)."""
+    out = tmp_path / "out"
+    csv_path = prompts(tmp_path / "p.csv", 16, "Row {i}: a sentence long enough to take the voice a little "
+                                              "while, so that the batch is still busy when we stop it.")
+    proc = subprocess.Popen([*ASN, "tts", "batch", str(csv_path), "--out", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "ASN_ORT_THREADS": "2"})
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(out.glob("*.wav")):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    t0 = time.monotonic()
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr.decode()
+    assert time.monotonic() - t0 < 10  # the sentences not yet started never start
+    rows = [r for r in manifest_rows(out / "manifest.csv") if r["status"] == "ok"]
+    assert 1 <= len(rows) < 16 and {r["file"] for r in rows} == {p.name for p in out.glob("*.wav")}
+
+
 # ---- 4: file modes follow the umask ------------------------------------------------------------------
 @pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o027, 0o640)])
 def test_outputs_get_the_mode_the_umask_gives(tmp_path, umask, mode):

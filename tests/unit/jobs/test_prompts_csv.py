@@ -46,8 +46,13 @@ def test_a_table_without_a_text_column_is_refused_not_read_aloud(raw):
     assert e.value.exit_code == 2 and "'text'" in e.value.hint
 
 
+def test_an_unquoted_delimiter_in_a_last_text_column_is_part_of_the_text():
+    rows = parse_prompts(b"id,text\na,Hello, world, again.\nb,Fine.\n")
+    assert [(r.id, r.text, r.error) for r in rows] == [("a", "Hello, world, again.", None), ("b", "Fine.", None)]
+
+
 def test_wrong_field_count_names_the_delimiter_to_quote():
-    rows = parse_prompts(b"id;text\na;Fine.\nb;Too;many\n")
+    rows = parse_prompts(b"text;id\nFine.;a\nToo;many;b\n")
     assert rows[0].error is None
     assert "3 columns where the header has 2" in rows[1].error and "';'" in rows[1].error
 
