@@ -288,6 +288,8 @@ class _Run:
                 finished.add(i)
                 self.write_row(*batch[i], model, audio, took)
                 last = time.perf_counter()
+        except OutputError:
+            raise
         except AsnError as e:
             rest = [item for k, item in enumerate(batch) if k not in finished]
             if len(batch) > 1:  # isolate the bad row
