@@ -113,3 +113,35 @@ def test_sim_wallets_live_under_asn_home_and_sim_commands_find_them(tmp_path, mo
 
     assert load_settings(**{"subnet.network": "sim"}).subnet.wallet_path == _isolated_env / "wallets"
     assert str(load_settings().subnet.wallet_path) == "~/.bittensor/wallets"
+
+
+# ---- 10: asn score's progress knows its total --------------------------------------------------------
+class _FakeScoring:
+    """Scores every clip 0.5 (the folder logic is under test, not the models)."""
+
+    class settings:  # noqa: N801
+        max_seconds = 60.0
+
+    version, profile = "asn-score-test+p", "p"
+
+    def score(self, items):
+        from audiosubnet.scoring.pipeline import ScoreResult
+
+        return [ScoreResult(0.5, id=i.id) for i in items]
+
+
+def test_score_folder_reports_its_total_before_the_first_row(tmp_path):
+    from audiosubnet import audio
+    from audiosubnet.scoring.files import score_folder
+
+    clip = audio.encode(audio.Audio([0.1, -0.1] * 8000, 16000), "wav")
+    rows = []
+    for i in range(20):
+        (tmp_path / f"{i}.wav").write_bytes(clip)
+        rows.append(f"{i},{i}.wav,Hello number {i}.")
+    (tmp_path / "manifest.csv").write_text("id,file,text\n" + "\n".join(rows) + "\n")
+    seen: list = []
+    summary = score_folder(tmp_path, _FakeScoring(), on_rows=lambda n: seen.append(("total", n)),
+                           progress=lambda n: seen.append(("done", n)))
+    assert seen[0] == ("total", 20) and sum(n for k, n in seen if k == "done") == 20
+    assert len(summary.results) == 20
