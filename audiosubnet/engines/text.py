@@ -2,8 +2,9 @@
 
 - `prepare(text)`: NFKC-normalised (full-width letters, ligatures and super/subscripts become
   plain ones), emoji and pictographic symbols (Unicode category So, with their variation
-  selectors, joiners and skin-tone modifiers) dropped, whitespace collapsed. Currency, math and
-  punctuation are left for the engine to verbalise ("$12.50", "3 + 4", "50%").
+  selectors, joiners and skin-tone modifiers) dropped, whitespace collapsed. Currency, math,
+  punctuation and the few symbols that are words (° © ® ™ №) are left for the engine to verbalise
+  ("$12.50", "3 + 4", "50%", "20°C").
 - `scripts_of(text)`: the writing systems (ISO 15924 codes: Latn, Cyrl, Hani...) of its letters.
 - `scripts_for_language(code)`: the scripts a language is written in ("en_US" -> {Latn}); an
   engine declares the languages it speaks (`Capabilities.languages`) and, from them or explicitly
@@ -20,6 +21,8 @@ from functools import lru_cache
 
 _DROP_CATEGORIES = {"So", "Cs", "Co", "Cn"}
 _DROP_CHARS = {"\u200d", "\u20e3"}  # zero-width joiner (emoji sequences), combining keycap
+#: symbols of category So that are words, not pictures: engines say them ("20 degrees", "copyright")
+_SPOKEN_SYMBOLS = set("°©®™№℠℗")
 _NAME_SCRIPT = {
     "LATIN": "Latn", "CYRILLIC": "Cyrl", "GREEK": "Grek", "ARABIC": "Arab", "HEBREW": "Hebr", "CJK": "Hani",
     "HIRAGANA": "Hira", "KATAKANA": "Kana", "HANGUL": "Hang", "DEVANAGARI": "Deva", "BENGALI": "Beng",
@@ -66,7 +69,7 @@ def prepare(text: str) -> str:
 def _dropped(ch: str) -> bool:
     if ch in _DROP_CHARS or "\ufe00" <= ch <= "\ufe0f" or "\U0001f3fb" <= ch <= "\U0001f3ff":
         return True
-    return unicodedata.category(ch) in _DROP_CATEGORIES
+    return unicodedata.category(ch) in _DROP_CATEGORIES and ch not in _SPOKEN_SYMBOLS
 
 
 @lru_cache(maxsize=4096)
