@@ -1,8 +1,8 @@
 """What text an engine is given, the same for every engine.
 
-- `prepare(text)`: NFKC-normalised (full-width letters, ligatures and super/subscripts become
-  plain ones), emoji and pictographic symbols (Unicode category So, with their variation
-  selectors, joiners and skin-tone modifiers) dropped, whitespace collapsed. Currency, math,
+- `prepare(text)`: NFC-normalised, full-width letters and ligatures made plain (NFKC for those
+  only: ½, x², ™ keep their meaning), emoji and pictographic symbols (Unicode category So, with
+  their variation selectors, joiners and skin-tone modifiers) dropped, whitespace collapsed. Currency, math,
   punctuation and the few symbols that are words (° © ® ™ №) are left for the engine to verbalise
   ("$12.50", "3 + 4", "50%", "20°C").
 - `scripts_of(text)`: the writing systems (ISO 15924 codes: Latn, Cyrl, Hani...) of its letters.
@@ -61,9 +61,14 @@ _LANGUAGE_SCRIPTS: dict[str, tuple[str, ...]] = {
 
 def prepare(text: str) -> str:
     """The text as engines get it: NFKC, no emoji or pictographic symbols, whitespace collapsed."""
-    t = unicodedata.normalize("NFKC", text)
-    t = "".join(" " if _dropped(ch) else ch for ch in t)
+    t = unicodedata.normalize("NFC", text)
+    t = "".join(" " if _dropped(ch) else unicodedata.normalize("NFKC", ch) if _compat(ch) else ch for ch in t)
     return " ".join(t.split())
+
+
+def _compat(ch: str) -> bool:
+    """Full-width/half-width forms and ligatures: plain letters in disguise (½, ², ™ keep their meaning)."""
+    return "\uff00" <= ch <= "\uffef" or "\ufb00" <= ch <= "\ufb4f"
 
 
 def _dropped(ch: str) -> bool:
