@@ -154,11 +154,9 @@ def say(
     req = SynthesisRequest(text=text, voice=s.voice, speed=speed)
     engine = registry.create(s.model)  # cheap: no weights; what the model declares (small files at most)
     try:
-        scripts = engine.scripts_for(req)
-        foreign = textlib.unsupported(textlib.prepare(text), scripts)
-        kept = textlib.drop_scripts(textlib.prepare(text), scripts) if allow_mixed and foreign else ""
-        if any(ch.isalnum() for ch in kept):
-            err.print(f"warning: dropped {textlib.describe(foreign)} that {engine.model_id} cannot read",
+        kept, dropped = textlib.drop_unreadable(text, engine.scripts_for(req)) if allow_mixed else (text, None)
+        if dropped:
+            err.print(f"warning: dropped {textlib.describe(dropped)} that {engine.model_id} cannot read",
                       highlight=False)
             req = replace(req, text=kept)
         engine.check(req)  # before the model loads: the text, the voice, the speed

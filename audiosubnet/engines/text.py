@@ -138,3 +138,16 @@ def drop_scripts(text: str, scripts: tuple[str, ...] | None) -> str:
             dropping = False
         out.append(" " if dropping else ch)
     return " ".join("".join(out).split())
+
+
+def drop_unreadable(text: str, scripts: tuple[str, ...] | None) -> tuple[str, Counter]:
+    """For `--allow-mixed`: (`text` without the letters outside `scripts`, what was dropped). When
+    nothing readable would be left, the text is returned as it is (the engine then refuses it, saying why)."""
+    t = prepare(text)
+    foreign = unsupported(t, scripts)
+    if not foreign:
+        return text, Counter()
+    kept = drop_scripts(t, scripts)
+    if not any(ch.isalnum() for ch in kept):
+        return text, Counter()
+    return kept, foreign

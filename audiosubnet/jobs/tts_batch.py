@@ -267,14 +267,10 @@ class _Run:
         """With `allow_mixed`, letters the engine cannot read are dropped, with a warning."""
         if not self.opts.allow_mixed:
             return req
-        scripts = engine.scripts_for(req)
-        foreign = textlib.unsupported(textlib.prepare(req.text), scripts)
-        if not foreign:
+        kept, dropped = textlib.drop_unreadable(req.text, engine.scripts_for(req))
+        if not dropped:
             return req
-        kept = textlib.drop_scripts(textlib.prepare(req.text), scripts)
-        if not any(ch.isalnum() for ch in kept):
-            return req  # nothing it can read is left: the row fails, saying why
-        log.warning("%s: dropped %s that %s cannot read", row.id, textlib.describe(foreign), engine.model_id)
+        log.warning("%s: dropped %s that %s cannot read", row.id, textlib.describe(dropped), engine.model_id)
         return replace(req, text=kept)
 
     def run_batch(self, engine, model: str, batch: list) -> None:
