@@ -177,7 +177,11 @@ def score_folder(folder: Path, scoring: Scoring, out: Path | None = None,
         summary.results.extend(zip(chunk, results, strict=True))  # type: ignore[arg-type]
         if progress:
             progress(len(chunk))
-    write_scores(out, summary.results)
+    try:
+        write_scores(out, summary.results)
+    except OSError as e:
+        raise UsageError(f"cannot write {out}: {e.strerror or e}",
+                         hint="Choose another file with --out, or fix the folder's permissions.") from e
     return summary
 
 
