@@ -138,12 +138,15 @@ def wav_bytes(x: np.ndarray, sample_rate: int) -> bytes:
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write bytes under `path` via a temp file in the same folder + fsync + rename.
 
-    A reader never sees a truncated file under the final name, even after a crash.
+    A reader never sees a truncated file under the final name, even after a crash. The file gets
+    the mode a plain `open(path, "w")` would give it (0666 less the umask), not mkstemp's 0600.
     """
     p = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=p.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            with contextlib.suppress(OSError):  # some filesystems (vfat, some FUSE) have no modes
+                os.fchmod(f.fileno(), 0o666 & ~umask())
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -152,6 +155,81 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+_UMASK: int | None = None
+
+
+def umask() -> int:
+    """The process umask, read once (from /proc where it can be read without changing it)."""
+    global _UMASK
+    if _UMASK is None:
+        try:
+            line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("Umask:"))
+            _UMASK = int(line.split()[1], 8)
+        except (OSError, StopIteration, ValueError):
+            _UMASK = os.umask(0o022)  # no /proc (macOS): read it by setting it, then put it back
+            os.umask(_UMASK)
+    return _UMASK
+
+
+def incomplete(data: bytes | bytearray | memoryview) -> str | None:
+    """Why these bytes are not yet a whole audio file (a copy still under way), or None.
+
+    A WAV (RIFF) header declares the length of its data chunk: fewer bytes than declared means
+    the file is still being written (or was cut off). Other formats are checked by decoding the
+    whole stream: fewer frames than the header declares means the same. Streaming writers that
+    leave the sizes unset (0 or 0xFFFFFFFF) cannot be checked this way; the caller's settle time
+    covers them.
+    """
+    b = bytes(data[:12])
+    if len(b) >= 12 and b[:4] == b"RIFF" and b[8:12] == b"WAVE":
+        (riff,) = struct.unpack("<I", b[4:8])
+        declared = _wav_data_declared(data)
+        if declared is not None:
+            have, size = declared
+            if size not in (0, 0xFFFFFFFF) and have < size:
+                return f"its header declares {size:,} bytes of audio data but only {have:,} are there"
+        elif riff not in (0, 0xFFFFFFFF) and len(data) - 8 < riff:
+            return f"its header declares {riff + 8:,} bytes but only {len(data):,} are there"
+        return None
+    import soundfile as sf
+
+    try:
+        f = sf.SoundFile(io.BytesIO(bytes(data)))
+    except Exception:
+        return None  # not even a header: decode() says why
+    got = 0
+    with f:
+        frames = f.frames
+        # an MP3's length is an estimate unless it has a Xing/LAME header: allow 1% (cut copies lack far more)
+        slack = max(4608, frames // 100) if f.format == "MPEG" else 0
+        if frames <= 0 or frames >= 2**62:  # unknown length (a stream): nothing to compare
+            return None
+        try:
+            while True:
+                block = f.read(65536, dtype="float32", always_2d=True)
+                if not len(block):
+                    break
+                got += len(block)
+        except Exception:
+            pass  # a stream cut mid-frame: counts as short
+    if got < frames - slack:
+        return f"its header declares {frames:,} frames but only {got:,} decode"
+    return None
+
+
+def _wav_data_declared(data) -> tuple[int, int] | None:
+    """(bytes present, bytes declared) of a RIFF/WAVE file's data chunk, or None without one."""
+    mv = memoryview(data)
+    pos = 12
+    while pos + 8 <= len(mv):
+        cid = bytes(mv[pos:pos + 4])
+        (size,) = struct.unpack("<I", mv[pos + 4:pos + 8])
+        if cid == b"data":
+            return len(mv) - (pos + 8), size
+        pos += 8 + size + (size & 1)
+    return None
 
 
 def rms_db(x: np.ndarray) -> float:

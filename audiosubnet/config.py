@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -82,7 +82,9 @@ class SubnetSettings(BaseModel):
 
     wallet_name: str = "default"
     wallet_hotkey: str = "default"
-    wallet_path: Path = Path("~/.bittensor/wallets")
+    wallet_path: Path | None = Field(None, description="wallets folder (default ~/.bittensor/wallets; with "
+                                                       "network sim: $ASN_HOME/wallets, where `asn sim wallet` "
+                                                       "writes its unencrypted test wallets)")
     network: str = Field("finney", description="finney | test | local | ws://host:port | sim")
     netuid: int = Field(16, ge=0)
     sim_path: Path | None = Field(None, description="SQLite file of the simulated chain (default $ASN_HOME/sim.db)")
@@ -270,6 +272,15 @@ class Settings(BaseSettings):
     def _check_budget(cls, v: str) -> str:
         parse_bytes(v)
         return v
+
+    @model_validator(mode="after")
+    def _default_wallet_path(self) -> Settings:
+        """Test wallets of the simulator live under ASN_HOME, never beside real ones."""
+        if self.subnet.wallet_path is None:
+            sim = self.subnet.network.strip().lower() == "sim"
+            path = self.home / "wallets" if sim else Path("~/.bittensor/wallets")
+            self.subnet = self.subnet.model_copy(update={"wallet_path": path})
+        return self
 
     @property
     def cache_budget_bytes(self) -> int | None:

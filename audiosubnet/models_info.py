@@ -10,7 +10,7 @@ from audiosubnet.errors import AsnError
 def list_models() -> list[dict]:
     cache = get_cache()
     rows: list[dict] = []
-    for name in registry.engine_names():
+    for name in registry.listed_engine_names():  # test-only engines (fake) are usable but not listed
         try:
             cls = registry.get_engine_class(name)
         except AsnError as e:

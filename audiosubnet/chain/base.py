@@ -154,7 +154,8 @@ def open_chain(settings: Settings, wallet: object | None = None, *, create: bool
 def register_hint(settings: Settings, netuid: int) -> str:
     """The exact command that registers this wallet's hotkey on `netuid` (btcli 11 spelling, or `asn sim`)."""
     s = settings.subnet
-    custom_path = Path(s.wallet_path).expanduser() != Path("~/.bittensor/wallets").expanduser()
+    default = settings.home / "wallets" if is_sim(s.network) else Path("~/.bittensor/wallets")
+    custom_path = Path(s.wallet_path).expanduser() != default.expanduser()
     if is_sim(s.network):
         path = f" --wallet.path {s.wallet_path}" if custom_path else ""
         return (f"asn sim register --netuid {netuid} --wallet.name {s.wallet_name} "

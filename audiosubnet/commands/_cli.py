@@ -72,6 +72,29 @@ def guard(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _plain_flags_in_help() -> None:
+    """Show `--once`, not `--once <bool>`: some Typer versions print a type placeholder after boolean flags,
+    which reads as if the flag took a value (`--once true` is then an error)."""
+    try:
+        from typer.core import TyperOption
+    except ImportError:
+        return
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None or getattr(shown, "_asn", False):
+        return
+
+    def display_type_rich(self, ctx):  # noqa: ANN001, ANN202
+        if (getattr(self, "is_flag", False) or getattr(self, "count", False)) and self.metavar is None:
+            return None
+        return shown(self, ctx)
+
+    display_type_rich._asn = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich
+
+
+_plain_flags_in_help()
+
+
 class AsnTyper(typer.Typer):
     """A Typer whose commands all go through `guard`."""
 

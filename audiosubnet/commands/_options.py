@@ -31,7 +31,8 @@ WalletNameOpt = Annotated[str | None, typer.Option(
 WalletHotkeyOpt = Annotated[str | None, typer.Option(
     "--wallet.hotkey", "--wallet-hotkey", help="Hotkey name  [default: default]", show_default=False)]
 WalletPathOpt = Annotated[Path | None, typer.Option(
-    "--wallet.path", "--wallet-path", help="Wallets folder  [default: ~/.bittensor/wallets]",
+    "--wallet.path", "--wallet-path", help="Wallets folder  [default: ~/.bittensor/wallets; with --network "
+    "sim: $ASN_HOME/wallets]",
     show_default=False)]
 NetworkOpt = Annotated[str | None, typer.Option(
     "--network", "--subtensor.network", help="finney | test | local | ws://host:port | sim  [default: finney]",

@@ -40,6 +40,7 @@ def root(
 
 app.add_typer(tts.app, name="tts")
 app.add_typer(models.app, name="models")
+app.command("voices")(models.voices)
 app.add_typer(config.app, name="config")
 app.add_typer(clone.app, name="clone")
 app.command("mine")(mine.mine)

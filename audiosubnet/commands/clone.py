@@ -101,6 +101,8 @@ def watch(
     elif once or not status.enabled:
         err.print(f"{summary.ok} cloned, {summary.failed} failed"
                   + (f", {summary.recovered} recovered after a crash" if summary.recovered else "")
+                  + (f", {watcher.waiting} file(s) still arriving, left for the next run"
+                     if once and watcher.waiting else "")
                   + f" -> {opts.target}", highlight=False)
     raise typer.Exit(1 if once and summary.failed else 0)
 

@@ -68,7 +68,7 @@ def score(
             _render(path, result)
         return
     with _Progress(interactive() and not json_out) as progress:
-        summary = score_folder(path, scoring, scores_out, progress=progress.advance)
+        summary = score_folder(path, scoring, scores_out, progress=progress.advance, on_rows=progress.start)
     if json_out:
         print_json(summary.to_dict())
     else:
@@ -90,7 +90,7 @@ def _render(path: Path, r) -> None:
         out.print(f"transcript: {r.transcript}", highlight=False, markup=False)
     if r.reason:
         out.print(f"scored 0: {r.reason}", highlight=False, markup=False)
-    out.print(f"[dim]{r.version}+{r.profile}[/]")
+    out.print(f"[dim]scoring profile: {r.version}+{r.profile}[/]")
 
 
 class _Progress:
@@ -105,13 +105,17 @@ class _Progress:
 
             self._bar = Progress(TextColumn("[bold]score[/]"), BarColumn(), MofNCompleteColumn(), console=err)
             self._bar.__enter__()
-            self._task = self._bar.add_task("score", total=None)
         return self
+
+    def start(self, total: int) -> None:
+        """The number of rows, known once the manifest is read."""
+        if self._bar is not None:
+            self._task = self._bar.add_task("score", total=total)
 
     def __exit__(self, *exc) -> None:
         if self._bar is not None:
             self._bar.__exit__(*exc)
 
     def advance(self, n: int) -> None:
-        if self._bar is not None:
+        if self._bar is not None and self._task is not None:
             self._bar.update(self._task, advance=n)

@@ -32,7 +32,7 @@ SimPathOpt = Annotated[Path | None, typer.Option(
 def _settings(sim_path: Path | None, **flags):
     from audiosubnet.config import load_settings
 
-    return load_settings(**{"subnet.sim_path": sim_path, "subnet.network": "sim", **flags})
+    return load_settings(**{**flags, "subnet.sim_path": sim_path, "subnet.network": "sim"})  # always the sim
 
 
 def _chain(sim_path: Path | None, create: bool = False, **flags):
@@ -57,6 +57,7 @@ def init(
                                                  show_default=False)] = None,
     reset: Annotated[bool, typer.Option("--reset", help="Erase everything and start from block 0.")] = False,
     sim_path: SimPathOpt = None,
+    json_out: o.JsonOpt = False,
 ) -> None:
     """Create the simulator file and a subnet (idempotent; --reset starts over).
 
@@ -91,6 +92,11 @@ def init(
         weights_rate_limit=weights_rate_limit if weights_rate_limit is not None else (
             current.weights_rate_limit if current else DEFAULT_WEIGHTS_RATE_LIMIT),
         max_uids=max_uids if max_uids is not None else (current.max_uids if current else DEFAULT_MAX_UIDS))
+    if json_out:
+        print_json({"path": str(chain.path), "block": chain.block(), "block_seconds": chain.block_time(),
+                    "netuid": sn.netuid, "tempo": sn.tempo, "weights_rate_limit": sn.weights_rate_limit,
+                    "max_uids": sn.max_uids})
+        return
     rate = f"weights every {sn.weights_rate_limit} blocks" if sn.weights_rate_limit > 0 else "no weights rate limit"
     err.print(f"simulated chain {chain.path}: block {chain.block()} ({chain.block_time():g} s blocks), netuid "
               f"{sn.netuid} (tempo {sn.tempo}, {rate}, {sn.max_uids} uids)", highlight=False)
@@ -101,16 +107,22 @@ def wallet(
     name: Annotated[str, typer.Argument(help="Wallet (coldkey) name.")],
     hotkey: Annotated[str, typer.Option("--hotkey", help="Hotkey name.")] = "default",
     wallet_path: o.WalletPathOpt = None,
+    json_out: o.JsonOpt = False,
 ) -> None:
     """Create an UNENCRYPTED test wallet for the simulator (real wallets: `btcli wallet create`).
 
-    An existing wallet is reused. Example:
+    It goes to $ASN_HOME/wallets (not ~/.bittensor/wallets), where `--network sim` commands look
+    for wallets. An existing wallet is reused. Example:
       asn sim wallet m1 --hotkey default
     """
     from audiosubnet.chain.bittensor import create_wallet
 
     s = _settings(None, **{"subnet.wallet_path": wallet_path})
     w = create_wallet(name, hotkey, s.subnet.wallet_path)
+    if json_out:
+        print_json({"name": name, "hotkey_name": hotkey, "hotkey": str(w.hotkey),
+                    "coldkey": str(w.coldkey) if w.coldkey else None, "path": str(w.path)})
+        return
     out.print(w.hotkey, highlight=False)
     err.print(f"wallet {name}/{hotkey} in {w.path} (unencrypted: for the simulator only)", highlight=False)
 
@@ -126,6 +138,7 @@ def register(
     validator: Annotated[bool, typer.Option("--validator", help="Give it a validator permit.")] = False,
     stake: Annotated[float, typer.Option("--stake", help="Stake (subnet units).")] = 0.0,
     sim_path: SimPathOpt = None,
+    json_out: o.JsonOpt = False,
 ) -> None:
     """Register a hotkey on the simulated subnet (again: updates stake and permit).
 
@@ -150,6 +163,10 @@ def register(
         w = load_wallet(s.subnet.wallet_name, s.subnet.wallet_hotkey, s.subnet.wallet_path)
         hotkey, coldkey = w.hotkey, w.coldkey
     uid = chain.register(s.subnet.netuid, hotkey, coldkey, stake=stake, validator_permit=validator)
+    if json_out:
+        print_json({"uid": uid, "hotkey": str(hotkey), "netuid": s.subnet.netuid, "validator_permit": validator,
+                    "stake": stake})
+        return
     role = f"validator (stake {stake:g})" if validator else "miner"
     err.print(f"{hotkey} is uid {uid} on netuid {s.subnet.netuid} as a {role}", highlight=False)
     out.print(str(uid), highlight=False)

@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from audiosubnet.commands import _options as o
-from audiosubnet.commands._cli import AsnTyper, err, interactive, print_json
+from audiosubnet.commands._cli import AsnTyper, err, interactive, print_json, render_error
 
 app = AsnTyper(help="Local text-to-speech: a CSV of prompts to audio files, or one sentence.")
 
 
+AllowMixedOpt = Annotated[bool, typer.Option(
+    "--allow-mixed", help="Drop (with a warning) letters in scripts the model cannot read, instead of "
+    "refusing the text (e.g. a Chinese name in an English sentence).")]
+
+
 @app.command("batch")
 def batch(
-    csv_path: Annotated[Path, typer.Argument(metavar="CSV", help="Prompts: a 'text' column (optional id, model, "
-                                             "voice, speed), or one prompt per line.")] = Path(
-        "tts_source/tts_prompts.csv"),
+    csv_path: Annotated[str, typer.Argument(metavar="CSV", help="Prompts: a 'text' column (optional id, model, "
+                                            "voice, speed; ',', ';', tab or '|' separated), or one prompt per "
+                                            "line; '-' reads standard input.")] = "tts_source/tts_prompts.csv",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder  [default: tts_target]",
                                                 show_default=False)] = None,
     fmt: Annotated[str | None, typer.Option("--format", "-f", help="wav | flac | mp3 | ogg  [default: wav]",
@@ -25,6 +33,7 @@ def batch(
     model: o.ModelOpt = None,
     voice: o.VoiceOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Regenerate rows that are already done.")] = False,
+    allow_mixed: AllowMixedOpt = False,
     max_batch: Annotated[int | None, typer.Option("--max-batch", help="Rows per engine call for engines "
                                                      "that batch  [default: 16]", show_default=False)] = None,
     device: o.DeviceOpt = None,
@@ -37,75 +46,159 @@ def batch(
     Examples:
       asn tts batch tts_source/tts_prompts.csv
       asn tts batch prompts.csv --out renders --format flac --model espeak:en-us
-      asn tts batch prompts.csv --force --json
+      printf 'text\\nHello.\\nGoodbye.\\n' | asn tts batch - --out renders --json
 
-    Exit status: 0 when every row succeeded, 1 when any row failed, 2 for a missing or empty CSV
-    or an unwritable output folder.
+    Exit status: 0 when every row succeeded, 1 when any row failed or the output folder stopped
+    taking files (disk full), 2 for a missing, empty or non-text CSV or an unwritable output folder,
+    130 on Ctrl-C (finished rows are in the manifest; rerun to resume).
     """
     from audiosubnet.config import load_settings
     from audiosubnet.engines.cache import configure_cache
-    from audiosubnet.jobs.tts_batch import BatchInterrupted, BatchOptions, run_tts_batch
+    from audiosubnet.jobs.tts_batch import BatchInterrupted, BatchOptions, BatchStopped, run_tts_batch
 
+    source: Path | bytes = Path(csv_path)
+    if csv_path == "-":
+        source = sys.stdin.buffer.read()
     s = load_settings(**{"tts.out_dir": out, "tts.format": fmt, "tts.max_batch": max_batch, "model": model,
                          "voice": voice, **o.placement_flags(device, dtype, cache_budget)})
     cache = configure_cache(s.device, s.dtype, s.cache_budget)
     opts = BatchOptions(out_dir=s.tts.out_dir, fmt=s.tts.format, model=s.model, voice=s.voice, force=force,
-                        max_batch=s.tts.max_batch)
+                        max_batch=s.tts.max_batch, allow_mixed=allow_mixed)
+    stopped = None
     with _Progress(enabled=interactive() and not json_out) as progress:
         try:
-            summary = run_tts_batch(csv_path, opts, cache, progress=progress.update, on_rows=progress.start)
+            summary = run_tts_batch(source, opts, cache, progress=progress.update, on_rows=progress.start)
         except BatchInterrupted as e:
             summary = e.summary
+        except BatchStopped as e:
+            summary, stopped = e.summary, e
     if json_out:
         print_json(summary.to_dict())
     else:
-        for r in summary.rows:
-            if r.status != "ok":
-                err.print(f"[red]✗[/] {r.id}: {r.error}", markup=True, highlight=False)
+        _report_failures(summary.rows)
         rtf = summary.engine_seconds / summary.audio_seconds if summary.audio_seconds else 0.0
         err.print(
             f"{summary.ok} written, {summary.skipped} already done, {summary.failed} failed "
             f"of {summary.total} rows; {summary.audio_seconds:.1f} s of audio in {summary.wall_seconds:.1f} s "
             f"(RTF {rtf:.3f}) -> {summary.manifest}", highlight=False)
     if summary.interrupted:
-        err.print("interrupted: manifest flushed; rerun to resume")
+        err.print("interrupted: finished rows are in the manifest; rerun to resume")
         raise typer.Exit(130)
+    if stopped is not None:
+        raise typer.Exit(render_error(stopped))
     raise typer.Exit(1 if summary.failed else 0)
+
+
+def _report_failures(rows) -> None:
+    """One line per failed row; an error shared by several rows (a model that cannot load, an unknown
+    model) once, with how many rows it stopped."""
+    groups: dict[str, list[str]] = {}
+    for r in rows:
+        if r.status != "ok":
+            groups.setdefault(r.error, []).append(r.id)
+    for error, ids in groups.items():
+        if len(ids) == 1:
+            err.print(f"[red]✗[/] {ids[0]}: {error}", markup=True, highlight=False)
+        else:
+            shown = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+            err.print(f"[red]✗[/] {len(ids)} rows ({shown}): {error}", markup=True, highlight=False)
 
 
 @app.command("say")
 def say(
-    text: Annotated[str, typer.Argument(help="Text to speak.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output file (.wav/.flac/.mp3/.ogg).")] = Path("say.wav"),
+    text: Annotated[str, typer.Argument(help="Text to speak; '-' reads it from standard input.")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Output file (.wav/.flac/.mp3/.ogg); '-' writes the "
+                                     "audio to standard output (WAV unless --format).")] = "say.wav",
+    fmt: Annotated[str | None, typer.Option("--format", "-f", help="wav | flac | mp3 | ogg  [default: from the "
+                                            "file name; wav for '-']", show_default=False)] = None,
     model: o.ModelOpt = None,
     voice: o.VoiceOpt = None,
     speed: Annotated[float, typer.Option("--speed", help="Speaking rate (0.25-4).")] = 1.0,
+    allow_mixed: AllowMixedOpt = False,
     device: o.DeviceOpt = None,
     dtype: o.DTypeOpt = None,
+    json_out: o.JsonOpt = False,
 ) -> None:
-    """Speak one text into one file.
+    """Speak one text into one file (or to standard output).
 
-    Example:
+    Examples:
       asn tts say "Hello from the subnet." -o hello.wav --model espeak:en-us
+      echo "Hello from a pipe." | asn tts say - -o - | aplay
     """
     from audiosubnet import audio as audiolib
     from audiosubnet.config import load_settings
-    from audiosubnet.engines import longform
+    from audiosubnet.engines import longform, registry
+    from audiosubnet.engines import text as textlib
     from audiosubnet.engines.base import SynthesisRequest
     from audiosubnet.engines.cache import configure_cache
+    from audiosubnet.errors import InputError, ModelNotDownloadedError, UsageError
+
+    to_stdout = out == "-"
+    path = None if to_stdout else Path(out)
+    fmt = (fmt or ("wav" if path is None else path.suffix.lower().lstrip(".") or "wav")).lower()
+    if fmt not in audiolib.FORMATS:
+        raise UsageError(f"unknown audio format '{fmt}'", hint="Use .wav, .flac, .mp3 or .ogg (or --format).")
+    if to_stdout and json_out:
+        raise UsageError("--json and -o - both want standard output", hint="Write the audio to a file with -o.")
+    if to_stdout and sys.stdout.isatty():
+        raise UsageError("refusing to write audio to a terminal", hint="Pipe it (| aplay) or redirect it (> x.wav).")
+    if text == "-":
+        text = sys.stdin.read()
+    if not text.strip():
+        raise UsageError("the text is empty", hint='Pass the words to speak: asn tts say "Hello." -o hello.wav')
+    if not 0.25 <= speed <= 4.0:
+        raise UsageError(f"--speed {speed:g} is outside 0.25-4", hint="1 is normal; 2 is twice as fast.")
+    if path is not None:
+        _check_output_file(path)
+    s = load_settings(model=model, voice=voice, **o.placement_flags(device, dtype, None))
+    req = SynthesisRequest(text=text, voice=s.voice, speed=speed)
+    engine = registry.create(s.model)  # cheap: no weights; what the model declares (small files at most)
+    try:
+        kept, dropped = textlib.drop_unreadable(text, engine.scripts_for(req)) if allow_mixed else (text, None)
+        if dropped:
+            err.print(f"warning: dropped {textlib.describe(dropped)} that {engine.model_id} cannot read",
+                      highlight=False)
+            req = replace(req, text=kept)
+        longform.check(engine, req)  # before the model loads: the text, the voice, the speed (any length)
+    except InputError as e:
+        raise UsageError(str(e), hint=e.hint or ("Add --allow-mixed to drop what it cannot read."
+                                                 if "cannot read" in str(e) else None)) from e
+    except ModelNotDownloadedError:
+        pass  # its declarations come with it: loading downloads it (online) or says how to
+    cache = configure_cache(s.device, s.dtype, s.cache_budget)
+    with cache.engine(s.model) as loaded:
+        audio = longform.synthesize(loaded, [req], max_batch=loaded.capabilities.max_batch)[0]
+    data = audiolib.encode(audio, fmt)
+    if path is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        err.print(f"{audio.duration:.2f} s at {audio.sample_rate} Hz -> standard output", highlight=False)
+        return
+    try:
+        audiolib.write_atomic(path, data)
+    except OSError as e:
+        raise UsageError(f"cannot write {path}: {e.strerror or e}",
+                         hint="Choose another file with -o, or fix the folder's permissions.") from e
+    if json_out:
+        print_json({"file": str(path), "model": loaded.model_id, "duration_s": round(audio.duration, 3),
+                    "sample_rate": audio.sample_rate, "bytes": len(data), "format": fmt})
+    else:
+        err.print(f"{audio.duration:.2f} s at {audio.sample_rate} Hz -> {path}", highlight=False)
+
+
+def _check_output_file(path: Path) -> None:
+    """Fail before loading a model when the output file cannot be written."""
     from audiosubnet.errors import UsageError
 
-    fmt = out.suffix.lower().lstrip(".") or "wav"
-    if fmt not in audiolib.FORMATS:
-        raise UsageError(f"unknown audio format '.{fmt}'", hint="Use .wav, .flac, .mp3 or .ogg.")
-    s = load_settings(model=model, voice=voice, **o.placement_flags(device, dtype, None))
-    cache = configure_cache(s.device, s.dtype, s.cache_budget)
-    with cache.engine(s.model) as engine:
-        audio = longform.synthesize(engine, [SynthesisRequest(text=text, voice=s.voice, speed=speed)],
-                                    max_batch=engine.capabilities.max_batch)[0]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    audiolib.write_atomic(out, audiolib.encode(audio, fmt))
-    err.print(f"{audio.duration:.2f} s at {audio.sample_rate} Hz -> {out}", highlight=False)
+    hint = "Choose another file with -o, or fix the folder's permissions."
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder", hint="Pass a file name with -o, e.g. -o hello.wav.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot create the folder {path.parent}: {e.strerror or e}", hint=hint) from e
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write {path}: the folder {path.parent} is not writable", hint=hint)
 
 
 class _Progress:

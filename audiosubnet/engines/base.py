@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 from audiosubnet.audio import Audio
+from audiosubnet.engines import text
 from audiosubnet.errors import InputError
 
 
@@ -51,7 +52,9 @@ class Capabilities:
     clone: bool = False
     tts: bool = True
     seedable: bool = False
-    languages: tuple[str, ...] = ("en",)
+    languages: tuple[str, ...] = ("en",)  # what it speaks: ISO 639 codes ("en", "en_US", "fra"); "*" any
+    # the writing systems it reads (ISO 15924: "Latn", "Cyrl", "Hani"...); None: those of `languages`
+    scripts: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,8 @@ class SpeechEngine(ABC):
     #: model_type values (config.json) this engine claims for local folders
     hf_model_types: ClassVar[tuple[str, ...]] = ()
     license: ClassVar[str] = ""
+    #: an engine for tests and benchmarks only: usable by id, never listed to users
+    test_only: ClassVar[bool] = False
 
     def __init__(self, model: str | None = None):
         self.model = model or self.default_model
@@ -125,10 +130,7 @@ class SpeechEngine(ABC):
 
     # ---- shared behaviour ----------------------------------------------------------------
     def synthesize(self, requests: Sequence[SynthesisRequest]) -> list[Audio]:
-        if not self.loaded:
-            raise RuntimeError(f"{self.model_id} is not set up; lease it from the ModelCache")
-        for r in requests:
-            self.check(r)
+        requests = self._checked(requests)
         if not requests:
             return []
         out = self._synthesize(list(requests))
@@ -136,14 +138,43 @@ class SpeechEngine(ABC):
             raise RuntimeError(f"{self.model_id} returned {len(out)} clips for {len(requests)} requests")
         return out
 
+    def synthesize_iter(self, requests: Sequence[SynthesisRequest]) -> Iterator[tuple[int, Audio]]:
+        """As `synthesize`, yielding (index, audio) as each request is done: an engine that finishes the
+        requests of a batch at different times (Piper's sentence pool) hands each over at once, so a
+        caller can keep it even if the rest is interrupted. Closing the iterator early stops the work."""
+        requests = self._checked(requests)
+        if requests:
+            yield from self._synthesize_iter(requests)
+
+    def _synthesize_iter(self, requests: list[SynthesisRequest]) -> Iterator[tuple[int, Audio]]:
+        out = self._synthesize(requests)
+        if len(out) != len(requests):
+            raise RuntimeError(f"{self.model_id} returned {len(out)} clips for {len(requests)} requests")
+        yield from enumerate(out)
+
+    def _checked(self, requests: Sequence[SynthesisRequest]) -> list[SynthesisRequest]:
+        if not self.loaded:
+            raise RuntimeError(f"{self.model_id} is not set up; lease it from the ModelCache")
+        requests = [r if (t := text.prepare(r.text)) == r.text else replace(r, text=t) for r in requests]
+        for r in requests:
+            self.check(r)
+        return requests
+
     def check(self, request: SynthesisRequest) -> None:
         """Reject a request this engine cannot serve, with a reason a user understands."""
         caps = self.capabilities
-        text = request.text or ""
-        if not text.strip():
+        raw = request.text or ""
+        if not raw.strip():
             raise InputError("empty text")
-        if len(text) > caps.max_text_chars:
-            raise InputError(f"text is {len(text)} characters; {self.model_id} takes at most {caps.max_text_chars}")
+        t = text.prepare(raw)
+        if not t:
+            raise InputError("the text has nothing to pronounce (only emoji or symbols)")
+        if len(t) > caps.max_text_chars:
+            raise InputError(f"text is {len(t)} characters; {self.model_id} takes at most {caps.max_text_chars}")
+        foreign = text.unsupported(t, self.scripts_for(request))
+        if foreign:
+            raise InputError(f"{self.model_id} speaks {', '.join(caps.languages)}; it cannot read "
+                             f"{text.describe(foreign)} in this text")
         if request.voice and caps.voices and not caps.open_voices and request.voice not in caps.voices:
             shown = ", ".join(caps.voices[:8]) + (" ..." if len(caps.voices) > 8 else "")
             raise InputError(f"unknown voice '{request.voice}' for {self.model_id} (voices: {shown})")
@@ -153,6 +184,15 @@ class SpeechEngine(ABC):
             raise InputError(f"{self.model_id} needs a reference voice (clone only)")
         if not (0.25 <= request.speed <= 4.0):
             raise InputError(f"speed {request.speed} is outside 0.25-4.0")
+
+    def scripts_for(self, request: SynthesisRequest | None = None) -> tuple[str, ...] | None:
+        """The scripts this engine reads (for `request`'s voice); None: no limit known."""
+        caps = self.capabilities
+        return caps.scripts if caps.scripts is not None else text.scripts_for_languages(caps.languages)
+
+    def list_voices(self) -> list[str]:
+        """Voices to show in `asn voices` (an engine with open voices may list more than `capabilities`)."""
+        return list(self.capabilities.voices)
 
     def warmup(self) -> None:
         """One short synthesis so the first real request does not pay for lazy initialisation."""

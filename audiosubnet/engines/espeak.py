@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from audiosubnet.audio import Audio
+from audiosubnet.engines import text
 from audiosubnet.engines.base import Capabilities, ModelStatus, SpeechEngine, SynthesisRequest
 from audiosubnet.errors import DependencyError, EngineError, InputError
 
@@ -133,6 +134,15 @@ class EspeakEngine(SpeechEngine):
             devices=("cpu",),
             languages=(self.model.split("-")[0],),
         )
+
+    def scripts_for(self, request: SynthesisRequest | None = None) -> tuple[str, ...] | None:
+        """Those of the request's voice when it names another language (voice 'ru' reads Cyrillic)."""
+        voice = (request.voice if request is not None else None) or self.model
+        return text.scripts_for_language(voice.partition("+")[0].rsplit("/", 1)[-1])
+
+    def list_voices(self) -> list[str]:
+        """Every espeak-ng language voice (any takes a variant: en-us+f3)."""
+        return _Espeak.get().voices()
 
     def estimate_bytes(self) -> int:
         return 8 * 2**20

@@ -37,6 +37,7 @@ class FakeEngine(SpeechEngine):
     description = "deterministic test tone (not speech): for tests and load benchmarks"
     default_model = "default"
     license = "MIT (this project)"
+    test_only = True  # not in `asn models list`
 
     #: every synthesize() call, as (model, batch size), process-wide (tests read it)
     calls: ClassVar[list[tuple[str, int]]] = []

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import struct
 import threading
 from collections import OrderedDict
@@ -243,7 +242,7 @@ class HFSpeechEngine(SpeechEngine):
         """A local folder for `repo`: the folder itself, the HF cache, or a download."""
         folder = hub.resolve(repo, model_id=self.model_id, allow_patterns=self.allow_patterns, download=download)
         if folder.is_dir() and not has_weights(folder) and not hub.is_local(repo):
-            if not download or os.environ.get("HF_HUB_OFFLINE") == "1":
+            if not download or hub.offline():
                 raise ModelNotDownloadedError(self.model_id, f"no weights for {repo} in the cache")
             folder = hub.pull(repo, model_id=self.model_id, allow_patterns=(*self.allow_patterns, "*.bin"))
         if folder.is_dir() and not has_weights(folder):

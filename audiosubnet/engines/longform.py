@@ -2,6 +2,7 @@
 
     longform.check(engine, request)                    # the engine's own check, piece by piece
     audios = longform.synthesize(engine, requests, max_batch=16)
+    for i, audio in longform.synthesize_iter(engine, requests): ...   # each as it is done, when all fit
 
 A request whose text fits is passed through untouched (same audio as `engine.synthesize`). A longer one is
 cut with `audiosubnet.text.chunk_text` (whole sentences packed up to the limit; a longer sentence at a
@@ -55,6 +56,16 @@ def synthesize(engine: SpeechEngine, requests: Sequence[SynthesisRequest], max_b
         joined.append(join(out[k:k + len(s)]))
         k += len(s)
     return joined
+
+
+def synthesize_iter(engine: SpeechEngine, requests: Sequence[SynthesisRequest]):
+    """As `engine.synthesize_iter` (each (index, audio) as it is done) when every text fits; a batch with a longer
+    text is spoken whole (its pieces batched together), then handed over."""
+    limit = engine.capabilities.max_text_chars
+    if all(len(r.text or "") <= limit for r in requests):
+        yield from engine.synthesize_iter(list(requests))
+        return
+    yield from enumerate(synthesize(engine, requests, max_batch=len(requests)))
 
 
 def join(clips: Sequence[Audio], pause_s: float = PAUSE_S) -> Audio:

@@ -18,6 +18,7 @@ The base class and the helpers shared with speecht5 and bark are in `hf.py`.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Sequence
@@ -82,6 +83,17 @@ class MmsEngine(HFSpeechEngine):
             return str(lang)
         m = re.search(r"mms-tts-([a-z]{3})", self.model.lower())
         return m.group(1) if m else "und"
+
+    def scripts_for(self, request: SynthesisRequest | None = None) -> tuple[str, ...] | None:
+        """A uroman model romanises any script first: no limit; the others read their language's scripts."""
+        uroman = getattr(self._tokenizer, "is_uroman", None)
+        if uroman is None:  # not loaded: what its tokenizer_config.json says
+            try:
+                folder = self.local(self.model, download=False)
+                uroman = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8")).get("is_uroman")
+            except Exception:
+                uroman = None
+        return None if uroman else super().scripts_for(request)
 
     def _capabilities(self) -> Capabilities:
         cfg = self.read_config() if not self.loaded else self._model.config.to_dict()

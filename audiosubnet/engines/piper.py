@@ -21,10 +21,11 @@ import json
 import logging
 import os
 import re
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+import sys
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from importlib.metadata import distributions
 from pathlib import Path
 
@@ -47,14 +48,14 @@ NOISE_INPUT = "asn_noise"
 NOISE_PER_ID = {"dp": 8, "prior": 2048}
 
 
+@lru_cache(maxsize=1)
 def installed_voices() -> dict[str, Path]:
-    """Voices shipped as pip packages (`*-piper-voice` exposing `model_path()`): name -> .onnx."""
+    """Voices shipped as pip packages (`*-piper-voice` exposing `model_path()`): name -> .onnx.
+
+    Read once per process, from the names of the installed distributions' metadata folders (parsing
+    every package's metadata takes seconds; `asn models list` asks for this several times)."""
     found: dict[str, Path] = {}
-    for dist in distributions():
-        name = (dist.metadata["Name"] or "").lower().replace("_", "-")
-        if not name.endswith("piper-voice"):
-            continue
-        module = name.replace("-", "_")
+    for module in _voice_modules():
         try:
             mod = importlib.import_module(module)
             path = Path(mod.model_path())
@@ -63,6 +64,27 @@ def installed_voices() -> dict[str, Path]:
         if path.is_file():
             found[path.name.removesuffix(".onnx")] = path
     return found
+
+
+def _voice_modules() -> list[str]:
+    """Import names of installed `*-piper-voice` distributions, from `<name>-<version>.dist-info` folders."""
+    names: set[str] = set()
+    for entry in sys.path:
+        try:
+            listing = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for d in listing:
+            if d.endswith((".dist-info", ".egg-info")):
+                name = d.split("-", 1)[0].lower().replace("-", "_").replace(".", "_")
+                if name.endswith("piper_voice"):
+                    names.add(name)
+    if not names:  # an unusual layout (zip imports, custom finders): ask importlib, slowly
+        for dist in distributions():
+            name = (dist.metadata["Name"] or "").lower().replace("-", "_")
+            if name.endswith("piper_voice"):
+                names.add(name)
+    return sorted(names)
 
 
 @dataclass(frozen=True)
@@ -152,11 +174,15 @@ class PiperEngine(SpeechEngine):
                     Path(hf_hub_download(HF_REPO, json_name, local_files_only=True)))
         except Exception:
             if not download:
-                raise ModelNotDownloadedError(self.model_id) from None
+                raise ModelNotDownloadedError(self.model_id, "not in the Hugging Face cache") from None
+        from audiosubnet.engines import hub
+
+        if hub.offline():
+            raise ModelNotDownloadedError(self.model_id, hub.offline_detail())
         try:
             return Path(hf_hub_download(HF_REPO, onnx_name)), Path(hf_hub_download(HF_REPO, json_name))
         except Exception as e:
-            raise ModelNotDownloadedError(self.model_id, "cannot reach huggingface.co") from e
+            raise hub.download_error(self.model_id, HF_REPO, e) from e
 
     @cached_property
     def _config(self) -> dict:
@@ -255,6 +281,13 @@ class PiperEngine(SpeechEngine):
         return int(getattr(self, "_onnx_bytes", 0) * 1.5) or self.estimate_bytes()
 
     def _synthesize(self, requests: Sequence[SynthesisRequest]) -> list[Audio]:
+        out: list[Audio | None] = [None] * len(requests)
+        for i, audio in self._synthesize_iter(list(requests)):
+            out[i] = audio
+        return out  # type: ignore[return-value]
+
+    def _synthesize_iter(self, requests: list[SynthesisRequest]) -> Iterator[tuple[int, Audio]]:
+        """Each request as soon as all its sentences are done (sentences of a batch run side by side)."""
         from piper.config import SynthesisConfig
 
         voice = self._voice
@@ -269,27 +302,41 @@ class PiperEngine(SpeechEngine):
             seed = request_seed(r)
             for n, phonemes in enumerate(p for p in voice.phonemize(r.text) if p):
                 jobs.append((i, voice.phonemes_to_ids(phonemes), syn, seed, n))
+        for i in range(len(requests)):
+            if not any(j[0] == i for j in jobs):
+                raise InputError("the text has nothing to pronounce")
+        chunks: list[np.ndarray | None] = [None] * len(jobs)
+        left = [sum(1 for j in jobs if j[0] == i) for i in range(len(requests))]
         if len(jobs) > 1 and self._pool is not None:
             pooled = self._pool_voice
             # longest first, so the cores finish together
             order = sorted(range(len(jobs)), key=lambda k: -len(jobs[k][1]))
-            futures = {k: self._pool.submit(self._run, pooled, *jobs[k][1:]) for k in order}
-            chunks = [futures[k].result() for k in range(len(jobs))]
+            futures = {self._pool.submit(self._run, pooled, *jobs[k][1:]): k for k in order}
+            try:
+                for f in as_completed(futures):
+                    k = futures[f]
+                    chunks[k] = f.result()
+                    i = jobs[k][0]
+                    left[i] -= 1
+                    if not left[i]:
+                        yield i, self._assemble([c for j, c in zip(jobs, chunks, strict=True) if j[0] == i])
+            finally:  # interrupted, closed early or failed: sentences not yet started never start
+                for f in futures:
+                    f.cancel()
         else:
-            chunks = [self._run(voice, *job[1:]) for job in jobs]
-        per_request: list[list[np.ndarray]] = [[] for _ in requests]
-        for (i, *_), chunk in zip(jobs, chunks, strict=True):
-            per_request[i].append(np.asarray(chunk, dtype=np.float32).reshape(-1))
-        out = []
-        for parts in per_request:
-            if not parts:
-                raise InputError("the text has nothing to pronounce")
-            x = np.concatenate(parts)
-            peak = float(np.max(np.abs(x)))
-            if peak > 1e-6:
-                x = x * (PEAK / peak)
-            out.append(Audio(x.astype(np.float32), voice.config.sample_rate))
-        return out
+            for k, job in enumerate(jobs):
+                chunks[k] = self._run(voice, *job[1:])
+                i = job[0]
+                left[i] -= 1
+                if not left[i]:
+                    yield i, self._assemble([c for j, c in zip(jobs, chunks, strict=True) if j[0] == i])
+
+    def _assemble(self, parts: list) -> Audio:
+        x = np.concatenate([np.asarray(c, dtype=np.float32).reshape(-1) for c in parts])
+        peak = float(np.max(np.abs(x)))
+        if peak > 1e-6:
+            x = x * (PEAK / peak)
+        return Audio(x.astype(np.float32), self._voice.config.sample_rate)
 
     def _run(self, voice, ids: list[int], syn, seed: int, sentence: int) -> np.ndarray:
         """One sentence through the ONNX graph (as piper's `phoneme_ids_to_audio`, plus the noise)."""

@@ -49,6 +49,17 @@ PATH_KEYS = ("weights_path", "weights_path_without_voice_cloning", "flow_lm.weig
              "flow_lm.lookup_table.tokenizer_path", "mimi.weights_path")
 
 
+def _configs_dir() -> Path:
+    """pocket-tts's bundled configs (`pocket_tts/config/`), found without importing it (it imports torch:
+    seconds that `asn models list` must not spend)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("pocket_tts")
+    if spec is None or not spec.submodule_search_locations:
+        _require()  # raises the DependencyError naming what to install
+    return Path(next(iter(spec.submodule_search_locations))) / "config"
+
+
 def _require():
     try:
         import pocket_tts
@@ -101,18 +112,15 @@ def resolve_file(path: str, *, model_id: str, download: bool) -> Path:
         return Path(hf_hub_download(repo, filename, revision=revision, local_files_only=True))
     except Exception:
         pass
-    if not download or os.environ.get("HF_HUB_OFFLINE") == "1":
+    if not download:
         raise ModelNotDownloadedError(model_id, f"{repo}/{filename} is not in the Hugging Face cache")
+    if hub.offline():
+        raise ModelNotDownloadedError(model_id, f"{repo}/{filename} is not in the Hugging Face cache; "
+                                                f"{hub.offline_detail()}")
     try:
         return Path(hf_hub_download(repo, filename, revision=revision))
     except Exception as e:
-        text = str(e)
-        detail = text.splitlines()[0][:160] if text else type(e).__name__
-        err = ModelNotDownloadedError(model_id, detail)
-        if "gated" in text.lower() or "401" in text or "403" in text:
-            err.hint = (f"{repo} is gated: accept its terms on huggingface.co/{repo}, run `hf auth login`, "
-                        f"then `asn models pull {model_id}`.")
-        raise err from e
+        raise hub.download_error(model_id, repo, e) from e
 
 
 class PocketCloneEngine(SpeechEngine):
@@ -136,10 +144,7 @@ class PocketCloneEngine(SpeechEngine):
             return p
         if p.is_dir() or os.sep in m:
             return p / "config.yaml"
-        _require()
-        from pocket_tts.utils.config import CONFIGS_DIR
-
-        return Path(CONFIGS_DIR) / f"{m}.yaml"
+        return _configs_dir() / f"{m}.yaml"
 
     def raw_config(self) -> dict:
         if self._config_cache is None:

@@ -61,6 +61,19 @@ def engine_names() -> list[str]:
     return sorted(set(_eps()) | set(_registered))
 
 
+def listed_engine_names() -> list[str]:
+    """The engines users are shown: every registered one but those marked `test_only`."""
+    names = []
+    for name in engine_names():
+        try:
+            if getattr(get_engine_class(name), "test_only", False):
+                continue
+        except DependencyError:
+            pass  # listed (as unavailable): the user may install what it needs
+        names.append(name)
+    return names
+
+
 def get_engine_class(name: str) -> type[SpeechEngine]:
     with _lock:
         if name in _registered:
@@ -68,7 +81,7 @@ def get_engine_class(name: str) -> type[SpeechEngine]:
     ep = _eps().get(name)
     if ep is None:
         raise UnknownEngineError(
-            f"unknown engine '{name}'", hint=f"Registered engines: {', '.join(engine_names())}."
+            f"unknown engine '{name}'", hint=f"Registered engines: {', '.join(listed_engine_names())}."
         )
     try:
         cls = ep.load()  # type: ignore[attr-defined]
@@ -124,7 +137,7 @@ def parse_model_id(model_id: str) -> tuple[str, str]:
         if engine not in engine_names():
             raise UnknownModelError(
                 f"unknown model '{model_id}': no engine '{engine}'",
-                hint=f"Engines: {', '.join(engine_names())}. See `asn models list`.",
+                hint=f"Engines: {', '.join(listed_engine_names())}. See `asn models list`.",
             )
         cls = get_engine_class(engine)
         return engine, model.strip() or cls.default_model

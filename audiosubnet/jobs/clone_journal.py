@@ -85,9 +85,7 @@ class LocalFS:
         return os.path.lexists(path)
 
     def write_atomic(self, path: Path, data: bytes) -> None:
-        audiolib.write_atomic(path, data)
-        with contextlib.suppress(OSError):
-            os.chmod(path, 0o666 & ~_umask())  # the temp file was private (mkstemp)
+        audiolib.write_atomic(path, data)  # mode 0666 less the umask, as every output
         self.fsync_dir(path.parent)
 
     def move(self, src: Path, dst: Path) -> None:
@@ -149,20 +147,6 @@ class LocalFS:
             return os.listdir(folder)
         except FileNotFoundError:
             return []
-
-
-_UMASK: int | None = None
-
-
-def _umask() -> int:
-    global _UMASK
-    if _UMASK is None:
-        try:  # /proc tells without changing it (thread-safe)
-            line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("Umask:"))
-            _UMASK = int(line.split()[1], 8)
-        except (OSError, StopIteration, ValueError):
-            _UMASK = 0o022
-    return _UMASK
 
 
 # ---- names ---------------------------------------------------------------------------------

@@ -9,7 +9,9 @@ injectable.
 Rules:
 - pairs by stem: one audio file (.wav/.flac/.mp3/.ogg) + one UTF-8 .txt; hidden, temporary and
   partial names are ignored; a pair starts only when both files are stable (same size and mtime
-  across `settle_s` of observation);
+  across `settle_s` of observation) and the audio is whole (a WAV holds the data length its header
+  declares; other formats decode to the length they declare): a copy that pauses longer than the
+  settle time waits for the rest, and fails only if it stays cut short for `orphan_timeout_s`;
 - a file whose partner has not arrived `orphan_timeout_s` after it did goes to vc_failed/;
 - stable pairs are validated (text, audio), batched and sent to the engine leased from the shared
   ModelCache; one bad pair never blocks the others (a failed batch is retried pair by pair);
@@ -190,6 +192,7 @@ class CloneWatcher:
         self._seen: dict[str, tuple[tuple[int, int], float]] = {}  # name -> (sig, first seen with it)
         # inputs that cannot be moved (permissions...): left alone until they change, never cloned twice
         self._stuck: dict[str, tuple[int, int] | None] = {}
+        self._partial: dict[str, tuple[tuple[int, int], float]] = {}  # incomplete audio: (sig, since)
         self._wake = threading.Event()
         self._observer = None
         self.waiting = 0
@@ -267,6 +270,9 @@ class CloneWatcher:
         for name in list(self._seen):
             if name not in files:
                 del self._seen[name]
+        for name in list(self._partial):
+            if name not in files:
+                del self._partial[name]
         return files
 
     def _stable(self, f: FileInfo, now: float) -> bool:
@@ -370,6 +376,10 @@ class CloneWatcher:
             return None, None
         except OSError as e:
             return None, f"cannot read {p.audio.name}: {e.strerror or e}"
+        why = audiolib.incomplete(data)
+        if why is not None:
+            return self._incomplete(p.audio, why)
+        self._partial.pop(p.audio.name, None)
         try:
             ref = audiolib.decode(data, max_seconds=o.max_reference_s)
         except InputError as e:
@@ -389,6 +399,22 @@ class CloneWatcher:
         if audiolib.rms_db(ref.samples) < -60.0:
             return None, f"{p.audio.name} is silent"
         return _Job(p, text, ref), None
+
+    def _incomplete(self, f: FileInfo, why: str) -> tuple[None, str | None]:
+        """An audio file whose data is not all there yet (a copy that paused longer than the settle
+        time): wait for it, and fail it only once it has stayed so, unchanged, for the orphan timeout."""
+        now = self.clock.time()
+        first = self._partial.get(f.name)
+        if first is None or first[0] != f.sig:
+            self._partial[f.name] = first = (f.sig, now)
+            log.info("%s is not complete yet (%s): waiting for the rest", f.name, why)
+        if now - first[1] >= self.opts.orphan_timeout_s:
+            self._partial.pop(f.name, None)
+            return None, (f"{f.name} is incomplete: {why}, and it did not change for "
+                          f"{self.opts.orphan_timeout_s:g} s")
+        self._seen[f.name] = (f.sig, now)  # settle again before the next look
+        self.waiting += 1
+        return None, None
 
     def _run_batch(self, engine, jobs: list[_Job]) -> list[PairResult]:
         if not jobs:

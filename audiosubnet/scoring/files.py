@@ -29,13 +29,21 @@ METRIC_COLUMNS = ("wer", "cer", "intelligibility", "mos", "naturalness", "utmos"
 BATCH = 16
 
 
+def _audio_hint(message: str, max_seconds: float) -> str:
+    """The next step for audio that cannot be scored: too long is not a format problem."""
+    if "long; the limit" in message:
+        return (f"Clips are scored up to {max_seconds:g} s: cut it (e.g. sox in.wav out.wav trim 0 {max_seconds:g}), "
+                f"or raise the limit with ASN_SCORE__MAX_SECONDS.")
+    return "Use a WAV, FLAC, MP3 or OGG file."
+
+
 def read_reference(path: Path, max_seconds: float = 60.0) -> Audio:
     if not path.is_file():
         raise UsageError(f"reference file {path} does not exist", hint="Pass an audio file with --reference.")
     try:
         return audiolib.read(path, max_seconds=max_seconds)
     except AsnError as e:
-        raise UsageError(f"reference {path}: {clean_message(str(e))}", hint="Use a WAV, FLAC, MP3 or OGG file.") from e
+        raise UsageError(f"reference {path}: {clean_message(str(e))}", hint=_audio_hint(str(e), max_seconds)) from e
 
 
 def score_file(path: Path, text: str, scoring: Scoring, reference: Path | None = None) -> ScoreResult:
@@ -54,7 +62,8 @@ def score_file(path: Path, text: str, scoring: Scoring, reference: Path | None =
     try:
         audiolib.decode(data, max_seconds=scoring.settings.max_seconds)
     except AsnError as e:
-        raise UsageError(f"{path}: {clean_message(str(e))}", hint="Use a WAV, FLAC, MP3 or OGG file.") from e
+        raise UsageError(f"{path}: {clean_message(str(e))}", hint=_audio_hint(str(e), scoring.settings.max_seconds)) \
+            from e
     ref = read_reference(reference, scoring.settings.max_seconds) if reference else None
     item = ScoreItem(text=text, audio=data, task="clone" if ref is not None else "tts", reference=ref,
                      id=path.name)
@@ -142,9 +151,12 @@ def _item(folder: Path, row: FolderRow, max_seconds: float) -> tuple[ScoreItem |
 
 
 def score_folder(folder: Path, scoring: Scoring, out: Path | None = None,
-                 progress: Callable[[int], None] | None = None) -> FolderSummary:
+                 progress: Callable[[int], None] | None = None,
+                 on_rows: Callable[[int], None] | None = None) -> FolderSummary:
     """Score every row of `folder/manifest.csv`; write the scores CSV atomically."""
     rows, skipped = read_manifest(folder)
+    if on_rows:
+        on_rows(len(rows))
     out = out or folder / SCORES
     if out.parent and not out.parent.is_dir():
         raise UsageError(f"output folder {out.parent} does not exist")
@@ -165,7 +177,11 @@ def score_folder(folder: Path, scoring: Scoring, out: Path | None = None,
         summary.results.extend(zip(chunk, results, strict=True))  # type: ignore[arg-type]
         if progress:
             progress(len(chunk))
-    write_scores(out, summary.results)
+    try:
+        write_scores(out, summary.results)
+    except OSError as e:
+        raise UsageError(f"cannot write {out}: {e.strerror or e}",
+                         hint="Choose another file with --out, or fix the folder's permissions.") from e
     return summary
 
 

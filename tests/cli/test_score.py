@@ -30,6 +30,7 @@ def clips(tmp_path_factory, cpu_cache):
     (folder / "say.wav").write_bytes(audio.encode(a, "wav"))
     (folder / "ref.flac").write_bytes(audio.encode(b, "flac"))
     (folder / "bad.wav").write_bytes(b"RIFF not really audio")
+    (folder / "long.wav").write_bytes(audio.encode(audio.Audio([0.0] * 8000 * 61, 8000), "wav"))
     return folder
 
 
@@ -37,6 +38,7 @@ def test_one_file(clips):
     r = run("score", str(clips / "say.wav"), "--text", TEXT)
     assert r.exit_code == 0, r.output
     assert "composite" in r.output and "wer" in r.output and "transcript:" in r.output
+    assert r.output.strip().splitlines()[-1].startswith("scoring profile: asn-score-")  # the last line, labelled
 
 
 def test_one_file_json_and_clone(clips):
@@ -55,6 +57,7 @@ def test_one_file_json_and_clone(clips):
     (["missing.wav", "--text", "hi"], "does not exist"),
     (["say.wav"], "--text is required"),
     (["bad.wav", "--text", "hi"], "not decodable"),
+    (["long.wav", "--text", "hi"], "Clips are scored up to 60 s"),  # too long is not a format problem
     (["say.wav", "--text", "hi", "--reference", "missing.wav"], "reference"),
     (["say.wav", "--text", "  "], "empty"),
     (["."], "no manifest.csv"),

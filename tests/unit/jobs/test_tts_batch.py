@@ -51,7 +51,7 @@ def test_headerless_single_column_and_bom(tmp_path):
 
 
 def test_bad_rows_are_marked_not_fatal(tmp_path):
-    content = (b"id,text\nok,Fine.\nempty,\nragged,a,b\nbad\xff\xfeutf,Text\n../evil,Escape\nok,Duplicate\n"
+    content = (b"id,text\nok,Fine.\nempty,\nragged\nbad\xff\xfeutf,Text\n../evil,Escape\nok,Duplicate\n"
                b"sp,Fast\n")
     parsed = read_prompts(write(tmp_path / "p.csv", content))
     rows = {r.id: r for r in parsed}
@@ -64,7 +64,7 @@ def test_bad_rows_are_marked_not_fatal(tmp_path):
 
 
 @pytest.mark.parametrize("content,msg", [(b"", "empty"), (b"  \n\n", "empty"), (b"id,text\n", "no rows"),
-                                         (b"a,b\nc,d\n", "no 'text' column")])
+                                         (b"a,b\nc,d\n", "without a 'text' column")])
 def test_file_level_problems_are_usage_errors(tmp_path, content, msg):
     with pytest.raises(UsageError, match=msg) as e:
         read_prompts(write(tmp_path / "p.csv", content))

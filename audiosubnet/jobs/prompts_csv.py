@@ -1,0 +1,224 @@
+"""The prompts file of `asn tts batch` (and `asn validate --prompts`): a CSV with a `text` column, or
+one prompt per line.
+
+- The delimiter is sniffed from the header line: `,`, `;`, tab or `|`, whichever makes a `text`
+  column (so a spreadsheet's semicolon export works). Quoting follows the CSV rules.
+- Without a `text` header every non-empty line is one prompt, commas and all (a line that is one
+  quoted CSV field is unquoted). When the first line looks like the header of a table that has no
+  `text` column (`id,prompt`), the file is refused with a clear error instead of being read aloud.
+- A file that is not text (NUL bytes, audio/archive signatures, mostly undecodable bytes) is one
+  error, never a row per line of garbage.
+- When `text` is the last column, a row with more fields than the header had an unquoted delimiter
+  in its text: the extra fields are the rest of the text.
+- File-level problems raise UsageError (exit 2); problems of one row mark that row.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from audiosubnet.errors import UsageError
+
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+DELIMITERS = (",", ";", "\t", "|")
+KNOWN_COLUMNS = {"id", "text", "model", "voice", "speed"}
+_HEADER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,31}$")
+#: signatures of common binary files people pass by mistake
+_MAGIC = {b"RIFF": "a WAV/RIFF file", b"fLaC": "a FLAC file", b"OggS": "an Ogg file", b"ID3": "an MP3 file",
+          b"PK\x03\x04": "a zip archive (an .xlsx workbook?)", b"%PDF": "a PDF", b"\x89PNG": "a PNG image",
+          b"\xd0\xcf\x11\xe0": "an old Office document (.xls?)", b"\x1f\x8b": "a gzip file",
+          b"\x7fELF": "a program"}
+_FIX = "Save it as a UTF-8 CSV with a 'text' column, or as plain text with one prompt per line."
+
+
+@dataclass
+class PromptRow:
+    number: int  # data row number, 1-based (used for default ids and messages)
+    line: int  # line in the file
+    id: str
+    text: str = ""
+    model: str | None = None
+    voice: str | None = None
+    speed: float = 1.0
+    error: str | None = None
+
+
+def _has_bad_utf8(s: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in s)
+
+
+def read_prompts(path: Path) -> list[PromptRow]:
+    """Parse a prompts file. File-level problems raise UsageError; row problems mark the row."""
+    if not path.exists():
+        raise UsageError(f"prompts file {path} does not exist", hint="Pass a CSV with a 'text' column.")
+    if not path.is_file():
+        raise UsageError(f"{path} is not a file", hint="Pass a CSV with a 'text' column.")
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror or e}") from e
+    return parse_prompts(raw, f"prompts file {path}")
+
+
+def parse_prompts(raw: bytes, what: str = "the prompts") -> list[PromptRow]:
+    """Parse prompts from bytes (a file's or stdin's); `what` names the source in messages."""
+    content = _decode(raw, what)
+    lines = re.split(r"\r\n|\r|\n", content)
+    first_i = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if first_i is None:
+        raise UsageError(f"{what} is empty", hint="Add a header line 'text' and one prompt per row.")
+    first = lines[first_i]
+    delimiter = _header_delimiter(first)
+    if delimiter is not None:
+        return _finish(_table(content, delimiter, what))
+    if first.strip().lower() == "text":  # a one-column table: every later line is one prompt
+        records = _lines(lines[first_i + 1:], offset=first_i + 2)
+        if not records:
+            raise UsageError(f"{what} has a header but no rows")
+        return _finish(_rows(["text"], records))
+    _refuse_headerlike(lines, first_i, what)
+    return _finish(_rows(["text"], _lines(lines, offset=1)))
+
+
+def _decode(raw: bytes, what: str) -> str:
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 with a BOM (Excel's "Unicode text")
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError:
+            raise UsageError(f"{what} is not valid UTF-16 text", hint=_FIX) from None
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    if not raw.strip():
+        raise UsageError(f"{what} is empty", hint="Add a header line 'text' and one prompt per row.")
+    for magic, kind in _MAGIC.items():
+        if raw.startswith(magic):
+            raise UsageError(f"{what} is {kind}, not a text file", hint=_FIX)
+    head = raw[:65536]
+    if b"\x00" in head:
+        raise UsageError(f"{what} is not a text file (it contains NUL bytes)", hint=_FIX)
+    content = raw.decode("utf-8", errors="surrogateescape")
+    sample = content[:65536]
+    bad = sum(1 for ch in sample if ("\udc80" <= ch <= "\udcff") or (ord(ch) < 32 and ch not in "\t\n\r\f\v"))
+    if bad >= 8 and bad > len(sample) * 0.01:
+        raise UsageError(f"{what} is not UTF-8 text ({bad} undecodable or control bytes in its first "
+                         f"{len(sample):,} characters)", hint=_FIX)
+    return content
+
+
+def _split(line: str, delimiter: str) -> list[str]:
+    try:
+        return next(csv.reader([line], delimiter=delimiter), [])
+    except csv.Error:
+        return []
+
+
+def _header_delimiter(first: str) -> str | None:
+    """The delimiter under which the first line is a header with a `text` column and other columns."""
+    found = [d for d in DELIMITERS if len(f := _split(first, d)) > 1 and "text" in (x.strip().lower() for x in f)]
+    return found[0] if found else None
+
+
+def _refuse_headerlike(lines: list[str], first_i: int, what: str) -> None:
+    """Headerless files are one prompt per line, except when line 1 is plainly a table's header."""
+    first = lines[first_i]
+    rest = [line for line in lines[first_i + 1:] if line.strip()]
+    for d in DELIMITERS:
+        names = [x.strip() for x in _split(first, d)]
+        if len(names) < 2 or not all(_HEADER_NAME.match(n) for n in names):
+            continue
+        known = KNOWN_COLUMNS & {n.lower() for n in names}
+        same_shape = rest and sum(len(_split(line, d)) == len(names) for line in rest) >= 0.8 * len(rest)
+        if known or same_shape:
+            raise UsageError(
+                f"{what}: cannot tell whether line {first_i + 1} ({', '.join(names)}) is the header of a table "
+                f"without a 'text' column or a prompt",
+                hint="Name the column with the words 'text' (e.g. id,text), or start the file with a line "
+                     "'text' to mean one prompt per line.")
+
+
+def _lines(lines: list[str], offset: int) -> list[tuple[int, list[str]]]:
+    """One prompt per line, the whole line; a line that is exactly one quoted CSV field is unquoted."""
+    out = []
+    for n, line in enumerate(lines):
+        s = line.strip()
+        if not s:
+            continue
+        if len(s) >= 2 and s[0] == s[-1] == '"':
+            fields = _split(s, "\x1f")
+            if len(fields) == 1:
+                s = fields[0]
+        out.append((n + offset, [s]))
+    return out
+
+
+def _table(content: str, delimiter: str, what: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter)
+    records: list[tuple[int, list[str]]] = []
+    try:
+        for fields in reader:
+            if not fields or all(not f.strip() for f in fields):
+                continue
+            records.append((reader.line_num, fields))
+    except csv.Error as e:
+        raise UsageError(f"{what}: line {reader.line_num}: {e}", hint=_FIX) from e
+    header = [f.strip().lower() for f in records[0][1]]
+    if len(records) < 2:
+        raise UsageError(f"{what} has a header but no rows")
+    return _rows(header, records[1:], delimiter)
+
+
+def _rows(header: list[str], data: list[tuple[int, list[str]]], delimiter: str = ",") -> list[PromptRow]:
+    col = {name: i for i, name in enumerate(header) if name}
+    shown = "tab" if delimiter == "\t" else f"'{delimiter}'"
+    rows: list[PromptRow] = []
+    for n, (line, fields) in enumerate(data, start=1):
+        row = PromptRow(number=n, line=line, id=f"{n:04d}")
+        if len(fields) > len(header) and header[-1] == "text":  # an unquoted delimiter in the last column, text
+            fields = [*fields[:len(header) - 1], delimiter.join(fields[len(header) - 1:])]
+
+        def get(name: str, fields: list[str] = fields) -> str:
+            i = col.get(name)
+            return fields[i].strip() if i is not None and i < len(fields) else ""
+
+        if "id" in col and get("id"):
+            row.id = get("id")
+        if len(fields) != len(header):
+            row.error = (f"line {line}: {len(fields)} columns where the header has {len(header)} "
+                         f"(quote a text that contains {shown})")
+        elif any(_has_bad_utf8(f) for f in fields):
+            row.id = row.id.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            row.error = f"line {line}: invalid UTF-8"
+        rows.append(row)
+        if row.error:
+            continue
+        row.text = " ".join(get("text").split())
+        row.model = get("model") or None
+        row.voice = get("voice") or None
+        speed = get("speed")
+        if speed:
+            try:
+                row.speed = float(speed)
+            except ValueError:
+                row.error = f"line {line}: speed '{speed}' is not a number"
+        if not row.text and not row.error:
+            row.error = f"line {line}: empty text"
+    return rows
+
+
+def _finish(rows: list[PromptRow]) -> list[PromptRow]:
+    seen: set[str] = set()
+    for row in rows:
+        if not ID_RE.match(row.id):
+            bad = row.id
+            row.id = f"row{row.number:04d}"
+            row.error = row.error or f"line {row.line}: id '{bad}' is not a safe file name (letters, digits, . _ -)"
+        elif row.id in seen:
+            dup = row.id
+            row.id = f"{dup}~row{row.number}"
+            row.error = row.error or f"line {row.line}: duplicate id '{dup}'"
+        seen.add(row.id)
+    return rows
