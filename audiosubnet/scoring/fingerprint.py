@@ -22,7 +22,7 @@ independent renderings of the same text ~0.29-0.45, unrelated speech ~0.45-0.5; 
 (0.27) is calibrated on measured non-copies. The alignment must cover half of the shorter clip's
 active frames. About 35 ms to fingerprint 30 s of audio, 5-15 ms to compare two 30 s clips.
 
-A fingerprint takes 6 bytes per 8 ms frame in the history (about 23 KB for 30 s of audio), 52 bytes
+A fingerprint takes 6 bytes per 8 ms frame in the history (about 23 KB for 30 s of audio), 58 bytes
 per frame in memory while fresh. `FingerprintHistory` keeps recent fingerprints by prompt text
 (copies are copies of an answer to the same prompt; a copy for another text fails the ASR gate
 anyway), bounded in size, with `to_bytes`/`from_bytes` and atomic `save`/`load` (npz, no pickle).
@@ -352,8 +352,11 @@ class FingerprintHistory:
         return others[min(j for _, j in hits) - 1] if hits else None
 
     def add(self, fp: Fingerprint, key: str, miner: str, label: str) -> None:
+        """Remember `fp` (without its frequency variants: the fresh side of a comparison brings them)."""
         entries = self._by_text.setdefault(key, [])
         self._by_text.move_to_end(key)
+        if fp.variants is not None:
+            fp = Fingerprint(fp.bits, fp.active, fp.envelope)
         entries.append(HistoryEntry(fp, miner, label, self.round))
         self._count += 1
         if len(entries) > self.max_per_text:
