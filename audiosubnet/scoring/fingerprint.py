@@ -209,90 +209,85 @@ def _candidates(a: Fingerprint, b: Fingerprint) -> list[tuple[float, float]]:
             break
     fa1 = _centred(a.envelope, 1)
     fb1 = _centred(b.envelope, 1)
+    # full resolution: a's frame u matches s's frame u - L, dot products for each rate and L at once
+    longest = int(len(fb1) / (rates[0] * np.exp(-step / 3))) + 1
+    pad = longest + DECIM
+    ap = np.concatenate([np.zeros(pad, np.float32), fa1, np.zeros(pad + longest, np.float32)])
+    windows = np.lib.stride_tricks.sliding_window_view(ap, longest)
     out = []
     for i, lag in coarse:
-        best = (-np.inf, float(rates[i]), 0.0)
+        rs = rates[i] * np.exp(np.array([-1.0, 0.0, 1.0]) * step / 3)
+        sm = np.zeros((len(rs), longest), np.float32)
+        for m, r in enumerate(rs):
+            st = _stretch(fb1, r)
+            sm[m, :len(st)] = st
         lags = np.arange(lag * DECIM - DECIM, lag * DECIM + DECIM + 1)
-        for r in rates[i] * np.exp(np.array([-0.5, -0.25, 0.0, 0.25, 0.5]) * step):
-            s = _stretch(fb1, r)
-            # a's frame u matches s's frame u - L: dot products at each L over the overlap
-            pad = len(s) + DECIM
-            ap = np.concatenate([np.zeros(pad, np.float32), fa1, np.zeros(pad + len(s), np.float32)])
-            lo = lags[0] + pad
-            c = np.correlate(ap[lo: lo + len(lags) - 1 + len(s)], s, mode="valid")
-            c /= np.sqrt(np.dot(s, s)) + 1e-6
-            k = int(np.argmax(c))
-            if c[k] > best[0]:
-                best = (float(c[k]), float(r), -float(r) * float(lags[k]))
-        out.append(best[1:])
+        c = (sm @ windows[lags + pad].T) / (np.linalg.norm(sm, axis=1)[:, None] + 1e-6)  # (rates, lags)
+        m, k = np.unravel_index(int(np.argmax(c)), c.shape)
+        out.append((float(rs[m]), -float(rs[m]) * float(lags[k])))
     return out
 
 
-def _ber(a: Fingerprint, variants: np.ndarray, active_b: np.ndarray, r: float, offset: float, need: int,
-         step: int = 1) -> np.ndarray:
-    """Bit error rates (one per row of `variants`, b's bits) of b mapped onto a's frames: b's frame
-    round(r t + offset) for a's frame t, every segment of SEG frames taking its best shift within
-    +-JITTER frames; 1.0 without enough overlap. `step` > 1 looks at every step-th frame only."""
+def _ber(a: Fingerprint, variants: np.ndarray, active_b: np.ndarray, rates: np.ndarray, offsets: np.ndarray,
+         need: int, step: int = 1) -> np.ndarray:
+    """Distances (K variants x C alignments) of b mapped onto a: b's frame round(r t + offset) for a's
+    frame t; every segment of SEG frames takes its best shift within +-JITTER frames; the bit error rate
+    over the worst segments holding WORST of the frames; 1.0 without enough overlap. `step` > 1 looks at
+    every step-th frame only."""
     t = np.arange(0, a.frames, step)
     per = SEG // step
     nseg = (len(t) + per - 1) // per
     real = np.arange(nseg * per) < len(t)
     t = np.concatenate([t, np.zeros(nseg * per - len(t), np.int64)])  # whole segments (padding unused)
     shifts = np.arange(-JITTER, JITTER + 1)
-    idx = np.rint(r * t + offset).astype(np.int64)[None, :] + shifts[:, None]  # (J, T)
+    base = np.rint(np.outer(rates, t) + np.asarray(offsets)[:, None]).astype(np.int64)  # (C, T)
+    idx = base[:, None, :] + shifts[None, :, None]  # (C, J, T)
     nb = variants.shape[1]
     ok = (idx >= 0) & (idx < nb)
-    ok &= (a.active[t] & real)[None, :]
+    ok &= (a.active[t] & real)[None, None, :]
     idx = np.clip(idx, 0, max(nb - 1, 0))
     ok &= active_b[idx]
-    errs = _popcount(np.bitwise_xor(a.bits[t][None, None, :], variants[:, idx]))  # (K, J, T)
-    errs = (errs * ok[None]).reshape(len(variants), len(shifts), nseg, per).sum(axis=-1)
-    cnts = ok.reshape(len(shifts), nseg, per).sum(axis=-1)  # (J, S)
-    total = cnts.max(axis=0)  # (S,)
-    valid = cnts >= np.maximum(0.75 * total[None, :], 1)
-    rate = np.where(valid[None], errs / np.maximum(cnts, 1)[None], np.inf)  # (K, J, S)
-    pick = np.argmin(rate, axis=1)  # (K, S)
-    e = np.take_along_axis(errs, pick[:, None, :], axis=1)[:, 0, :]
-    c = cnts[pick, np.arange(nseg)[None, :]]  # (K, S)
-    n = c.sum(axis=1).astype(np.float64)
-    out = e.sum(axis=1) / (32.0 * np.maximum(n, 1))
-    if WORST < 1:  # a copy matches everywhere; another rendering by one engine only in stretches
-        segr = e / (32.0 * np.maximum(c, 1))
-        order = np.argsort(-segr, axis=1)
-        cs = np.take_along_axis(c, order, axis=1).astype(np.float64)
-        es = np.take_along_axis(e, order, axis=1)
-        keep = np.cumsum(cs, axis=1) - cs < WORST * n[:, None]
-        out = (es * keep).sum(axis=1) / (32.0 * np.maximum((cs * keep).sum(axis=1), 1))
+    k, c_, j_ = len(variants), len(rates), len(shifts)
+    errs = _popcount(np.bitwise_xor(a.bits[t], variants[:, idx]))  # (K, C, J, T)
+    errs = (errs * ok[None]).reshape(k, c_, j_, nseg, per).sum(axis=-1)  # (K, C, J, S)
+    cnts = ok.reshape(c_, j_, nseg, per).sum(axis=-1)  # (C, J, S)
+    valid = cnts >= np.maximum(0.75 * cnts.max(axis=1, keepdims=True), 1)
+    rate = np.where(valid[None], errs / np.maximum(cnts, 1)[None], np.inf)
+    pick = np.argmin(rate, axis=2)[:, :, None, :]  # (K, C, 1, S)
+    e = np.take_along_axis(errs, pick, axis=2)[:, :, 0, :].astype(np.float64)  # (K, C, S)
+    c = np.take_along_axis(np.broadcast_to(cnts, errs.shape), pick, axis=2)[:, :, 0, :].astype(np.float64)
+    n = c.sum(axis=-1)
+    # a copy matches everywhere; another rendering by one engine only in stretches: keep the worst
+    order = np.argsort(-e / np.maximum(c, 1), axis=-1)
+    cs = np.take_along_axis(c, order, axis=-1)
+    keep = np.cumsum(cs, axis=-1) - cs < WORST * n[..., None]
+    out = (np.take_along_axis(e, order, axis=-1) * keep).sum(axis=-1) / (32.0 * np.maximum((cs * keep).sum(-1), 1))
     out[(n * step < need) | (n == 0)] = 1.0
     return out
 
 
 def distance(a: Fingerprint, b: Fingerprint) -> float:
-    """Lowest bit error rate over plausible edits (0 = identical, ~0.5 = unrelated, 1 = no overlap):
-    time scales within +-8 % (tempo, speed), frequency scales within +-2 semitones (pitch, speed),
-    offsets (padding, trimming); each half-second segment may also move by +-2 frames (16 ms)."""
+    """Lowest distance over plausible edits (0 = identical, ~0.5 = unrelated, 1 = no overlap): time
+    scales within +-7 % (tempo, speed), frequency scales within +-1.5 semitones (pitch, speed), offsets
+    (padding, trimming); each half-second segment may also move by +-2 frames (16 ms)."""
     if not (_comparable(a) and _comparable(b)):
         return 1.0
     if b.variants is None and a.variants is not None:
         a, b = b, a
     variants = b.variants if b.variants is not None else b.bits[None, :]
     need = max(MIN_OVERLAP_FRAMES, int(MIN_OVERLAP * min(a.active_frames, b.active_frames)))
-    cands = _candidates(a, b)
-    coarse = [_ber(a, variants, b.active, r, off, need, step=4) for r, off in cands]
-    lowest = [float(c.min()) for c in coarse]
-    best = min(lowest)
+    cands = np.array(_candidates(a, b))  # (C, 2): rate, offset
+    coarse = _ber(a, variants, b.active, cands[:, 0], cands[:, 1], need, step=4)  # (K, C)
+    best = float(coarse.min())
     if best > GIVE_UP:  # nothing lines up: not worth refining
         return best
-    c = int(np.argmin(lowest))
+    c = int(np.argmin(coarse.min(axis=0)))
     r, offset = cands[c]
-    ks = np.sort(np.argsort(coarse[c])[:2])  # the two best frequency scales
+    ks = np.sort(np.argsort(coarse[:, c])[:2])  # the two best frequency scales
     _, step = _rates(max(a.frames, b.frames))
-    centre = a.frames / 2.0
-    for j in (-1, 0, 1):
-        r2 = r * np.exp(j * step / 8)
-        off2 = offset + (r - r2) * centre  # keep the middle of a in place
-        best = min(best, float(_ber(a, variants[ks], b.active, r2, off2, need).min()))
-    return best
+    rates = r * np.exp(np.array([-1.0, 0.0, 1.0]) * step / 8)
+    offsets = offset + (r - rates) * a.frames / 2.0  # keep the middle of a in place
+    return min(best, float(_ber(a, variants[ks], b.active, rates, offsets, need).min()))
 
 
 def pairwise_duplicates(fps: list[Fingerprint], threshold: float = DEFAULT_THRESHOLD,
