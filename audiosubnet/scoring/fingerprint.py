@@ -50,7 +50,7 @@ FP_SR = 8000  # fingerprints are computed at 8 kHz (all bands lie below 4 kHz)
 N_FFT = 512
 HOP = 64
 N_BANDS = 33
-F_LO, F_HI = 320.0, 3500.0  # room above and below for band edges scaled by up to 2 semitones
+F_LO, F_HI = 320.0, 3500.0  # room above and below for band edges scaled by up to 1.5 semitones
 ACTIVE_DB = 35.0
 SILENCE_DBFS = -60.0  # frames quieter than this are never active
 FRAMES_PER_S = FP_SR / HOP
@@ -92,7 +92,7 @@ class Fingerprint:
     bits: np.ndarray  # uint32 (n,)
     active: np.ndarray  # bool (n,)
     envelope: np.ndarray  # int8 (n,): frame level in dB relative to the loudest, floored at -ACTIVE_DB
-    # uint32 (N_VARIANTS, n): the bits with band edges scaled by 2**(k/36), k = -6..6 (row 6 is `bits`).
+    # uint32 (N_VARIANTS, n): the bits with band edges scaled by 2**(k/48), k = -6..6 (row 6 is `bits`).
     # Kept in memory for fresh fingerprints only (a history stores `bits`): one side of a pair needs them.
     variants: np.ndarray | None = None
 
@@ -181,7 +181,7 @@ def _rates(frames: int) -> tuple[np.ndarray, float]:
 def _candidates(a: Fingerprint, b: Fingerprint) -> list[tuple[float, float]]:
     """The best few (r, offset) by envelope cross-correlation: b's frame r * t + offset matches a's
     frame t. First every time scale on envelopes averaged over DECIM frames (one batched FFT), then
-    each candidate at full resolution, rates within half a step, offsets within DECIM frames."""
+    each candidate at full resolution, rates within a third of a step, offsets within DECIM frames."""
     ea = _centred(a.envelope, DECIM)
     eb = _centred(b.envelope, DECIM)
     rates, step = _rates(max(a.frames, b.frames))
@@ -221,7 +221,7 @@ def _candidates(a: Fingerprint, b: Fingerprint) -> list[tuple[float, float]]:
         for m, r in enumerate(rs):
             st = _stretch(fb1, r)
             sm[m, :len(st)] = st
-        lags = np.arange(lag * DECIM - DECIM, lag * DECIM + DECIM + 1)
+        lags = np.clip(np.arange(lag * DECIM - DECIM, lag * DECIM + DECIM + 1), -pad, len(windows) - 1 - pad)
         c = (sm @ windows[lags + pad].T) / (np.linalg.norm(sm, axis=1)[:, None] + 1e-6)  # (rates, lags)
         m, k = np.unravel_index(int(np.argmax(c)), c.shape)
         out.append((float(rs[m]), -float(rs[m]) * float(lags[k])))
