@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\nROC (distance <= t is flagged a copy)")
     print(f"{'t':>6} {'TPR':>7} {'FPR':>7}")
     roc = []
-    for t in sorted({*np.round(np.arange(0.20, 0.401, 0.02), 2), round(thr1, 4), default}):
+    for t in sorted({*np.round(np.arange(0.20, 0.401, 0.02), 2), thr1, default}):
         tpr, fpr = float(np.mean(cop <= t)), float(np.mean(non <= t))
         roc.append({"threshold": float(t), "tpr": tpr, "fpr": fpr})
         print(f"{t:6.4f} {tpr:7.1%} {fpr:7.1%}")

@@ -8,8 +8,8 @@ audio, 64 ms frames every 8 ms, energies in 33 bands spaced on a log scale over 
 (inside what MP3/Opus and 8 kHz resampling keep); 32 bits per frame, bit m = sign of the change
 over time of the log-energy difference between bands m and m+1. Gain cancels in the differences.
 Frames more than 35 dB below the loudest frame (or below -60 dBFS) are masked out (silence carries no
-identity). A fresh fingerprint also carries the bits for band edges scaled by 2**(k/48), |k| <= 6
-(quarter-semitone steps): a pitch-shifted or sped-up copy matches one of them. Only the unscaled bits
+identity). A fresh fingerprint also carries the bits for band edges scaled by 2**(k/72), |k| <= 9
+(sixth-of-a-semitone steps): a pitch-shifted or sped-up copy matches one of them. Only the unscaled bits
 go into the history: one side of a comparison is always fresh.
 
 Matching (`distance`): b's frame r * t + offset is compared with a's frame t. Candidate (r, offset)
@@ -22,7 +22,7 @@ independent renderings of the same text ~0.29-0.45, unrelated speech ~0.45-0.5; 
 (0.27) is calibrated on measured non-copies. The alignment must cover half of the shorter clip's
 active frames. About 35 ms to fingerprint 30 s of audio, 5-15 ms to compare two 30 s clips.
 
-A fingerprint takes 6 bytes per 8 ms frame in the history (about 23 KB for 30 s of audio), 58 bytes
+A fingerprint takes 6 bytes per 8 ms frame in the history (about 23 KB for 30 s of audio), 82 bytes
 per frame in memory while fresh. `FingerprintHistory` keeps recent fingerprints by prompt text
 (copies are copies of an answer to the same prompt; a copy for another text fails the ASR gate
 anyway), bounded in size, with `to_bytes`/`from_bytes` and atomic `save`/`load` (npz, no pickle).
@@ -57,8 +57,8 @@ FRAMES_PER_S = FP_SR / HOP
 MIN_OVERLAP_FRAMES = int(0.75 * FRAMES_PER_S)
 MIN_OVERLAP = 0.5  # share of the shorter clip's active frames an alignment must cover
 # frequency scales searched: band edges times 2**(k / SHIFTS_PER_OCTAVE), |k| <= MAX_SHIFT (pitch, speed)
-SHIFTS_PER_OCTAVE = 48
-MAX_SHIFT = 6
+SHIFTS_PER_OCTAVE = 72
+MAX_SHIFT = 9
 N_VARIANTS = 2 * MAX_SHIFT + 1
 # time scales searched: b's frame r * t + L matches a's frame t, |ln r| <= MAX_LOG_RATE (tempo, speed)
 MAX_LOG_RATE = float(np.log(1.07))
@@ -92,7 +92,7 @@ class Fingerprint:
     bits: np.ndarray  # uint32 (n,)
     active: np.ndarray  # bool (n,)
     envelope: np.ndarray  # int8 (n,): frame level in dB relative to the loudest, floored at -ACTIVE_DB
-    # uint32 (N_VARIANTS, n): the bits with band edges scaled by 2**(k/48), k = -6..6 (row 6 is `bits`).
+    # uint32 (N_VARIANTS, n): the bits with band edges scaled by 2**(k/72), k = -9..9 (row 9 is `bits`).
     # Kept in memory for fresh fingerprints only (a history stores `bits`): one side of a pair needs them.
     variants: np.ndarray | None = None
 
