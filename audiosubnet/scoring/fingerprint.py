@@ -338,13 +338,14 @@ class FingerprintHistory:
 
     def find(self, fp: Fingerprint, key: str, miner: str, threshold: float = DEFAULT_THRESHOLD
              ) -> HistoryEntry | None:
-        """The earliest entry of another miner for this text that `fp` duplicates."""
-        others = [e for e in self._by_text.get(key, ()) if e.miner != miner]
-        if not others:
+        """The earliest entry of another miner for this text that `fp` duplicates (oldest first, so the
+        search stops at the first hit)."""
+        if not _comparable(fp):
             return None
-        hits = pairwise_duplicates([fp] + [e.fp for e in others], threshold,
-                                   pairs=[(0, k + 1) for k in range(len(others))])
-        return others[min(j for _, j in hits) - 1] if hits else None
+        for e in self._by_text.get(key, ()):
+            if e.miner != miner and distance(fp, e.fp) <= threshold:
+                return e
+        return None
 
     def add(self, fp: Fingerprint, key: str, miner: str, label: str) -> None:
         """Remember `fp` (without its frequency variants: the fresh side of a comparison brings them)."""
