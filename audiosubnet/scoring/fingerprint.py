@@ -164,10 +164,13 @@ def _centred(env: np.ndarray, decim: int) -> np.ndarray:
     return np.diff(e, prepend=e[:1]) if len(e) else e
 
 
-def _stretch(e: np.ndarray, r: float) -> np.ndarray:
-    """e read at r * t (t = 0, 1, ...): a clip r times as long, seen on the other clip's time axis."""
-    t = np.arange(int(len(e) / r)) * r
-    return np.interp(t, np.arange(len(e)), e).astype(np.float32)
+def _stretch(e: np.ndarray, rates: np.ndarray, width: int) -> np.ndarray:
+    """(len(rates), width): row i is e read at rates[i] * t (t = 0, 1, ...), zero past e's end: a clip
+    r times as long, seen on the other clip's time axis. One interpolation for every rate."""
+    t = np.arange(width)[None, :] * np.asarray(rates, np.float64)[:, None]
+    out = np.interp(t.ravel(), np.arange(len(e)), e).reshape(t.shape).astype(np.float32)
+    out[t > len(e) - 1] = 0.0
+    return out
 
 
 def _rates(frames: int) -> tuple[np.ndarray, float]:
@@ -188,12 +191,8 @@ def _candidates(a: Fingerprint, b: Fingerprint) -> list[tuple[float, float]]:
     longest = max(len(ea), int(len(eb) / rates[0]) + 1)
     n = 1 << int(np.ceil(np.log2(2 * longest)))
     fa = np.fft.rfft(ea, n)
-    stretched = np.zeros((len(rates), n), np.float32)
-    norms = np.zeros(len(rates), np.float32)
-    for i, r in enumerate(rates):
-        s = _stretch(eb, r)
-        stretched[i, :len(s)] = s
-        norms[i] = np.sqrt(np.dot(s, s)) + 1e-6
+    stretched = _stretch(eb, rates, longest)
+    norms = np.linalg.norm(stretched, axis=1) + 1e-6
     xc = np.fft.irfft(fa[None, :] * np.conj(np.fft.rfft(stretched, n, axis=1)), n, axis=1)
     xc /= norms[:, None]
     # xc[i, L] = sum_t ea[t + L] * stretched_i[t]: a's coarse frame u matches b's frame r * (u - L)
@@ -217,10 +216,7 @@ def _candidates(a: Fingerprint, b: Fingerprint) -> list[tuple[float, float]]:
     out = []
     for i, lag in coarse:
         rs = rates[i] * np.exp(np.array([-1.0, 0.0, 1.0]) * step / 3)
-        sm = np.zeros((len(rs), longest), np.float32)
-        for m, r in enumerate(rs):
-            st = _stretch(fb1, r)
-            sm[m, :len(st)] = st
+        sm = _stretch(fb1, rs, longest)
         lags = np.clip(np.arange(lag * DECIM - DECIM, lag * DECIM + DECIM + 1), -pad, len(windows) - 1 - pad)
         c = (sm @ windows[lags + pad].T) / (np.linalg.norm(sm, axis=1)[:, None] + 1e-6)  # (rates, lags)
         m, k = np.unravel_index(int(np.argmax(c)), c.shape)
