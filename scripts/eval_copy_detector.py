@@ -276,16 +276,16 @@ def main(argv: list[str] | None = None) -> int:
     print("\nROC (distance <= t is flagged a copy)")
     print(f"{'t':>6} {'TPR':>7} {'FPR':>7}")
     roc = []
-    for t in sorted({*np.round(np.arange(0.20, 0.401, 0.02), 2), round(thr1, 4), default}):
+    for t in sorted({*np.round(np.arange(0.20, 0.401, 0.02), 2), thr1, default}):
         tpr, fpr = float(np.mean(cop <= t)), float(np.mean(non <= t))
         roc.append({"threshold": float(t), "tpr": tpr, "fpr": fpr})
-        print(f"{t:6.3f} {tpr:7.1%} {fpr:7.1%}")
+        print(f"{t:6.4f} {tpr:7.1%} {fpr:7.1%}")
 
     by_family = defaultdict(list)
     for r in rows:
         if r["copy"]:
             by_family[r["kind"]].append(r["distance"])
-    print(f"\noperating point at <= 1 % FPR: t = {thr1:.3f} (FPR {np.mean(non <= thr1):.1%}); "
+    print(f"\noperating point at <= 1 % FPR: t = {thr1:.4f} (FPR {np.mean(non <= thr1):.1%}); "
           f"DEFAULT_THRESHOLD = {default:.3f} (FPR {np.mean(non <= default):.1%})")
     print(f"{'copy family':<16} {'pairs':>5} {'TPR@1%FPR':>10} {'TPR@default':>12} {'median':>7} {'max':>7}")
     families = {}

@@ -8,8 +8,8 @@ audio, 64 ms frames every 8 ms, energies in 33 bands spaced on a log scale over 
 (inside what MP3/Opus and 8 kHz resampling keep); 32 bits per frame, bit m = sign of the change
 over time of the log-energy difference between bands m and m+1. Gain cancels in the differences.
 Frames more than 35 dB below the loudest frame (or below -60 dBFS) are masked out (silence carries no
-identity). A fresh fingerprint also carries the bits for band edges scaled by 2**(k/48), |k| <= 6
-(quarter-semitone steps): a pitch-shifted or sped-up copy matches one of them. Only the unscaled bits
+identity). A fresh fingerprint also carries the bits for band edges scaled by 2**(k/72), |k| <= 9
+(sixth-of-a-semitone steps): a pitch-shifted or sped-up copy matches one of them. Only the unscaled bits
 go into the history: one side of a comparison is always fresh.
 
 Matching (`distance`): b's frame r * t + offset is compared with a's frame t. Candidate (r, offset)
@@ -22,7 +22,7 @@ independent renderings of the same text ~0.29-0.45, unrelated speech ~0.45-0.5; 
 (0.27) is calibrated on measured non-copies. The alignment must cover half of the shorter clip's
 active frames. About 35 ms to fingerprint 30 s of audio, 5-15 ms to compare two 30 s clips.
 
-A fingerprint takes 6 bytes per 8 ms frame in the history (about 23 KB for 30 s of audio), 52 bytes
+A fingerprint takes 6 bytes per 8 ms frame in the history (about 23 KB for 30 s of audio), 82 bytes
 per frame in memory while fresh. `FingerprintHistory` keeps recent fingerprints by prompt text
 (copies are copies of an answer to the same prompt; a copy for another text fails the ASR gate
 anyway), bounded in size, with `to_bytes`/`from_bytes` and atomic `save`/`load` (npz, no pickle).
@@ -50,15 +50,15 @@ FP_SR = 8000  # fingerprints are computed at 8 kHz (all bands lie below 4 kHz)
 N_FFT = 512
 HOP = 64
 N_BANDS = 33
-F_LO, F_HI = 320.0, 3500.0  # room above and below for band edges scaled by up to 2 semitones
+F_LO, F_HI = 320.0, 3500.0  # room above and below for band edges scaled by up to 1.5 semitones
 ACTIVE_DB = 35.0
 SILENCE_DBFS = -60.0  # frames quieter than this are never active
 FRAMES_PER_S = FP_SR / HOP
 MIN_OVERLAP_FRAMES = int(0.75 * FRAMES_PER_S)
 MIN_OVERLAP = 0.5  # share of the shorter clip's active frames an alignment must cover
 # frequency scales searched: band edges times 2**(k / SHIFTS_PER_OCTAVE), |k| <= MAX_SHIFT (pitch, speed)
-SHIFTS_PER_OCTAVE = 48
-MAX_SHIFT = 6
+SHIFTS_PER_OCTAVE = 72
+MAX_SHIFT = 9
 N_VARIANTS = 2 * MAX_SHIFT + 1
 # time scales searched: b's frame r * t + L matches a's frame t, |ln r| <= MAX_LOG_RATE (tempo, speed)
 MAX_LOG_RATE = float(np.log(1.07))
@@ -92,7 +92,7 @@ class Fingerprint:
     bits: np.ndarray  # uint32 (n,)
     active: np.ndarray  # bool (n,)
     envelope: np.ndarray  # int8 (n,): frame level in dB relative to the loudest, floored at -ACTIVE_DB
-    # uint32 (N_VARIANTS, n): the bits with band edges scaled by 2**(k/36), k = -6..6 (row 6 is `bits`).
+    # uint32 (N_VARIANTS, n): the bits with band edges scaled by 2**(k/72), k = -9..9 (row 9 is `bits`).
     # Kept in memory for fresh fingerprints only (a history stores `bits`): one side of a pair needs them.
     variants: np.ndarray | None = None
 
@@ -170,10 +170,13 @@ def _centred(env: np.ndarray, decim: int) -> np.ndarray:
     return np.diff(e, prepend=e[:1]) if len(e) else e
 
 
-def _stretch(e: np.ndarray, r: float) -> np.ndarray:
-    """e read at r * t (t = 0, 1, ...): a clip r times as long, seen on the other clip's time axis."""
-    t = np.arange(int(len(e) / r)) * r
-    return np.interp(t, np.arange(len(e)), e).astype(np.float32)
+def _stretch(e: np.ndarray, rates: np.ndarray, width: int) -> np.ndarray:
+    """(len(rates), width): row i is e read at rates[i] * t (t = 0, 1, ...), zero past e's end: a clip
+    r times as long, seen on the other clip's time axis. One interpolation for every rate."""
+    t = np.arange(width)[None, :] * np.asarray(rates, np.float64)[:, None]
+    out = np.interp(t.ravel(), np.arange(len(e)), e).reshape(t.shape).astype(np.float32)
+    out[t > len(e) - 1] = 0.0
+    return out
 
 
 def _rates(frames: int) -> tuple[np.ndarray, float]:
@@ -187,19 +190,15 @@ def _rates(frames: int) -> tuple[np.ndarray, float]:
 def _candidates(a: Fingerprint, b: Fingerprint) -> list[tuple[float, float]]:
     """The best few (r, offset) by envelope cross-correlation: b's frame r * t + offset matches a's
     frame t. First every time scale on envelopes averaged over DECIM frames (one batched FFT), then
-    each candidate at full resolution, rates within half a step, offsets within DECIM frames."""
+    each candidate at full resolution, rates within a third of a step, offsets within DECIM frames."""
     ea = _centred(a.envelope, DECIM)
     eb = _centred(b.envelope, DECIM)
     rates, step = _rates(max(a.frames, b.frames))
     longest = max(len(ea), int(len(eb) / rates[0]) + 1)
     n = 1 << int(np.ceil(np.log2(2 * longest)))
     fa = np.fft.rfft(ea, n)
-    stretched = np.zeros((len(rates), n), np.float32)
-    norms = np.zeros(len(rates), np.float32)
-    for i, r in enumerate(rates):
-        s = _stretch(eb, r)
-        stretched[i, :len(s)] = s
-        norms[i] = np.sqrt(np.dot(s, s)) + 1e-6
+    stretched = _stretch(eb, rates, longest)
+    norms = np.linalg.norm(stretched, axis=1) + 1e-6
     xc = np.fft.irfft(fa[None, :] * np.conj(np.fft.rfft(stretched, n, axis=1)), n, axis=1)
     xc /= norms[:, None]
     # xc[i, L] = sum_t ea[t + L] * stretched_i[t]: a's coarse frame u matches b's frame r * (u - L)
@@ -215,90 +214,82 @@ def _candidates(a: Fingerprint, b: Fingerprint) -> list[tuple[float, float]]:
             break
     fa1 = _centred(a.envelope, 1)
     fb1 = _centred(b.envelope, 1)
+    # full resolution: a's frame u matches s's frame u - L, dot products for each rate and L at once
+    longest = int(len(fb1) / (rates[0] * np.exp(-step / 3))) + 1
+    pad = longest + DECIM
+    ap = np.concatenate([np.zeros(pad, np.float32), fa1, np.zeros(pad + longest, np.float32)])
+    windows = np.lib.stride_tricks.sliding_window_view(ap, longest)
     out = []
     for i, lag in coarse:
-        best = (-np.inf, float(rates[i]), 0.0)
-        lags = np.arange(lag * DECIM - DECIM, lag * DECIM + DECIM + 1)
-        for r in rates[i] * np.exp(np.array([-0.5, -0.25, 0.0, 0.25, 0.5]) * step):
-            s = _stretch(fb1, r)
-            # a's frame u matches s's frame u - L: dot products at each L over the overlap
-            pad = len(s) + DECIM
-            ap = np.concatenate([np.zeros(pad, np.float32), fa1, np.zeros(pad + len(s), np.float32)])
-            lo = lags[0] + pad
-            c = np.correlate(ap[lo: lo + len(lags) - 1 + len(s)], s, mode="valid")
-            c /= np.sqrt(np.dot(s, s)) + 1e-6
-            k = int(np.argmax(c))
-            if c[k] > best[0]:
-                best = (float(c[k]), float(r), -float(r) * float(lags[k]))
-        out.append(best[1:])
+        rs = rates[i] * np.exp(np.array([-1.0, 0.0, 1.0]) * step / 3)
+        sm = _stretch(fb1, rs, longest)
+        lags = np.clip(np.arange(lag * DECIM - DECIM, lag * DECIM + DECIM + 1), -pad, len(windows) - 1 - pad)
+        c = (sm @ windows[lags + pad].T) / (np.linalg.norm(sm, axis=1)[:, None] + 1e-6)  # (rates, lags)
+        m, k = np.unravel_index(int(np.argmax(c)), c.shape)
+        out.append((float(rs[m]), -float(rs[m]) * float(lags[k])))
     return out
 
 
-def _ber(a: Fingerprint, variants: np.ndarray, active_b: np.ndarray, r: float, offset: float, need: int,
-         step: int = 1) -> np.ndarray:
-    """Bit error rates (one per row of `variants`, b's bits) of b mapped onto a's frames: b's frame
-    round(r t + offset) for a's frame t, every segment of SEG frames taking its best shift within
-    +-JITTER frames; 1.0 without enough overlap. `step` > 1 looks at every step-th frame only."""
+def _ber(a: Fingerprint, variants: np.ndarray, active_b: np.ndarray, rates: np.ndarray, offsets: np.ndarray,
+         need: int, step: int = 1) -> np.ndarray:
+    """Distances (K variants x C alignments) of b mapped onto a: b's frame round(r t + offset) for a's
+    frame t; every segment of SEG frames takes its best shift within +-JITTER frames; the bit error rate
+    over the worst segments holding WORST of the frames; 1.0 without enough overlap. `step` > 1 looks at
+    every step-th frame only."""
     t = np.arange(0, a.frames, step)
     per = SEG // step
     nseg = (len(t) + per - 1) // per
     real = np.arange(nseg * per) < len(t)
     t = np.concatenate([t, np.zeros(nseg * per - len(t), np.int64)])  # whole segments (padding unused)
     shifts = np.arange(-JITTER, JITTER + 1)
-    idx = np.rint(r * t + offset).astype(np.int64)[None, :] + shifts[:, None]  # (J, T)
+    base = np.rint(np.outer(rates, t) + np.asarray(offsets)[:, None]).astype(np.int64)  # (C, T)
+    idx = base[:, None, :] + shifts[None, :, None]  # (C, J, T)
     nb = variants.shape[1]
     ok = (idx >= 0) & (idx < nb)
-    ok &= (a.active[t] & real)[None, :]
+    ok &= (a.active[t] & real)[None, None, :]
     idx = np.clip(idx, 0, max(nb - 1, 0))
     ok &= active_b[idx]
-    errs = _popcount(np.bitwise_xor(a.bits[t][None, None, :], variants[:, idx]))  # (K, J, T)
-    errs = (errs * ok[None]).reshape(len(variants), len(shifts), nseg, per).sum(axis=-1)
-    cnts = ok.reshape(len(shifts), nseg, per).sum(axis=-1)  # (J, S)
-    total = cnts.max(axis=0)  # (S,)
-    valid = cnts >= np.maximum(0.75 * total[None, :], 1)
-    rate = np.where(valid[None], errs / np.maximum(cnts, 1)[None], np.inf)  # (K, J, S)
-    pick = np.argmin(rate, axis=1)  # (K, S)
-    e = np.take_along_axis(errs, pick[:, None, :], axis=1)[:, 0, :]
-    c = cnts[pick, np.arange(nseg)[None, :]]  # (K, S)
-    n = c.sum(axis=1).astype(np.float64)
-    out = e.sum(axis=1) / (32.0 * np.maximum(n, 1))
-    if WORST < 1:  # a copy matches everywhere; another rendering by one engine only in stretches
-        segr = e / (32.0 * np.maximum(c, 1))
-        order = np.argsort(-segr, axis=1)
-        cs = np.take_along_axis(c, order, axis=1).astype(np.float64)
-        es = np.take_along_axis(e, order, axis=1)
-        keep = np.cumsum(cs, axis=1) - cs < WORST * n[:, None]
-        out = (es * keep).sum(axis=1) / (32.0 * np.maximum((cs * keep).sum(axis=1), 1))
+    k, c_, j_ = len(variants), len(rates), len(shifts)
+    errs = _popcount(np.bitwise_xor(a.bits[t], variants[:, idx]))  # (K, C, J, T)
+    errs = (errs * ok[None]).reshape(k, c_, j_, nseg, per).sum(axis=-1)  # (K, C, J, S)
+    cnts = ok.reshape(c_, j_, nseg, per).sum(axis=-1)  # (C, J, S)
+    valid = cnts >= np.maximum(0.75 * cnts.max(axis=1, keepdims=True), 1)
+    rate = np.where(valid[None], errs / np.maximum(cnts, 1)[None], np.inf)
+    pick = np.argmin(rate, axis=2)[:, :, None, :]  # (K, C, 1, S)
+    e = np.take_along_axis(errs, pick, axis=2)[:, :, 0, :].astype(np.float64)  # (K, C, S)
+    c = np.take_along_axis(np.broadcast_to(cnts, errs.shape), pick, axis=2)[:, :, 0, :].astype(np.float64)
+    n = c.sum(axis=-1)
+    # a copy matches everywhere; another rendering by one engine only in stretches: keep the worst
+    order = np.argsort(-e / np.maximum(c, 1), axis=-1)
+    cs = np.take_along_axis(c, order, axis=-1)
+    keep = np.cumsum(cs, axis=-1) - cs < WORST * n[..., None]
+    out = (np.take_along_axis(e, order, axis=-1) * keep).sum(axis=-1) / (32.0 * np.maximum((cs * keep).sum(-1), 1))
     out[(n * step < need) | (n == 0)] = 1.0
     return out
 
 
 def distance(a: Fingerprint, b: Fingerprint) -> float:
-    """Lowest bit error rate over plausible edits (0 = identical, ~0.5 = unrelated, 1 = no overlap):
-    time scales within +-8 % (tempo, speed), frequency scales within +-2 semitones (pitch, speed),
-    offsets (padding, trimming); each half-second segment may also move by +-2 frames (16 ms)."""
+    """Lowest distance over plausible edits (0 = identical, ~0.5 = unrelated, 1 = no overlap): time
+    scales within +-7 % (tempo, speed), frequency scales within +-1.5 semitones (pitch, speed), offsets
+    (padding, trimming); each half-second segment may also move by +-2 frames (16 ms)."""
     if not (_comparable(a) and _comparable(b)):
         return 1.0
     if b.variants is None and a.variants is not None:
         a, b = b, a
     variants = b.variants if b.variants is not None else b.bits[None, :]
     need = max(MIN_OVERLAP_FRAMES, int(MIN_OVERLAP * min(a.active_frames, b.active_frames)))
-    cands = _candidates(a, b)
-    coarse = [_ber(a, variants, b.active, r, off, need, step=4) for r, off in cands]
-    lowest = [float(c.min()) for c in coarse]
-    best = min(lowest)
+    cands = np.array(_candidates(a, b))  # (C, 2): rate, offset
+    coarse = _ber(a, variants, b.active, cands[:, 0], cands[:, 1], need, step=4)  # (K, C)
+    best = float(coarse.min())
     if best > GIVE_UP:  # nothing lines up: not worth refining
         return best
-    c = int(np.argmin(lowest))
+    c = int(np.argmin(coarse.min(axis=0)))
     r, offset = cands[c]
-    ks = np.sort(np.argsort(coarse[c])[:2])  # the two best frequency scales
+    ks = np.sort(np.argsort(coarse[:, c])[:2])  # the two best frequency scales
     _, step = _rates(max(a.frames, b.frames))
-    centre = a.frames / 2.0
-    for j in (-1, 0, 1):
-        r2 = r * np.exp(j * step / 8)
-        off2 = offset + (r - r2) * centre  # keep the middle of a in place
-        best = min(best, float(_ber(a, variants[ks], b.active, r2, off2, need).min()))
-    return best
+    rates = r * np.exp(np.array([-1.0, 0.0, 1.0]) * step / 8)
+    offsets = offset + (r - rates) * a.frames / 2.0  # keep the middle of a in place
+    return min(best, float(_ber(a, variants[ks], b.active, rates, offsets, need).min()))
 
 
 def pairwise_duplicates(fps: list[Fingerprint], threshold: float = DEFAULT_THRESHOLD,
@@ -349,17 +340,21 @@ class FingerprintHistory:
 
     def find(self, fp: Fingerprint, key: str, miner: str, threshold: float = DEFAULT_THRESHOLD
              ) -> HistoryEntry | None:
-        """The earliest entry of another miner for this text that `fp` duplicates."""
-        others = [e for e in self._by_text.get(key, ()) if e.miner != miner]
-        if not others:
+        """The earliest entry of another miner for this text that `fp` duplicates (oldest first, so the
+        search stops at the first hit)."""
+        if not _comparable(fp):
             return None
-        hits = pairwise_duplicates([fp] + [e.fp for e in others], threshold,
-                                   pairs=[(0, k + 1) for k in range(len(others))])
-        return others[min(j for _, j in hits) - 1] if hits else None
+        for e in self._by_text.get(key, ()):
+            if e.miner != miner and distance(fp, e.fp) <= threshold:
+                return e
+        return None
 
     def add(self, fp: Fingerprint, key: str, miner: str, label: str) -> None:
+        """Remember `fp` (without its frequency variants: the fresh side of a comparison brings them)."""
         entries = self._by_text.setdefault(key, [])
         self._by_text.move_to_end(key)
+        if fp.variants is not None:
+            fp = Fingerprint(fp.bits, fp.active, fp.envelope)
         entries.append(HistoryEntry(fp, miner, label, self.round))
         self._count += 1
         if len(entries) > self.max_per_text:

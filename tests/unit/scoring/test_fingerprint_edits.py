@@ -95,6 +95,8 @@ def test_copy_matches_either_way_and_from_a_stored_history(speech):
     h = FingerprintHistory()
     key = text_key(TEXTS[1])
     h.add(orig, key, "hk:A", "uid 1")
+    assert h._by_text[key][0].fp.variants is None  # 6 bytes a frame in memory too, not 82
+    assert h.find(copy, key, "hk:B") is not None
     restored = FingerprintHistory.from_bytes(h.to_bytes())
     stored = restored._by_text[key][0].fp
     assert stored.variants is None and np.array_equal(stored.bits, orig.bits)
