@@ -178,8 +178,9 @@ class ScoreSettings(BaseModel):
     sim_floor: float | None = Field(None, description="speaker similarity mapped to 0 and gated below "
                                     "(default: per encoder)")
     sim_ceiling: float | None = Field(None, description="speaker similarity mapped to 1 (default: per encoder)")
-    duplicate_threshold: float | None = Field(None, gt=0, lt=1, description="fingerprint distance at or below "
-                                              "which two answers are copies (default: the detector's own)")
+    duplicate_threshold: float | None = Field(None, gt=0, lt=1, description="fingerprint distance (bit error "
+                                              "rate of the worst-matching 30 % of frames) at or below which two "
+                                              "answers are copies (default: the detector's own, 0.30)")
     duplicate_policy: Literal["share", "first", "all"] = Field(
         "share", description="answers to one text that are copies of each other: share (each of k gets 1/k of its "
                              "score: copying gains nothing in total, identical honest twins both keep weight); "
