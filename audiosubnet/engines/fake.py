@@ -52,13 +52,15 @@ class FakeEngine(SpeechEngine):
         self.fail = o.get("fail")
         self.ms_per_char = float(o.get("ms_per_char", 60))
         self.batching = o.get("batching", "true").lower() != "false"
+        self.batching_when_loaded = o.get("batching", "").lower() == "loaded"  # like MMS: batches on its device only
         self.max_batch = int(o.get("max_batch", 64))
         self.clone = o.get("clone", "false").lower() == "true"
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(sample_rate=self.sr, max_text_chars=1000, batching=self.batching,
-                            max_batch=self.max_batch if self.batching else 1, voices=("a", "b"),
+        batching = self.batching and (self.loaded or not self.batching_when_loaded)
+        return Capabilities(sample_rate=self.sr, max_text_chars=1000, batching=batching,
+                            max_batch=self.max_batch if batching else 1, voices=("a", "b"),
                             default_voice="a", devices=("cpu", "cuda"), clone=self.clone, seedable=True)
 
     def estimate_bytes(self) -> int:

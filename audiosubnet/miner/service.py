@@ -449,11 +449,20 @@ class TtsService:
         job.future.set_result(Rendered(data, job.fmt, m.model_id, job.request.voice or m.caps.default_voice,
                                        sr, dur, max(0.0, queue_ms), engine_ms, size, audio))
 
+    def _adopt(self, model_id: str, caps: Capabilities) -> None:
+        """A model listed before it loaded (`lazy`) declared what it does on the CPU (e.g. no batching); once
+        loaded on its device, its real capabilities set the batch limit."""
+        m = self._models.get(model_id)
+        if m is not None and m.caps != caps:
+            m.caps = caps
+            m.max_batch = max(1, min(self.config.max_batch, caps.max_batch)) if caps.batching else 1
+
     def _engine_call(self, model_id: str, requests: Sequence[SynthesisRequest]) -> list[Audio | Exception]:
         """Worker thread: lease the engine, reject bad items one by one, synthesize the rest together."""
         results: list[Audio | Exception | None] = [None] * len(requests)
         try:
             with self.cache.engine(model_id) as engine:
+                self._adopt(model_id, engine.capabilities)
                 good: list[int] = []
                 for i, r in enumerate(requests):
                     try:

@@ -1,0 +1,29 @@
+"""A lazily listed model (asn serve) batches once it is loaded, with the capabilities of its device."""
+
+from __future__ import annotations
+
+import asyncio
+
+from audiosubnet.engines.cache import ModelCache
+from audiosubnet.engines.fake import FakeEngine
+from audiosubnet.miner.service import ServiceConfig, TtsService
+
+
+def test_a_lazy_model_batches_once_loaded():
+    model = "fake:batching=loaded,delay_ms=60,max_batch=16"
+    svc = TtsService(ServiceConfig(models=(model,), lazy=True, max_wait_ms=20.0),
+                     cache=ModelCache(None, "cpu", "float32"))
+
+    async def go():
+        await svc.start()
+        try:
+            await svc.synthesize("First, which loads the model.")
+            FakeEngine.calls.clear()
+            await asyncio.gather(*(svc.synthesize(f"Sentence number {i}.") for i in range(12)))
+        finally:
+            await svc.drain(5)
+            await svc.stop(timeout=5)
+
+    asyncio.run(go())
+    sizes = [n for m, n in FakeEngine.calls if m.startswith("batching=loaded")]
+    assert sum(sizes) == 12 and max(sizes) > 1, sizes  # listed as "no batching" (not loaded), batched once loaded
