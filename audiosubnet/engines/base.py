@@ -52,6 +52,8 @@ class Capabilities:
     tts: bool = True
     seedable: bool = False
     languages: tuple[str, ...] = ("en",)
+    music: bool = False  # text-to-music: takes `MusicRequest`s (engines/music.py)
+    max_duration_s: float = 0.0  # music: the longest clip one request may ask for
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """`asn tts batch`: a CSV of prompts -> one audio file per row + a manifest.
 
 Pure logic: the CLI passes paths, options and a progress callback; the engines come from the
-process ModelCache. Guarantees:
+process ModelCache. Guarantees (the job code shared with `asn music batch` is in `jobs/batch.py`):
 - bad rows get a manifest row with status `error` and a reason; the rest continues;
 - outputs and the manifest are written atomically (temp + rename), so an interrupted run never
   leaves a truncated file under a final name; Ctrl-C flushes the manifest before stopping;
@@ -11,31 +11,29 @@ process ModelCache. Guarantees:
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
 import logging
-import os
-import re
-import tempfile
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from audiosubnet import audio as audiolib
 from audiosubnet.engines import registry
 from audiosubnet.engines.base import SynthesisRequest
 from audiosubnet.engines.cache import ModelCache
-from audiosubnet.errors import AsnError, InputError, UsageError
+from audiosubnet.errors import AsnError, InputError
+from audiosubnet.jobs import batch as job
+from audiosubnet.jobs.batch import (  # noqa: F401  (re-exported: the names this module always had)
+    ID_RE,
+    MANIFEST_NAME,
+    BatchInterrupted,
+    BatchSummary,
+    check_writable,
+    read_manifest,
+)
 
 log = logging.getLogger(__name__)
 
-MANIFEST_NAME = "manifest.csv"
 MANIFEST_FIELDS = ["id", "file", "model", "voice", "sample_rate", "duration_s", "elapsed_s", "status", "error",
                    "text_sha1", "bytes", "text"]
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-FLUSH_EVERY_S = 1.0
 
 
 @dataclass
@@ -67,9 +65,7 @@ class RowResult:
     skipped: bool = field(default=False, compare=False)
 
     def manifest_row(self) -> dict[str, str]:
-        d = asdict(self)
-        d.pop("skipped")
-        return {k: ("" if v is None else str(v)) for k, v in d.items()}
+        return job.manifest_row(self)
 
 
 @dataclass
@@ -82,84 +78,17 @@ class BatchOptions:
     max_batch: int = 16
 
 
-@dataclass
-class BatchSummary:
-    total: int
-    ok: int
-    skipped: int
-    failed: int
-    audio_seconds: float
-    engine_seconds: float
-    wall_seconds: float
-    manifest: str
-    interrupted: bool = False
-    rows: list[RowResult] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["rows"] = [r.manifest_row() for r in self.rows]
-        return d
-
-
 # ---- reading the CSV ---------------------------------------------------------------------
-def _has_bad_utf8(s: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in s)
-
-
 def read_prompts(path: Path) -> list[PromptRow]:
     """Parse the prompts CSV. File-level problems raise UsageError; row problems mark the row."""
-    if not path.exists():
-        raise UsageError(f"prompts file {path} does not exist", hint="Pass a CSV with a 'text' column.")
-    if not path.is_file():
-        raise UsageError(f"{path} is not a file", hint="Pass a CSV with a 'text' column.")
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise UsageError(f"cannot read {path}: {e.strerror or e}") from e
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    if not raw.strip():
-        raise UsageError(f"prompts file {path} is empty", hint="Add a header line 'text' and one prompt per row.")
-    content = raw.decode("utf-8", errors="surrogateescape")
-    reader = csv.reader(io.StringIO(content, newline=""))
-    records: list[tuple[int, list[str]]] = []
-    for fields in reader:
-        if not fields or all(not f.strip() for f in fields):
-            continue
-        records.append((reader.line_num, fields))
-    if not records:
-        raise UsageError(f"prompts file {path} has no rows")
-
-    first = [f.strip().lower() for f in records[0][1]]
-    if "text" in first:
-        header = first
-        data = records[1:]
-        if not data:
-            raise UsageError(f"prompts file {path} has a header but no rows")
-    elif len(records[0][1]) == 1:
-        header = ["text"]  # header-less, one column
-        data = records
-    else:
-        raise UsageError(
-            f"prompts file {path} has no 'text' column",
-            hint="Start the file with a header such as: id,text  (or use a single column of prompts).",
-        )
-    col = {name: i for i, name in enumerate(header) if name}
+    table = job.read_table(path, "text")
     rows: list[PromptRow] = []
-    for n, (line, fields) in enumerate(data, start=1):
+    for n, (line, fields) in enumerate(table.records, start=1):
         row = PromptRow(number=n, line=line, id=f"{n:04d}")
-
-        def get(name: str, fields: list[str] = fields) -> str:
-            i = col.get(name)
-            return fields[i].strip() if i is not None and i < len(fields) else ""
-
-        if "id" in col and get("id"):
+        get = job.field_getter(table, fields)
+        if get("id"):
             row.id = get("id")
-        if len(fields) != len(header):
-            row.error = f"line {line}: {len(fields)} columns where the header has {len(header)}"
-        elif any(_has_bad_utf8(f) for f in fields):
-            row.id = row.id.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-            row.error = f"line {line}: invalid UTF-8"
+        row.error = job.shape_error(table, line, fields)
         rows.append(row)
         if row.error:
             continue
@@ -174,99 +103,25 @@ def read_prompts(path: Path) -> list[PromptRow]:
                 row.error = f"line {line}: speed '{speed}' is not a number"
         if not row.text and not row.error:
             row.error = f"line {line}: empty text"
-    seen: set[str] = set()
-    for row in rows:
-        if not ID_RE.match(row.id):
-            bad = row.id
-            row.id = f"row{row.number:04d}"
-            row.error = row.error or f"line {row.line}: id '{bad}' is not a safe file name (letters, digits, . _ -)"
-        elif row.id in seen:
-            dup = row.id
-            row.id = f"{dup}~row{row.number}"
-            row.error = row.error or f"line {row.line}: duplicate id '{dup}'"
-        seen.add(row.id)
+    job.settle_ids(rows)
     return rows
 
 
-# ---- manifest ----------------------------------------------------------------------------
-def read_manifest(path: Path) -> dict[str, dict[str, str]]:
-    if not path.is_file():
-        return {}
-    try:
-        with path.open(newline="", encoding="utf-8") as f:
-            return {r["id"]: r for r in csv.DictReader(f) if r.get("id")}
-    except (OSError, UnicodeDecodeError, csv.Error, KeyError) as e:
-        log.warning("ignoring unreadable manifest %s: %s", path, e)
-        return {}
-
-
 def write_manifest(path: Path, rows: list[dict[str, str]]) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=MANIFEST_FIELDS, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    audiolib.write_atomic(path, buf.getvalue().encode("utf-8"))
-
-
-def _sha1(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]
-
-
-def check_writable(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".asn-write-test.", dir=folder)
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as e:
-        raise UsageError(f"cannot write to the output folder {folder}: {e.strerror or e}",
-                         hint="Choose another folder with --out, or fix its permissions.") from e
+    job.write_manifest(path, rows, MANIFEST_FIELDS)
 
 
 # ---- the job -----------------------------------------------------------------------------
-class _Run:
+class _Run(job.ManifestJob):
     def __init__(self, rows: list[PromptRow], opts: BatchOptions, cache: ModelCache,
                  progress: Callable[[RowResult], None] | None):
-        self.opts, self.cache, self.progress = opts, cache, progress
-        self.rows = rows
-        self.manifest_path = opts.out_dir / MANIFEST_NAME
-        self.previous = read_manifest(self.manifest_path)
-        self.results: dict[str, RowResult] = {}
-        self.last_flush = 0.0
-        self.engine_seconds = 0.0
-
-    def flush(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self.last_flush < FLUSH_EVERY_S:
-            return
-        current = [self.results[r.id].manifest_row() for r in self.rows if r.id in self.results]
-        ids = {r.id for r in self.rows}
-        # rows of earlier runs that this CSV does not mention are kept, never lost
-        kept = [row for i, row in self.previous.items() if i not in ids]
-        write_manifest(self.manifest_path, current + kept)
-        self.last_flush = now
-
-    def done(self, res: RowResult) -> None:
-        self.results[res.id] = res
-        if self.progress:
-            self.progress(res)
-        self.flush()
+        super().__init__(rows, opts.out_dir, MANIFEST_FIELDS, progress)
+        self.opts, self.cache = opts, cache
 
     def resumable(self, row: PromptRow, model: str, voice: str) -> RowResult | None:
-        prev = self.previous.get(row.id)
-        if self.opts.force or not prev or prev.get("status") != "ok":
-            return None
-        f = self.opts.out_dir / prev.get("file", "")
-        want = {"model": model, "voice": voice, "text_sha1": _sha1(row.text)}
-        if any(prev.get(k) != v for k, v in want.items()) or f.suffix != f".{self.opts.fmt}":
-            return None
-        try:
-            if not f.is_file() or str(f.stat().st_size) != prev.get("bytes"):
-                return None
-        except OSError:
-            return None
-        fields = {k: prev.get(k, "") for k in MANIFEST_FIELDS}
-        return RowResult(**fields, skipped=True)
+        want = {"model": model, "voice": voice, "text_sha1": job.sha1(row.text)}
+        prev = self.previous_ok(row.id, want, f".{self.opts.fmt}", self.opts.force)
+        return RowResult(**prev, skipped=True) if prev is not None else None
 
     def run(self) -> None:
         pending: dict[str, list[PromptRow]] = {}
@@ -311,31 +166,24 @@ class _Run:
                     self.fail(row, model, msg)
 
     def run_batch(self, engine, model: str, batch: list) -> None:
-        t0 = time.perf_counter()
-        try:
-            audios = engine.synthesize([req for _, req in batch])
-        except AsnError as e:
-            if len(batch) > 1:  # isolate the bad row
-                for item in batch:
-                    self.run_batch(engine, model, [item])
-                return
-            self.fail(batch[0][0], model, str(e))
-            return
-        elapsed = time.perf_counter() - t0
-        self.engine_seconds += elapsed
-        for (row, req), audio in zip(batch, audios, strict=True):
-            name = f"{row.id}.{self.opts.fmt}"
-            try:
-                data = audiolib.encode(audio, self.opts.fmt)
-                audiolib.write_atomic(self.opts.out_dir / name, data)
-            except OSError as e:
-                self.fail(row, model, f"cannot write {name}: {e.strerror or e}")
-                continue
-            self.done(RowResult(
-                id=row.id, file=name, model=model, voice=req.voice or "", sample_rate=audio.sample_rate,
-                duration_s=round(audio.duration, 3), elapsed_s=round(elapsed / len(batch), 4), status="ok",
-                text_sha1=_sha1(row.text), bytes=len(data), text=row.text,
-            ))
+        def call(items: list) -> list:
+            return engine.synthesize([req for _, req in items])
+
+        def ok(items: list, audios: list, elapsed: float) -> None:
+            for (row, req), audio in zip(items, audios, strict=True):
+                name = f"{row.id}.{self.opts.fmt}"
+                try:
+                    size = self.write_audio(name, audio, self.opts.fmt)
+                except OSError as e:
+                    self.fail(row, model, f"cannot write {name}: {e.strerror or e}")
+                    continue
+                self.done(RowResult(
+                    id=row.id, file=name, model=model, voice=req.voice or "", sample_rate=audio.sample_rate,
+                    duration_s=round(audio.duration, 3), elapsed_s=round(elapsed / len(items), 4), status="ok",
+                    text_sha1=job.sha1(row.text), bytes=size, text=row.text,
+                ))
+
+        self.engine_seconds += job.render_isolated(call, batch, ok, lambda item, msg: self.fail(item[0], model, msg))
 
     def fail(self, row: PromptRow, model: str, error: str) -> None:
         self.done(RowResult(row.id, model=model, voice=row.voice or self.opts.voice or "", status="error",
@@ -346,42 +194,10 @@ def run_tts_batch(csv_path: Path, opts: BatchOptions, cache: ModelCache,
                   progress: Callable[[RowResult], None] | None = None,
                   on_rows: Callable[[int], None] | None = None) -> BatchSummary:
     """Render every row of `csv_path` into `opts.out_dir`. Raises UsageError for file-level problems."""
-    if opts.fmt not in audiolib.FORMATS:
-        raise UsageError(f"unknown format '{opts.fmt}'", hint=f"Choose one of {', '.join(audiolib.FORMATS)}.")
+    job.check_format(opts.fmt)
     rows = read_prompts(csv_path)
     check_writable(opts.out_dir)
     if on_rows:
         on_rows(len(rows))
-    job = _Run(rows, opts, cache, progress)
-    t0 = time.perf_counter()
-    interrupted = False
-    try:
-        job.run()
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        job.flush(force=True)
-    results = [job.results[r.id] for r in rows if r.id in job.results]
-    summary = BatchSummary(
-        total=len(rows),
-        ok=sum(r.status == "ok" and not r.skipped for r in results),
-        skipped=sum(r.skipped for r in results),
-        failed=sum(r.status != "ok" for r in results),
-        audio_seconds=round(sum(float(r.duration_s or 0) for r in results if not r.skipped), 3),
-        engine_seconds=round(job.engine_seconds, 3),
-        wall_seconds=round(time.perf_counter() - t0, 3),
-        manifest=str(job.manifest_path),
-        interrupted=interrupted,
-        rows=results,
-    )
-    if interrupted:
-        raise BatchInterrupted(summary)
-    return summary
-
-
-class BatchInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a batch: the manifest is flushed; carries the partial summary."""
-
-    def __init__(self, summary: BatchSummary):
-        super().__init__()
-        self.summary = summary
+    run = _Run(rows, opts, cache, progress)
+    return job.run_job(run, run.run)
