@@ -113,6 +113,8 @@ class MineSettings(BaseModel):
     publish: bool = Field(True, description="publish ip:port on the chain at start (ServeAxon)")
     clone_model: str | None = Field(None, description="also serve this voice-cloning model on /v1/clone "
                                                       "(auto: as `asn clone`); none: /v1/clone answers 501")
+    music_model: str | None = Field(None, description="also serve this text-to-music model on /v1/music "
+                                                      "(e.g. musicgen:facebook/musicgen-small); none: 501")
 
 
 class ValidateSettings(BaseModel):
