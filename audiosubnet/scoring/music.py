@@ -46,6 +46,7 @@ from audiosubnet.scoring.sanity import decode
 log = logging.getLogger(__name__)
 
 DEFAULT_CLAP = "laion/larger_clap_music"
+CLAP_FILES = ("*.json", "*.txt", "*.safetensors", "*.model")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
 DECOY_PROMPTS = (
     "lo-fi hip hop beat with soft piano", "heavy metal with distorted guitars and double kick drums",
@@ -104,17 +105,18 @@ class ClapEmbedder:
         return f"score:clap:{self.model}"
 
     def setup(self, device: str = "cpu", dtype: str = "float32") -> None:
-        from audiosubnet.engines import hub
         from audiosubnet.errors import DependencyError, EngineError
 
-        folder = hub.resolve(self.model, model_id=f"clap:{self.model}",
-                             allow_patterns=("*.json", "*.txt", "*.safetensors", "*.model"))
+        folder = clap_folder(self.model)
         try:
             import torch
             from transformers import AutoTokenizer, ClapFeatureExtractor, ClapModel
         except ImportError as e:
             raise DependencyError(getattr(e, "name", None) or "transformers", "hf", "music scoring") from e
         try:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
             self._tok = AutoTokenizer.from_pretrained(folder)
             self._fe = ClapFeatureExtractor.from_pretrained(folder)
             self._clap = ClapModel.from_pretrained(folder, dtype=torch.float32).to(device).eval()
@@ -177,6 +179,28 @@ class ClapEmbedder:
         emb = _unit(out.float().cpu().numpy())
         owner_arr = np.asarray(owner)
         return _unit(np.stack([emb[owner_arr == i].mean(0) for i in range(len(audios))]))
+
+
+def pull_clap(model: str = DEFAULT_CLAP) -> Path:
+    """Download a CLAP repo into the HF cache (`asn models pull clap:<repo>`)."""
+    return clap_folder(model, download=True)
+
+
+def clap_folder(model: str, download: bool = True) -> Path:
+    """A local folder with the CLAP files: safetensors weights, else (repos without them) the .bin ones."""
+    import os
+
+    from audiosubnet.engines import hub
+    from audiosubnet.engines.hf import has_weights
+    from audiosubnet.errors import ModelNotDownloadedError
+
+    mid = f"clap:{model}"
+    folder = hub.resolve(model, model_id=mid, allow_patterns=CLAP_FILES, download=download)
+    if folder.is_dir() and not has_weights(folder) and not hub.is_local(model):
+        if not download or os.environ.get("HF_HUB_OFFLINE") == "1":
+            raise ModelNotDownloadedError(mid, f"no weights for {model} in the cache")
+        folder = hub.pull(model, model_id=mid, allow_patterns=(*CLAP_FILES, "*.bin"))
+    return folder
 
 
 # ---- the reference set and the miners' windows ---------------------------------------------------

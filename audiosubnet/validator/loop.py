@@ -74,6 +74,7 @@ class LoopConfig:
     include_validators: bool = False
     deny_hotkeys: tuple[str, ...] = ()
     clone_ratio: float = 0.0
+    music_ratio: float = 0.0
     set_weights: bool = True
     seed: int | None = None
 
@@ -151,6 +152,8 @@ class Validator:
         return sorted(chosen, key=lambda p: int(p.uid))
 
     def choose_task(self) -> Task:
+        if "music" in self.tasks and self.rng.random() < self.cfg.music_ratio:
+            return self.tasks["music"]
         if "clone" in self.tasks and self.rng.random() < self.cfg.clone_ratio:
             return self.tasks["clone"]
         return self.tasks["tts"]
@@ -165,13 +168,16 @@ class Validator:
         prompt = self.prompts.sample(1)[0]
         material = await task.prepare(prompt)
         timeout = min(self.cfg.timeout_s, scaled_timeout(prompt))
+        if hasattr(task, "timeout_s"):  # music: the deadline follows the length asked for
+            timeout = task.timeout_s(material, timeout)
         results: list[MinerResult] = list(await asyncio.gather(
             *(task.query(self.client, p, prompt, material, timeout) for p in chosen)))
         t_query = time.perf_counter() - t0
         answered = [(p, r) for p, r in zip(chosen, results, strict=True) if r.ok]
         items = [task.item(p, prompt, material, r) for p, r in answered]
         t1 = time.perf_counter()
-        scored = await asyncio.to_thread(self.scoring.score, items) if items else []
+        score = getattr(task, "score", None) or self.scoring.score  # music scores its own items
+        scored = await asyncio.to_thread(score, items) if items else []
         t_score = time.perf_counter() - t1
         by_uid = {int(p.uid): s for (p, _), s in zip(answered, scored, strict=True)}
 
