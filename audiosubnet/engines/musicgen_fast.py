@@ -125,7 +125,8 @@ class FastMusicgen:
         tok = self.seq.index_select(2, self.pos).squeeze(2)  # (rows, K)
         x = sum(self.core.embed_tokens[k](tok[:, k]) for k in range(self.K)) * self.core.embed_scale
         x = (x + self.positions.index_select(0, self.pos)).unsqueeze(1)  # (rows, 1, E)
-        self_mask = torch.where(self.t_index <= self.pos, 0.0, torch.finfo(self.dtype).min).to(self.dtype)[None, None, None]
+        self_mask = torch.where(self.t_index <= self.pos, 0.0, torch.finfo(self.dtype).min).to(self.dtype)
+        self_mask = self_mask[None, None, None]  # (1, 1, 1, T): positions after `pos` are not attended
         for i, layer in enumerate(self.core.layers):
             att = layer.self_attn
             h = layer.self_attn_layer_norm(x)
