@@ -12,6 +12,11 @@ item's tokens from that item's own seeded generator, so the same seed gives the 
 request runs alone or in a batch (up to floating-point differences of batched kernels), and `generate`
 only takes the argmax of the one token left. A batch generates for its longest item; items are grouped by
 length (longest first) and each clip is cut to its own length. Output: mono at the codec's rate (32 kHz).
+
+On CUDA (`fast="auto"`) batches run through `musicgen_fast.FastMusicgen` instead of `generate`: a static KV cache
+and the decode step replayed as a CUDA graph, the same guidance and top-k, each item's noise from its own seed.
+Runners are kept per batch bucket (1-8, then multiples of 8; at most `max_runners`, least recently used dropped),
+sized to steps rounded up to 5 s and prompts to 32 tokens, so a steady stream of requests replays a few graphs.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import numpy as np
 
 from audiosubnet.audio import Audio
 from audiosubnet.engines.base import Capabilities, SynthesisRequest, request_seed
-from audiosubnet.engines.hf import HFSpeechEngine, padded_ids
+from audiosubnet.engines.hf import HFSpeechEngine, batch_bucket, padded_ids, round_up
 from audiosubnet.engines.music import (
     MAX_DURATION_S,
     MAX_PROMPT_CHARS,
@@ -42,6 +47,8 @@ log = logging.getLogger(__name__)
 GUIDANCE_SCALE = 3.0
 TOP_K = 250
 TEMPERATURE = 1.0
+STEP_BUCKET = 250  # fast path: decoder capacity in steps of 5 s
+TEXT_BUCKET = 32  # fast path: prompt tokens
 
 
 class MusicgenEngine(HFSpeechEngine):
@@ -59,6 +66,7 @@ class MusicgenEngine(HFSpeechEngine):
 
     cpu_batch: ClassVar[int] = 4
     cuda_batch: ClassVar[int] = 32
+    max_runners: ClassVar[int] = 3
 
     def __init__(self, model: str | None = None):
         super().__init__(model)
@@ -67,6 +75,8 @@ class MusicgenEngine(HFSpeechEngine):
         self.top_k = TOP_K
         self.temperature = TEMPERATURE
         self.forward_batch = self.cpu_batch
+        self.fast = "auto"  # auto (CUDA) | on | off: the static-cache graph decoder instead of generate
+        self._runners: dict = {}  # batch bucket -> FastMusicgen (LRU order)
 
     # ---- capabilities -----------------------------------------------------------------------
     def _capabilities(self) -> Capabilities:
@@ -108,8 +118,12 @@ class MusicgenEngine(HFSpeechEngine):
     def modules(self) -> list:
         return [self._model]
 
+    def extra_tensors(self) -> list:
+        return [t for r in self._runners.values() for t in (r.k_cache, r.v_cache, r.cross_k, r.cross_v, r.noise)]
+
     def drop(self) -> None:
         self._model = self._tokenizer = None
+        self._runners.clear()
 
     # ---- requests ---------------------------------------------------------------------------
     def check(self, request: SynthesisRequest) -> None:
@@ -144,22 +158,47 @@ class MusicgenEngine(HFSpeechEngine):
         ids = [self.cached_ids(p, lambda t: tok(t)["input_ids"]) for p in prompts]
         return padded_ids(ids, tok.pad_token_id or 0, self._model.device)
 
+    def use_fast(self) -> bool:
+        return self.fast == "on" or (self.fast == "auto" and self.device.startswith("cuda"))
+
+    def runner(self, n: int, steps: int, text_len: int):
+        """A FastMusicgen with room for n prompts of `text_len` tokens and `steps` steps (kept per batch bucket)."""
+        from audiosubnet.engines.musicgen_fast import FastMusicgen
+
+        bucket = batch_bucket(n) if self.device.startswith("cuda") else n
+        r = self._runners.pop(bucket, None)
+        if r is None or r.steps < steps or text_len > r.S:
+            old_steps, old_text = (r.steps, r.S) if r is not None else (0, 0)
+            r = None  # free the smaller runner's buffers before making the new one
+            r = FastMusicgen(self._model, bucket, max(round_up(steps, STEP_BUCKET), old_steps),
+                             max(round_up(text_len, TEXT_BUCKET), old_text), guidance_scale=self.guidance_scale,
+                             top_k=self.top_k, temperature=self.temperature)
+        self._runners[bucket] = r
+        while len(self._runners) > self.max_runners:
+            self._runners.pop(next(iter(self._runners)))
+        return r
+
     def generate(self, reqs: list[MusicRequest]) -> list[np.ndarray]:
-        """One batched `generate` call; float32 waveforms cut to each item's length."""
+        """One batched `generate` call (or one fast-path run); float32 waveforms cut to each item's length."""
         import torch
 
         ids, mask = self.encode_prompts([r.text for r in reqs])
         dev = self._model.device
         gens = [torch.Generator(device=dev).manual_seed(request_seed(r)) for r in reqs]
-        sampler = SeededSampler(gens, self.num_codebooks, self.top_k, self.temperature)
         steps = self.max_new_tokens(max(r.duration_s for r in reqs))
+        sr = self.sample_rate
+        if self.use_fast():
+            r = self.runner(len(reqs), steps, ids.shape[1])
+            audio = r.audio(r.decode(ids, mask, steps, gens))
+            host = audio.float().cpu().numpy()
+            return [np.ascontiguousarray(np.nan_to_num(trim(host[i], sr, q.duration_s))) for i, q in enumerate(reqs)]
+        sampler = SeededSampler(gens, self.num_codebooks, self.top_k, self.temperature)
         audio = self._model.generate(
             input_ids=ids, attention_mask=mask, max_new_tokens=steps, min_new_tokens=steps,
             do_sample=False, guidance_scale=self.guidance_scale if self.guidance_scale > 1 else None,
             logits_processor=SamplerLast([sampler]), num_beams=1,
         )
         host = audio[:, 0].float().cpu().numpy()
-        sr = self.sample_rate
         return [np.ascontiguousarray(np.nan_to_num(trim(host[i], sr, r.duration_s))) for i, r in enumerate(reqs)]
 
 

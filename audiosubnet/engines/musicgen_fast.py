@@ -16,8 +16,11 @@ so on CUDA the whole step is captured once and replayed `steps` times with no ho
 it runs eagerly (for tests and smoke runs). With `top_k=1` the loop is greedy and reproduces `generate`'s greedy
 tokens exactly (tests/unit/engines/test_musicgen_fast.py).
 
-Sampling uses the device's default generator (graph-safe), seeded once per batch: a seed makes a whole batch
-reproducible, not each item independently of its batch (the engine's `generate` path does that).
+Sampling is a Gumbel-max draw whose uniform noise is drawn outside the graph, `chunk` steps at a time, from one
+torch.Generator per item: an item's music depends on its own seed, not on its batch (up to floating-point
+differences of batched kernels). One instance has a capacity (batch rows, steps, text tokens) and serves any
+shorter run: a smaller batch is padded with copies of its last prompt, fewer steps just stop early (the delay
+pattern is set per run), so one captured graph serves many requests.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ GRAPH_WARMUP = 3
 
 class FastMusicgen:
     def __init__(self, model, batch: int, steps: int, text_len: int, *, guidance_scale: float = 3.0,
-                 top_k: int = 250, temperature: float = 1.0, graph: bool | None = None):
+                 top_k: int = 250, temperature: float = 1.0, graph: bool | None = None, chunk: int = 64):
         import torch
 
         self.model = model
@@ -61,8 +64,10 @@ class FastMusicgen:
         self.pos = torch.zeros(1, dtype=torch.long, device=self.device)
         self.positions = self.core.embed_positions.weights[:T].to(**z) if self.core.embed_positions.weights.shape[
             0] >= T else self._positions(T)
-        self.forced = self._delay_pattern(T)  # (K, T) True where the token is a pad
+        self.forced = self._delay_pattern(T, steps)  # (K, T) True where the token is a pad
         self.t_index = torch.arange(T, device=self.device)
+        self.chunk = chunk
+        self.noise = torch.rand(batch, chunk, self.K, self.V, device=self.device)
         self._graph = None
 
     # ---- set-up ------------------------------------------------------------------------------------
@@ -71,25 +76,32 @@ class FastMusicgen:
 
         return MusicgenSinusoidalPositionalEmbedding.get_embedding(n, self.E).to(self.device, self.dtype)
 
-    def _delay_pattern(self, T: int):
-        """MusicGen's delay pattern over T positions: codebook k is a pad at positions <= k (start) and at
-        positions >= T - K + 1 + k (end); a prediction is kept only in between."""
+    def _delay_pattern(self, T: int, steps: int):
+        """MusicGen's delay pattern for a run of `steps` steps (positions 0..steps) in a buffer of T positions:
+        codebook k is a pad at positions <= k (start) and >= steps + 1 - K + 1 + k (end)."""
         import torch
 
         j = torch.arange(T, device=self.device)[None, :]
         k = torch.arange(self.K, device=self.device)[:, None]
-        return (j <= k) | (j >= T - self.K + 1 + k)
+        return (j <= k) | (j >= steps + 1 - self.K + 1 + k)
 
-    def frames(self) -> int:
-        """Audio frames (50 per second for MusicGen) a run of `steps` produces."""
-        return self.steps + 1 - self.K
+    def frames(self, steps: int | None = None) -> int:
+        """Audio frames (50 per second for MusicGen) a run of `steps` (default: the capacity) produces."""
+        return (self.steps if steps is None else steps) + 1 - self.K
 
-    def prepare(self, input_ids, attention_mask) -> None:
-        """Encode the prompts (padded to `text_len`) and fill the cross-attention keys/values; reset the state."""
+    def prepare(self, input_ids, attention_mask, steps: int | None = None) -> None:
+        """Encode the prompts (padded to `text_len`, the batch to `batch` rows) and fill the cross-attention
+        keys/values; set the delay pattern for a run of `steps`; reset the state."""
         import torch
         import torch.nn.functional as F
 
         m = self.model
+        if input_ids.shape[0] > self.B or input_ids.shape[1] > self.S or (steps or 0) > self.steps:
+            raise ValueError("the run is larger than this decoder's capacity")
+        if input_ids.shape[0] < self.B:  # filler rows: copies of the last prompt, dropped from the output
+            extra = self.B - input_ids.shape[0]
+            input_ids = torch.cat([input_ids, input_ids[-1:].expand(extra, -1)])
+            attention_mask = torch.cat([attention_mask, attention_mask[-1:].expand(extra, -1)])
         if input_ids.shape[1] < self.S:
             extra = self.S - input_ids.shape[1]
             input_ids = F.pad(input_ids, (0, extra), value=0)
@@ -110,6 +122,7 @@ class FastMusicgen:
             att = layer.encoder_attn
             self.cross_k[i].copy_(att.k_proj(enc).view(self.rows, self.S, self.H, self.D).transpose(1, 2))
             self.cross_v[i].copy_(att.v_proj(enc).view(self.rows, self.S, self.H, self.D).transpose(1, 2))
+        self.forced.copy_(self._delay_pattern(self.forced.shape[1], steps or self.steps))
         self.k_cache.zero_()
         self.v_cache.zero_()
         self.seq.fill_(self.pad)
@@ -154,7 +167,8 @@ class FastMusicgen:
             if 0 < self.top_k < self.V:
                 kth = torch.topk(logits, self.top_k, dim=-1).values[..., -1:]
                 logits = logits.masked_fill(logits < kth, float("-inf"))
-            gumbel = -torch.log(-torch.log(torch.rand_like(logits).clamp_(1e-10, 1.0 - 1e-7)))
+            u = self.noise.index_select(1, torch.remainder(self.pos, self.chunk)).squeeze(1)  # (B, K, V)
+            gumbel = -torch.log(-torch.log(u.clamp(1e-10, 1.0 - 1e-7)))
             nxt = (logits + gumbel).argmax(-1)  # (B, K): a draw from softmax(logits)
         nxt_pos = self.pos + 1
         forced = self.forced.index_select(1, nxt_pos).squeeze(1)  # (K,)
@@ -178,22 +192,37 @@ class FastMusicgen:
         with torch.cuda.graph(self._graph):
             self.step()
 
-    def decode(self, input_ids, attention_mask):
-        """Codes (B, K, frames) for the prompts: every step of the batch, replayed from one graph on CUDA."""
+    def _refill(self, generators) -> None:
+        """The next `chunk` steps' uniform noise, per item from its own generator (else the default one)."""
+        if generators is None:
+            self.noise.uniform_()
+            return
+        for b, g in enumerate(generators):
+            self.noise[b].uniform_(generator=g)
+        for b in range(len(generators), self.B):  # filler rows
+            self.noise[b].uniform_()
+
+    def decode(self, input_ids, attention_mask, steps: int | None = None, generators=None):
+        """Codes (n, K, frames) for the n prompts: `steps` decoder steps (default: the capacity), replayed from
+        one graph on CUDA. `generators`: one torch.Generator per prompt on this device (optional)."""
         import torch
 
+        n_items = input_ids.shape[0]
+        steps = self.steps if steps is None else steps
         with torch.inference_mode():
             if self.graph_on and self._graph is None:
-                self.prepare(input_ids, attention_mask)
+                self.prepare(input_ids, attention_mask, steps)
                 self._capture()  # the warm-up steps moved the state: start again below
-            self.prepare(input_ids, attention_mask)
-            for _ in range(self.steps):
+            self.prepare(input_ids, attention_mask, steps)
+            for t in range(steps):
+                if t % self.chunk == 0:
+                    self._refill(generators)
                 if self._graph is not None:
                     self._graph.replay()
                 else:
                     self.step()
-            seq = self.seq[: self.B]
-            n = self.frames()
+            seq = self.seq[:n_items]
+            n = self.frames(steps)
             return torch.stack([seq[:, k, k + 1: k + 1 + n] for k in range(self.K)], dim=1)
 
     def audio(self, codes):

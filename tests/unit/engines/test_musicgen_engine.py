@@ -62,3 +62,18 @@ def test_speech_engine_is_refused_for_music():
     e = registry.create("fake:default")
     with pytest.raises(InputError, match="not a text-to-music model"):
         music_engine_check(e)
+
+
+def test_fast_path_seeds_per_item_and_lengths(engine):
+    engine.fast = "on"  # the CUDA path, run eagerly on the CPU
+    try:
+        alone = engine.synthesize([MusicRequest("lo-fi beat with soft piano", duration_s=0.6, seed=3)])[0]
+        batch = engine.synthesize([MusicRequest("jazz trio", duration_s=0.5, seed=4),
+                                   MusicRequest("lo-fi beat with soft piano", duration_s=0.6, seed=3)])
+        again = engine.synthesize([MusicRequest("lo-fi beat with soft piano", duration_s=0.6, seed=3)])[0]
+    finally:
+        engine.fast = "auto"
+    assert len(alone.samples) == int(0.6 * 32000) and len(batch[0].samples) == 16000
+    np.testing.assert_allclose(again.samples, alone.samples, atol=1e-6)  # a reused runner starts clean
+    np.testing.assert_allclose(batch[1].samples, alone.samples, atol=1e-4)  # own noise: same alone or in a batch
+    assert engine.memory_bytes() > 0 and engine._runners  # the runner's buffers are counted
