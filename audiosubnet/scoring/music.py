@@ -7,7 +7,7 @@ Per item, in order (the first failure scores 0 with a reason):
 1. decode and `music_sanity.check_music` (silence, clipping, DC, NaN, duration; a shortfall scales the score);
 2. duplicates: the perceptual fingerprint (scoring/fingerprint.py) of each answer is compared with the other
    answers to the same prompt in this batch (the fastest keeps its score) and with the rolling history of
-   earlier answers by other miners; a copy scores 0 and is not scored further;
+   earlier answers by other miners; a copy (distance under `copy_threshold`) scores 0 and is not scored further;
 3. relevance: CLAP (transformers `ClapModel`, default `laion/larger_clap_music`) embeds the clip (the mean
    of its 10 s windows) and the prompt; the clip is compared with its own prompt and with `decoys` other
    music prompts. relevance = the share of decoys the clip is closer to than to its own prompt (ties count
@@ -291,6 +291,9 @@ class MusicScoringConfig:
     relevance_weight: float = 0.6
     decoys: tuple[str, ...] = DECOY_PROMPTS
     limits: MusicLimits = MusicLimits()
+    # fingerprint distance under which two answers are one recording. Stricter than speech's 0.30: on sparse
+    # tonal music, different clips measured 0.30-0.32 (docs/music.md); gain/resampled copies measure < 0.01
+    copy_threshold: float = 0.2
 
 
 class MusicScoring:
@@ -373,13 +376,14 @@ class MusicScoring:
         keep: list[int] = []
         for i in order:
             copy_of = next((k for k in keep if fp.text_key(items[k].prompt) == fp.text_key(items[i].prompt)
-                            and fp.is_duplicate(fps[i], fps[k])), None)
+                            and fp.is_duplicate(fps[i], fps[k], self.config.copy_threshold)), None)
             if copy_of is not None:
                 results[i] = MusicResult(0.0, reason=f"copy of uid {items[copy_of].uid}'s answer",
                                          duplicate_of=items[copy_of].hotkey, uid=items[i].uid,
                                          hotkey=items[i].hotkey)
                 continue
-            prior = self.history.find(fps[i], fp.text_key(items[i].prompt), items[i].miner)
+            prior = self.history.find(fps[i], fp.text_key(items[i].prompt), items[i].miner,
+                                      self.config.copy_threshold)
             if prior is not None:
                 results[i] = MusicResult(0.0, reason=f"copy of an earlier answer ({prior.label})", uid=items[i].uid,
                                          hotkey=items[i].hotkey)
