@@ -74,7 +74,8 @@ def main() -> int:
         t0 = time.perf_counter()
         refs = e.embed_audio([melody(100 + i, a.seconds) for i in range(32)])
         per = (time.perf_counter() - t0) / 32
-        print(f"CLAP ({'tiny random' if a.clap is None else a.clap}): {per * 1000:.0f} ms per {a.seconds:g} s clip (CPU)")
+        name = "tiny random" if a.clap is None else a.clap
+        print(f"CLAP ({name}): {per * 1000:.0f} ms per {a.seconds:g} s clip (CPU)")
         tones = e.embed_audio([melody(i, a.seconds) for i in range(64)])
         hiss = e.embed_audio([noise(i, a.seconds) for i in range(32)])
         mixed = np.concatenate([tones[:16], hiss[:16]])
