@@ -255,7 +255,8 @@ class TtsService:
                 if clone and not m.caps.clone:
                     raise NotOffered(f"{m.model_id} cannot clone voices")
                 if not clone and not m.caps.tts:
-                    raise InputError(f"{m.model_id} needs a reference voice; use /v1/clone")
+                    raise InputError(f"{m.model_id} makes music; use /v1/music" if m.caps.music else
+                                     f"{m.model_id} needs a reference voice; use /v1/clone")
                 return m
         served = ", ".join(self._models)
         raise InputError(f"model '{requested[:80]}' is not served here (served: {served})")
