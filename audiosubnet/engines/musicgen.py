@@ -21,6 +21,7 @@ sized to steps rounded up to 5 s and prompts to 32 tokens, so a steady stream of
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Sequence
@@ -202,12 +203,6 @@ class MusicgenEngine(HFSpeechEngine):
         return [np.ascontiguousarray(np.nan_to_num(trim(host[i], sr, r.duration_s))) for i, r in enumerate(reqs)]
 
 
-def _processor_base():
-    from transformers import LogitsProcessor, LogitsProcessorList
-
-    return LogitsProcessor, LogitsProcessorList
-
-
 class SeededSampler:
     """Top-k + temperature sampling with one torch.Generator per batch item, as a logits processor: it
     returns scores that are -inf everywhere but at the drawn token, so greedy decoding takes the draw.
@@ -231,19 +226,19 @@ class SeededSampler:
         return out.scatter_(1, picks.view(-1, 1), 0.0)
 
 
-def SamplerLast(processors):  # noqa: N802 - a factory standing in for a class defined on first use
-    """A LogitsProcessorList that keeps our sampler last: MusicGen's `generate` appends its classifier-free
-    guidance processor to the caller's list, and the draw must see the guided scores."""
-    global _SamplerLast
-    if _SamplerLast is None:
-        _, base = _processor_base()
+@functools.cache
+def _sampler_last():
+    from transformers import LogitsProcessorList
 
-        class _List(base):
-            def append(self, item):
-                self.insert(max(0, len(self) - 1), item)
+    class SamplerLast(LogitsProcessorList):
+        """Keeps our sampler last: MusicGen's `generate` appends its classifier-free guidance processor to the
+        caller's list, and the draw must see the guided scores."""
 
-        _SamplerLast = _List
-    return _SamplerLast(processors)
+        def append(self, item):
+            self.insert(max(0, len(self) - 1), item)
+
+    return SamplerLast
 
 
-_SamplerLast = None
+def SamplerLast(processors):  # noqa: N802 - the class is made on first use (transformers imported lazily)
+    return _sampler_last()(processors)
