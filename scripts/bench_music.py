@@ -74,7 +74,9 @@ def main() -> int:
     torch.manual_seed(0)
     t0 = time.perf_counter()
     cfg = musicgen_config(a.size)
-    model = MusicgenForConditionalGeneration(cfg).eval().to(device=a.device, dtype=dtype)
+    with torch.device(a.device):  # initialise the random weights where they will run (1.5B on a CPU is slow)
+        model = MusicgenForConditionalGeneration(cfg)
+    model = model.eval().to(device=a.device, dtype=dtype)
     build_s = time.perf_counter() - t0
     dec = model.decoder.config
     enc = model.config.audio_encoder

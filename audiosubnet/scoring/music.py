@@ -253,6 +253,31 @@ class MinerWindows:
         w = self.windows.get(miner)
         return np.stack(list(w)) if w else None
 
+    def save(self, path: str | Path) -> None:
+        """Atomically, as an npz of one array per miner (no pickle)."""
+        import io
+
+        from audiosubnet import audio as audiolib
+
+        buf = io.BytesIO()
+        arrays = {f"m{i}": np.stack(list(w)) for i, w in enumerate(self.windows.values()) if w}
+        names = [k for k, w in self.windows.items() if w]
+        np.savez(buf, names=np.array(names, dtype=str), **arrays)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        audiolib.write_atomic(Path(path), buf.getvalue())
+
+    def load(self, path: str | Path) -> None:
+        """Windows saved by `save`; a missing or unreadable file leaves them empty."""
+        p = Path(path)
+        if not p.is_file():
+            return
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                for i, name in enumerate(z["names"].tolist()):
+                    self.windows[str(name)] = deque(list(z[f"m{i}"]), maxlen=self.size)
+        except Exception as e:  # a broken file must not stop the validator
+            log.warning("ignoring unreadable music windows %s: %s", p, e)
+
 
 # ---- the scorer ----------------------------------------------------------------------------------
 @dataclass

@@ -72,7 +72,7 @@ async def build_validator(settings: Settings, *, wallet: Any = None, chain: Any 
     if v.music_ratio > 0:  # refuses to start without CLAP or the reference folder (one line naming the fix)
         from audiosubnet.validator.music_task import build_music_task
 
-        tasks["music"] = await asyncio.to_thread(build_music_task, v, cache)
+        tasks["music"] = await asyncio.to_thread(build_music_task, v, cache, state_dir(settings, wallet.hotkey))
     validator = Validator(chain=chain, own_hotkey=wallet.hotkey, client=client, scoring=scoring, prompts=prompts,
                           config=loop_config(settings), state_dir=state_dir(settings, wallet.hotkey), tasks=tasks,
                           on_round=on_round)

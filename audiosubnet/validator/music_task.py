@@ -9,14 +9,18 @@ raised to fit the length). The task scores its own items (the loop asks `task.sc
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from audiosubnet.chain.base import Peer
 from audiosubnet.protocol import MusicRequest
 from audiosubnet.scoring.music import MusicItem, MusicScoring
 from audiosubnet.validator.client import MinerClient, MinerResult
+
+log = logging.getLogger(__name__)
 
 GENRES = ("lo-fi hip hop", "jazz", "techno", "house", "ambient", "classical", "rock", "metal", "folk", "funk",
           "reggae", "blues", "synthwave", "drum and bass", "bossa nova", "orchestral", "trap", "disco", "country",
@@ -45,8 +49,11 @@ class MusicTask:
     name = "music"
 
     def __init__(self, scoring: MusicScoring, seed: int | None = None, durations: tuple[float, ...] = DURATIONS_S,
-                 base_s: float = 4.0, per_s: float = 1.0):
+                 base_s: float = 4.0, per_s: float = 1.0, windows_path: Path | None = None):
         self.scoring = scoring
+        self.windows_path = windows_path  # the miners' quality windows survive restarts here
+        if windows_path is not None:
+            scoring.windows.load(windows_path)
         self.rng = random.Random(seed)
         self.durations, self.base_s, self.per_s = durations, base_s, per_s
 
@@ -67,10 +74,16 @@ class MusicTask:
                          uid=int(peer.uid), elapsed_s=result.latency_s)
 
     def score(self, items: list[Any]) -> list:
-        return self.scoring.score(items)
+        results = self.scoring.score(items)
+        if self.windows_path is not None:
+            try:
+                self.scoring.windows.save(self.windows_path)
+            except OSError as e:  # the round's scores stand; the windows are saved again next round
+                log.warning("cannot save the music windows to %s: %s", self.windows_path, e)
+        return results
 
 
-def build_music_task(v: Any, cache: Any) -> MusicTask:
+def build_music_task(v: Any, cache: Any, state_dir: Path | None = None) -> MusicTask:
     """The music task from the validator settings, with CLAP loaded and the references embedded.
     Raises ConfigError without a reference folder and ModelNotDownloadedError (naming `asn models pull`)
     without the CLAP model: the validator refuses music tasks rather than scoring on sanity alone."""
@@ -83,4 +96,4 @@ def build_music_task(v: Any, cache: Any) -> MusicTask:
     scoring = MusicScoring(MusicScoringConfig(clap_model=v.music_clap_model, reference_dir=str(v.music_references),
                                               window=v.music_window), cache)
     scoring.ensure_ready()
-    return MusicTask(scoring, seed=v.seed)
+    return MusicTask(scoring, seed=v.seed, windows_path=state_dir / "music_windows.npz" if state_dir else None)

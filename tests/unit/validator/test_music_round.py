@@ -90,7 +90,8 @@ def test_music_rounds_score_and_deadline(tmp_path, kit, tiny_clap, refs):
     scoring = MusicScoring(MusicScoringConfig(clap_model=str(tiny_clap), reference_dir=str(refs), min_window=2,
                                               decoys=("white noise", "a choir", "drums")),
                            ModelCache(budget_bytes=None))
-    task = MusicTask(scoring, seed=3, durations=(1.0,), base_s=2.0, per_s=1.0)
+    windows = tmp_path / "state" / "music_windows.npz"
+    task = MusicTask(scoring, seed=3, durations=(1.0,), base_s=2.0, per_s=1.0, windows_path=windows)
     assert task.timeout_s(asyncio.run(task.prepare("x")), 12.0) == 12.0
     long = MusicTask(scoring, durations=(30.0,))
     assert long.timeout_s(asyncio.run(long.prepare("x")), 12.0) == 4.0 + 30.0  # the deadline follows the length
@@ -113,6 +114,10 @@ def test_music_rounds_score_and_deadline(tmp_path, kit, tiny_clap, refs):
     assert short.status == "ok" and short.metrics["duration_factor"] == pytest.approx(0.625)
     assert short.score < composer.score
     assert none.score == 0.0 and none.status != "ok"
+    restarted = MusicScoring(MusicScoringConfig(clap_model=str(tiny_clap)), ModelCache(budget_bytes=None))
+    MusicTask(restarted, windows_path=windows)  # a restart reloads every miner's quality window
+    composer_hk = next(o.hotkey for o in reports[-1].outcomes if o.uid == uid["composer"])
+    np.testing.assert_allclose(restarted.windows.get(composer_hk), scoring.windows.get(composer_hk))
     first = {o.uid: o for o in reports[0].outcomes}
     assert first[uid["copier"]].score == 0.0 and "copy" in first[uid["copier"]].reason
 
