@@ -25,7 +25,10 @@ pattern is set per run), so one captured graph serves many requests.
 
 from __future__ import annotations
 
+import logging
 import math
+
+log = logging.getLogger(__name__)
 
 GRAPH_WARMUP = 3
 
@@ -52,7 +55,11 @@ class FastMusicgen:
         self.top_k, self.temperature = top_k, temperature
         p = next(self.dec.parameters())
         self.device, self.dtype = p.device, p.dtype
-        self.graph_on = (self.device.type == "cuda") if graph is None else graph
+        if graph is None:  # ASN_CUDA_GRAPHS=0 runs the same steps eagerly
+            from audiosubnet.engines.cuda_graphs import graphs_enabled
+
+            graph = self.device.type == "cuda" and graphs_enabled()
+        self.graph_on = graph
         L, rows, T = len(self.core.layers), self.rows, steps + 1
         z = dict(device=self.device, dtype=self.dtype)
         self.k_cache = torch.zeros(L, rows, self.H, T, self.D, **z)
@@ -212,7 +219,11 @@ class FastMusicgen:
         with torch.inference_mode():
             if self.graph_on and self._graph is None:
                 self.prepare(input_ids, attention_mask, steps)
-                self._capture()  # the warm-up steps moved the state: start again below
+                try:
+                    self._capture()  # the warm-up steps moved the state: start again below
+                except Exception as e:  # never worse than without the graph: eager steps from now on
+                    log.warning("MusicGen decode step not captured as a CUDA graph (%s); running it eagerly", e)
+                    self.graph_on, self._graph = False, None
             self.prepare(input_ids, attention_mask, steps)
             for t in range(steps):
                 if t % self.chunk == 0:
