@@ -38,13 +38,13 @@ def test_parsing_marks_bad_rows(tmp_path):
 
 def test_batch_end_to_end_with_resume_and_force(tmp_path, tiny_musicgen, cache):
     src = tmp_path / "prompts.csv"
-    src.write_text("id,prompt,duration,seed\nlofi,lo-fi beat with soft piano,1.0,1\nedm,upbeat dance track,0.5,2\n"
+    src.write_text("id,prompt,duration,seed\nlofi,lo-fi beat with soft piano,0.6,1\nedm,upbeat dance track,0.5,2\n"
                    "bad,too long,45,\n")
     opts = MusicBatchOptions(out_dir=tmp_path / "music_target", model=f"musicgen:{tiny_musicgen}", max_batch=4)
     s = run_music_batch(src, opts, cache)
     assert (s.total, s.ok, s.failed, s.skipped) == (3, 2, 1, 0)
     m = manifest(opts.out_dir)
-    assert m["lofi"]["status"] == "ok" and float(m["lofi"]["duration_s"]) == 1.0 and m["lofi"]["seed"] == "1"
+    assert m["lofi"]["status"] == "ok" and float(m["lofi"]["duration_s"]) == 0.6 and m["lofi"]["seed"] == "1"
     assert audio.read(opts.out_dir / "edm.wav").duration == pytest.approx(0.5, abs=1e-3)
     assert m["bad"]["status"] == "error" and "outside" in m["bad"]["error"]
     before = (opts.out_dir / "lofi.wav").stat().st_mtime_ns
@@ -53,7 +53,7 @@ def test_batch_end_to_end_with_resume_and_force(tmp_path, tiny_musicgen, cache):
     assert (again.ok, again.skipped, again.failed) == (0, 2, 1)
     assert (opts.out_dir / "lofi.wav").stat().st_mtime_ns == before
 
-    src.write_text("id,prompt,duration,seed\nlofi,lo-fi beat with soft piano,1.0,9\nedm,upbeat dance track,0.5,2\n")
+    src.write_text("id,prompt,duration,seed\nlofi,lo-fi beat with soft piano,0.6,9\nedm,upbeat dance track,0.5,2\n")
     changed = run_music_batch(src, opts, cache)  # a new seed is a new row; the rest resumes
     assert (changed.ok, changed.skipped) == (1, 1)
     assert "bad" in manifest(opts.out_dir)  # rows of earlier runs are kept
