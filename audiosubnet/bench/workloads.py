@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 OFFLINE_ENGINES = ("piper", "espeak", "world")
 RANDOM_ENGINES = ("mms", "speecht5", "bark", "speecht5-clone", "pocket", "musicgen")
-SCORERS = ("asr", "dnsmos", "utmos", "speaker", "pipeline", "pipeline-clone")
+SCORERS = ("asr", "dnsmos", "utmos", "speaker", "pipeline", "pipeline-clone", "music")
 OFFLINE_SCORERS = ("asr", "dnsmos", "speaker", "pipeline")
 RANDOM_SCORERS = ("asr", "dnsmos", "utmos", "speaker", "pipeline")
 

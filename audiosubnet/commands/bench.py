@@ -31,7 +31,7 @@ def bench(
                                                 "[default: piper,espeak,world; with --random-weights: mms,"
                                                 "speecht5,bark,speecht5-clone,pocket]", show_default=False)] = None,
     scorers: Annotated[str | None, typer.Option("--scorers", "-s", help="Comma list of asr, dnsmos, utmos, "
-                                                "speaker, pipeline, pipeline-clone, or none  [default: asr,dnsmos,"
+                                                "speaker, pipeline, pipeline-clone, music, or none  [default: asr,dnsmos,"
                                                 "speaker,pipeline; + utmos with --random-weights]",
                                                 show_default=False)] = None,
     device: o.DeviceOpt = None,
