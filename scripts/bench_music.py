@@ -77,6 +77,7 @@ def main() -> int:
     with torch.device(a.device):  # initialise the random weights where they will run (1.5B on a CPU is slow)
         model = MusicgenForConditionalGeneration(cfg)
     model = model.eval().to(device=a.device, dtype=dtype)
+    model.audio_encoder.float()  # as the engine: EnCodec in fp32 (not every LSTM kernel takes bf16)
     build_s = time.perf_counter() - t0
     dec = model.decoder.config
     enc = model.config.audio_encoder

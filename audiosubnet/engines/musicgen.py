@@ -112,6 +112,7 @@ class MusicgenEngine(HFSpeechEngine):
             except Exception as e:
                 raise EngineError(f"cannot load {self.model_id} from {folder}: {e}") from e
             model.to(device=device).eval()
+            model.audio_encoder.float()  # EnCodec (LSTMs, small) in fp32: not every LSTM kernel takes bf16
             self._model, self._tokenizer = model, tok
             self.forward_batch = self.cuda_batch if device.startswith("cuda") else self.cpu_batch
             self.loaded = True
