@@ -15,7 +15,7 @@ length (longest first) and each clip is cut to its own length. Output: mono at t
 
 On CUDA (`fast="auto"`) batches run through `musicgen_fast.FastMusicgen` instead of `generate`: a static KV cache
 and the decode step replayed as a CUDA graph, the same guidance and top-k, each item's noise from its own seed.
-Runners are kept per batch bucket (1-8, then multiples of 8; at most `max_runners`, least recently used dropped),
+Runners are kept per batch bucket (1-8, then multiples of 8; at most `max_runners` = 2, least recently used dropped),
 sized to steps rounded up to 5 s and prompts to 32 tokens, so a steady stream of requests replays a few graphs.
 """
 
@@ -67,7 +67,7 @@ class MusicgenEngine(HFSpeechEngine):
 
     cpu_batch: ClassVar[int] = 4
     cuda_batch: ClassVar[int] = 32
-    max_runners: ClassVar[int] = 3
+    max_runners: ClassVar[int] = 2  # each holds a KV cache: up to 26 GiB for 32 x 30 s of musicgen-medium in bf16
 
     def __init__(self, model: str | None = None):
         super().__init__(model)
