@@ -115,6 +115,8 @@ class MineSettings(BaseModel):
     publish: bool = Field(True, description="publish ip:port on the chain at start (ServeAxon)")
     clone_model: str | None = Field(None, description="also serve this voice-cloning model on /v1/clone "
                                                       "(auto: as `asn clone`); none: /v1/clone answers 501")
+    music_model: str | None = Field(None, description="also serve this text-to-music model on /v1/music "
+                                                      "(e.g. musicgen:facebook/musicgen-small); none: 501")
 
 
 class ValidateSettings(BaseModel):
@@ -134,6 +136,12 @@ class ValidateSettings(BaseModel):
     use_dataset: bool = Field(True, description="draw from the original subnet's prompt dataset (HF cache)")
     generated_ratio: float = Field(0.5, ge=0, le=1, description="share of freshly generated prompts")
     clone_ratio: float = Field(0.25, ge=0, le=1, description="share of rounds that are voice-clone tasks")
+    music_ratio: float = Field(0.0, ge=0, le=1, description="share of rounds that are text-to-music tasks")
+    music_references: Path | None = Field(None, description="folder of private reference music (>= 8 clips) for "
+                                                             "the music quality score; needed with music_ratio")
+    music_clap_model: str = Field("laion/larger_clap_music", description="CLAP model (HF repo or folder) for "
+                                                                          "music relevance and quality")
+    music_window: int = Field(32, ge=4, description="answers per miner in the music quality window")
     max_response_bytes: int = Field(16 * 2**20, ge=1024)
     max_connections: int = Field(256, ge=1)
     set_weights: bool = True

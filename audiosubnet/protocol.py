@@ -12,6 +12,8 @@ Endpoints
     POST /v1/seen    JSON `SeenRequest` -> `SeenResponse`: the prompts this miner was sent by other callers in the
                      last seconds (text sketches), or, by entry id, the fingerprints of the audio it answered
                      with: the evidence validators use to catch miners that relay prompts (validators only)
+    POST /v1/music   JSON `MusicRequest` {prompt <= 256 chars, duration_s <= 30, seed?, format}
+                                                              -> audio bytes + headers (501 when not offered)
     GET  /v1/info    `InfoResponse` (protocol version, engines, models, voices, limits); no signature needed
     GET  /health     `HealthResponse`; no signature needed
     GET  /metrics    Prometheus text format
@@ -40,6 +42,7 @@ PROTOCOL_VERSION = "1"
 
 PATH_TTS = "/v1/tts"
 PATH_CLONE = "/v1/clone"
+PATH_MUSIC = "/v1/music"
 PATH_INFO = "/v1/info"
 PATH_SEEN = "/v1/seen"
 PATH_HEALTH = "/health"
@@ -48,6 +51,8 @@ PATH_METRICS = "/metrics"
 DEFAULT_MAX_TEXT_CHARS = 512
 HARD_MAX_TEXT_CHARS = 10_000  # no setting may raise the limit past this
 MAX_REFERENCE_SECONDS = 30.0
+MAX_MUSIC_PROMPT_CHARS = 256
+MIN_MUSIC_SECONDS, MAX_MUSIC_SECONDS = 0.5, 30.0
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8_000, 48_000
 AUDIO_FORMATS = ("wav", "flac")
 MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac"}
@@ -172,6 +177,30 @@ class SeenResponse(BaseModel):
     entries: list[SeenEntry]
 
 
+class MusicRequest(_Strict):
+    """POST /v1/music: `duration_s` seconds of music for `prompt` (text-to-music models only)."""
+
+    prompt: str = Field(min_length=1, max_length=MAX_MUSIC_PROMPT_CHARS)
+    duration_s: float = Field(10.0, ge=MIN_MUSIC_SECONDS, le=MAX_MUSIC_SECONDS, allow_inf_nan=False)
+    model: str | None = Field(None, min_length=1, max_length=256, description="model id; default: the miner's")
+    format: Literal["wav", "flac"] = "wav"
+    sample_rate: int | None = Field(None, ge=MIN_SAMPLE_RATE, le=MAX_SAMPLE_RATE)
+    seed: int | None = Field(None, ge=0, le=2**32 - 1)
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("prompt is blank")
+        if "\x00" in v:
+            raise ValueError("prompt contains a NUL character")
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("prompt is not valid Unicode (lone surrogate)") from None
+        return v
+
+
 class ModelInfo(BaseModel):
     id: str
     engine: str
@@ -183,6 +212,8 @@ class ModelInfo(BaseModel):
     batching: bool = False
     max_batch: int = 1
     languages: list[str] = []
+    music: bool = False
+    max_duration_s: float = 0.0
 
 
 class Limits(BaseModel):
@@ -207,6 +238,7 @@ class InfoResponse(BaseModel):
     default_model: str
     clone: bool
     limits: Limits
+    music: bool = False  # a model serves POST /v1/music
 
 
 class HealthResponse(BaseModel):
@@ -313,6 +345,19 @@ def parse_tts(body: bytes, content_type: str | None, *, max_text_chars: int = DE
     if mt not in ("", "application/json"):
         raise BodyError(400, E_MALFORMED, f"content type '{mt}' is not application/json")
     return _validate(TtsRequest, _json_object(body), max_text_chars)  # type: ignore[return-value]
+
+
+def parse_music(body: bytes, content_type: str | None) -> MusicRequest:
+    mt = _media_type(content_type)
+    if mt not in ("", "application/json"):
+        raise BodyError(400, E_MALFORMED, f"content type '{mt}' is not application/json")
+    data = _json_object(body)
+    try:
+        return MusicRequest.model_validate(data)
+    except ValidationError as e:
+        raise BodyError(422, E_INVALID, _validation_message(e)) from None
+    except (ValueError, TypeError, RecursionError) as e:  # defensive: never a 500 for client input
+        raise BodyError(422, E_INVALID, str(e)[:200]) from None
 
 
 def parse_clone(body: bytes, content_type: str | None, *,

@@ -32,3 +32,21 @@ def cpu_cache():
         cache = ModelCache(budget_bytes=None, device="cpu", dtype="float32")
         set_cache(cache)
     return cache
+
+
+@pytest.fixture(scope="session")
+def tiny_musicgen(tmp_path_factory):
+    """A tiny random MusicGen + T5-style tokenizer folder (load it as musicgen:<folder>)."""
+    pytest.importorskip("transformers")
+    from audiosubnet.bench.random_music import build_musicgen
+
+    return build_musicgen(tmp_path_factory.mktemp("musicgen") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_clap(tmp_path_factory):
+    """A tiny random CLAP folder (model, tokenizer, feature extractor)."""
+    pytest.importorskip("transformers")
+    from audiosubnet.bench.random_music import build_clap
+
+    return build_clap(tmp_path_factory.mktemp("clap") / "tiny")

@@ -54,7 +54,9 @@ def test_sample_prompts_are_varied_enough():
 
 
 def test_working_folders_are_kept_and_outputs_ignored():
-    for d in ("tts_source", "tts_target", "vc_source", "vc_target", "vc_processed"):
+    for d in ("tts_source", "tts_target", "vc_source", "vc_target", "vc_processed", "music_source", "music_target"):
         assert (ROOT / d).is_dir()
     r = subprocess.run(["git", "check-ignore", "-q", "tts_target/x.wav"], cwd=ROOT)
+    assert r.returncode == 0
+    r = subprocess.run(["git", "check-ignore", "-q", "music_target/x.wav"], cwd=ROOT)
     assert r.returncode == 0

@@ -25,6 +25,7 @@ from audiosubnet.bench.workloads import (
     RANDOM_ENGINES,
     REF_TEXT,
     build_random,
+    music_request,
     sized_text,
     workload,
 )
@@ -40,6 +41,7 @@ BUILTIN_ENGINES = {
     "world": "audiosubnet.engines.world:WorldCloneEngine",
     "speecht5-clone": "audiosubnet.engines.speecht5_clone:SpeechT5CloneEngine",
     "pocket": "audiosubnet.engines.pocket:PocketCloneEngine",
+    "musicgen": "audiosubnet.engines.musicgen:MusicgenEngine",
 }
 
 
@@ -150,7 +152,7 @@ class EngineBench:
             with cache.engine(row.model_id):
                 row.warm_load_s = time.perf_counter() - t0
             caps = engine.capabilities
-            row.kind = "clone" if caps.clone else "tts"
+            row.kind = "music" if caps.music else "clone" if caps.clone else "tts"
             row.sample_rate, row.model_id = caps.sample_rate, engine.model_id
             row.device, row.dtype = engine.device or device, engine.dtype or dtype
             if any(o is not row and (o.spec, o.device, o.dtype) == (row.spec, row.device, row.dtype) and o.points
@@ -166,8 +168,8 @@ class EngineBench:
                 row.notes.append(note)
             first = FIRST_TEXT
             t0 = time.perf_counter()
-            audio = engine.synthesize([SynthesisRequest(first, reference=ref, reference_text=REF_TEXT if ref else None,
-                                                        seed=0)])[0]
+            audio = engine.synthesize([music_request(first, 0, 1.0) if caps.music else SynthesisRequest(
+                first, reference=ref, reference_text=REF_TEXT if ref else None, seed=0)])[0]
             _sync(row.device)
             row.first_audio_s = time.perf_counter() - t0
             if not texts:
@@ -213,7 +215,8 @@ class EngineBench:
     def _point(self, row: EngineResult, engine, b: int, texts: list[str], ref) -> Point:
         from audiosubnet.engines.base import SynthesisRequest
 
-        reqs = [SynthesisRequest(texts[i % len(texts)], seed=i, reference=ref,
+        reqs = [music_request(texts[i % len(texts)], i, self.cfg.duration) if row.kind == "music" else
+                SynthesisRequest(texts[i % len(texts)], seed=i, reference=ref,
                                  reference_text=REF_TEXT if ref is not None else None) for i in range(b)]
         knobs = [(o, o.forward_batch) for o in (engine, getattr(engine, "inner", None)) if hasattr(o, "forward_batch")]
         p = Point(batch=b)
@@ -228,8 +231,8 @@ class EngineBench:
             p.per_item_s = p.audio_s / b
             p.rtf = p.seconds / max(1e-9, p.audio_s)
             p.x_realtime = p.audio_s / max(1e-9, p.seconds)
-            old = OLD_SUBNET["clone_rtf" if row.kind == "clone" else "tts_rtf"]
-            p.vs_old_subnet = old / p.rtf if p.rtf else None
+            old = OLD_SUBNET.get(f"{row.kind}_rtf")
+            p.vs_old_subnet = old / p.rtf if p.rtf and old else None
             anchor = self._anchor(row.engine, b, row.dtype, row.weights, row.device)
             if anchor:
                 p.anchor_x, p.pct_of_anchor = anchor, 100 * p.x_realtime / anchor
@@ -268,6 +271,9 @@ class EngineBench:
             return
         if row.weights != "real":
             row.quality_note = "skipped: random weights (meaningless)"
+            return
+        if row.kind == "music":
+            row.quality_note = "skipped: music is scored by scoring/music.py against private references"
             return
         if self.quality_error:
             row.quality_note = f"unavailable: {self.quality_error}"

@@ -35,7 +35,7 @@ class EngineResult:
     label: str
     model_id: str = ""
     engine: str = ""
-    kind: str = "tts"  # tts | clone
+    kind: str = "tts"  # tts | clone | music
     weights: str = "real"  # real | random-full | random-small | random-tiny
     device: str = "cpu"
     dtype: str = "float32"

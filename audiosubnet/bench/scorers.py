@@ -47,7 +47,13 @@ class ScorerBench:
         self._stack_base = {d: memory_now_mb(d) for d in {self.device, "cpu"}}
         dtype = self._scorer_dtype()
         weights = ("random-tiny" if self.cfg.tiny else "random-full") if self.cfg.random_weights else "real"
-        individual = [n for n in self.scorer_names if not n.startswith("pipeline")]
+        if "music" in self.scorer_names:  # text-to-music scoring (bench/music.py)
+            from audiosubnet.bench.music import music_scorer_row
+
+            self.result.scorers.append(music_scorer_row(self, dtype, weights))
+            if self.scorer_names == ["music"]:
+                return
+        individual = [n for n in self.scorer_names if not n.startswith("pipeline") and n != "music"]
         try:
             settings = self._score_settings()
             cache = ModelCache(None, self.device, dtype)

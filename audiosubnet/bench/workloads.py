@@ -16,8 +16,8 @@ if TYPE_CHECKING:
     from audiosubnet.bench.runner import BenchConfig
 
 OFFLINE_ENGINES = ("piper", "espeak", "world")
-RANDOM_ENGINES = ("mms", "speecht5", "bark", "speecht5-clone", "pocket")
-SCORERS = ("asr", "dnsmos", "utmos", "speaker", "pipeline", "pipeline-clone")
+RANDOM_ENGINES = ("mms", "speecht5", "bark", "speecht5-clone", "pocket", "musicgen")
+SCORERS = ("asr", "dnsmos", "utmos", "speaker", "pipeline", "pipeline-clone", "music")
 OFFLINE_SCORERS = ("asr", "dnsmos", "speaker", "pipeline")
 RANDOM_SCORERS = ("asr", "dnsmos", "utmos", "speaker", "pipeline")
 
@@ -57,6 +57,17 @@ PASSAGE = (
     "down, and then we followed the lanterns home. "
 )
 SENTENCES = tuple(s.strip() + "." for s in PASSAGE.split(". ") if s.strip().strip("."))
+
+
+MUSIC_PROMPTS = ("lo-fi beat with soft piano", "upbeat electronic dance track with a heavy kick drum",
+                 "calm acoustic guitar melody", "epic orchestral score with strings and brass")
+
+
+def music_request(prompt: str, seed: int, duration: float):
+    """A text-to-music request of `duration` seconds (capped at the engines' 30 s)."""
+    from audiosubnet.engines.music import MAX_DURATION_S, MusicRequest
+
+    return MusicRequest(text=prompt, seed=seed, duration_s=min(float(duration), MAX_DURATION_S))
 
 
 def letters(n: int, seed: int = 0) -> str:
@@ -121,6 +132,10 @@ def build_random(name: str, size: str, workdir: Path, bark_tokens: int) -> Path:
 
         hf_logging.disable_progress_bar()
     root = workdir / f"{name}-{size}"
+    if name == "musicgen":  # full size: the musicgen-medium architecture
+        from audiosubnet.bench.random_music import build_musicgen
+
+        return build_musicgen(root, "medium" if size == "full" else "tiny")
     if name == "mms":
         return rm.build_mms(root, size)
     if name == "bark":
@@ -152,6 +167,8 @@ def workload(row: EngineResult, engine, cfg: BenchConfig) -> tuple[list[str], st
         return [], None
     name = row.engine
     tiny = row.weights == "random-tiny"
+    if row.kind == "music":  # the length is the request's: every item is `duration` seconds (at most 30)
+        return list(MUSIC_PROMPTS), f"{min(cfg.duration, 30.0):g} s of music per item, guidance on"
     if name == "mms":
         m = engine._model
         m.config.use_stochastic_duration_prediction = False

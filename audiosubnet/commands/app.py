@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from audiosubnet import __version__
-from audiosubnet.commands import bench, clone, config, mine, models, score, serve, sim, tts, validate
+from audiosubnet.commands import bench, clone, config, mine, models, music, score, serve, sim, tts, validate
 from audiosubnet.commands._cli import AsnTyper, setup_logging
 
 app = AsnTyper(
@@ -39,6 +39,7 @@ def root(
 
 
 app.add_typer(tts.app, name="tts")
+app.add_typer(music.app, name="music")
 app.add_typer(models.app, name="models")
 app.command("voices")(models.voices)
 app.add_typer(config.app, name="config")

@@ -29,10 +29,11 @@ def _list(value: str | None) -> list[str] | None:
 def bench(
     engines: Annotated[str | None, typer.Option("--engines", "-e", help="Comma list of model ids, or none  "
                                                 "[default: piper,espeak,world; with --random-weights: mms,"
-                                                "speecht5,bark,speecht5-clone,pocket]", show_default=False)] = None,
+                                                "speecht5,bark,speecht5-clone,pocket,musicgen]",
+                                                show_default=False)] = None,
     scorers: Annotated[str | None, typer.Option("--scorers", "-s", help="Comma list of asr, dnsmos, utmos, "
-                                                "speaker, pipeline, pipeline-clone, or none  [default: asr,dnsmos,"
-                                                "speaker,pipeline; + utmos with --random-weights]",
+                                                "speaker, pipeline, pipeline-clone, music, or none  [default: "
+                                                "asr,dnsmos,speaker,pipeline; + utmos with --random-weights]",
                                                 show_default=False)] = None,
     device: o.DeviceOpt = None,
     dtype: Annotated[str | None, typer.Option("--dtype", help="Comma list of float32, float16, bfloat16, auto; "

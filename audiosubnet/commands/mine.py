@@ -34,6 +34,9 @@ def mine(
     clone_model: Annotated[str | None, typer.Option("--clone-model", help="Also serve voice cloning on /v1/clone "
                                                     "with this model (auto: pocket if downloaded, else world).",
                                                     show_default=False)] = None,
+    music_model: Annotated[str | None, typer.Option("--music-model", help="Also serve text-to-music on /v1/music "
+                                                    "with this model (e.g. musicgen:facebook/musicgen-small).",
+                                                    show_default=False)] = None,
     device: o.DeviceOpt = None,
     dtype: o.DTypeOpt = None,
     cache_budget: o.BudgetOpt = None,
@@ -72,6 +75,7 @@ def mine(
       asn mine --network test --netuid 250 --external-ip 203.0.113.7
       asn mine --model hf:facebook/mms-tts-eng --device cuda --max-batch 64 --workers 4
       asn mine --clone-model auto          (also voice cloning on /v1/clone)
+      asn mine --music-model musicgen:facebook/musicgen-small --device cuda   (also music on /v1/music)
       asn mine --network sim --wallet.name m1 --port 9001   (see asn sim -h)
     """
     from audiosubnet.config import load_settings
@@ -80,7 +84,7 @@ def mine(
     flags = {
         **o.subnet_flags(wallet_name, wallet_hotkey, wallet_path, network, netuid),
         **o.placement_flags(device, dtype, cache_budget),
-        "model": model, "voice": voice, "mine.clone_model": clone_model,
+        "model": model, "voice": voice, "mine.clone_model": clone_model, "mine.music_model": music_model,
         "mine.host": host, "mine.port": port, "mine.external_ip": external_ip, "mine.external_port": external_port,
         "mine.concurrency": concurrency, "mine.workers": workers, "mine.max_batch": max_batch,
         "mine.max_wait_ms": max_wait_ms,

@@ -98,9 +98,16 @@ def pull(model: Annotated[str, typer.Argument(help="Model id, e.g. hf:facebook/m
     Examples:
       asn models pull hf:facebook/mms-tts-eng
       asn models pull piper:en_US-lessac-medium
+      asn models pull clap:laion/larger_clap_music     (the validator's music scorer)
     """
     from audiosubnet.engines import registry
 
+    if model.startswith("clap:"):
+        from audiosubnet.scoring.music import pull_clap
+
+        path = pull_clap(model.removeprefix("clap:"))
+        err.print(f"{model}: downloaded ({path})", highlight=False)
+        return
     engine, name = registry.parse_model_id(model)
     st = registry.get_engine_class(engine).pull(name)
     if json_out:

@@ -28,6 +28,12 @@ def validate(
                                                           "prompts  [default: 0.5]", show_default=False)] = None,
     clone_ratio: Annotated[float | None, typer.Option("--clone-ratio", help="Share of voice-clone rounds  "
                                                       "[default: 0.25]", show_default=False)] = None,
+    music_ratio: Annotated[float | None, typer.Option("--music-ratio", help="Share of text-to-music rounds (needs "
+                                                      "--music-references and the CLAP model)  [default: 0]",
+                                                      show_default=False)] = None,
+    music_references: Annotated[Path | None, typer.Option("--music-references", help="Folder of your private "
+                                                          "reference music clips (music quality score).",
+                                                          show_default=False)] = None,
     round_interval: Annotated[float | None, typer.Option("--round-interval", help="Seconds between round starts  "
                                                          "[default: 60]", show_default=False)] = None,
     alpha: Annotated[float | None, typer.Option("--alpha", help="Moving-average weight of the newest round  "
@@ -63,6 +69,7 @@ def validate(
              **o.placement_flags(device, dtype, cache_budget), "score.preset": preset,
              "validator.prompts": prompts, "validator.generated_ratio": generated_ratio,
              "validator.clone_ratio": clone_ratio, "validator.round_interval_s": round_interval,
+             "validator.music_ratio": music_ratio, "validator.music_references": music_references,
              "validator.alpha": alpha, "validator.timeout_s": timeout,
              "validator.weights_every": weights_every, "validator.miners_per_round": miners_per_round,
              "validator.set_weights": False if no_weights else None, "validator.wandb": wandb or None,

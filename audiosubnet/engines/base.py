@@ -55,6 +55,8 @@ class Capabilities:
     languages: tuple[str, ...] = ("en",)  # what it speaks: ISO 639 codes ("en", "en_US", "fra"); "*" any
     # the writing systems it reads (ISO 15924: "Latn", "Cyrl", "Hani"...); None: those of `languages`
     scripts: tuple[str, ...] | None = None
+    music: bool = False  # text-to-music: takes `MusicRequest`s (engines/music.py)
+    max_duration_s: float = 0.0  # music: the longest clip one request may ask for
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,12 @@
 """The miner's HTTP edge: a FastAPI app built by `create_app(MinerContext)`.
 
-Request path of POST /v1/tts and /v1/clone, in order (the first failure answers):
+Request path of POST /v1/tts, /v1/clone and /v1/music, in order (the first failure answers):
   body size (Content-Length, then the bytes read)        413
   btauth/1 over the raw body and raw target, receiver = our hotkey, shared nonce store   401
   policy: deny/allow lists, registered, validator permit, stake                          403
   per-caller rate limit                                                                   429 + Retry-After
   JSON (or multipart) parsing, then field validation                                     400, 422
-  service: queue full 429 + Retry-After, bad text/voice/model 422, no cloning 501, draining 503
+  service: queue full 429 + Retry-After, bad text/voice/model 422, no cloning or music 501, draining 503
   after a 200: the caller, the prompt's sketch and the answer's fingerprint go to the seen log (miner/seen_log.py)
 POST /v1/seen takes the same auth and policy (validators only) and answers from the seen log.
 Every error body is JSON {code, message}; a 500 is logged with its request id and is always a miner bug.
@@ -187,7 +187,10 @@ def create_app(ctx: MinerContext) -> FastAPI:
             ctype = request.headers.get("content-type")
             limit = ctx.service.config.max_text_chars
             try:
-                if endpoint == "clone":
+                if endpoint == "music":
+                    mreq = protocol.parse_music(body, ctype)
+                    req = protocol.TtsRequest.model_construct(text=mreq.prompt, model=mreq.model)  # for the log line
+                elif endpoint == "clone":
                     creq = protocol.parse_clone(body, ctype, max_text_chars=limit)
                     req: protocol.TtsRequest = creq
                 else:
@@ -196,7 +199,10 @@ def create_app(ctx: MinerContext) -> FastAPI:
                 raise ApiError(e.status, e.code, e.message) from None
             chars = len(req.text)
             model = req.model or ctx.service.default_model
-            if endpoint == "clone":
+            if endpoint == "music":
+                out = await ctx.service.music(mreq.prompt, duration_s=mreq.duration_s, model=mreq.model,
+                                              seed=mreq.seed, fmt=mreq.format, sample_rate=mreq.sample_rate)
+            elif endpoint == "clone":
                 out = await ctx.service.clone(req.text, creq.reference_audio, reference_text=creq.reference_text,
                                               model=req.model, seed=req.seed, fmt=req.format,
                                               sample_rate=req.sample_rate)
@@ -242,6 +248,10 @@ def create_app(ctx: MinerContext) -> FastAPI:
     async def clone(request: Request) -> Response:
         return await handle(request, "clone")
 
+    @app.post(protocol.PATH_MUSIC)
+    async def music(request: Request) -> Response:
+        return await handle(request, "music")
+
     @app.post(protocol.PATH_SEEN)
     async def seen(request: Request) -> Response:
         t0 = time.perf_counter()
@@ -281,7 +291,8 @@ def create_app(ctx: MinerContext) -> FastAPI:
                                  rate_limit_per_min=ctx.policy.config.rate_limit_per_min)
         body = protocol.InfoResponse(hotkey=ctx.hotkey, netuid=ctx.netuid, version=__version__,
                                      engines=sorted({m.engine for m in models}), models=models,
-                                     default_model=default, clone=svc.can_clone, limits=limits)
+                                     default_model=default, clone=svc.can_clone, limits=limits,
+                                     music=getattr(svc, "can_music", False))
         return Response(body.model_dump_json(), media_type="application/json")
 
     @app.get(protocol.PATH_HEALTH)

@@ -55,6 +55,8 @@ def build_miner(settings: Settings, *, wallet: Any = None, chain: Chain | None =
     models = (settings.model.strip() or "auto",)
     if m.clone_model:
         models += (_clone_model(m.clone_model),)
+    if m.music_model:
+        models += (m.music_model,)
     service = TtsService(ServiceConfig(models=models, voice=settings.voice, max_text_chars=m.max_text_chars,
                                        max_batch=m.max_batch, max_wait_ms=m.max_wait_ms, queue_size=m.queue_size,
                                        concurrency=m.concurrency), cache=cache, observer=metrics)

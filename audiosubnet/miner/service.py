@@ -257,11 +257,16 @@ class TtsService:
     def can_clone(self) -> bool:
         return any(m.caps.clone for m in self._models.values())
 
+    @property
+    def can_music(self) -> bool:
+        return any(m.caps.music for m in self._models.values())
+
     def models_info(self) -> list[ModelInfo]:
         return [ModelInfo(id=m.model_id, engine=m.model_id.partition(":")[0], sample_rate=m.caps.sample_rate,
                           voices=list(m.caps.voices), default_voice=m.caps.default_voice, tts=m.caps.tts,
                           clone=m.caps.clone, batching=m.max_batch > 1, max_batch=m.max_batch,
-                          languages=list(m.caps.languages)) for m in self._models.values()]
+                          languages=list(m.caps.languages), music=m.caps.music,
+                          max_duration_s=m.caps.max_duration_s) for m in self._models.values()]
 
     def resolve_model(self, requested: str | None, *, clone: bool = False) -> _Model:
         """The served model a request names (None: the default; for clone, the first cloning model)."""
@@ -277,7 +282,8 @@ class TtsService:
                 if clone and not m.caps.clone:
                     raise NotOffered(f"{m.model_id} cannot clone voices")
                 if not clone and not m.caps.tts:
-                    raise InputError(f"{m.model_id} needs a reference voice (it only clones voices)")
+                    raise InputError(f"{m.model_id} makes music; use /v1/music" if m.caps.music else
+                                     f"{m.model_id} needs a reference voice (it only clones voices)")
                 return m
         served = ", ".join(self._models)
         raise InputError(f"model '{requested[:80]}' is not served here (served: {served})")
@@ -304,6 +310,18 @@ class TtsService:
             raise AudioDecodeError(f"reference audio is {ref.duration:.2f} s; at least 0.5 s is needed")
         req = SynthesisRequest(text=text, seed=seed, reference=ref, reference_text=reference_text, speed=speed)
         return await self._submit(m, req, fmt, sample_rate)
+
+    async def music(self, prompt: str, *, duration_s: float, model: str | None = None, seed: int | None = None,
+                    fmt: str = "wav", sample_rate: int | None = None) -> Rendered:
+        """Text-to-music on the first music model (or the one named); NotOffered when none is served."""
+        from audiosubnet.engines.music import MusicRequest
+
+        m = next((m for m in self._models.values() if m.caps.music and (model is None or model in m.aliases)), None)
+        if m is None:
+            if not self.can_music:
+                raise NotOffered("this miner has no text-to-music model")
+            raise InputError(f"model '{(model or '')[:80]}' is not a music model served here")
+        return await self._submit(m, MusicRequest(text=prompt, duration_s=duration_s, seed=seed), fmt, sample_rate)
 
     def _retry_after(self) -> float:
         per_batch = self._batch_s_ema or 0.5

@@ -151,6 +151,8 @@ class Hub:
             return await svc.synthesize(**payload)
         if op == "clone":
             return await svc.clone(**payload)
+        if op == "music":
+            return await svc.music(**payload)
         if op == "rate":
             d = ctx.policy.rate(payload)
             if not d.allowed:  # the worker counts the rejection (as a single-process miner does)
@@ -346,6 +348,13 @@ class RemoteService:
 
     async def clone(self, text: str, reference: bytes, **kw: Any) -> Rendered:
         return await self._forward("clone", {"text": text, "reference": reference, **kw})
+
+    async def music(self, prompt: str, **kw: Any) -> Rendered:
+        return await self._forward("music", {"prompt": prompt, **kw})
+
+    @property
+    def can_music(self) -> bool:
+        return any(m.music for m in self._models)
 
     async def _forward(self, op: str, payload: dict) -> Rendered:
         if self._draining:

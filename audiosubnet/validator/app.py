@@ -35,7 +35,7 @@ def loop_config(settings: Settings) -> LoopConfig:
                       metagraph_refresh_s=v.metagraph_refresh_s, miners_per_round=v.miners_per_round,
                       include_validators=v.include_validators, deny_hotkeys=tuple(v.deny_hotkeys),
                       clone_ratio=v.clone_ratio, set_weights=v.set_weights, seed=v.seed,
-                      relay_check=v.relay_check)
+                      relay_check=v.relay_check, music_ratio=v.music_ratio)
 
 
 async def build_validator(settings: Settings, *, wallet: Any = None, chain: Any = None, cache: Any = None,
@@ -70,6 +70,10 @@ async def build_validator(settings: Settings, *, wallet: Any = None, chain: Any 
     tasks: dict[str, Any] = {"tts": TtsTask()}
     if v.clone_ratio > 0:
         tasks["clone"] = CloneTask(cache, seed=v.seed)
+    if v.music_ratio > 0:  # refuses to start without CLAP or the reference folder (one line naming the fix)
+        from audiosubnet.validator.music_task import build_music_task
+
+        tasks["music"] = await asyncio.to_thread(build_music_task, v, cache, state_dir(settings, wallet.hotkey))
     validator = Validator(chain=chain, own_hotkey=wallet.hotkey, client=client, scoring=scoring, prompts=prompts,
                           config=loop_config(settings), state_dir=state_dir(settings, wallet.hotkey), tasks=tasks,
                           on_round=on_round)

@@ -141,6 +141,12 @@ class MinerClient:
         return await self.post(endpoint, hotkey, protocol.PATH_CLONE, body, content_type=ctype, timeout_s=timeout_s,
                                max_bytes=max_bytes)
 
+    async def music(self, endpoint: str | None, hotkey: str, request: protocol.MusicRequest, *,
+                    timeout_s: float | None = None, max_bytes: int | None = None) -> MinerResult:
+        """POST /v1/music."""
+        body = json.dumps(request.model_dump(exclude_none=True), ensure_ascii=False, separators=(",", ":")).encode()
+        return await self.post(endpoint, hotkey, protocol.PATH_MUSIC, body, timeout_s=timeout_s, max_bytes=max_bytes)
+
     async def info(self, endpoint: str, *, timeout_s: float = 5.0) -> InfoResponse | None:
         """GET /v1/info, or None when the miner does not answer it properly."""
         r = await self.request(endpoint, "", "GET", protocol.PATH_INFO, b"", timeout_s=timeout_s,

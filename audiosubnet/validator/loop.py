@@ -88,6 +88,7 @@ class LoopConfig:
     include_validators: bool = False
     deny_hotkeys: tuple[str, ...] = ()
     clone_ratio: float = 0.0
+    music_ratio: float = 0.0
     set_weights: bool = True
     seed: int | None = None
     relay_check: bool = True
@@ -168,6 +169,8 @@ class Validator:
         return sorted(chosen, key=lambda p: int(p.uid))
 
     def choose_task(self) -> Task:
+        if "music" in self.tasks and self.rng.random() < self.cfg.music_ratio:
+            return self.tasks["music"]
         if "clone" in self.tasks and self.rng.random() < self.cfg.clone_ratio:
             return self.tasks["clone"]
         return self.tasks["tts"]
@@ -187,9 +190,16 @@ class Validator:
         prompts = {int(p.uid): pr for p, pr in zip(chosen, self.prompts.issue(len(chosen)), strict=True)}
         seeds = {uid: self.rng.getrandbits(31) for uid in prompts}
         material = await task.prepare(next(iter(prompts.values())).text if prompts else "")
+
+        def deadline(text: str) -> float:
+            timeout = min(self.cfg.timeout_s, scaled_timeout(text))
+            if hasattr(task, "timeout_s"):  # music: the deadline follows the length asked for
+                timeout = task.timeout_s(material, timeout)
+            return timeout
+
         results: list[MinerResult] = list(await asyncio.gather(
-            *(task.query(self.client, p, prompts[int(p.uid)].text, material,
-                         min(self.cfg.timeout_s, scaled_timeout(prompts[int(p.uid)].text)), seed=seeds[int(p.uid)])
+            *(task.query(self.client, p, prompts[int(p.uid)].text, material, deadline(prompts[int(p.uid)].text),
+                         seed=seeds[int(p.uid)])
               for p in chosen)))
         answered = [(p, r) for p, r in zip(chosen, results, strict=True) if r.ok]
         relays = await self.check_relays(prompts, answered, time.perf_counter() - t0)
@@ -197,7 +207,8 @@ class Validator:
         scored_pairs = [(p, r) for p, r in answered if int(p.uid) not in relays]
         items = [task.item(p, prompts[int(p.uid)].text, material, r) for p, r in scored_pairs]
         t1 = time.perf_counter()
-        scored = await asyncio.to_thread(self.scoring.score, items) if items else []
+        score_items = getattr(task, "score", None) or self.scoring.score  # music scores its own items
+        scored = await asyncio.to_thread(score_items, items) if items else []
         t_score = time.perf_counter() - t1
         by_uid = {int(p.uid): s for (p, _), s in zip(scored_pairs, scored, strict=True)}
 

@@ -1,0 +1,110 @@
+"""`asn music`: local text-to-music (MusicGen): one prompt, or a CSV of prompts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from audiosubnet.commands import _options as o
+from audiosubnet.commands._cli import AsnTyper, err, interactive, print_json
+
+app = AsnTyper(help="Local text-to-music: one prompt to a file, or a CSV of prompts to a folder.")
+
+MusicModelOpt = Annotated[str | None, typer.Option(
+    "--model", "-m", help="Music model id  [default: musicgen:facebook/musicgen-small]", show_default=False)]
+
+
+@app.command("gen")
+def gen(
+    prompt: Annotated[str, typer.Argument(help="What the music should sound like (at most 256 characters).")],
+    duration: Annotated[float, typer.Option("--duration", "-d", help="Seconds of music (0.5-30).")] = 10.0,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output file (.wav/.flac/.mp3/.ogg).")] = Path(
+        "music.wav"),
+    seed: Annotated[int | None, typer.Option("--seed", help="Same seed, same music.", show_default=False)] = None,
+    model: MusicModelOpt = None,
+    device: o.DeviceOpt = None,
+    dtype: o.DTypeOpt = None,
+) -> None:
+    """Make one clip of music from a text prompt.
+
+    Examples:
+      asn music gen "lo-fi beat with soft piano" -d 10 -o beat.wav
+      asn music gen "epic orchestral score" -d 20 --seed 7 --model musicgen:facebook/musicgen-medium --device cuda
+    """
+    from audiosubnet import audio as audiolib
+    from audiosubnet.config import load_settings
+    from audiosubnet.engines.cache import configure_cache
+    from audiosubnet.engines.music import MusicRequest, music_engine_check
+    from audiosubnet.errors import UsageError
+    from audiosubnet.jobs.music_batch import DEFAULT_MUSIC_MODEL
+
+    fmt = out.suffix.lower().lstrip(".") or "wav"
+    if fmt not in audiolib.FORMATS:
+        raise UsageError(f"unknown audio format '.{fmt}'", hint="Use .wav, .flac, .mp3 or .ogg.")
+    s = load_settings(**o.placement_flags(device, dtype, None))
+    cache = configure_cache(s.device, s.dtype, s.cache_budget)
+    with cache.engine(model or DEFAULT_MUSIC_MODEL) as engine:
+        music_engine_check(engine)
+        audio = engine.synthesize([MusicRequest(text=prompt, duration_s=duration, seed=seed)])[0]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    audiolib.write_atomic(out, audiolib.encode(audio, fmt))
+    err.print(f"{audio.duration:.2f} s at {audio.sample_rate} Hz -> {out}", highlight=False)
+
+
+@app.command("batch")
+def batch(
+    csv_path: Annotated[Path, typer.Argument(metavar="CSV", help="Prompts: a 'prompt' column (optional id, "
+                                             "duration, seed, model), or one prompt per line.")] = Path(
+        "music_source/prompts.csv"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("music_target"),
+    fmt: Annotated[str, typer.Option("--format", "-f", help="wav | flac | mp3 | ogg")] = "wav",
+    duration: Annotated[float, typer.Option("--duration", "-d", help="Seconds for rows without a duration.")] = 10.0,
+    model: MusicModelOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Regenerate rows that are already done.")] = False,
+    max_batch: Annotated[int, typer.Option("--max-batch", help="Rows per engine call.")] = 8,
+    device: o.DeviceOpt = None,
+    dtype: o.DTypeOpt = None,
+    cache_budget: o.BudgetOpt = None,
+    json_out: o.JsonOpt = False,
+) -> None:
+    """Render every row of CSV to an audio file plus a manifest.csv (resumable).
+
+    Examples:
+      asn music batch music_source/prompts.csv
+      asn music batch prompts.csv --out renders --format flac --device cuda --max-batch 32
+
+    Exit status: 0 when every row succeeded, 1 when any row failed, 2 for a missing or empty CSV
+    or an unwritable output folder.
+    """
+    from audiosubnet.commands.tts import _Progress
+    from audiosubnet.config import load_settings
+    from audiosubnet.engines.cache import configure_cache
+    from audiosubnet.jobs.batch import BatchInterrupted
+    from audiosubnet.jobs.music_batch import DEFAULT_MUSIC_MODEL, MusicBatchOptions, run_music_batch
+
+    s = load_settings(**o.placement_flags(device, dtype, cache_budget))
+    cache = configure_cache(s.device, s.dtype, s.cache_budget)
+    opts = MusicBatchOptions(out_dir=out, fmt=fmt, model=model or DEFAULT_MUSIC_MODEL, duration_s=duration,
+                             force=force, max_batch=max_batch)
+    with _Progress(enabled=interactive() and not json_out) as progress:
+        try:
+            summary = run_music_batch(csv_path, opts, cache, progress=progress.update, on_rows=progress.start)
+        except BatchInterrupted as e:
+            summary = e.summary
+    if json_out:
+        print_json(summary.to_dict())
+    else:
+        for r in summary.rows:
+            if r.status != "ok":
+                err.print(f"[red]✗[/] {r.id}: {r.error}", markup=True, highlight=False)
+        rtf = summary.engine_seconds / summary.audio_seconds if summary.audio_seconds else 0.0
+        err.print(
+            f"{summary.ok} written, {summary.skipped} already done, {summary.failed} failed "
+            f"of {summary.total} rows; {summary.audio_seconds:.1f} s of music in {summary.wall_seconds:.1f} s "
+            f"(RTF {rtf:.3f}) -> {summary.manifest}", highlight=False)
+    if summary.interrupted:
+        err.print("interrupted: manifest flushed; rerun to resume")
+        raise typer.Exit(130)
+    raise typer.Exit(1 if summary.failed else 0)

@@ -1,0 +1,250 @@
+"""A faster MusicGen decode loop: static KV cache, classifier-free guidance and top-k sampling in one step
+function, replayed as a CUDA graph (fast-musicgen's recipe), over the weights of transformers'
+`MusicgenForConditionalGeneration` (mono models).
+
+transformers' `generate` is launch-bound for MusicGen: every step re-enters Python for 24-48 decoder layers,
+four heads, the logits processors and the cache bookkeeping. Here one step is a fixed sequence of kernels on
+fixed buffers:
+
+    tokens at `pos` (rows x codebooks) -> summed codebook embeddings + sinusoidal position
+    -> per layer: self-attention over the static cache (written at `pos`), cross-attention over the text's
+       keys/values (computed once per batch), MLP -> final norm -> the codebooks' heads
+    -> guidance (cond + (cond - uncond) x scale) -> temperature -> top-k -> Gumbel-max draw
+    -> the codebook delay pattern (forced pads) -> tokens at `pos + 1`; `pos += 1`
+
+so on CUDA the whole step is captured once and replayed `steps` times with no host work in between. On the CPU
+it runs eagerly (for tests and smoke runs). With `top_k=1` the loop is greedy and reproduces `generate`'s greedy
+tokens exactly (tests/unit/engines/test_musicgen_fast.py).
+
+Sampling is a Gumbel-max draw whose uniform noise is drawn outside the graph, `chunk` steps at a time, from one
+torch.Generator per item: an item's music depends on its own seed, not on its batch (up to floating-point
+differences of batched kernels). One instance has a capacity (batch rows, steps, text tokens) and serves any
+shorter run: a smaller batch is padded with copies of its last prompt, fewer steps just stop early (the delay
+pattern is set per run), so one captured graph serves many requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+log = logging.getLogger(__name__)
+
+GRAPH_WARMUP = 3
+
+
+class FastMusicgen:
+    def __init__(self, model, batch: int, steps: int, text_len: int, *, guidance_scale: float = 3.0,
+                 top_k: int = 250, temperature: float = 1.0, graph: bool | None = None, chunk: int = 64):
+        import torch
+
+        self.model = model
+        self.dec = model.decoder  # MusicgenForCausalLM
+        self.core = self.dec.model.decoder  # MusicgenDecoder
+        cfg = self.dec.config
+        if getattr(cfg, "audio_channels", 1) != 1:
+            raise ValueError("the fast path handles mono MusicGen models only")
+        self.K, self.V = int(cfg.num_codebooks), int(cfg.vocab_size)
+        self.pad = int(cfg.pad_token_id)
+        self.H = int(cfg.num_attention_heads)
+        self.E = int(cfg.hidden_size)
+        self.D = self.E // self.H
+        self.B, self.steps, self.S = batch, steps, text_len
+        self.guidance = guidance_scale if guidance_scale and guidance_scale > 1 else None
+        self.rows = 2 * batch if self.guidance else batch
+        self.top_k, self.temperature = top_k, temperature
+        p = next(self.dec.parameters())
+        self.device, self.dtype = p.device, p.dtype
+        if graph is None:  # ASN_CUDA_GRAPHS=0 runs the same steps eagerly
+            from audiosubnet.engines.cuda_graphs import graphs_enabled
+
+            graph = self.device.type == "cuda" and graphs_enabled()
+        self.graph_on = graph
+        L, rows, T = len(self.core.layers), self.rows, steps + 1
+        z = dict(device=self.device, dtype=self.dtype)
+        self.k_cache = torch.zeros(L, rows, self.H, T, self.D, **z)
+        self.v_cache = torch.zeros(L, rows, self.H, T, self.D, **z)
+        self.cross_k = torch.zeros(L, rows, self.H, text_len, self.D, **z)
+        self.cross_v = torch.zeros(L, rows, self.H, text_len, self.D, **z)
+        self.cross_mask = torch.zeros(rows, 1, 1, text_len, **z)
+        self.seq = torch.full((rows, self.K, T), self.pad, dtype=torch.long, device=self.device)
+        self.pos = torch.zeros(1, dtype=torch.long, device=self.device)
+        self.positions = self.core.embed_positions.weights[:T].to(**z) if self.core.embed_positions.weights.shape[
+            0] >= T else self._positions(T)
+        self.forced = self._delay_pattern(T, steps)  # (K, T) True where the token is a pad
+        self.t_index = torch.arange(T, device=self.device)
+        self.chunk = chunk
+        self.noise = torch.rand(batch, chunk, self.K, self.V, device=self.device)
+        self._graph = None
+
+    # ---- set-up ------------------------------------------------------------------------------------
+    def _positions(self, n: int):
+        from transformers.models.musicgen.modeling_musicgen import MusicgenSinusoidalPositionalEmbedding
+
+        return MusicgenSinusoidalPositionalEmbedding.get_embedding(n, self.E).to(self.device, self.dtype)
+
+    def _delay_pattern(self, T: int, steps: int):
+        """MusicGen's delay pattern for a run of `steps` steps (positions 0..steps) in a buffer of T positions:
+        codebook k is a pad at positions <= k (start) and >= steps + 1 - K + 1 + k (end)."""
+        import torch
+
+        j = torch.arange(T, device=self.device)[None, :]
+        k = torch.arange(self.K, device=self.device)[:, None]
+        return (j <= k) | (j >= steps + 1 - self.K + 1 + k)
+
+    def frames(self, steps: int | None = None) -> int:
+        """Audio frames (50 per second for MusicGen) a run of `steps` (default: the capacity) produces."""
+        return (self.steps if steps is None else steps) + 1 - self.K
+
+    def prepare(self, input_ids, attention_mask, steps: int | None = None) -> None:
+        """Encode the prompts (padded to `text_len`, the batch to `batch` rows) and fill the cross-attention
+        keys/values; set the delay pattern for a run of `steps`; reset the state."""
+        import torch
+        import torch.nn.functional as F
+
+        m = self.model
+        if input_ids.shape[0] > self.B or input_ids.shape[1] > self.S or (steps or 0) > self.steps:
+            raise ValueError("the run is larger than this decoder's capacity")
+        if input_ids.shape[0] < self.B:  # filler rows: copies of the last prompt, dropped from the output
+            extra = self.B - input_ids.shape[0]
+            input_ids = torch.cat([input_ids, input_ids[-1:].expand(extra, -1)])
+            attention_mask = torch.cat([attention_mask, attention_mask[-1:].expand(extra, -1)])
+        if input_ids.shape[1] < self.S:
+            extra = self.S - input_ids.shape[1]
+            input_ids = F.pad(input_ids, (0, extra), value=0)
+            attention_mask = F.pad(attention_mask, (0, extra), value=0)
+        input_ids, attention_mask = input_ids[:, : self.S], attention_mask[:, : self.S]
+        enc = m.text_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if getattr(m, "enc_to_dec_proj", None) is not None and \
+                m.text_encoder.config.hidden_size != self.E and m.decoder.config.cross_attention_hidden_size is None:
+            enc = m.enc_to_dec_proj(enc)
+        enc = (enc * attention_mask[..., None]).to(self.dtype)
+        mask = attention_mask.to(self.dtype)
+        if self.guidance:  # the unconditional half: zero text states, attended uniformly (as generate does)
+            enc = torch.cat([enc, torch.zeros_like(enc)])
+            mask = torch.cat([mask, torch.ones_like(mask)])
+        add = (1.0 - mask) * torch.finfo(self.dtype).min
+        self.cross_mask.copy_(add[:, None, None, :])
+        for i, layer in enumerate(self.core.layers):
+            att = layer.encoder_attn
+            self.cross_k[i].copy_(att.k_proj(enc).view(self.rows, self.S, self.H, self.D).transpose(1, 2))
+            self.cross_v[i].copy_(att.v_proj(enc).view(self.rows, self.S, self.H, self.D).transpose(1, 2))
+        self.forced.copy_(self._delay_pattern(self.forced.shape[1], steps or self.steps))
+        self.k_cache.zero_()
+        self.v_cache.zero_()
+        self.seq.fill_(self.pad)
+        self.pos.zero_()
+
+    # ---- one step ------------------------------------------------------------------------------------
+    def step(self) -> None:
+        """Tokens at `pos` -> tokens at `pos + 1`, `pos += 1`. Only device work (capturable)."""
+        import torch
+        import torch.nn.functional as F
+
+        rows, H, D, E = self.rows, self.H, self.D, self.E
+        tok = self.seq.index_select(2, self.pos).squeeze(2)  # (rows, K)
+        x = sum(self.core.embed_tokens[k](tok[:, k]) for k in range(self.K)) * self.core.embed_scale
+        x = (x + self.positions.index_select(0, self.pos)).unsqueeze(1)  # (rows, 1, E)
+        self_mask = torch.where(self.t_index <= self.pos, 0.0, torch.finfo(self.dtype).min).to(self.dtype)
+        self_mask = self_mask[None, None, None]  # (1, 1, 1, T): positions after `pos` are not attended
+        for i, layer in enumerate(self.core.layers):
+            att = layer.self_attn
+            h = layer.self_attn_layer_norm(x)
+            q = att.q_proj(h).view(rows, 1, H, D).transpose(1, 2)
+            self.k_cache[i].index_copy_(2, self.pos, att.k_proj(h).view(rows, 1, H, D).transpose(1, 2))
+            self.v_cache[i].index_copy_(2, self.pos, att.v_proj(h).view(rows, 1, H, D).transpose(1, 2))
+            o = F.scaled_dot_product_attention(q, self.k_cache[i], self.v_cache[i], attn_mask=self_mask)
+            x = x + att.out_proj(o.transpose(1, 2).reshape(rows, 1, E))
+            catt = layer.encoder_attn
+            h = layer.encoder_attn_layer_norm(x)
+            q = catt.q_proj(h).view(rows, 1, H, D).transpose(1, 2)
+            o = F.scaled_dot_product_attention(q, self.cross_k[i], self.cross_v[i], attn_mask=self.cross_mask)
+            x = x + catt.out_proj(o.transpose(1, 2).reshape(rows, 1, E))
+            h = layer.final_layer_norm(x)
+            x = x + layer.fc2(layer.activation_fn(layer.fc1(h)))
+        x = self.core.layer_norm(x)[:, 0]
+        logits = torch.stack([head(x) for head in self.dec.lm_heads], dim=1).float()  # (rows, K, V)
+        if self.guidance:
+            cond, uncond = logits[: self.B], logits[self.B:]
+            logits = uncond + (cond - uncond) * self.guidance
+        if self.top_k == 1:
+            nxt = logits.argmax(-1)
+        else:
+            logits = logits / max(self.temperature, 1e-5)
+            if 0 < self.top_k < self.V:
+                kth = torch.topk(logits, self.top_k, dim=-1).values[..., -1:]
+                logits = logits.masked_fill(logits < kth, float("-inf"))
+            u = self.noise.index_select(1, torch.remainder(self.pos, self.chunk)).squeeze(1)  # (B, K, V)
+            gumbel = -torch.log(-torch.log(u.clamp(1e-10, 1.0 - 1e-7)))
+            nxt = (logits + gumbel).argmax(-1)  # (B, K): a draw from softmax(logits)
+        nxt_pos = self.pos + 1
+        forced = self.forced.index_select(1, nxt_pos).squeeze(1)  # (K,)
+        nxt = torch.where(forced[None, :], torch.full_like(nxt, self.pad), nxt)
+        if self.guidance:
+            nxt = torch.cat([nxt, nxt])
+        self.seq.index_copy_(2, nxt_pos, nxt.unsqueeze(2))
+        self.pos.add_(1)
+
+    # ---- runs ----------------------------------------------------------------------------------------
+    def _capture(self) -> None:
+        import torch
+
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(GRAPH_WARMUP):
+                self.step()
+        torch.cuda.current_stream().wait_stream(stream)
+        self._graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self._graph):
+            self.step()
+
+    def _refill(self, generators) -> None:
+        """The next `chunk` steps' uniform noise, per item from its own generator (else the default one)."""
+        if generators is None:
+            self.noise.uniform_()
+            return
+        for b, g in enumerate(generators):
+            self.noise[b].uniform_(generator=g)
+        for b in range(len(generators), self.B):  # filler rows
+            self.noise[b].uniform_()
+
+    def decode(self, input_ids, attention_mask, steps: int | None = None, generators=None):
+        """Codes (n, K, frames) for the n prompts: `steps` decoder steps (default: the capacity), replayed from
+        one graph on CUDA. `generators`: one torch.Generator per prompt on this device (optional)."""
+        import torch
+
+        n_items = input_ids.shape[0]
+        steps = self.steps if steps is None else steps
+        with torch.inference_mode():
+            if self.graph_on and self._graph is None:
+                self.prepare(input_ids, attention_mask, steps)
+                try:
+                    self._capture()  # the warm-up steps moved the state: start again below
+                except Exception as e:  # never worse than without the graph: eager steps from now on
+                    log.warning("MusicGen decode step not captured as a CUDA graph (%s); running it eagerly", e)
+                    self.graph_on, self._graph = False, None
+            self.prepare(input_ids, attention_mask, steps)
+            for t in range(steps):
+                if t % self.chunk == 0:
+                    self._refill(generators)
+                if self._graph is not None:
+                    self._graph.replay()
+                else:
+                    self.step()
+            seq = self.seq[:n_items]
+            n = self.frames(steps)
+            return torch.stack([seq[:, k, k + 1: k + 1 + n] for k in range(self.K)], dim=1)
+
+    def audio(self, codes):
+        """Codes -> waveforms (B, samples) through the model's EnCodec decoder."""
+        import torch
+
+        with torch.inference_mode():
+            out = self.model.audio_encoder.decode(codes[None, ...], audio_scales=[None] * codes.shape[0])
+            return out.audio_values[:, 0]
+
+
+def steps_for(seconds: float, frame_rate: float, codebooks: int) -> int:
+    """Decoder steps for `seconds` of audio: one frame per step plus the codebooks' delay."""
+    return int(math.ceil(seconds * frame_rate)) + codebooks - 1
