@@ -1,6 +1,6 @@
 """Prometheus metrics of one miner (its own registry, so several apps in one process never collide).
 
-The HTTP edge reports through three calls (`request`, `auth_failure`, `rejection`) and reads the text with
+The HTTP edge reports through four calls (`request`, `auth_failure`, `rejection`, `disconnect`) and reads the text with
 `await exposition()`; with `--workers N` the worker processes relay those calls to the main process
 (miner/workers.py), so one registry counts every request whichever worker answered it.
 """
@@ -29,6 +29,11 @@ class MinerMetrics(Observer):
         self.characters = Counter("asn_miner_characters", "Characters synthesized", ["model"], registry=r)
         self.auth_failures = Counter("asn_miner_auth_failures", "btauth/1 failures by reason", ["reason"],
                                      registry=r)
+        self.disconnects = Counter("asn_miner_client_disconnects", "Requests whose client hung up before its body "
+                                   "was read (slow or abandoned uploads; not errors of the miner)", ["endpoint"],
+                                   registry=r)
+        self.engine_restarts = Counter("asn_miner_engine_restarts", "Engine processes restarted after dying",
+                                       registry=r)
         self.rejections = Counter("asn_miner_policy_rejections", "Authenticated callers refused, by reason",
                                   ["reason"], registry=r)
         self.batch_size = Histogram("asn_miner_batch_size", "Requests per engine call", ["model"],
@@ -58,6 +63,9 @@ class MinerMetrics(Observer):
     def rejection(self, reason: str) -> None:
         self.rejections.labels(reason).inc()
 
+    def disconnect(self, endpoint: str) -> None:
+        self.disconnects.labels(endpoint).inc()
+
     async def exposition(self) -> bytes:
         return self.render()
 
@@ -65,6 +73,9 @@ class MinerMetrics(Observer):
     def batch(self, model_id: str, size: int, seconds: float) -> None:
         self.batch_size.labels(model_id).observe(size)
         self.engine_seconds.labels(model_id).observe(seconds)
+
+    def engine_restart(self) -> None:
+        self.engine_restarts.inc()
 
     def queue(self, depth: int, in_flight: int) -> None:
         self.queue_depth.set(depth)
