@@ -6,6 +6,7 @@ uses it exercises everything but a neural network. Options ride in the model nam
     fake:default                      220 Hz tone, 60 ms per character, 16 kHz, batching
     fake:delay_ms=40,batching=false   each synthesize() call sleeps 40 ms first
     fake:fail=boom                    a text containing 'boom' raises InputError
+    fake:crash=segv                   a text containing 'segv' kills the process with SIGSEGV (a native crash)
     fake:sr=22050,max_batch=4,ms_per_char=30,load_s=0.5
 """
 
@@ -49,6 +50,7 @@ class FakeEngine(SpeechEngine):
         self.delay_s = float(o.get("delay_ms", 0)) / 1000.0
         self.load_s = float(o.get("load_s", 0))
         self.fail = o.get("fail")
+        self.crash = o.get("crash")
         self.ms_per_char = float(o.get("ms_per_char", 60))
         self.batching = o.get("batching", "true").lower() != "false"
         self.max_batch = int(o.get("max_batch", 64))
@@ -75,6 +77,11 @@ class FakeEngine(SpeechEngine):
             time.sleep(self.delay_s)
         out = []
         for r in requests:
+            if self.crash and self.crash in r.text:
+                import os
+                import signal
+
+                os.kill(os.getpid(), signal.SIGSEGV)
             if self.fail and self.fail in r.text:
                 raise InputError(f"fake engine refuses text containing '{self.fail}'")
             n = max(1, int(len(r.text) * self.ms_per_char / 1000.0 / r.speed * self.sr))

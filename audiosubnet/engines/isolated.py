@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
 import os
 import pickle
 import signal
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -195,19 +196,20 @@ class _Failed:
         return _Failed, (self.payload,)
 
 
-def child_main(sock: socket.socket, device: str, dtype: str, budget: Any, threads: int,
-               log_level: int) -> None:
-    """Entry point of the engine process."""
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)-7s engine %(name)s: %(message)s")
+def child_main(argv: Sequence[str]) -> None:
+    """Entry point of the engine process: fd device dtype budget threads log_level."""
+    fd, device, dtype, budget, threads, level = argv
+    logging.basicConfig(level=int(level), format="%(asctime)s %(levelname)-7s engine %(name)s: %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    _Child(sock, device, dtype, budget, threads).serve()
+    sock = socket.socket(fileno=int(fd))
+    _Child(sock, device, dtype, budget or None, int(threads)).serve()
 
 
 # ---- the parent ---------------------------------------------------------------------------------------
 def _describe_exit(code: int | None) -> str:
     if code is None:
         return "it stopped answering"
-    if code < 0:
+    if code < 0:  # Popen.returncode: -N for signal N
         try:
             return f"killed by {signal.Signals(-code).name}"
         except ValueError:
@@ -255,11 +257,13 @@ class EngineProcess:
 
     def _spawn(self) -> None:
         parent, child = socket.socketpair()
-        ctx = multiprocessing.get_context("spawn")
-        proc = ctx.Process(target=child_main, name="asn-engine", daemon=True,
-                           args=(child, self.device, self.dtype, self.budget, self.threads,
-                                 logging.getLogger("audiosubnet").getEffectiveLevel()))
-        proc.start()
+        budget = "" if self.budget is None else str(self.budget)
+        level = logging.getLogger("audiosubnet").getEffectiveLevel()
+        # a plain `python -m audiosubnet.engines.isolated` (not a multiprocessing child): nothing of the parent's
+        # state is copied, and the process is easy to tell apart (ps, /proc/<pid>/cmdline)
+        proc = subprocess.Popen([sys.executable, "-m", "audiosubnet.engines.isolated", str(child.fileno()),
+                                 self.device, self.dtype, budget, str(self.threads), str(level)],
+                                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL)
         child.close()
         self._proc, self._sock = proc, parent
         threading.Thread(target=self._read_loop, args=(parent, proc), name="asn-engine-reader", daemon=True).start()
@@ -275,10 +279,12 @@ class EngineProcess:
             with contextlib.suppress(OSError), self._send_lock:
                 sock.sendall(frame((0, "exit", None)))
         if proc is not None:
-            proc.join(timeout)
-            if proc.is_alive():
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
                 proc.kill()
-                proc.join(1.0)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(1.0)
         if sock is not None:
             sock.close()
 
@@ -299,12 +305,12 @@ class EngineProcess:
                         with contextlib.suppress(Exception):
                             self.on_restart()
                 pause = _BACKOFF[0]
-            proc.join()  # until it dies
+            proc.wait()  # until it dies
             with self._state:
                 self._ready = False
-                if self._closing:
-                    return
-            self.last_exit = _describe_exit(proc.exitcode)
+            if self._closing:
+                return
+            self.last_exit = _describe_exit(proc.returncode)
             log.error("engine process pid %d died (%s); starting another", proc.pid, self.last_exit)
             if not ok:
                 time.sleep(pause)
@@ -341,13 +347,15 @@ class EngineProcess:
                     entry[0].set_exception(rebuild_error(payload))
         except (ConnectionError, OSError, EOFError, pickle.UnpicklingError):
             pass
-        proc.join(2.0)
-        if proc.is_alive():  # the socket broke but the process lives on: end it so the supervisor restarts it
+        try:
+            proc.wait(2.0)
+        except subprocess.TimeoutExpired:  # the socket broke but the process lives on: end it (it is restarted)
             proc.kill()
-            proc.join(2.0)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(2.0)
         with contextlib.suppress(OSError):
             sock.close()
-        reason = _describe_exit(proc.exitcode)
+        reason = _describe_exit(proc.returncode)
         with self._state:
             proc._asn_dead = True
             lost = [r for r, (_, p) in self._pending.items() if p is proc]
@@ -456,3 +464,9 @@ class IsolatedCache:
 
     def close(self) -> None:
         self.proc.close()
+
+
+if __name__ == "__main__":  # run as the module itself, so what it pickles names audiosubnet.engines.isolated
+    from audiosubnet.engines import isolated
+
+    isolated.child_main(sys.argv[1:])
