@@ -142,6 +142,8 @@ class SpeechEngine(ABC):
         text = request.text or ""
         if not text.strip():
             raise InputError("empty text")
+        if "\x00" in text:  # C libraries (espeak-ng, Piper's phonemizer) take NUL-terminated strings
+            raise InputError("text contains a NUL character")
         if len(text) > caps.max_text_chars:
             raise InputError(f"text is {len(text)} characters; {self.model_id} takes at most {caps.max_text_chars}")
         if request.voice and caps.voices and not caps.open_voices and request.voice not in caps.voices:
