@@ -404,7 +404,12 @@ class EngineProcess:
         self.wait_ready(wait_s)
         return self._raw_call(op, (model_id, arg))
 
-    def load(self, model_id: str, warm: bool = True) -> Capabilities:
+    def warm_on_restart(self, model_id: str) -> None:
+        hit = self._loaded.get(model_id)
+        if hit is not None:
+            self._loaded[model_id] = (True, hit[1])
+
+    def load(self, model_id: str, warm: bool = False) -> Capabilities:
         """Load (and warm up, pin) `model_id` in the child; it is reloaded after every restart."""
         hit = self._loaded.get(model_id)
         if hit is not None:
@@ -438,7 +443,9 @@ class RemoteEngine:
         return [rebuild_error(r.payload) if isinstance(r, _Failed) else r for r in out]
 
     def warmup(self) -> None:
+        """Warm up now, and after every restart of the engine process."""
         self.proc.call("warmup", self.model_id, None, self.wait_s)
+        self.proc.warm_on_restart(self.model_id)
 
 
 class IsolatedCache:
