@@ -43,12 +43,13 @@ def batch(
     or an unwritable output folder.
     """
     from audiosubnet.config import load_settings
-    from audiosubnet.engines.cache import configure_cache
+    from audiosubnet.engines.isolated import isolated_cache
     from audiosubnet.jobs.tts_batch import BatchInterrupted, BatchOptions, run_tts_batch
 
     s = load_settings(**{"tts.out_dir": out, "tts.format": fmt, "tts.max_batch": max_batch, "model": model,
                          "voice": voice, **o.placement_flags(device, dtype, cache_budget)})
-    cache = configure_cache(s.device, s.dtype, s.cache_budget)
+    # the engine runs in its own process: a row that crashes it (native code) fails alone, the batch goes on
+    cache = isolated_cache(s.device, s.dtype, s.cache_budget)
     opts = BatchOptions(out_dir=s.tts.out_dir, fmt=s.tts.format, model=s.model, voice=s.voice, force=force,
                         max_batch=s.tts.max_batch)
     with _Progress(enabled=interactive() and not json_out) as progress:
@@ -56,6 +57,8 @@ def batch(
             summary = run_tts_batch(csv_path, opts, cache, progress=progress.update, on_rows=progress.start)
         except BatchInterrupted as e:
             summary = e.summary
+        finally:
+            cache.close()
     if json_out:
         print_json(summary.to_dict())
     else:

@@ -473,6 +473,12 @@ class IsolatedCache:
         self.proc.close()
 
 
+def isolated_cache(device: str = "auto", dtype: str = "auto", budget: Any = "auto", *, threads: int = 1,
+                   wait_s: float | None = None) -> IsolatedCache:
+    """An IsolatedCache on a new (not yet started) engine process; `close()` it when done."""
+    return IsolatedCache(EngineProcess(device, dtype, budget, threads=threads), wait_s=wait_s)
+
+
 if __name__ == "__main__":  # run as the module itself, so what it pickles names audiosubnet.engines.isolated
     from audiosubnet.engines import isolated
 
