@@ -41,7 +41,7 @@ access_log = logging.getLogger("audiosubnet.miner.access")
 
 DEFAULT_MAX_BODY = 64 * 1024
 DEFAULT_MAX_CLONE_BODY = 8 * 2**20
-DEFAULT_BODY_BUDGET = 48 * 2**20  # request bodies buffered at once (per process)
+DEFAULT_BODY_BUDGET = 32 * 2**20  # request bodies buffered at once (per process)
 _CLOSE = {"Connection": "close"}
 
 

@@ -80,7 +80,7 @@ def build_miner(settings: Settings, *, wallet: Any = None, chain: Chain | None =
     ctx = MinerContext(hotkey=wallet.hotkey, netuid=s.netuid, service=service, policy=policy, nonce_store=nonces,
                        max_body_bytes=m.max_body_bytes, max_clone_body_bytes=m.max_clone_body_bytes,
                        auth_max_age_s=m.auth_max_age_s, drain_timeout_s=m.drain_timeout_s, metrics=metrics,
-                       body_timeout_s=m.body_timeout_s)
+                       body_timeout_s=m.body_timeout_s, body_budget_bytes=m.body_budget_bytes)
     return Miner(settings, wallet, chain, uid, ctx, create_app(ctx))
 
 
