@@ -170,6 +170,7 @@ def run_miner(settings: Settings) -> None:
     m = settings.mine
     raise_open_files_limit()
     sock = bind(m.host, m.port)  # fail fast on a busy port, before loading anything
+    miner = None
     try:
         miner = build_miner(settings)
         endpoint = publish(miner.chain, settings, miner.wallet.hotkey) if m.publish else "(not published)"
@@ -188,6 +189,9 @@ def run_miner(settings: Settings) -> None:
             signal.signal(signal.SIGTERM, previous)
     finally:
         sock.close()
+        close = getattr(miner.context.service.cache, "close", None) if miner is not None else None
+        if close is not None:  # the engine process (isolate_engine)
+            close()
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
