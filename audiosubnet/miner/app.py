@@ -228,7 +228,11 @@ def create_app(ctx: MinerContext) -> FastAPI:
             _admit(claimed)
             declared = _declared_length(request, cap)
             async with budget.reserve(cap if declared is None else declared, ctx.body_timeout_s):
-                body = await _read_body(request, cap)
+                try:  # the server's connection deadlines close slow uploads; this holds under any ASGI server
+                    body = await asyncio.wait_for(_read_body(request, cap), ctx.body_timeout_s)
+                except asyncio.TimeoutError:
+                    raise ApiError(408, protocol.E_MALFORMED, f"the body did not arrive within "
+                                                              f"{ctx.body_timeout_s:g} s", _CLOSE) from None
             try:
                 who = await asyncio.to_thread(ctx.verify, request.headers, body, request.method, _target(request),
                                               ctx.hotkey, nonce_store=ctx.nonce_store, max_age=ctx.auth_max_age_s,
