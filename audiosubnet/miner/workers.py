@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from audiosubnet import protocol
+from audiosubnet.engines.isolated import frame, recv_exactly
 from audiosubnet.errors import AudioDecodeError, EngineError, InputError
 from audiosubnet.miner.policy import CallerPolicy, Decision, PolicyConfig
 from audiosubnet.miner.service import NotOffered, Overloaded, Rendered, ServiceConfig, Unavailable, loaded_default
@@ -51,9 +52,7 @@ _RESTARTS = (5, 60.0)  # more than 5 worker restarts within 60 s: give up
 
 
 # ---- frames -------------------------------------------------------------------------------------------
-def _frame(obj: Any) -> bytes:
-    data = pickle.dumps(obj, protocol=5)
-    return _HEADER.pack(len(data)) + data
+_frame = frame  # the frames of the engine process (engines/isolated.py): one transport for both
 
 
 async def _read_frame(reader: asyncio.StreamReader) -> Any:
@@ -462,14 +461,7 @@ def _blocking_call(path: str, op: str, payload: Any = None, timeout: float = 30.
                 return data
 
 
-def _recv_exactly(s: socket.socket, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("the hub closed the connection")
-        buf += chunk
-    return bytes(buf)
+_recv_exactly = recv_exactly
 
 
 def worker_main(spec: WorkerSpec, sock: socket.socket) -> None:
