@@ -61,7 +61,7 @@ class MinerContext:
     verify: Callable[..., Any] | None = None  # default: chain.bittensor.verify_request
     check_headers: Callable[..., Any] | None = None  # default: chain.bittensor.check_auth_headers
     body_budget_bytes: int = DEFAULT_BODY_BUDGET
-    body_timeout_s: float = 30.0  # how long a request may wait for room in the body budget
+    body_timeout_s: float = 30.0  # a body must be read within this (408), and may wait this long for budget room
     run_policy_refresh: bool = True
     role: str = "miner"  # in log lines: "miner", or "HTTP worker <pid>" (asn mine --workers N)
     started_at: float = field(default_factory=time.monotonic)
