@@ -113,8 +113,11 @@ class _Espeak:
                 if v.identifier:
                     ident = v.identifier.decode(errors="replace")
                     out.setdefault(ident.lower(), ident)  # "gmw/en-us"
+                    out.setdefault(ident.rsplit("/", 1)[-1].lower(), ident)  # the file name: "en", "en-us"
                     if v.name:
                         out.setdefault(v.name.decode(errors="replace").lower(), ident)  # "english_(america)"
+                    for code in _language_codes(v.languages):  # every language it speaks: "en-gb", "en"
+                        out.setdefault(code, ident)
                 i += 1
         self._by_name = out
         return out
@@ -152,6 +155,18 @@ class _Espeak:
         if not chunks:
             raise InputError("the text has nothing to pronounce")
         return np.concatenate(chunks).astype(np.float32) / 32768.0
+
+
+def _language_codes(raw: bytes | None) -> list[str]:
+    """`espeak_VOICE.languages`: (priority byte, name, NUL) repeated, ended by a 0 priority byte."""
+    out, i, data = [], 0, raw or b""
+    while i < len(data) and data[i] != 0:
+        end = data.find(b"\0", i + 1)
+        if end < 0:
+            break
+        out.append(data[i + 1:end].decode(errors="replace").lower())
+        i = end + 1
+    return out
 
 
 def _variants(data_path: str) -> frozenset[str]:
