@@ -120,6 +120,8 @@ class MineSettings(BaseModel):
                                                                      "process; more wait, then 503")
     isolate_engine: bool = Field(True, description="run the engine in a supervised child process (a native "
                                                    "crash answers 503 and the engine restarts)")
+    engine_timeout_s: float = Field(120.0, gt=0, description="an engine call longer than this is stuck: the engine "
+                                                             "process is restarted and the batch answered 503")
     publish: bool = Field(True, description="publish ip:port on the chain at start (ServeAxon)")
     clone_model: str | None = Field(None, description="also serve this voice-cloning model on /v1/clone "
                                                       "(auto: as `asn clone`); none: /v1/clone answers 501")

@@ -385,10 +385,14 @@ class EngineProcess:
             raise EngineCrashed(f"the engine process went away ({e})") from None
         try:
             return fut.result(timeout)
-        except TimeoutError:
+        except TimeoutError:  # stuck in native code: end it (the supervisor starts another)
             with self._state:
                 self._pending.pop(rid, None)
-            raise EngineCrashed(f"the engine process did not answer '{op}' within {timeout:g} s") from None
+            log.error("engine process pid %d did not answer '%s' within %g s; killing it", proc.pid, op, timeout)
+            with contextlib.suppress(OSError):
+                proc.kill()
+            raise EngineCrashed(f"the engine process did not answer within {timeout:g} s; it is restarting") \
+                from None
 
     def wait_ready(self, timeout: float | None = None) -> None:
         limit = self.ready_timeout_s if timeout is None else timeout
@@ -399,10 +403,13 @@ class EngineProcess:
             if self._closing:
                 raise EngineCrashed("the engine process is shutting down")
 
-    def call(self, op: str, model_id: str, arg: Any = None, wait_s: float | None = None) -> Any:
+    def call(self, op: str, model_id: str, arg: Any = None, wait_s: float | None = None,
+             timeout_s: float | None = None) -> Any:
+        """`op` on `model_id` in the child: waits up to `wait_s` for a restarting engine, and kills an engine that
+        takes more than `timeout_s` (None: no limit) over the call."""
         self.start()
         self.wait_ready(wait_s)
-        return self._raw_call(op, (model_id, arg))
+        return self._raw_call(op, (model_id, arg), timeout_s)
 
     def warm_on_restart(self, model_id: str) -> None:
         hit = self._loaded.get(model_id)
@@ -424,8 +431,9 @@ class EngineProcess:
 class RemoteEngine:
     """An engine of the child, as the service and the jobs use one."""
 
-    def __init__(self, proc: EngineProcess, model_id: str, caps: Capabilities, wait_s: float | None = None):
-        self.proc, self.model_id, self._caps, self.wait_s = proc, model_id, caps, wait_s
+    def __init__(self, proc: EngineProcess, model_id: str, caps: Capabilities, wait_s: float | None = None,
+                 timeout_s: float | None = None):
+        self.proc, self.model_id, self._caps, self.wait_s, self.timeout_s = proc, model_id, caps, wait_s, timeout_s
 
     @property
     def capabilities(self) -> Capabilities:
@@ -435,11 +443,11 @@ class RemoteEngine:
         self.proc.call("check", self.model_id, request, self.wait_s)
 
     def synthesize(self, requests: Sequence[SynthesisRequest]) -> list:
-        return self.proc.call("synth", self.model_id, list(requests), self.wait_s)
+        return self.proc.call("synth", self.model_id, list(requests), self.wait_s, self.timeout_s)
 
     def synthesize_each(self, requests: Sequence[SynthesisRequest]) -> list:
         """Audio or the exception, per request (`isolate_batch` in the child). EngineCrashed when it dies."""
-        out = self.proc.call("each", self.model_id, list(requests), self.wait_s)
+        out = self.proc.call("each", self.model_id, list(requests), self.wait_s, self.timeout_s)
         return [rebuild_error(r.payload) if isinstance(r, _Failed) else r for r in out]
 
     def warmup(self) -> None:
@@ -450,10 +458,11 @@ class RemoteEngine:
 
 class IsolatedCache:
     """The ModelCache calls of the miner's service and the jobs, served by an EngineProcess. `wait_s`: how long a
-    call waits for a restarting engine before it fails with EngineCrashed (None: `ready_timeout_s`)."""
+    call waits for a restarting engine before it fails with EngineCrashed (None: `ready_timeout_s`);
+    `timeout_s`: a synthesis call that takes longer kills the engine (stuck in native code) and fails."""
 
-    def __init__(self, proc: EngineProcess, wait_s: float | None = None):
-        self.proc, self.wait_s = proc, wait_s
+    def __init__(self, proc: EngineProcess, wait_s: float | None = None, timeout_s: float | None = None):
+        self.proc, self.wait_s, self.timeout_s = proc, wait_s, timeout_s
         self.device, self.dtype = proc.device, proc.dtype
 
     @contextlib.contextmanager
@@ -461,7 +470,7 @@ class IsolatedCache:
         from audiosubnet.engines import registry
 
         mid = registry.canonical_id(model_id)
-        yield RemoteEngine(self.proc, mid, self.proc.load(mid), self.wait_s)
+        yield RemoteEngine(self.proc, mid, self.proc.load(mid), self.wait_s, self.timeout_s)
 
     def key(self, model_id: str, device: str, dtype: str) -> str:
         return model_id

@@ -86,13 +86,14 @@ def build_miner(settings: Settings, *, wallet: Any = None, chain: Chain | None =
 
 def isolated_cache(settings: Settings, metrics: Any = None) -> Any:
     """The engine in a supervised child process (engines/isolated.py): a native crash answers the requests of
-    that batch 503 and the engine restarts; requests wait up to 20 s for a restarting engine."""
+    that batch 503 and the engine restarts; requests wait up to 20 s for a restarting engine; a batch that takes
+    longer than `engine_timeout_s` (stuck in native code) kills the engine, answers 503 and restarts it."""
     from audiosubnet.engines.isolated import EngineProcess, IsolatedCache
 
     proc = EngineProcess(settings.device, settings.dtype, settings.cache_budget,
                          threads=settings.mine.concurrency,
                          on_restart=None if metrics is None else metrics.engine_restart)
-    return IsolatedCache(proc, wait_s=20.0)
+    return IsolatedCache(proc, wait_s=20.0, timeout_s=settings.mine.engine_timeout_s)
 
 
 def _clone_model(requested: str) -> str:

@@ -66,3 +66,16 @@ def test_a_request_that_crashes_the_engine_costs_only_its_batch(harness_factory)
     assert r.status_code == 503 and r.headers["retry-after"], (r.status_code, r.headers)
     assert _until_served(h) < 30.0
     assert h.tts({"text": TEXT}).status_code == 200
+
+
+def test_an_engine_stuck_in_a_call_is_killed_and_answered_503(harness_factory):
+    h = harness_factory("fake:delay_ms=2500,batching=false", isolate=True, engine_timeout_s=0.8)
+    first = h.cache.proc.pid
+    t0 = time.monotonic()
+    r = h.tts({"text": TEXT})
+    assert r.status_code == 503 and r.headers["retry-after"] and "did not answer" in r.json()["message"]
+    assert time.monotonic() - t0 < 2.5
+    deadline = time.monotonic() + 30
+    while h.cache.proc.pid == first and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert h.cache.proc.pid != first  # restarted, not left hanging
