@@ -34,6 +34,8 @@ class MinerMetrics(Observer):
                                    registry=r)
         self.engine_restarts = Counter("asn_miner_engine_restarts", "Engine processes restarted after dying",
                                        registry=r)
+        self.engine_pid = Gauge("asn_miner_engine_pid", "Process id of the engine process (0: in process)",
+                                registry=r)
         self.rejections = Counter("asn_miner_policy_rejections", "Authenticated callers refused, by reason",
                                   ["reason"], registry=r)
         self.batch_size = Histogram("asn_miner_batch_size", "Requests per engine call", ["model"],
@@ -46,6 +48,9 @@ class MinerMetrics(Observer):
 
     def watch_metagraph(self, age: Callable[[], float | None]) -> None:
         self.metagraph_age.set_function(lambda: age() or 0.0)
+
+    def watch_engine(self, pid: Callable[[], int | None]) -> None:
+        self.engine_pid.set_function(lambda: pid() or 0)
 
     # the HTTP edge
     def request(self, endpoint: str, status: int, seconds: float, model: str = "-", audio_s: float = 0.0,

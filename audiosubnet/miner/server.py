@@ -56,8 +56,10 @@ def build_miner(settings: Settings, *, wallet: Any = None, chain: Chain | None =
     elif cache is None:
         cache = configure_cache(settings.device, settings.dtype, settings.cache_budget)
     proc = getattr(cache, "proc", None)  # an IsolatedCache made by the caller: count its restarts here
-    if proc is not None and proc.on_restart is None:
-        proc.on_restart = metrics.engine_restart
+    if proc is not None:
+        metrics.watch_engine(lambda: proc.pid)
+        if proc.on_restart is None:
+            proc.on_restart = metrics.engine_restart
     models = (settings.model.strip() or "auto",)
     if m.clone_model:
         models += (_clone_model(m.clone_model),)

@@ -56,6 +56,7 @@ def test_engine_killed_mid_batch_answers_503_then_serves_again(harness_factory, 
     assert h.cache.proc.pid != first and h.cache.proc.restarts == 1
     assert h.ctx.service.state == "ok"
     assert h.ctx.metrics.registry.get_sample_value("asn_miner_engine_restarts_total") == 1.0
+    assert h.ctx.metrics.registry.get_sample_value("asn_miner_engine_pid") == h.cache.proc.pid
     assert h.ctx.metrics.registry.get_sample_value("asn_miner_requests_total", {"endpoint": "tts",
                                                                                 "status": "500"}) is None
 
