@@ -213,7 +213,7 @@ print("\\n".join(str(_next_nonce()) for _ in range(int(sys.argv[1]))))
 
 
 def test_nonces_are_unique_across_processes_and_threads():
-    n = 20000
+    n = 10000
     procs = [subprocess.Popen([sys.executable, "-c", _NONCES, str(n)], stdout=subprocess.PIPE, text=True)
              for _ in range(4)]
     lists = [p.communicate(timeout=120)[0].split() for p in procs]
@@ -233,5 +233,6 @@ def test_nonces_are_unique_across_processes_and_threads():
     every = [int(x) for xs in lists for x in xs] + got
     assert len(every) == 8 * n and len(set(every)) == len(every)
     now = time.time_ns()
-    assert all(abs(now - x) < 60 * 10**9 for x in every)  # still a time the verifier accepts
-    assert len({x & 0xFFFF for x in every[:n]}) == 1  # one tag per process
+    assert all(now - 60 * 10**9 < x < now + 10**8 for x in every)  # not ahead of the clock: the verifier takes them
+    assert len({x & 0xFFF for x in every[:n]}) == 1  # one tag per process
+    assert len({xs[0] and int(xs[0]) & 0xFFF for xs in lists}) == 4  # a different tag in each process
