@@ -116,7 +116,7 @@ class MineSettings(BaseModel):
     header_timeout_s: float = Field(10.0, gt=0, description="a connection must send a request's headers within this")
     body_timeout_s: float = Field(30.0, gt=0, description="a request's body must arrive within this")
     keep_alive_s: float = Field(10.0, gt=0, description="idle keep-alive connections are closed after this")
-    body_budget_bytes: int = Field(32 * 2**20, ge=2**20, description="request bodies buffered at once per "
+    body_budget_bytes: int = Field(16 * 2**20, ge=2**20, description="request bodies buffered at once per "
                                                                      "process; more wait, then 503")
     isolate_engine: bool = Field(True, description="run the engine in a supervised child process (a native "
                                                    "crash answers 503 and the engine restarts)")

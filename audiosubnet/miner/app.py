@@ -41,7 +41,7 @@ access_log = logging.getLogger("audiosubnet.miner.access")
 
 DEFAULT_MAX_BODY = 64 * 1024
 DEFAULT_MAX_CLONE_BODY = 8 * 2**20
-DEFAULT_BODY_BUDGET = 32 * 2**20  # request bodies buffered at once (per process)
+DEFAULT_BODY_BUDGET = 16 * 2**20  # request bodies buffered at once (per process)
 _CLOSE = {"Connection": "close"}
 
 
@@ -98,7 +98,16 @@ def _declared_length(request: Request, cap: int) -> int | None:
     return n
 
 
-async def _read_body(request: Request, cap: int) -> bytes:
+async def _read_body(request: Request, cap: int, declared: int | None = None) -> bytes:
+    if declared is not None:  # one buffer of the announced size: no reallocation while it fills
+        buf, n = bytearray(declared), 0
+        async for chunk in request.stream():
+            if n + len(chunk) > declared:
+                raise ApiError(400, protocol.E_MALFORMED, "body is longer than its Content-Length", _CLOSE)
+            buf[n:n + len(chunk)] = chunk
+            n += len(chunk)
+        del buf[n:]
+        return bytes(buf)
     buf = bytearray()
     async for chunk in request.stream():
         if len(buf) + len(chunk) > cap:
@@ -229,7 +238,7 @@ def create_app(ctx: MinerContext) -> FastAPI:
             declared = _declared_length(request, cap)
             async with budget.reserve(cap if declared is None else declared, ctx.body_timeout_s):
                 try:  # the server's connection deadlines close slow uploads; this holds under any ASGI server
-                    body = await asyncio.wait_for(_read_body(request, cap), ctx.body_timeout_s)
+                    body = await asyncio.wait_for(_read_body(request, cap, declared), ctx.body_timeout_s)
                 except asyncio.TimeoutError:
                     raise ApiError(408, protocol.E_MALFORMED, f"the body did not arrive within "
                                                               f"{ctx.body_timeout_s:g} s", _CLOSE) from None

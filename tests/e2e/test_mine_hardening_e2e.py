@@ -172,7 +172,7 @@ def test_unauthenticated_upload_flood_does_not_grow_memory(miner):
 
     async def upload(i: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        claim = "" if i % 2 else (f"X-Bittensor-Version: btauth/1\r\nX-Bittensor-Hotkey: {val_hotkey}\r\n"
+        claim = "" if i % 2 else (f"X-Bittensor-Version: 1\r\nX-Bittensor-Hotkey: {val_hotkey}\r\n"
                                   f"X-Bittensor-Nonce: {time.time_ns()}\r\nX-Bittensor-Signature: 0x{'00' * 64}\r\n"
                                   f"X-Bittensor-Receiver: {miner['hotkey']}\r\n")
         writer.write(f"POST /v1/clone HTTP/1.1\r\nHost: m\r\nContent-Type: application/json\r\n"
