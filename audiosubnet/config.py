@@ -95,7 +95,8 @@ class MineSettings(BaseModel):
     port: int = Field(8091, ge=1, le=65535)
     external_ip: str | None = None
     external_port: int | None = None
-    min_validator_stake: float = 0.0
+    min_validator_stake: float | None = Field(None, ge=0, description="stake a validator needs to be served "
+                                              "(default: 1000 on finney/mainnet, 0 on test, local and sim)")
     max_text_chars: int = 512
     max_batch: int = Field(32, ge=1)
     max_wait_ms: float = Field(5.0, ge=0)
@@ -105,6 +106,8 @@ class MineSettings(BaseModel):
                                                      "process (1: everything in one process)")
     rate_limit_per_min: float = Field(600.0, ge=0, description="requests per minute per caller (0 = none)")
     metagraph_refresh_s: float = Field(120.0, gt=0)
+    metagraph_max_age_s: float = Field(900.0, ge=0, description="an older metagraph snapshot (refreshes failing) "
+                                                                "refuses every caller with 503 (0: never)")
     allow_hotkeys: list[str] = Field([], description="always admitted (no registration/permit/stake checks)")
     deny_hotkeys: list[str] = Field([], description="always refused")
     require_validator_permit: bool = True
@@ -112,6 +115,15 @@ class MineSettings(BaseModel):
     max_clone_body_bytes: int = Field(8 * 2**20, ge=1024, description="cap on a /v1/clone request body")
     auth_max_age_s: float = Field(10.0, gt=0, le=55, description="btauth/1 freshness window")
     drain_timeout_s: float = Field(30.0, ge=0, description="shutdown waits this long for in-flight requests")
+    header_timeout_s: float = Field(10.0, gt=0, description="a connection must send a request's headers within this")
+    body_timeout_s: float = Field(30.0, gt=0, description="a request's body must arrive within this")
+    keep_alive_s: float = Field(10.0, gt=0, description="idle keep-alive connections are closed after this")
+    body_budget_bytes: int = Field(16 * 2**20, ge=2**20, description="request bodies buffered at once per "
+                                                                     "process; more wait, then 503")
+    isolate_engine: bool = Field(True, description="run the engine in a supervised child process (a native "
+                                                   "crash answers 503 and the engine restarts)")
+    engine_timeout_s: float = Field(120.0, gt=0, description="an engine call longer than this is stuck: the engine "
+                                                             "process is restarted and the batch answered 503")
     publish: bool = Field(True, description="publish ip:port on the chain at start (ServeAxon)")
     clone_model: str | None = Field(None, description="also serve this voice-cloning model on /v1/clone "
                                                       "(auto: as `asn clone`); none: /v1/clone answers 501")

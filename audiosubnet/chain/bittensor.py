@@ -12,8 +12,10 @@ typed errors of `audiosubnet.errors` / `audiosubnet.chain.base`.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
+import os
 import re
 import threading
 import time
@@ -114,17 +116,47 @@ def is_ss58(address: str) -> bool:
 
 
 # ---- btauth/1 -------------------------------------------------------------------------------------------
+# A nonce is a time in ns whose low NONCE_TAG_BITS carry a tag of this process: its pid mixed with a hash of
+# the machine, drawn again after a fork. Processes of one machine signing for one hotkey in the same instant get
+# different nonces (their pids differ; time_ns alone collides across processes and the miner refuses the second
+# as a replay), and other machines most likely differ by their hash. Within a process the nonce is strictly
+# increasing under a lock, so coroutines and threads never share one. The tag costs 2**12 ns (4 us) of
+# resolution: only a process signing more than ~240,000 requests/s would run ahead of the clock.
+NONCE_TAG_BITS = 12
+_TAG_MASK = (1 << NONCE_TAG_BITS) - 1
 _nonce_lock = threading.Lock()
-_last_nonce = 0
+_last_slot = 0
+_tag = 0
+
+
+def _machine_hash() -> int:
+    import hashlib
+    import socket
+
+    ident = socket.gethostname().encode()
+    with contextlib.suppress(OSError):
+        ident += Path("/etc/machine-id").read_bytes()
+    return int.from_bytes(hashlib.blake2b(ident, digest_size=4).digest(), "big")
+
+
+def _new_tag() -> None:
+    global _tag, _last_slot
+    _tag = (os.getpid() ^ _machine_hash()) & _TAG_MASK
+    _last_slot = 0
+
+
+_new_tag()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_tag)
 
 
 def _next_nonce() -> int:
-    """time_ns, strictly increasing within the process (two requests never share a nonce)."""
-    global _last_nonce
+    """A unique nonce for this hotkey: time_ns with this process's tag in its low bits, strictly increasing."""
+    global _last_slot
     with _nonce_lock:
-        n = max(time.time_ns(), _last_nonce + 1)
-        _last_nonce = n
-        return n
+        slot = max(time.time_ns() >> NONCE_TAG_BITS, _last_slot + 1)
+        _last_slot = slot
+        return (slot << NONCE_TAG_BITS) | _tag
 
 
 def sign_request(wallet: LoadedWallet | Any, method: str, target: str, body: bytes, receiver: str, *,
@@ -156,6 +188,34 @@ _AUTH_REASONS: tuple[tuple[type[Exception], str], ...] = (
     (http_auth.StaleRequest, "stale"), (http_auth.ReplayedRequest, "replayed"),
     (http_auth.BadSignature, "bad_signature"),
 )
+
+
+def check_auth_headers(headers: Mapping[str, str], self_hotkey: str, *, max_age: float = DEFAULT_MAX_AGE,
+                       allowed_skew: float = DEFAULT_ALLOWED_SKEW, now_ns: int | None = None) -> Hotkey:
+    """The checks of `verify_request` that need no body: header shape, receiver, freshness. Returns the claimed
+    hotkey (not yet proven: the signature covers the body) so a server can refuse a caller before reading an
+    upload. Raises AuthFailure as `verify_request` does."""
+    h = {k.lower(): v for k, v in headers.items()}
+    if h.get(http_auth.HEADER_VERSION.lower()) != http_auth.VERSION:
+        raise AuthFailure("malformed", f"missing or unsupported {http_auth.HEADER_VERSION}")
+    sender = h.get(http_auth.HEADER_HOTKEY.lower()) or ""
+    if not sender or len(sender) > 64 or not is_ss58(sender):
+        raise AuthFailure("malformed", f"missing or invalid {http_auth.HEADER_HOTKEY}")
+    raw_nonce = h.get(http_auth.HEADER_NONCE.lower()) or ""
+    if not (0 < len(raw_nonce) <= 20 and raw_nonce.isascii() and raw_nonce.isdigit()):
+        raise AuthFailure("malformed", f"{http_auth.HEADER_NONCE} is not a decimal integer")
+    if not h.get(http_auth.HEADER_SIGNATURE.lower()):
+        raise AuthFailure("malformed", f"missing {http_auth.HEADER_SIGNATURE}")
+    receiver = h.get(http_auth.HEADER_RECEIVER.lower())
+    if receiver != self_hotkey:
+        raise AuthFailure("wrong_receiver", "request was not signed for this miner's hotkey")
+    nonce = int(raw_nonce)
+    now = time.time_ns() if now_ns is None else now_ns
+    if now - nonce > max_age * 1e9:
+        raise AuthFailure("stale", f"nonce is older than the {max_age:g}s freshness window")
+    if nonce - now > allowed_skew * 1e9:
+        raise AuthFailure("stale", f"nonce is more than {allowed_skew:g}s in the future")
+    return Hotkey(sender)
 
 
 def verify_request(headers: Mapping[str, str], body: bytes, method: str, target: str, self_hotkey: str, *,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 from pathlib import Path
@@ -70,7 +71,7 @@ def watch(
     2 for a bad flag or folder.
     """
     from audiosubnet.config import load_settings
-    from audiosubnet.engines.cache import configure_cache
+    from audiosubnet.engines.isolated import isolated_cache
     from audiosubnet.jobs.clone_watch import CloneWatcher, WatchOptions, resolve_clone_model
 
     s = load_settings(**{"clone.source": source, "clone.target": target, "clone.processed": processed,
@@ -84,10 +85,11 @@ def watch(
                         max_text_chars=c.max_text_chars, max_text_bytes=c.max_text_bytes,
                         min_reference_s=c.min_reference_s, max_reference_s=c.max_reference_s,
                         max_audio_bytes=c.max_audio_bytes, use_watchdog=not poll)
-    cache = configure_cache(s.device, s.dtype, s.cache_budget)
+    # the engine runs in its own process: a pair that crashes it (native code) fails alone, the watch goes on
+    cache = isolated_cache(s.device, s.dtype, s.cache_budget)
     status = _Status(enabled=interactive() and not json_out, opts=opts, once=once)
     stop = threading.Event()
-    with CloneWatcher(opts, cache, on_event=status.event) as watcher, status:
+    with contextlib.closing(cache), CloneWatcher(opts, cache, on_event=status.event) as watcher, status:
         if once:
             summary = watcher.run_once()
         else:

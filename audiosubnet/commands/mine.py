@@ -52,7 +52,8 @@ def mine(
     queue_size: Annotated[int | None, typer.Option("--queue-size", help="Requests admitted before 429  "
                                                    "[default: 256]", show_default=False)] = None,
     min_stake: Annotated[float | None, typer.Option("--min-validator-stake", help="Refuse validators with less "
-                                                    "stake  [default: 0]", show_default=False)] = None,
+                                                    "stake  [default: 1000 on finney, 0 on test/local/sim]",
+                                                    show_default=False)] = None,
     rate_limit: Annotated[float | None, typer.Option("--rate-limit", help="Requests per minute per validator, "
                                                      "0 = none  [default: 600]", show_default=False)] = None,
     allow: Annotated[list[str] | None, typer.Option("--allow", help="Hotkey always admitted (repeat or "

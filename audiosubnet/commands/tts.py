@@ -53,7 +53,7 @@ def batch(
     130 on Ctrl-C (finished rows are in the manifest; rerun to resume).
     """
     from audiosubnet.config import load_settings
-    from audiosubnet.engines.cache import configure_cache
+    from audiosubnet.engines.isolated import isolated_cache
     from audiosubnet.jobs.tts_batch import BatchInterrupted, BatchOptions, BatchStopped, run_tts_batch
 
     source: Path | bytes = Path(csv_path)
@@ -61,7 +61,8 @@ def batch(
         source = sys.stdin.buffer.read()
     s = load_settings(**{"tts.out_dir": out, "tts.format": fmt, "tts.max_batch": max_batch, "model": model,
                          "voice": voice, **o.placement_flags(device, dtype, cache_budget)})
-    cache = configure_cache(s.device, s.dtype, s.cache_budget)
+    # the engine runs in its own process: a row that crashes it (native code) fails alone, the batch goes on
+    cache = isolated_cache(s.device, s.dtype, s.cache_budget)
     opts = BatchOptions(out_dir=s.tts.out_dir, fmt=s.tts.format, model=s.model, voice=s.voice, force=force,
                         max_batch=s.tts.max_batch, allow_mixed=allow_mixed)
     stopped = None
@@ -72,6 +73,8 @@ def batch(
             summary = e.summary
         except BatchStopped as e:
             summary, stopped = e.summary, e
+        finally:
+            cache.close()
     if json_out:
         print_json(summary.to_dict())
     else:

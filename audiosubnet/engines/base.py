@@ -168,6 +168,8 @@ class SpeechEngine(ABC):
         raw = request.text or ""
         if not raw.strip():
             raise InputError("empty text")
+        if "\x00" in raw:  # C libraries (espeak-ng, Piper's phonemizer) take NUL-terminated strings
+            raise InputError("text contains a NUL character")
         t = text.prepare(raw)
         if not t:
             raise InputError("the text has nothing to pronounce (only emoji or symbols)")

@@ -2,11 +2,17 @@
 
 Always available, tiny and fast; robotic. Model ids: `espeak:en-us`, `espeak:en-gb`, ... (any
 espeak-ng voice); the request's `voice` may add a variant (`en-us+f3`) or name another voice.
+
+Voice strings reach a C library that copies them into fixed buffers and opens files named after them, so
+only what espeak-ng really offers is passed on: a language code, voice identifier or voice name that
+`espeak_ListVoices` lists, optionally `+` one of the variant files of its data folder (`voices/!v`). Anything
+else (unknown names, path separators, over-long or control characters) is an InputError, never a C call.
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 from collections.abc import Sequence
 
@@ -22,6 +28,7 @@ POS_CHARACTER = 1
 ESPEAK_CHARS_UTF8 = 1
 ESPEAK_RATE = 1
 DEFAULT_RATE = 175
+MAX_VOICE_CHARS = 64  # espeak-ng copies names into 40-byte buffers; every real voice or variant is far shorter
 
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
@@ -54,6 +61,7 @@ class _Espeak:
         if self.sample_rate <= 0:
             raise EngineError("espeak-ng failed to initialise")
         self._chunks: list[np.ndarray] = []
+        self._variants = _variants(data.decode())
 
         def on_audio(wav, n, events):  # called synchronously inside espeak_Synth
             if n > 0 and wav:
@@ -92,17 +100,52 @@ class _Espeak:
         self._langs = out
         return out
 
-    def synth(self, text: str, voice: str, rate: int) -> np.ndarray:
-        data = text.encode("utf-8")
-        langs = self._languages()
+    def _names(self) -> dict[str, str]:
+        """Every accepted voice spelling (lower case) -> the voice file identifier espeak-ng is given."""
+        cached = getattr(self, "_by_name", None)
+        if cached is not None:
+            return cached
+        out = dict(self._languages())  # "en-gb" -> "gmw/en"
         with self.lock:
-            if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
-                # names match voice files ("en-us", "gmw/en"); a language code ("en-gb") maps to its file
-                base, _, variant = voice.partition("+")
-                ident = langs.get(base.lower())
-                name = f"{ident}+{variant}" if ident and variant else ident
-                if not name or self.lib.espeak_SetVoiceByName(name.encode()) != 0:
-                    raise InputError(f"unknown espeak-ng voice '{voice}'")
+            arr = self.lib.espeak_ListVoices(None)
+            i = 0
+            while arr[i]:
+                v = arr[i].contents
+                if v.identifier:
+                    ident = v.identifier.decode(errors="replace")
+                    out.setdefault(ident.lower(), ident)  # "gmw/en-us"
+                    out.setdefault(ident.rsplit("/", 1)[-1].lower(), ident)  # the file name: "en", "en-us"
+                    if v.name:
+                        out.setdefault(v.name.decode(errors="replace").lower(), ident)  # "english_(america)"
+                    for code in _language_codes(v.languages):  # every language it speaks: "en-gb", "en"
+                        out.setdefault(code, ident)
+                i += 1
+        self._by_name = out
+        return out
+
+    def resolve(self, voice: str) -> str:
+        """The voice file (+ variant) espeak-ng is given for `voice`; InputError unless espeak-ng offers it."""
+        shown = _shown(voice)
+        if not isinstance(voice, str) or not voice or len(voice) > MAX_VOICE_CHARS or not voice.isprintable():
+            raise InputError(f"unknown espeak-ng voice '{shown}'")
+        base, plus, variant = voice.partition("+")
+        ident = self._names().get(base.strip().lower())
+        if ident is None:
+            hint = " (a variant goes after a voice, e.g. en-us+f3)" if voice in self._variants else ""
+            raise InputError(f"unknown espeak-ng voice '{shown}'{hint}")
+        if not plus:
+            return ident
+        if variant not in self._variants:
+            some = ", ".join(sorted(v for v in self._variants if len(v) <= 3)[:10])
+            raise InputError(f"unknown espeak-ng voice variant '{_shown(variant)}' (variants: {some}, ...)")
+        return f"{ident}+{variant}"
+
+    def synth(self, text: str, voice: str, rate: int) -> np.ndarray:
+        data = text.encode("utf-8", errors="replace")
+        name = self.resolve(voice)
+        with self.lock:
+            if self.lib.espeak_SetVoiceByName(name.encode()) != 0:
+                raise InputError(f"unknown espeak-ng voice '{_shown(voice)}'")
             self.lib.espeak_SetParameter(ESPEAK_RATE, int(rate), 0)
             self._chunks = []
             err = self.lib.espeak_Synth(ctypes.c_char_p(data), len(data) + 1, 0, POS_CHARACTER, 0,
@@ -113,6 +156,36 @@ class _Espeak:
         if not chunks:
             raise InputError("the text has nothing to pronounce")
         return np.concatenate(chunks).astype(np.float32) / 32768.0
+
+
+def _language_codes(raw: bytes | None) -> list[str]:
+    """`espeak_VOICE.languages`: (priority byte, name, NUL) repeated, ended by a 0 priority byte."""
+    out, i, data = [], 0, raw or b""
+    while i < len(data) and data[i] != 0:
+        end = data.find(b"\0", i + 1)
+        if end < 0:
+            break
+        out.append(data[i + 1:end].decode(errors="replace").lower())
+        i = end + 1
+    return out
+
+
+def _variants(data_path: str) -> frozenset[str]:
+    """The variant names of the data folder (`voices/!v/<name>`)."""
+    if not os.path.isdir(os.path.join(data_path, "voices")):  # the folder that holds espeak-ng-data
+        data_path = os.path.join(data_path, "espeak-ng-data")
+    try:
+        return frozenset(n for n in os.listdir(os.path.join(data_path, "voices", "!v"))
+                         if n.isprintable() and "+" not in n and len(n) <= MAX_VOICE_CHARS)
+    except OSError:
+        return frozenset()
+
+
+def _shown(value: object) -> str:
+    """A client-supplied name as it may appear in a message: printable, at most 40 characters."""
+    text = value if isinstance(value, str) else repr(value)
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= 40 else text[:40] + "..."
 
 
 class EspeakEngine(SpeechEngine):
@@ -150,6 +223,11 @@ class EspeakEngine(SpeechEngine):
     def setup(self, device: str = "cpu", dtype: str = "float32") -> None:
         self._lib = _Espeak.get()
         self.device, self.dtype, self.loaded = "cpu", "float32", True
+
+    def check(self, request: SynthesisRequest) -> None:
+        super().check(request)
+        if self.loaded:
+            self._lib.resolve(request.voice or self.model)
 
     def _synthesize(self, requests: Sequence[SynthesisRequest]) -> list[Audio]:
         out = []

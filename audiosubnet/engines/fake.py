@@ -6,6 +6,7 @@ uses it exercises everything but a neural network. Options ride in the model nam
     fake:default                      220 Hz tone, 60 ms per character, 16 kHz, batching
     fake:delay_ms=40,batching=false   each synthesize() call sleeps 40 ms first
     fake:fail=boom                    a text containing 'boom' raises InputError
+    fake:crash=segv                   a text containing 'segv' reads address 0 (SIGSEGV: a native crash)
     fake:sr=22050,max_batch=4,ms_per_char=30,load_s=0.5
 """
 
@@ -50,6 +51,7 @@ class FakeEngine(SpeechEngine):
         self.delay_s = float(o.get("delay_ms", 0)) / 1000.0
         self.load_s = float(o.get("load_s", 0))
         self.fail = o.get("fail")
+        self.crash = o.get("crash")
         self.ms_per_char = float(o.get("ms_per_char", 60))
         self.batching = o.get("batching", "true").lower() != "false"
         self.batching_when_loaded = o.get("batching", "").lower() == "loaded"  # like MMS: batches on its device only
@@ -78,6 +80,10 @@ class FakeEngine(SpeechEngine):
             time.sleep(self.delay_s)
         out = []
         for r in requests:
+            if self.crash and self.crash in r.text:  # a real native crash: read address 0 (SIGSEGV)
+                import ctypes
+
+                ctypes.string_at(0)
             if self.fail and self.fail in r.text:
                 raise InputError(f"fake engine refuses text containing '{self.fail}'")
             n = max(1, int(len(r.text) * self.ms_per_char / 1000.0 / r.speed * self.sr))

@@ -1,16 +1,19 @@
 """The miner's HTTP edge: a FastAPI app built by `create_app(MinerContext)`.
 
-Request path of POST /v1/tts, /v1/clone and /v1/music, in order (the first failure answers):
-  body size (Content-Length, then the bytes read)        413
-  btauth/1 over the raw body and raw target, receiver = our hotkey, shared nonce store   401
-  policy: deny/allow lists, registered, validator permit, stake                          403
+Request path of POST /v1/tts, /v1/clone, /v1/music and /v1/seen, in order (the first failure answers):
+  btauth/1 headers alone: shape, receiver = our hotkey, freshness (no body read yet)     401
+  policy for the claimed hotkey: deny/allow lists, registered, permit, stake             403 (503: stale metagraph)
+  body size (Content-Length, then the bytes read); bodies in flight within a byte budget  413, 503 + Retry-After
+  btauth/1 over the raw body and raw target, shared nonce store (off the event loop)     401
   per-caller rate limit                                                                   429 + Retry-After
   JSON (or multipart) parsing, then field validation                                     400, 422
   service: queue full 429 + Retry-After, bad text/voice/model 422, no cloning or music 501, draining 503
   after a 200: the caller, the prompt's sketch and the answer's fingerprint go to the seen log (miner/seen_log.py)
 POST /v1/seen takes the same auth and policy (validators only) and answers from the seen log.
 Every error body is JSON {code, message}; a 500 is logged with its request id and is always a miner bug.
-One access log line per request on `audiosubnet.miner.access`.
+A refusal before the body is read closes the connection (the upload is never buffered). A client that hangs up
+mid-body (or is cut off by the server's body timeout) is counted in `asn_miner_client_disconnects`, not as an
+error. One access log line per request on `audiosubnet.miner.access`; client-supplied values in it are escaped.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from audiosubnet import __version__, protocol
 from audiosubnet.errors import InputError
@@ -41,6 +45,8 @@ access_log = logging.getLogger("audiosubnet.miner.access")
 DEFAULT_MAX_BODY = 64 * 1024
 DEFAULT_MAX_CLONE_BODY = 8 * 2**20
 MAX_SEEN_BODY = 4 * 1024
+DEFAULT_BODY_BUDGET = 16 * 2**20  # request bodies buffered at once (per process)
+_CLOSE = {"Connection": "close"}
 
 
 @dataclass
@@ -57,6 +63,9 @@ class MinerContext:
     drain_timeout_s: float = 30.0
     metrics: Any = field(default_factory=MinerMetrics)  # or a worker's workers.RelayMetrics
     verify: Callable[..., Any] | None = None  # default: chain.bittensor.verify_request
+    check_headers: Callable[..., Any] | None = None  # default: chain.bittensor.check_auth_headers
+    body_budget_bytes: int = DEFAULT_BODY_BUDGET
+    body_timeout_s: float = 30.0  # a body must be read within this (408), and may wait this long for budget room
     run_policy_refresh: bool = True
     role: str = "miner"  # in log lines: "miner", or "HTTP worker <pid>" (asn mine --workers N)
     started_at: float = field(default_factory=time.monotonic)
@@ -82,22 +91,70 @@ def _target(request: Request) -> str:
     return f"{target}?{qs.decode('latin-1')}" if qs else target
 
 
-async def _read_body(request: Request, cap: int) -> bytes:
+def _declared_length(request: Request, cap: int) -> int | None:
     declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            n = int(declared)
-        except ValueError:
-            raise ApiError(400, protocol.E_MALFORMED, "invalid Content-Length") from None
-        if n > cap:
-            raise ApiError(413, protocol.E_TOO_LARGE, f"body is {n} bytes; the limit is {cap}")
-    chunks, total = [], 0
+    if declared is None:
+        return None
+    if not (declared.isascii() and declared.isdigit() and len(declared) <= 18):
+        raise ApiError(400, protocol.E_MALFORMED, "invalid Content-Length", _CLOSE)
+    n = int(declared)
+    if n > cap:
+        raise ApiError(413, protocol.E_TOO_LARGE, f"body is {n} bytes; the limit is {cap}", _CLOSE)
+    return n
+
+
+async def _read_body(request: Request, cap: int, declared: int | None = None) -> bytes:
+    if declared is not None:  # one buffer of the announced size: no reallocation while it fills
+        buf, n = bytearray(declared), 0
+        async for chunk in request.stream():
+            if n + len(chunk) > declared:
+                raise ApiError(400, protocol.E_MALFORMED, "body is longer than its Content-Length", _CLOSE)
+            buf[n:n + len(chunk)] = chunk
+            n += len(chunk)
+        del buf[n:]
+        return bytes(buf)
+    buf = bytearray()
     async for chunk in request.stream():
-        total += len(chunk)
-        if total > cap:
-            raise ApiError(413, protocol.E_TOO_LARGE, f"body is over the limit of {cap} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        if len(buf) + len(chunk) > cap:
+            raise ApiError(413, protocol.E_TOO_LARGE, f"body is over the limit of {cap} bytes", _CLOSE)
+        buf += chunk
+    return bytes(buf)
+
+
+class BodyBudget:
+    """Bytes of request bodies buffered at once: a request reserves its Content-Length (else the cap) before
+    reading, waits up to `timeout` for room (its client is held by TCP back-pressure meanwhile), else 503."""
+
+    def __init__(self, total: int):
+        self.total, self.used = total, 0
+        self._freed = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def reserve(self, n: int, timeout: float) -> AsyncIterator[None]:
+        n = min(n, self.total)
+        async with self._freed:
+            try:
+                await asyncio.wait_for(self._freed.wait_for(lambda: self.used + n <= self.total), timeout)
+            except asyncio.TimeoutError:
+                raise ApiError(503, protocol.E_UNAVAILABLE, "too many uploads in flight; retry shortly",
+                               {"Retry-After": "1", **_CLOSE}) from None
+            self.used += n
+        try:
+            yield
+        finally:
+            async with self._freed:
+                self.used -= n
+                self._freed.notify_all()
+
+
+def clean(value: object, limit: int = 80) -> str:
+    """A client-supplied value as it may appear in a log line: control characters escaped, at most `limit`."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 @contextlib.asynccontextmanager
@@ -124,6 +181,11 @@ def create_app(ctx: MinerContext) -> FastAPI:
         from audiosubnet.chain.bittensor import verify_request
 
         ctx.verify = verify_request
+    if ctx.check_headers is None:
+        from audiosubnet.chain.bittensor import check_auth_headers
+
+        ctx.check_headers = check_auth_headers
+    budget = BodyBudget(ctx.body_budget_bytes)
     metrics = ctx.metrics
     metrics.watch_metagraph(lambda: ctx.policy.snapshot_age_s)
 
@@ -142,24 +204,6 @@ def create_app(ctx: MinerContext) -> FastAPI:
         records.add(task)
         task.add_done_callback(records.discard)
 
-    async def authorize(request: Request, body: bytes) -> str:
-        """btauth/1, then policy (registered validator with a permit and stake): the caller's hotkey."""
-        try:
-            who = ctx.verify(request.headers, body, request.method, _target(request), ctx.hotkey,
-                             nonce_store=ctx.nonce_store, max_age=ctx.auth_max_age_s, allowed_skew=ctx.auth_skew_s)
-        except Exception as e:
-            reason = getattr(e, "reason", None)
-            if reason is None:  # not an AuthFailure: a bug in verification, still never trust the caller
-                log.exception("auth verification crashed")
-                reason = "malformed"
-            metrics.auth_failure(reason)
-            raise ApiError(401, protocol.E_AUTH, f"btauth/1 {reason}: {getattr(e, 'message', e)}") from None
-        decision = ctx.policy.admit(who.hotkey)
-        if not decision.allowed:
-            metrics.rejection(decision.reason)
-            raise ApiError(403, protocol.E_FORBIDDEN, decision.message)
-        return who.hotkey
-
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: protocol.E_NOT_FOUND, 405: protocol.E_METHOD}.get(exc.status_code, protocol.E_MALFORMED)
@@ -171,14 +215,61 @@ def create_app(ctx: MinerContext) -> FastAPI:
         log.exception("internal error %s on %s %s", rid, request.method, request.url.path, exc_info=exc)
         return _error(500, protocol.E_INTERNAL, f"internal error (request id {rid})")
 
+    def _auth_reason(e: Exception, rid: str) -> str:
+        reason = getattr(e, "reason", None)
+        if reason is None:  # not an AuthFailure: a bug in verification, still never trust the caller
+            log.exception("auth verification crashed (request %s)", rid)
+            reason = "malformed"
+        return reason
+
+    def _admit(hotkey: str) -> None:
+        decision = ctx.policy.admit(hotkey)
+        if not decision.allowed:
+            metrics.rejection(decision.reason)
+            if decision.reason == "stale_metagraph":
+                raise ApiError(503, protocol.E_UNAVAILABLE, decision.message, {"Retry-After": "30", **_CLOSE})
+            raise ApiError(403, protocol.E_FORBIDDEN, decision.message, _CLOSE)
+
+    async def authenticate(request: Request, cap: int, rid: str) -> tuple[str, bytes]:
+        """(caller hotkey, body): everything the btauth/1 headers alone can refuse, before a byte of the body is
+        read; the body within `cap` and the per-process budget; then the signature over it and the policy again."""
+        try:
+            claimed = ctx.check_headers(request.headers, ctx.hotkey, max_age=ctx.auth_max_age_s,
+                                        allowed_skew=ctx.auth_skew_s)
+        except Exception as e:
+            reason = _auth_reason(e, rid)
+            metrics.auth_failure(reason)
+            raise ApiError(401, protocol.E_AUTH, f"btauth/1 {reason}: {getattr(e, 'message', e)}",
+                           _CLOSE) from None
+        _admit(claimed)
+        declared = _declared_length(request, cap)
+        async with budget.reserve(cap if declared is None else declared, ctx.body_timeout_s):
+            try:  # the server's connection deadlines close slow uploads; this holds under any ASGI server
+                body = await asyncio.wait_for(_read_body(request, cap, declared), ctx.body_timeout_s)
+            except asyncio.TimeoutError:
+                raise ApiError(408, protocol.E_MALFORMED, f"the body did not arrive within "
+                                                          f"{ctx.body_timeout_s:g} s", _CLOSE) from None
+        try:
+            who = await asyncio.to_thread(ctx.verify, request.headers, body, request.method, _target(request),
+                                          ctx.hotkey, nonce_store=ctx.nonce_store, max_age=ctx.auth_max_age_s,
+                                          allowed_skew=ctx.auth_skew_s)
+        except Unavailable:
+            raise
+        except Exception as e:
+            reason = _auth_reason(e, rid)
+            metrics.auth_failure(reason)
+            raise ApiError(401, protocol.E_AUTH, f"btauth/1 {reason}: {getattr(e, 'message', e)}") from None
+        _admit(who.hotkey)  # again: the snapshot may have changed while the body arrived
+        return who.hotkey, body
+
     async def handle(request: Request, endpoint: str) -> Response:
         t0 = time.perf_counter()
         rid = uuid.uuid4().hex[:12]
         caller, model, chars, audio_s, status = "-", "-", 0, 0.0, 500
+        disconnected = False
         try:
             cap = ctx.max_clone_body_bytes if endpoint == "clone" else ctx.max_body_bytes
-            body = await _read_body(request, cap)
-            caller = await authorize(request, body)
+            caller, body = await authenticate(request, cap, rid)
             limited = await ctx.policy.take(caller)
             if not limited.allowed:
                 metrics.rejection(limited.reason)
@@ -218,6 +309,9 @@ def create_app(ctx: MinerContext) -> FastAPI:
         except ApiError as e:
             status = e.status
             return _error(e.status, e.code, e.message, e.headers)
+        except ClientDisconnect:  # hung up mid-body, or cut off by the body timeout: nobody to answer
+            status, disconnected = 499, True
+            return Response(status_code=499)
         except InputError as e:  # includes AudioDecodeError
             status = 422
             return _error(422, protocol.E_INVALID, str(e))
@@ -236,9 +330,12 @@ def create_app(ctx: MinerContext) -> FastAPI:
             return _error(500, protocol.E_INTERNAL, f"internal error (request id {rid})")
         finally:
             ms = (time.perf_counter() - t0) * 1000.0
-            metrics.request(endpoint, status, ms / 1000.0, model, audio_s, chars)
+            if disconnected:
+                metrics.disconnect(endpoint)
+            else:
+                metrics.request(endpoint, status, ms / 1000.0, model, audio_s, chars)
             access_log.info("%s caller=%s model=%s chars=%d audio_s=%.2f ms=%.0f status=%d rid=%s", endpoint,
-                            caller, model, chars, audio_s, ms, status, rid)
+                            clean(caller), clean(model), chars, audio_s, ms, status, rid)
 
     @app.post(protocol.PATH_TTS)
     async def tts(request: Request) -> Response:
@@ -257,8 +354,7 @@ def create_app(ctx: MinerContext) -> FastAPI:
         t0 = time.perf_counter()
         caller, status, n = "-", 500, 0
         try:
-            body = await _read_body(request, MAX_SEEN_BODY)
-            caller = await authorize(request, body)
+            caller, body = await authenticate(request, MAX_SEEN_BODY, uuid.uuid4().hex[:12])
             try:
                 req = protocol.parse_seen(body, request.headers.get("content-type"))
             except protocol.BodyError as e:
@@ -270,11 +366,14 @@ def create_app(ctx: MinerContext) -> FastAPI:
         except ApiError as e:
             status = e.status
             return _error(e.status, e.code, e.message, e.headers)
+        except ClientDisconnect:
+            status = 499
+            return Response(status_code=499)
         except Unavailable as e:
             status = 503
             return _error(503, protocol.E_UNAVAILABLE, str(e), {"Retry-After": "5"})
         finally:
-            access_log.info("seen caller=%s entries=%d ms=%.0f status=%d", caller, n,
+            access_log.info("seen caller=%s entries=%d ms=%.0f status=%d", clean(caller), n,
                             (time.perf_counter() - t0) * 1000.0, status)
 
     @app.get(protocol.PATH_INFO)

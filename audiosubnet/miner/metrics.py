@@ -1,6 +1,6 @@
 """Prometheus metrics of one miner (its own registry, so several apps in one process never collide).
 
-The HTTP edge reports through three calls (`request`, `auth_failure`, `rejection`) and reads the text with
+The HTTP edge reports through four calls (`request`, `auth_failure`, `rejection`, `disconnect`) and reads the text with
 `await exposition()`; with `--workers N` the worker processes relay those calls to the main process
 (miner/workers.py), so one registry counts every request whichever worker answered it.
 """
@@ -29,6 +29,13 @@ class MinerMetrics(Observer):
         self.characters = Counter("asn_miner_characters", "Characters synthesized", ["model"], registry=r)
         self.auth_failures = Counter("asn_miner_auth_failures", "btauth/1 failures by reason", ["reason"],
                                      registry=r)
+        self.disconnects = Counter("asn_miner_client_disconnects", "Requests whose client hung up before its body "
+                                   "was read (slow or abandoned uploads; not errors of the miner)", ["endpoint"],
+                                   registry=r)
+        self.engine_restarts = Counter("asn_miner_engine_restarts", "Engine processes restarted after dying",
+                                       registry=r)
+        self.engine_pid = Gauge("asn_miner_engine_pid", "Process id of the engine process (0: in process)",
+                                registry=r)
         self.rejections = Counter("asn_miner_policy_rejections", "Authenticated callers refused, by reason",
                                   ["reason"], registry=r)
         self.batch_size = Histogram("asn_miner_batch_size", "Requests per engine call", ["model"],
@@ -41,6 +48,9 @@ class MinerMetrics(Observer):
 
     def watch_metagraph(self, age: Callable[[], float | None]) -> None:
         self.metagraph_age.set_function(lambda: age() or 0.0)
+
+    def watch_engine(self, pid: Callable[[], int | None]) -> None:
+        self.engine_pid.set_function(lambda: pid() or 0)
 
     # the HTTP edge
     def request(self, endpoint: str, status: int, seconds: float, model: str = "-", audio_s: float = 0.0,
@@ -58,6 +68,9 @@ class MinerMetrics(Observer):
     def rejection(self, reason: str) -> None:
         self.rejections.labels(reason).inc()
 
+    def disconnect(self, endpoint: str) -> None:
+        self.disconnects.labels(endpoint).inc()
+
     async def exposition(self) -> bytes:
         return self.render()
 
@@ -65,6 +78,9 @@ class MinerMetrics(Observer):
     def batch(self, model_id: str, size: int, seconds: float) -> None:
         self.batch_size.labels(model_id).observe(size)
         self.engine_seconds.labels(model_id).observe(seconds)
+
+    def engine_restart(self) -> None:
+        self.engine_restarts.inc()
 
     def queue(self, depth: int, in_flight: int) -> None:
         self.queue_depth.set(depth)

@@ -4,11 +4,14 @@ After btauth/1 has proven *which* hotkey sent a request, `CallerPolicy.admit` de
 (403 otherwise), in this order:
   1. a hotkey on the deny list is refused;
   2. a hotkey on the allow list is admitted as is (your own test validator, say), without the checks below;
-  3. the hotkey must be registered on the netuid, hold a validator permit, and have stake >= min_stake.
+  3. a snapshot older than `max_age_s` admits nobody else (it fails closed: `stale_metagraph`, answered 503);
+  4. the hotkey must be registered on the netuid, hold a validator permit, and have stake >= min_stake.
 Then `CallerPolicy.rate` applies a per-caller token bucket (429 with Retry-After otherwise).
 
 The chain is never read on the request path: `refresh()` (blocking) replaces the snapshot, and `run()`
-calls it every `refresh_s` seconds in a worker thread; a failed refresh keeps the previous snapshot.
+calls it every `refresh_s` seconds in a worker thread. A failed refresh keeps the previous snapshot until it is
+`max_age_s` old; from then on requests are refused (one error line when that starts, one when a refresh succeeds
+again). A validator deregistered on the chain is refused from the next successful refresh on.
 """
 
 from __future__ import annotations
@@ -35,17 +38,30 @@ class PolicyConfig:
     rate_limit_per_min: float = 0.0  # 0: no per-caller limit
     burst_s: float = 10.0  # a caller may burst this many seconds' worth of requests
     refresh_s: float = 120.0
+    max_age_s: float = 900.0  # an older snapshot admits nobody but the allow list (0: never too old)
 
 
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
-    reason: str  # ok | allow_list | denied | not_registered | no_permit | low_stake | rate_limited
+    reason: str  # ok | allow_list | denied | stale_metagraph | not_registered | no_permit | low_stake | rate_limited
     message: str = ""
     retry_after: float = 0.0
 
 
 _OK = Decision(True, "ok")
+
+FINNEY_MIN_STAKE = 1000.0  # the default `--min-validator-stake` on finney (and any network not named below)
+_NO_STAKE_NETWORKS = ("sim", "test", "local")
+
+
+def default_min_stake(network: str) -> float:
+    """The stake a validator needs by default: 1000 on finney/mainnet; 0 on test, local and sim, whose stakes
+    are play money (a simulated subnet registers validators with whatever stake its test gives them)."""
+    name = (network or "").strip().lower()
+    if name.startswith("sim") or name in _NO_STAKE_NETWORKS or "127.0.0.1" in name or "localhost" in name:
+        return 0.0
+    return FINNEY_MIN_STAKE
 
 
 class _Bucket:
@@ -65,12 +81,17 @@ class CallerPolicy:
         self._block: int | None = None
         self._buckets: dict[str, _Bucket] = {}
         self.refresh_failures = 0
+        self._stale_logged = False
 
     # ---- the snapshot --------------------------------------------------------------------------------
-    def update(self, peers: Iterable[Peer], block: int | None = None) -> None:
+    def update(self, peers: Iterable[Peer], block: int | None = None, age_s: float | None = 0.0) -> None:
+        """Replace the snapshot; `age_s`: how old it already is (a copy of another process's snapshot)."""
         self._peers = {p.hotkey: p for p in peers}
-        self._loaded_at = self._clock()
+        self._loaded_at = None if age_s is None else self._clock() - age_s
         self._block = block
+        if self._stale_logged:
+            log.warning("metagraph refreshed; serving validators again")
+            self._stale_logged = False
 
     def refresh(self) -> int:
         """Blocking: read the metagraph and replace the snapshot. Returns the number of neurons."""
@@ -108,6 +129,10 @@ class CallerPolicy:
     def peers(self) -> list[Peer]:
         return list(self._peers.values())
 
+    def snapshot(self) -> tuple[list[Peer], float | None]:
+        """The peers and the snapshot's age (what a worker process copies)."""
+        return self.peers(), self.snapshot_age_s
+
     # ---- decisions -----------------------------------------------------------------------------------
     def admit(self, hotkey: str) -> Decision:
         c = self.config
@@ -115,6 +140,15 @@ class CallerPolicy:
             return Decision(False, "denied", "this hotkey is on the miner's deny list")
         if hotkey in c.allow:
             return Decision(True, "allow_list")
+        age = self.snapshot_age_s
+        if c.max_age_s > 0 and (age is None or age > c.max_age_s):
+            if not self._stale_logged:
+                self._stale_logged = True
+                log.error("the metagraph snapshot is %s (limit %.0f s): refusing every caller not on the allow "
+                          "list until a refresh succeeds (see the refresh errors above)",
+                          "missing" if age is None else f"{age:.0f} s old", c.max_age_s)
+            return Decision(False, "stale_metagraph", "the miner's view of the metagraph is out of date; retry "
+                                                      "later")
         p = self._peers.get(hotkey)
         if p is None:
             return Decision(False, "not_registered", f"hotkey is not registered on netuid {c.netuid}")

@@ -17,9 +17,10 @@ from audiosubnet.chain.base import Chain, RateLimitedError, check_registered, is
 from audiosubnet.config import Settings
 from audiosubnet.errors import AsnError, UsageError
 from audiosubnet.miner.app import MinerContext, create_app
+from audiosubnet.miner.deadlines import uvicorn_config
 from audiosubnet.miner.metrics import MinerMetrics
 from audiosubnet.miner.nonces import SqliteNonceStore
-from audiosubnet.miner.policy import CallerPolicy, PolicyConfig
+from audiosubnet.miner.policy import CallerPolicy, PolicyConfig, default_min_stake
 from audiosubnet.miner.service import ServiceConfig, TtsService
 
 log = logging.getLogger(__name__)
@@ -49,9 +50,16 @@ def build_miner(settings: Settings, *, wallet: Any = None, chain: Chain | None =
     uid = check_registered(chain, settings, wallet.hotkey)
     log.info("hotkey %s is uid %d on netuid %d (%s)", wallet.hotkey, uid, s.netuid, chain.network)
 
-    if cache is None:
-        cache = configure_cache(settings.device, settings.dtype, settings.cache_budget)
     metrics = MinerMetrics()
+    if cache is None and m.isolate_engine:
+        cache = isolated_cache(settings, metrics)
+    elif cache is None:
+        cache = configure_cache(settings.device, settings.dtype, settings.cache_budget)
+    proc = getattr(cache, "proc", None)  # an IsolatedCache made by the caller: count its restarts here
+    if proc is not None:
+        metrics.watch_engine(lambda: proc.pid)
+        if proc.on_restart is None:
+            proc.on_restart = metrics.engine_restart
     models = (settings.model.strip() or "auto",)
     if m.clone_model:
         models += (_clone_model(m.clone_model),)
@@ -62,20 +70,34 @@ def build_miner(settings: Settings, *, wallet: Any = None, chain: Chain | None =
                                        concurrency=m.concurrency), cache=cache, observer=metrics)
     service.load()
 
+    min_stake = default_min_stake(s.network) if m.min_validator_stake is None else m.min_validator_stake
     policy = CallerPolicy(chain, PolicyConfig(
-        netuid=s.netuid, min_stake=m.min_validator_stake, require_permit=m.require_validator_permit,
+        netuid=s.netuid, min_stake=min_stake, require_permit=m.require_validator_permit,
         allow=frozenset(m.allow_hotkeys), deny=frozenset(m.deny_hotkeys), rate_limit_per_min=m.rate_limit_per_min,
-        refresh_s=m.metagraph_refresh_s))
+        refresh_s=m.metagraph_refresh_s, max_age_s=m.metagraph_max_age_s))
     n = policy.refresh()
-    log.info("metagraph of netuid %d: %d neurons, %d with a validator permit", s.netuid, n,
-             sum(1 for p in policy.peers() if p.validator_permit))
+    log.info("metagraph of netuid %d: %d neurons, %d with a validator permit; validators need stake >= %g", s.netuid,
+             n, sum(1 for p in policy.peers() if p.validator_permit), min_stake)
 
     nonces = SqliteNonceStore(settings.home / "miner" / f"nonces-{wallet.hotkey}.db",
                               retention=max(60.0, m.auth_max_age_s + 5.0))
     ctx = MinerContext(hotkey=wallet.hotkey, netuid=s.netuid, service=service, policy=policy, nonce_store=nonces,
                        max_body_bytes=m.max_body_bytes, max_clone_body_bytes=m.max_clone_body_bytes,
-                       auth_max_age_s=m.auth_max_age_s, drain_timeout_s=m.drain_timeout_s, metrics=metrics)
+                       auth_max_age_s=m.auth_max_age_s, drain_timeout_s=m.drain_timeout_s, metrics=metrics,
+                       body_timeout_s=m.body_timeout_s, body_budget_bytes=m.body_budget_bytes)
     return Miner(settings, wallet, chain, uid, ctx, create_app(ctx))
+
+
+def isolated_cache(settings: Settings, metrics: Any = None) -> Any:
+    """The engine in a supervised child process (engines/isolated.py): a native crash answers the requests of
+    that batch 503 and the engine restarts; requests wait up to 20 s for a restarting engine; a batch that takes
+    longer than `engine_timeout_s` (stuck in native code) kills the engine, answers 503 and restarts it."""
+    from audiosubnet.engines.isolated import EngineProcess, IsolatedCache
+
+    proc = EngineProcess(settings.device, settings.dtype, settings.cache_budget,
+                         threads=settings.mine.concurrency,
+                         on_restart=None if metrics is None else metrics.engine_restart)
+    return IsolatedCache(proc, wait_s=20.0, timeout_s=settings.mine.engine_timeout_s)
 
 
 def _clone_model(requested: str) -> str:
@@ -151,7 +173,9 @@ def run_miner(settings: Settings) -> None:
     import uvicorn
 
     m = settings.mine
+    raise_open_files_limit()
     sock = bind(m.host, m.port)  # fail fast on a busy port, before loading anything
+    miner = None
     try:
         miner = build_miner(settings)
         endpoint = publish(miner.chain, settings, miner.wallet.hotkey) if m.publish else "(not published)"
@@ -160,7 +184,7 @@ def run_miner(settings: Settings) -> None:
         if m.workers > 1:
             _run_with_workers(miner, sock)
             return
-        server = uvicorn.Server(uvicorn.Config(miner.app, **uvicorn_options(settings)))
+        server = uvicorn.Server(uvicorn_config(miner.app, uvicorn_options(settings)))
         previous = signal.signal(signal.SIGTERM, _exit_quietly)  # uvicorn re-raises it after draining
         try:
             server.run(sockets=[sock])
@@ -170,13 +194,31 @@ def run_miner(settings: Settings) -> None:
             signal.signal(signal.SIGTERM, previous)
     finally:
         sock.close()
+        close = getattr(miner.context.service.cache, "close", None) if miner is not None else None
+        if close is not None:  # the engine process (isolate_engine)
+            close()
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    """uvicorn.Config options of the miner (httptools and uvloop when installed: the `subnet` extra has them)."""
+    """uvicorn.Config options of the miner (httptools and uvloop when installed: the `subnet` extra has them),
+    plus the connection deadlines of miner/deadlines.py (`uvicorn_config` turns them into the protocol class)."""
+    m = settings.mine
     return {"log_config": None, "access_log": False, "lifespan": "on", "server_header": False,
-            "timeout_graceful_shutdown": int(max(1, settings.mine.drain_timeout_s)), "timeout_keep_alive": 30,
-            "backlog": 2048}
+            "timeout_graceful_shutdown": int(max(1, m.drain_timeout_s)), "timeout_keep_alive": m.keep_alive_s,
+            "backlog": 2048, "h11_max_incomplete_event_size": 16 * 1024,
+            "header_timeout_s": m.header_timeout_s, "body_timeout_s": m.body_timeout_s}
+
+
+def raise_open_files_limit() -> None:
+    """Lift the soft open-files limit to the hard one: every connection is a descriptor."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 1 << 20), hard))
+    except (ImportError, ValueError, OSError) as e:  # pragma: no cover - not Linux, or not allowed
+        log.debug("cannot raise the open-files limit: %s", e)
 
 
 def _run_with_workers(miner: Miner, sock: socket.socket) -> None:

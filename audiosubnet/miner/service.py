@@ -124,6 +124,8 @@ class Observer:
 
     def queue(self, depth: int, in_flight: int) -> None: ...
 
+    def engine_restart(self) -> None: ...
+
 
 class TtsService:
     def __init__(self, config: ServiceConfig, cache: ModelCache | None = None, observer: Observer | None = None):
@@ -477,10 +479,19 @@ class TtsService:
 
     def _engine_call(self, model_id: str, requests: Sequence[SynthesisRequest]) -> list[Audio | Exception]:
         """Worker thread: lease the engine, reject bad items one by one, synthesize the rest together."""
+        from audiosubnet.engines.isolated import EngineCrashed, RemoteEngine
+
         results: list[Audio | Exception | None] = [None] * len(requests)
         try:
             with self.cache.engine(model_id) as engine:
                 self._adopt(model_id, engine.capabilities)
+                if isinstance(engine, RemoteEngine):  # the engine's own process: a crash there costs this batch
+                    try:
+                        return [r if not isinstance(r, Exception) else _as_engine_error(r)
+                                for r in engine.synthesize_each(requests)]
+                    except EngineCrashed as e:
+                        log.error("engine %s: %s (%d requests answered 503)", model_id, e, len(requests))
+                        return [Unavailable(str(e))] * len(requests)
                 good: list[int] = []
                 for i, r in enumerate(requests):
                     try:
@@ -502,6 +513,8 @@ class TtsService:
                                     results[i] = engine.synthesize([requests[i]])[0]
                                 except Exception as e1:
                                     results[i] = _as_engine_error(e1)
+        except EngineCrashed as e:  # the engine process is restarting
+            return [Unavailable(str(e))] * len(requests)
         except Exception as e:  # loading failed (cache budget, files gone...)
             log.error("engine %s failed: %s", model_id, e)
             return [_as_engine_error(e)] * len(requests)

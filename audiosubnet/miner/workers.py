@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from audiosubnet import protocol
+from audiosubnet.engines.isolated import frame, recv_exactly
 from audiosubnet.errors import AudioDecodeError, EngineError, InputError
 from audiosubnet.miner.policy import CallerPolicy, Decision, PolicyConfig
 from audiosubnet.miner.service import NotOffered, Overloaded, Rendered, ServiceConfig, Unavailable, loaded_default
@@ -51,9 +52,7 @@ _RESTARTS = (5, 60.0)  # more than 5 worker restarts within 60 s: give up
 
 
 # ---- frames -------------------------------------------------------------------------------------------
-def _frame(obj: Any) -> bytes:
-    data = pickle.dumps(obj, protocol=5)
-    return _HEADER.pack(len(data)) + data
+_frame = frame  # the frames of the engine process (engines/isolated.py): one transport for both
 
 
 async def _read_frame(reader: asyncio.StreamReader) -> Any:
@@ -159,7 +158,7 @@ class Hub:
                 raise RateLimited(d.message, d.retry_after)
             return None
         if op == "peers":
-            return ctx.policy.peers()
+            return ctx.policy.snapshot()
         if op == "metrics":
             return ctx.metrics.render()
         if op == "seen":
@@ -170,7 +169,7 @@ class Hub:
                     "clone": svc.can_clone, "state": self.state()}
         raise ValueError(f"unknown op {op!r}")
 
-    _OBSERVED = frozenset({"request", "auth_failure", "rejection"})
+    _OBSERVED = frozenset({"request", "auth_failure", "rejection", "disconnect"})
 
     def _observe(self, events: list) -> None:
         for name, *args in events:
@@ -372,10 +371,11 @@ class RemoteService:
 class HubPolicy(CallerPolicy):
     """Admission from a copy of the hub's metagraph snapshot; rate limits counted once, in the hub."""
 
-    def __init__(self, link: HubLink, config: PolicyConfig, peers: list):
+    def __init__(self, link: HubLink, config: PolicyConfig, snapshot: tuple[list, float | None]):
         super().__init__(chain=None, config=config)  # type: ignore[arg-type]
         self.link = link
-        self.update(peers)
+        peers, age = snapshot
+        self.update(peers, age_s=age)
 
     def refresh(self) -> int:  # pragma: no cover - the hub refreshes from the chain, not the workers
         raise NotImplementedError
@@ -384,7 +384,8 @@ class HubPolicy(CallerPolicy):
         while True:
             await asyncio.sleep(min(PEERS_REFRESH_S, self.config.refresh_s))
             with contextlib.suppress(Unavailable):
-                self.update(await self.link.call("peers"))
+                peers, age = await self.link.call("peers")
+                self.update(peers, age_s=age)
 
     async def take(self, hotkey: str) -> Decision:
         if self.config.rate_limit_per_min > 0:
@@ -413,6 +414,9 @@ class RelayMetrics:
 
     def rejection(self, reason: str) -> None:
         self.link.observe("rejection", reason)
+
+    def disconnect(self, endpoint: str) -> None:
+        self.link.observe("disconnect", endpoint)
 
     async def exposition(self) -> bytes:
         self.link.flush()
@@ -466,7 +470,8 @@ class WorkerSpec:
     def of(cls, ctx: Any, hub_path: str | Path, uvicorn: dict[str, Any] | None = None) -> WorkerSpec:
         """The spec of workers in front of the main process's MinerContext `ctx`."""
         limits = {k: getattr(ctx, k) for k in ("max_body_bytes", "max_clone_body_bytes", "auth_max_age_s",
-                                               "auth_skew_s", "drain_timeout_s")}
+                                               "auth_skew_s", "drain_timeout_s", "body_timeout_s",
+                                               "body_budget_bytes")}
         return cls(hub_path=str(hub_path), hotkey=ctx.hotkey, netuid=ctx.netuid, policy=ctx.policy.config,
                    nonce_path=str(ctx.nonce_store.path), nonce_retention=ctx.nonce_store.retention, limits=limits,
                    uvicorn=dict(uvicorn or {}), log_level=logging.getLogger("audiosubnet").getEffectiveLevel())
@@ -498,14 +503,7 @@ def _blocking_call(path: str, op: str, payload: Any = None, timeout: float = 30.
                 return data
 
 
-def _recv_exactly(s: socket.socket, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("the hub closed the connection")
-        buf += chunk
-    return bytes(buf)
+_recv_exactly = recv_exactly
 
 
 def worker_main(spec: WorkerSpec, sock: socket.socket) -> None:
@@ -514,6 +512,7 @@ def worker_main(spec: WorkerSpec, sock: socket.socket) -> None:
 
     from audiosubnet.commands._cli import setup_logging
     from audiosubnet.miner.app import create_app
+    from audiosubnet.miner.deadlines import uvicorn_config
 
     setup_logging()
     logging.getLogger("audiosubnet").setLevel(spec.log_level)
@@ -526,7 +525,7 @@ def worker_main(spec: WorkerSpec, sock: socket.socket) -> None:
 
     link = HubLink(spec.hub_path, on_lost=lost)
     ctx = worker_context(spec, link, _blocking_call(spec.hub_path, "peers"))
-    server = uvicorn.Server(uvicorn.Config(create_app(ctx), **spec.uvicorn))
+    server = uvicorn.Server(uvicorn_config(create_app(ctx), spec.uvicorn))
     server.run(sockets=[sock])
     os._exit(3 if link.lost else 0)  # skip interpreter teardown: nothing is left to flush
 

@@ -23,7 +23,7 @@ from audiosubnet.chain.bittensor import create_wallet, sign_request
 from audiosubnet.chain.sim import SimChain
 from audiosubnet.config import load_settings
 from audiosubnet.engines.cache import ModelCache
-from audiosubnet.miner.server import build_miner
+from audiosubnet.miner.server import build_miner, isolated_cache
 from audiosubnet.miner.workers import Hub, HubLink, WorkerSpec, hub_path, worker_context
 
 NETUID = 16
@@ -80,11 +80,14 @@ class Harness:
     """One miner app + one event loop; `send()` signs and posts; `serve()` puts it on a loopback port."""
 
     def __init__(self, home: Path, keys: Keys, model: str = "fake:default", *, loopback: bool = False,
-                 workers: bool = False, **mine):
+                 workers: bool = False, isolate: bool = False, **mine):
         self.keys = keys
         self.chain = make_sim(home / "sim.db", keys)
         self.settings = miner_settings(home, keys, model, **mine)
-        self.cache = ModelCache(budget_bytes=None, device="cpu", dtype="float32")
+        if isolate:  # the engine in its own supervised process, as `asn mine` runs it
+            self.cache = isolated_cache(self.settings)
+        else:
+            self.cache = ModelCache(budget_bytes=None, device="cpu", dtype="float32")
         self.miner = build_miner(self.settings, wallet=keys.miner, chain=self.chain, cache=self.cache)
         self.ctx = self.miner.context
         self.ctx.run_policy_refresh = False
@@ -179,6 +182,8 @@ class Harness:
         else:
             self.run(self.ctx.service.stop(timeout=5))
         self.loop.close()
+        if hasattr(self.cache, "close"):
+            self.cache.close()
         self.ctx.nonce_store.close()
         self.chain.close()
 
@@ -187,8 +192,10 @@ class Harness:
 def harness_factory(tmp_path, keys):
     made: list[Harness] = []
 
-    def make(model: str = "fake:default", *, loopback: bool = False, workers: bool = False, **mine) -> Harness:
-        h = Harness(tmp_path / f"h{len(made)}", keys, model, loopback=loopback, workers=workers, **mine)
+    def make(model: str = "fake:default", *, loopback: bool = False, workers: bool = False, isolate: bool = False,
+             **mine) -> Harness:
+        h = Harness(tmp_path / f"h{len(made)}", keys, model, loopback=loopback, workers=workers, isolate=isolate,
+                    **mine)
         made.append(h)
         return h
 
