@@ -72,12 +72,35 @@ def issued(uid: int, text: str, unique: str) -> Issued:
     return Issued(uid, text, textsketch.sketch(unique))
 
 
+MIN_DISTINCTIVE = 8  # hashes a prompt keeps after the round's shared ones are dropped (else it keeps them all)
+
+
+def distinctive(prompts: dict[int, Issued]) -> dict[int, Issued]:
+    """Each prompt's sketch without the 5-grams it shares with the round's other prompts (template words, a tag's
+    common words): what is left names this prompt, so another validator's prompt from the same generator rarely
+    looks like it. A prompt left with fewer than MIN_DISTINCTIVE hashes keeps its whole sketch."""
+    import numpy as np
+
+    if len(prompts) < 2:
+        return prompts
+    counts: dict[int, int] = {}
+    for p in prompts.values():
+        for h in p.unique.tolist():
+            counts[h] = counts.get(h, 0) + 1
+    out = {}
+    for uid, p in prompts.items():
+        own = np.array([h for h in p.unique.tolist() if counts[h] == 1], dtype=np.uint32)
+        out[uid] = Issued(p.uid, p.text, own) if len(own) >= MIN_DISTINCTIVE else p
+    return out
+
+
 async def find_relays(client, own_hotkey: str, peers: Sequence[Peer], prompts: dict[int, Issued],
                       answers: dict[int, bytes], *, window_s: float, threshold: float,
                       timeout_s: float = 3.0) -> RelayStats:
     """Relays among the miners in `answers` (uid -> the audio bytes they returned), from the seen logs of `peers`."""
     t0 = time.perf_counter()
     stats = RelayStats()
+    prompts = distinctive(prompts)
     logs = [p for p in peers if p.endpoint and p.hotkey != own_hotkey]
     stats.requests = len(logs)
     req = SeenRequest(window_s=min(300.0, max(1.0, window_s)))

@@ -146,3 +146,19 @@ def test_audio_comparisons_are_bounded_per_answer(voice):
 
     stats = asyncio.run(scenario())
     assert stats.entries == 10 and stats.candidates == TOP_K and stats.findings == []
+
+
+def test_a_rounds_shared_words_do_not_make_candidates():
+    from audiosubnet import textsketch
+    from audiosubnet.validator.relay import MIN_DISTINCTIVE, distinctive
+
+    round_ = PromptSource([], seed=0).issue(32)
+    others = PromptSource([], seed=99).issue(64)  # another validator's prompts, same generator
+    full = {i: issued(i, p.text, p.unique) for i, p in enumerate(round_)}
+    kept = distinctive(full)
+    assert all(len(kept[i].unique) >= MIN_DISTINCTIVE or kept[i] is full[i] for i in full)
+    alike = sum(textsketch.containment(full[i].unique, textsketch.sketch(o.text)) >= 0.5 for i in full for o in others)
+    after = sum(textsketch.containment(kept[i].unique, textsketch.sketch(o.text)) >= 0.5 for i in kept for o in others)
+    assert after < alike / 3, (alike, after)
+    # a forwarded prompt still contains all of its own distinctive part
+    assert all(textsketch.containment(kept[i].unique, textsketch.sketch(round_[i].text)) == 1.0 for i in kept)
