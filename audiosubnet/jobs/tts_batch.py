@@ -28,6 +28,7 @@ from audiosubnet.engines import longform, registry
 from audiosubnet.engines.base import SynthesisRequest
 from audiosubnet.engines.cache import ModelCache
 from audiosubnet.errors import AsnError, InputError, UsageError
+from audiosubnet.jobs.storage import OutputStore
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class BatchOptions:
     voice: str | None = None
     force: bool = False
     max_batch: int = 16
+    seed: int | None = None  # set: each row's noise comes from (seed, id), the same audio on any machine
 
 
 @dataclass
@@ -193,19 +195,39 @@ def read_manifest(path: Path) -> dict[str, dict[str, str]]:
     if not path.is_file():
         return {}
     try:
-        with path.open(newline="", encoding="utf-8") as f:
-            return {r["id"]: r for r in csv.DictReader(f) if r.get("id")}
-    except (OSError, UnicodeDecodeError, csv.Error, KeyError) as e:
+        return parse_manifest(path.read_bytes(), str(path))
+    except OSError as e:
         log.warning("ignoring unreadable manifest %s: %s", path, e)
         return {}
 
 
-def write_manifest(path: Path, rows: list[dict[str, str]]) -> None:
+def parse_manifest(data: bytes, where: str = "manifest") -> dict[str, dict[str, str]]:
+    """Manifest rows by id; an unreadable manifest counts as none (every row is rendered again)."""
+    try:
+        return {r["id"]: r for r in csv.DictReader(io.StringIO(data.decode("utf-8"), newline="")) if r.get("id")}
+    except (UnicodeDecodeError, csv.Error, KeyError) as e:
+        log.warning("ignoring unreadable manifest %s: %s", where, e)
+        return {}
+
+
+def manifest_bytes(rows: list[dict[str, str]]) -> bytes:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=MANIFEST_FIELDS, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
-    audiolib.write_atomic(path, buf.getvalue().encode("utf-8"))
+    return buf.getvalue().encode("utf-8")
+
+
+def write_manifest(path: Path, rows: list[dict[str, str]]) -> None:
+    audiolib.write_atomic(path, manifest_bytes(rows))
+
+
+def row_seed(seed: int | None, row_id: str) -> int | None:
+    """The row's seed: derived from the job's seed and the row id, so it does not depend on which worker,
+    batch or order renders the row. None (no job seed) keeps the engine's fresh noise."""
+    if seed is None:
+        return None
+    return int.from_bytes(hashlib.sha1(f"{seed}:{row_id}".encode()).digest()[:8], "big") & (2**62 - 1)
 
 
 def _sha1(text: str) -> str:
@@ -225,12 +247,16 @@ def check_writable(folder: Path) -> None:
 
 # ---- the job -----------------------------------------------------------------------------
 class _Run:
+    """One run over the parsed rows. The Ray job (tts_batch_ray) reuses it: its driver plans and keeps the
+    manifest, its actors render; outputs and the manifest go through `store` (a folder or an fsspec URL)."""
+
     def __init__(self, rows: list[PromptRow], opts: BatchOptions, cache: ModelCache,
-                 progress: Callable[[RowResult], None] | None):
+                 progress: Callable[[RowResult], None] | None, store: OutputStore | None = None):
         self.opts, self.cache, self.progress = opts, cache, progress
+        self.store = store or OutputStore(opts.out_dir)
         self.rows = rows
         self.manifest_path = opts.out_dir / MANIFEST_NAME
-        self.previous = read_manifest(self.manifest_path)
+        self.previous = self.load_previous()
         self.results: dict[str, RowResult] = {}
         self.last_flush = 0.0
         self.engine_seconds = 0.0
@@ -243,8 +269,15 @@ class _Run:
         ids = {r.id for r in self.rows}
         # rows of earlier runs that this CSV does not mention are kept, never lost
         kept = [row for i, row in self.previous.items() if i not in ids]
-        write_manifest(self.manifest_path, current + kept)
+        self.save_manifest(current + kept)
         self.last_flush = now
+
+    def load_previous(self) -> dict[str, dict[str, str]]:
+        data = self.store.read(MANIFEST_NAME)
+        return parse_manifest(data, self.store.path(MANIFEST_NAME)) if data else {}
+
+    def save_manifest(self, rows: list[dict[str, str]]) -> None:
+        self.store.write(MANIFEST_NAME, manifest_bytes(rows))
 
     def done(self, res: RowResult) -> None:
         self.results[res.id] = res
@@ -256,19 +289,22 @@ class _Run:
         prev = self.previous.get(row.id)
         if self.opts.force or not prev or prev.get("status") != "ok":
             return None
-        f = self.opts.out_dir / prev.get("file", "")
+        name = prev.get("file", "")
         want = {"model": model, "voice": voice, "text_sha1": _sha1(row.text)}
-        if any(prev.get(k) != v for k, v in want.items()) or f.suffix != f".{self.opts.fmt}":
+        if any(prev.get(k) != v for k, v in want.items()) or Path(name).suffix != f".{self.opts.fmt}":
             return None
-        try:
-            if not f.is_file() or str(f.stat().st_size) != prev.get("bytes"):
-                return None
-        except OSError:
+        size = self.store.size(name)
+        if size is None or str(size) != prev.get("bytes"):
             return None
         fields = {k: prev.get(k, "") for k in MANIFEST_FIELDS}
         return RowResult(**fields, skipped=True)
 
     def run(self) -> None:
+        for model, rows in self.plan().items():
+            self.run_model(model, rows)
+
+    def plan(self) -> dict[str, list[PromptRow]]:
+        """Settle bad rows and rows already done (through done()); the rest, by canonical model id."""
         pending: dict[str, list[PromptRow]] = {}
         for row in self.rows:
             if row.error:
@@ -285,8 +321,7 @@ class _Run:
                 self.done(prev)
                 continue
             pending.setdefault(model, []).append(row)
-        for model, rows in pending.items():
-            self.run_model(model, rows)
+        return pending
 
     def run_model(self, model: str, rows: list[PromptRow]) -> None:
         try:
@@ -295,7 +330,8 @@ class _Run:
                 step = max(1, min(self.opts.max_batch, caps.max_batch)) if caps.batching else 1
                 ready = []
                 for row in rows:
-                    req = SynthesisRequest(text=row.text, voice=row.voice or self.opts.voice, speed=row.speed)
+                    req = SynthesisRequest(text=row.text, voice=row.voice or self.opts.voice, speed=row.speed,
+                                           seed=row_seed(self.opts.seed, row.id))
                     try:
                         longform.check(engine, req)  # a text over the engine's limit is spoken in pieces
                     except InputError as e:
@@ -327,7 +363,7 @@ class _Run:
             name = f"{row.id}.{self.opts.fmt}"
             try:
                 data = audiolib.encode(audio, self.opts.fmt)
-                audiolib.write_atomic(self.opts.out_dir / name, data)
+                self.store.write(name, data)
             except OSError as e:
                 self.fail(row, model, f"cannot write {name}: {e.strerror or e}")
                 continue
@@ -336,6 +372,21 @@ class _Run:
                 duration_s=round(audio.duration, 3), elapsed_s=round(elapsed / len(batch), 4), status="ok",
                 text_sha1=_sha1(row.text), bytes=len(data), text=row.text,
             ))
+
+    def summary(self, wall_seconds: float, interrupted: bool, manifest: str | None = None) -> BatchSummary:
+        results = [self.results[r.id] for r in self.rows if r.id in self.results]
+        return BatchSummary(
+            total=len(self.rows),
+            ok=sum(r.status == "ok" and not r.skipped for r in results),
+            skipped=sum(r.skipped for r in results),
+            failed=sum(r.status != "ok" for r in results),
+            audio_seconds=round(sum(float(r.duration_s or 0) for r in results if not r.skipped), 3),
+            engine_seconds=round(self.engine_seconds, 3),
+            wall_seconds=round(wall_seconds, 3),
+            manifest=manifest or str(self.manifest_path),
+            interrupted=interrupted,
+            rows=results,
+        )
 
     def fail(self, row: PromptRow, model: str, error: str) -> None:
         self.done(RowResult(row.id, model=model, voice=row.voice or self.opts.voice or "", status="error",
@@ -361,19 +412,7 @@ def run_tts_batch(csv_path: Path, opts: BatchOptions, cache: ModelCache,
         interrupted = True
     finally:
         job.flush(force=True)
-    results = [job.results[r.id] for r in rows if r.id in job.results]
-    summary = BatchSummary(
-        total=len(rows),
-        ok=sum(r.status == "ok" and not r.skipped for r in results),
-        skipped=sum(r.skipped for r in results),
-        failed=sum(r.status != "ok" for r in results),
-        audio_seconds=round(sum(float(r.duration_s or 0) for r in results if not r.skipped), 3),
-        engine_seconds=round(job.engine_seconds, 3),
-        wall_seconds=round(time.perf_counter() - t0, 3),
-        manifest=str(job.manifest_path),
-        interrupted=interrupted,
-        rows=results,
-    )
+    summary = job.summary(time.perf_counter() - t0, interrupted)
     if interrupted:
         raise BatchInterrupted(summary)
     return summary

@@ -1,0 +1,196 @@
+"""`asn tts batch CSV --ray [ADDRESS]`: the batch job on a Ray cluster, with Ray Data.
+
+The driver (this process) does what the local job does before and after rendering, with the same code
+(`tts_batch._Run`): parse the CSV, settle bad rows and rows a previous run already rendered, and keep
+the manifest, which only it writes. The rows left go to Ray Data in blocks; an actor pool of engine
+replicas (one per GPU when the cluster has GPUs, else one per CPU) renders them with the local job's
+batching, bad-row isolation, output naming and per-row seeds, and writes each output straight to the
+shared folder or object store (`OutputStore`: temp + rename, or one PUT). Actors send back only manifest
+rows, never audio. Exactly once: a row is done when the manifest says so and its file has the size the
+manifest records; a row rendered by a run that was killed before the manifest recorded it is rendered
+again under the same name (with --seed, to the same bytes), so every row ends up once in the manifest
+and once in the output.
+
+Ray is an extra (`pip install 'audiosubnet[ray]'`), imported only here, only when asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from audiosubnet import audio as audiolib
+from audiosubnet.errors import DependencyError, UsageError
+from audiosubnet.jobs.storage import OutputStore
+from audiosubnet.jobs.tts_batch import (
+    MANIFEST_NAME,
+    BatchInterrupted,
+    BatchOptions,
+    BatchSummary,
+    PromptRow,
+    RowResult,
+    _Run,
+    read_prompts,
+)
+
+
+@dataclass
+class RayOptions:
+    address: str | None = None  # None: RAY_ADDRESS, else a cluster `ray start` left on this host, else a new one
+    replicas: int | None = None  # engine actors; default one per GPU, or one per CPU without GPUs
+    gpus_per_replica: float | None = None  # default 1 when the cluster has GPUs, else 0 (CPU actors)
+    device: str = "auto"  # engine placement inside an actor (cpu for CPU actors)
+    dtype: str = "auto"
+
+
+def import_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as e:
+        raise DependencyError("ray[data]", "ray", "asn tts batch --ray") from e
+    return ray
+
+
+class _Renderer:
+    """One engine replica (a Ray actor): renders batches of rows, writes their outputs, returns manifest rows."""
+
+    def __init__(self, opts: dict, location: str, device: str, dtype: str):
+        from audiosubnet.engines.cache import configure_cache
+
+        self.opts = BatchOptions(**{**opts, "out_dir": Path(opts["out_dir"])})
+        self.store = OutputStore(location)
+        self.cache = configure_cache(device, dtype, "auto")
+
+    def __call__(self, batch: dict) -> dict:
+        rows = [PromptRow(**json.loads(r)) for r in batch["row"]]
+        job = _ActorRun(rows, self.opts, self.cache, None, self.store)
+        groups: dict[str, list[PromptRow]] = {}
+        for model, row in zip(batch["model"], rows, strict=True):
+            groups.setdefault(str(model), []).append(row)
+        for model, group in groups.items():
+            try:
+                job.run_model(model, group)
+            except Exception as e:  # an engine's own bug: report the rows, keep the job (and the actor) going
+                for row in group:
+                    if row.id not in job.results:
+                        job.fail(row, model, f"{type(e).__name__}: {e}")
+        return {"result": [json.dumps(job.results[r.id].manifest_row()) for r in rows]}
+
+
+class _ActorRun(_Run):
+    """The local job's rendering, inside an actor: no manifest of its own (the driver keeps it)."""
+
+    def load_previous(self) -> dict[str, dict[str, str]]:
+        return {}
+
+    def flush(self, force: bool = False) -> None:
+        pass
+
+
+class _DriverRun(_Run):
+    """The local job's planning and manifest, in the driver; the rendering goes to the actor pool."""
+
+    def render_on_ray(self, ray, pending: dict[str, list[PromptRow]], ray_opts: RayOptions) -> None:
+        items = [{"model": model, "row": json.dumps(asdict(row))} for model, rows in pending.items() for row in rows]
+        if not items:
+            return
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False  # the command draws its own bar from the results
+        with _quiet(ctx):
+            resources = ray.cluster_resources()
+            gpus = ray_opts.gpus_per_replica
+            if gpus is None:
+                gpus = 1.0 if resources.get("GPU", 0) >= 1 else 0.0
+            replicas = ray_opts.replicas or max(1, int(resources.get("GPU", 0) // gpus if gpus
+                                                        else resources.get("CPU", 1)))
+            step = max(1, self.opts.max_batch)
+            blocks = max(1, min(len(items) // step + 1, replicas * 4))
+            opts = {**asdict(self.opts), "out_dir": str(self.opts.out_dir)}
+            device = ray_opts.device if gpus else "cpu"
+            ds = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
+                _Renderer, batch_size=step, batch_format="numpy", compute=_pool(ray, replicas),
+                num_gpus=gpus or None, num_cpus=None if gpus else 1,
+                fn_constructor_kwargs={"opts": opts, "location": self.store.location, "device": device,
+                                       "dtype": ray_opts.dtype})
+            for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                for text in batch["result"]:
+                    res = RowResult(**json.loads(text))
+                    if res.status == "ok":
+                        self.engine_seconds += float(res.elapsed_s or 0)
+                    self.done(res)
+
+
+def _pool(ray, replicas: int):
+    return ray.data.ActorPoolStrategy(size=replicas)
+
+
+class _quiet:
+    """Ray Data's own start/stop log lines off for the job, back on after."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.saved = getattr(ctx, "print_on_execution_start", None)
+
+    def __enter__(self):
+        if self.saved is not None:
+            self.ctx.print_on_execution_start = False
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            self.ctx.print_on_execution_start = self.saved
+
+
+def connect(ray, address: str | None) -> bool:
+    """Join (or start) a cluster unless this process already has one. True when we started it."""
+    if ray.is_initialized():
+        return False
+    kwargs: dict = {"log_to_driver": False, "logging_level": "WARNING", "configure_logging": True}
+    if address in ("local", None):
+        kwargs["include_dashboard"] = False if address == "local" else None
+    try:
+        ray.init(address=address, **{k: v for k, v in kwargs.items() if v is not None})
+    except (ConnectionError, ValueError, RuntimeError) as e:
+        raise UsageError(f"cannot reach the Ray cluster at {address or 'auto'}: {e}",
+                         hint="Start one with `ray start --head`, or pass its address (host:6379, ray://host:10001),"
+                              " or --ray local.") from e
+    return True
+
+
+def run_tts_batch_ray(csv_path: Path, opts: BatchOptions, ray_opts: RayOptions | None = None,
+                      out: str | None = None, progress: Callable[[RowResult], None] | None = None,
+                      on_rows: Callable[[int], None] | None = None) -> BatchSummary:
+    """The batch job on Ray: the same rows, outputs, manifest and resume as `run_tts_batch`.
+
+    `out` (a folder every node sees, or an fsspec URL such as s3://bucket/prefix) overrides opts.out_dir.
+    """
+    ray_opts = ray_opts or RayOptions()
+    if opts.fmt not in audiolib.FORMATS:
+        raise UsageError(f"unknown format '{opts.fmt}'", hint=f"Choose one of {', '.join(audiolib.FORMATS)}.")
+    rows = read_prompts(csv_path)
+    store = OutputStore(out if out is not None else opts.out_dir)
+    ray = import_ray()
+    store.check_writable()
+    if on_rows:
+        on_rows(len(rows))
+    job = _DriverRun(rows, opts, None, progress, store)  # type: ignore[arg-type]  # the driver loads no engine
+    t0 = time.perf_counter()
+    interrupted = started = False
+    try:
+        pending = job.plan()
+        if pending:
+            started = connect(ray, ray_opts.address)
+            job.render_on_ray(ray, pending, ray_opts)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        job.flush(force=True)
+        if started:
+            ray.shutdown()
+    summary = job.summary(time.perf_counter() - t0, interrupted, manifest=store.path(MANIFEST_NAME))
+    if interrupted:
+        raise BatchInterrupted(summary)
+    return summary
