@@ -17,6 +17,7 @@ Ray is an extra (`pip install 'audiosubnet[ray]'`), imported only here, only whe
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -35,6 +36,8 @@ from audiosubnet.jobs.tts_batch import (
     _Run,
     read_prompts,
 )
+
+MAX_BLOCKS = 20_000
 
 
 @dataclass
@@ -99,8 +102,8 @@ class _DriverRun(_Run):
         if not items:
             return
         ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False  # the command draws its own bar from the results
         with _quiet(ctx):
+            ctx.enable_progress_bars = False  # the command draws its own bar from the results
             resources = ray.cluster_resources()
             gpus = ray_opts.gpus_per_replica
             if gpus is None:
@@ -108,7 +111,8 @@ class _DriverRun(_Run):
             replicas = ray_opts.replicas or max(1, int(resources.get("GPU", 0) // gpus if gpus
                                                         else resources.get("CPU", 1)))
             step = max(1, self.opts.max_batch)
-            blocks = max(1, min(len(items) // step + 1, replicas * 4))
+            # a block per engine batch: results (and the manifest, and the bar) stream back batch by batch
+            blocks = max(1, min(-(-len(items) // step), MAX_BLOCKS))
             opts = {**asdict(self.opts), "out_dir": str(self.opts.out_dir)}
             device = ray_opts.device if gpus else "cpu"
             ds = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
@@ -129,17 +133,21 @@ def _pool(ray, replicas: int):
 
 
 class _quiet:
-    """Ray Data's own start/stop log lines off for the job, back on after."""
+    """Ray Data's own log lines (start, stop, "progress bars disabled") off for the job, back on after."""
 
     def __init__(self, ctx):
         self.ctx = ctx
         self.saved = getattr(ctx, "print_on_execution_start", None)
+        self.logger = logging.getLogger("ray.data")
+        self.level = self.logger.level
 
     def __enter__(self):
+        self.logger.setLevel(logging.ERROR)
         if self.saved is not None:
             self.ctx.print_on_execution_start = False
 
     def __exit__(self, *exc):
+        self.logger.setLevel(self.level)
         if self.saved is not None:
             self.ctx.print_on_execution_start = self.saved
 

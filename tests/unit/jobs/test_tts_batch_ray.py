@@ -47,7 +47,7 @@ def outputs(out: Path) -> dict[str, bytes]:
 
 
 def test_ray_job_matches_the_local_job_with_the_default_voice(cluster, tmp_path):
-    rows = ["id,text", "a,The first sentence.", "b,A second one, a little longer than the first.", "empty,",
+    rows = ["id,text", "a,The first sentence.", "b,A second one that is a little longer than the first.", "empty,",
             "ragged,x,y", "c,Third.", "d,Four and the last."]
     csv_path = tmp_path / "p.csv"
     csv_path.write_text("\n".join(rows) + "\n")
@@ -92,11 +92,11 @@ DRIVER = textwrap.dedent("""
 
 
 def test_a_killed_driver_resumes_and_every_row_is_done_once(cluster, tmp_path):
-    n = 24
+    n = 40
     csv_path = tmp_path / "p.csv"
     csv_path.write_text("id,text\n" + "".join(f"r{i:02d},Prompt number {i}.\n" for i in range(n)))
     out = tmp_path / "out"
-    model = "fake:delay_ms=150,batching=false"
+    model = "fake:delay_ms=100,batching=false"
     proc = subprocess.Popen([sys.executable, "-c", DRIVER, cluster, str(csv_path), str(out), model],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
