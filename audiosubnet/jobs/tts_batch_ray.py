@@ -59,14 +59,24 @@ def import_ray():
 
 
 class _Renderer:
-    """One engine replica (a Ray actor): renders batches of rows, writes their outputs, returns manifest rows."""
+    """One engine replica (a Ray actor): renders batches of rows, writes their outputs, returns manifest rows.
 
-    def __init__(self, opts: dict, location: str, device: str, dtype: str):
+    Its settings travel as a class attribute (`configured`), not as constructor arguments, which Ray Data
+    would park in the object store (and warn about at every actor start)."""
+
+    config: dict = {}
+
+    def __init__(self):
         from audiosubnet.engines.cache import configure_cache
 
-        self.opts = BatchOptions(**{**opts, "out_dir": Path(opts["out_dir"])})
-        self.store = OutputStore(location)
-        self.cache = configure_cache(device, dtype, "auto")
+        c = self.config
+        self.opts = BatchOptions(**{**c["opts"], "out_dir": Path(c["opts"]["out_dir"])})
+        self.store = OutputStore(c["location"])
+        self.cache = configure_cache(c["device"], c["dtype"], "auto")
+
+    @classmethod
+    def configured(cls, **config) -> type:
+        return type("Renderer", (cls,), {"config": config, "__module__": __name__})
 
     def __call__(self, batch: dict) -> dict:
         rows = [PromptRow(**json.loads(r)) for r in batch["row"]]
@@ -115,11 +125,11 @@ class _DriverRun(_Run):
             blocks = max(1, min(-(-len(items) // step), MAX_BLOCKS))
             opts = {**asdict(self.opts), "out_dir": str(self.opts.out_dir)}
             device = ray_opts.device if gpus else "cpu"
+            renderer = _Renderer.configured(opts=opts, location=self.store.location, device=device,
+                                            dtype=ray_opts.dtype)
             ds = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
-                _Renderer, batch_size=step, batch_format="numpy", compute=_pool(ray, replicas),
-                num_gpus=gpus or None, num_cpus=None if gpus else 1,
-                fn_constructor_kwargs={"opts": opts, "location": self.store.location, "device": device,
-                                       "dtype": ray_opts.dtype})
+                renderer, batch_size=step, batch_format="numpy", compute=_pool(ray, replicas),
+                num_gpus=gpus or None, num_cpus=None if gpus else 1)
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 for text in batch["result"]:
                     res = RowResult(**json.loads(text))
@@ -156,7 +166,7 @@ def connect(ray, address: str | None) -> bool:
     """Join (or start) a cluster unless this process already has one. True when we started it."""
     if ray.is_initialized():
         return False
-    kwargs: dict = {"log_to_driver": False, "logging_level": "WARNING", "configure_logging": True}
+    kwargs: dict = {"log_to_driver": False, "logging_level": "ERROR", "configure_logging": True}
     if address in ("local", None):
         kwargs["include_dashboard"] = False if address == "local" else None
     try:
