@@ -27,6 +27,7 @@ from audiosubnet import audio as audiolib
 from audiosubnet.errors import DependencyError, UsageError
 from audiosubnet.jobs.storage import OutputStore
 from audiosubnet.jobs.tts_batch import (
+    FLUSH_EVERY_S,
     MANIFEST_NAME,
     BatchInterrupted,
     BatchOptions,
@@ -38,6 +39,7 @@ from audiosubnet.jobs.tts_batch import (
 )
 
 MAX_BLOCKS = 20_000
+ROWS_PER_FLUSH_S = 20_000  # manifest rewrites: at most one per this many rows' seconds
 
 
 @dataclass
@@ -106,6 +108,12 @@ class _ActorRun(_Run):
 
 class _DriverRun(_Run):
     """The local job's planning and manifest, in the driver; the rendering goes to the actor pool."""
+
+    def flush(self, force: bool = False) -> None:
+        # a whole-manifest rewrite costs O(rows): a long CSV rewrites less often (at most ~50 s of work
+        # to redo after a crash), so a million rows do not spend the driver's time rewriting the manifest
+        if force or time.monotonic() - self.last_flush >= max(FLUSH_EVERY_S, len(self.rows) / ROWS_PER_FLUSH_S):
+            super().flush(force=True)
 
     def render_on_ray(self, ray, pending: dict[str, list[PromptRow]], ray_opts: RayOptions) -> None:
         items = [{"model": model, "row": json.dumps(asdict(row))} for model, rows in pending.items() for row in rows]

@@ -92,3 +92,14 @@ def test_a_url_without_ray_is_a_usage_error(tmp_path):
     (tmp_path / "p.csv").write_text("text\nHi.\n")
     r = CliRunner().invoke(app, ["tts", "batch", str(tmp_path / "p.csv"), "--out", "s3://bucket/x"])
     assert r.exit_code == 2 and "only the Ray job" in r.output and "Traceback" not in r.output
+
+
+def test_without_ray_installed_the_flag_is_a_one_line_dependency_error(monkeypatch):
+    import sys
+
+    from audiosubnet.errors import DependencyError
+    from audiosubnet.jobs.tts_batch_ray import import_ray
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # what a missing package looks like to `import ray`
+    with pytest.raises(DependencyError, match=r"audiosubnet\[ray\]"):
+        import_ray()
