@@ -122,17 +122,11 @@ class _DriverRun(_Run):
         ctx = ray.data.DataContext.get_current()
         with _quiet(ctx):
             ctx.enable_progress_bars = False  # the command draws its own bar from the results
-            resources = ray.cluster_resources()
-            gpus = ray_opts.gpus_per_replica
-            if gpus is None:
-                gpus = 1.0 if resources.get("GPU", 0) >= 1 else 0.0
-            replicas = ray_opts.replicas or max(1, int(resources.get("GPU", 0) // gpus if gpus
-                                                        else resources.get("CPU", 1)))
+            replicas, gpus, device = plan_pool(ray.cluster_resources(), ray_opts)
             step = max(1, self.opts.max_batch)
             # a block per engine batch: results (and the manifest, and the bar) stream back batch by batch
             blocks = max(1, min(-(-len(items) // step), MAX_BLOCKS))
             opts = {**asdict(self.opts), "out_dir": str(self.opts.out_dir)}
-            device = ray_opts.device if gpus else "cpu"
             renderer = _Renderer.configured(opts=opts, location=self.store.location, device=device,
                                             dtype=ray_opts.dtype)
             ds = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
@@ -144,6 +138,18 @@ class _DriverRun(_Run):
                     if res.status == "ok":
                         self.engine_seconds += float(res.elapsed_s or 0)
                     self.done(res)
+
+
+def plan_pool(resources: dict[str, float], ray_opts: RayOptions) -> tuple[int, float, str]:
+    """(replicas, GPUs per replica, engine device) for a cluster's resources: one replica per GPU when it
+    has GPUs (unless the engines are asked to run on the CPU), else one CPU actor per CPU."""
+    gpus = ray_opts.gpus_per_replica
+    if gpus is None:
+        gpus = 1.0 if resources.get("GPU", 0) >= 1 and ray_opts.device != "cpu" else 0.0
+    if gpus:
+        replicas = ray_opts.replicas or max(1, int(resources.get("GPU", 0) // gpus))
+        return replicas, gpus, ray_opts.device
+    return ray_opts.replicas or max(1, int(resources.get("CPU", 1))), 0.0, "cpu"
 
 
 def _pool(ray, replicas: int):

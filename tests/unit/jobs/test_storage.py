@@ -104,3 +104,14 @@ def test_without_ray_installed_the_flag_is_a_one_line_dependency_error(monkeypat
     with pytest.raises(DependencyError, match="needs the Python package 'ray") as e:
         import_ray()
     assert "audiosubnet[ray]" in e.value.hint
+
+
+def test_the_actor_pool_is_one_replica_per_gpu_or_per_cpu():
+    from audiosubnet.jobs.tts_batch_ray import RayOptions, plan_pool
+
+    assert plan_pool({"CPU": 64, "GPU": 8}, RayOptions()) == (8, 1.0, "auto")
+    assert plan_pool({"CPU": 64, "GPU": 8}, RayOptions(device="cuda", gpus_per_replica=0.5)) == (16, 0.5, "cuda")
+    assert plan_pool({"CPU": 64, "GPU": 8}, RayOptions(device="cpu")) == (64, 0.0, "cpu")
+    assert plan_pool({"CPU": 6}, RayOptions()) == (6, 0.0, "cpu")
+    assert plan_pool({"CPU": 6}, RayOptions(replicas=2)) == (2, 0.0, "cpu")
+    assert plan_pool({}, RayOptions()) == (1, 0.0, "cpu")

@@ -29,8 +29,10 @@ TIMING = {"elapsed_s"}
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray.init(num_cpus=2, object_store_memory=100 * 1024 * 1024, include_dashboard=False, log_to_driver=False,
-             logging_level="ERROR")
+    # two declared (not real) GPUs: the default pool is then GPU actors, one per GPU, as on a GPU cluster
+    # (their engines fall back to the CPU here); tests pass gpus_per_replica=0 for the CPU-actor pool
+    ray.init(num_cpus=2, num_gpus=2, object_store_memory=100 * 1024 * 1024, include_dashboard=False,
+             log_to_driver=False, logging_level="ERROR")
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
@@ -55,7 +57,7 @@ def test_ray_job_matches_the_local_job_with_the_default_voice(cluster, tmp_path)
                           ModelCache(budget_bytes=None, device="cpu", dtype="float32"))
     seen = []
     dist = run_tts_batch_ray(csv_path, BatchOptions(out_dir=tmp_path / "ray", seed=5, max_batch=2),
-                             RayOptions(replicas=2), progress=seen.append)
+                             progress=seen.append)  # the default pool: one actor per (declared) GPU
     assert (dist.total, dist.ok, dist.failed) == (local.total, local.ok, local.failed) == (6, 4, 2)
     assert sorted(r.id for r in seen) == sorted(["a", "b", "c", "d", "empty", "ragged"])  # progress per row
     assert outputs(tmp_path / "ray") == outputs(tmp_path / "local")  # byte for byte
@@ -72,7 +74,7 @@ def test_engine_failures_inside_actors_are_reported_per_row(cluster, tmp_path):
     csv_path = tmp_path / "p.csv"
     csv_path.write_text("id,text\nok1,Fine.\nbad,boom here\nok2,Also fine.\n")
     s = run_tts_batch_ray(csv_path, BatchOptions(out_dir=tmp_path / "out", model="fake:fail=boom,max_batch=8"),
-                          RayOptions(replicas=1))
+                          RayOptions(replicas=1, gpus_per_replica=0))
     assert (s.ok, s.failed) == (2, 1)
     m = {r["id"]: r for r in manifest(tmp_path / "out")}
     assert "refuses" in m["bad"]["error"] and m["ok1"]["status"] == m["ok2"]["status"] == "ok"
@@ -115,7 +117,8 @@ def test_a_killed_driver_resumes_and_every_row_is_done_once(cluster, tmp_path):
             proc.wait(timeout=30)
     recorded = {r["id"] for r in manifest(out) if r["status"] == "ok"}
     assert 4 <= len(recorded) < n
-    s = run_tts_batch_ray(csv_path, BatchOptions(out_dir=out, model=model, max_batch=1), RayOptions(replicas=2))
+    s = run_tts_batch_ray(csv_path, BatchOptions(out_dir=out, model=model, max_batch=1),
+                          RayOptions(replicas=2, gpus_per_replica=0))
     assert (s.skipped, s.ok, s.failed) == (len(recorded), n - len(recorded), 0)
     rendered_now = {r.id for r in s.rows if r.status == "ok" and not r.skipped}
     assert rendered_now.isdisjoint(recorded) and rendered_now | recorded == {f"r{i:02d}" for i in range(n)}
