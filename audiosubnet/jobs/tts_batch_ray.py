@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -176,11 +177,28 @@ class _quiet:
             self.ctx.print_on_execution_start = self.saved
 
 
+def check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
+    """A named host:port that does not answer is a one-line error now, not minutes of Ray retrying."""
+    if not address or address in ("auto", "local"):
+        return
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s).close()
+    except ValueError as e:
+        raise UsageError(f"'{address}' is not a Ray address",
+                         hint="Use host:port (e.g. 10.0.0.5:6379), ray://host:10001, auto or local.") from e
+    except OSError as e:
+        raise UsageError(f"cannot reach the Ray cluster at {address}: {e.strerror or e}",
+                         hint="Is `ray start --head` running there, and the port open?") from e
+
+
 def connect(ray, address: str | None) -> bool:
     """Join (or start) a cluster unless this process already has one. True when we started it."""
     if ray.is_initialized():
         return False
     kwargs: dict = {"log_to_driver": False, "logging_level": "ERROR", "configure_logging": True}
+    check_reachable(address)
     if address in ("local", None):
         kwargs["include_dashboard"] = False if address == "local" else None
     try:

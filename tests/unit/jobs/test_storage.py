@@ -115,3 +115,19 @@ def test_the_actor_pool_is_one_replica_per_gpu_or_per_cpu():
     assert plan_pool({"CPU": 6}, RayOptions()) == (6, 0.0, "cpu")
     assert plan_pool({"CPU": 6}, RayOptions(replicas=2)) == (2, 0.0, "cpu")
     assert plan_pool({}, RayOptions()) == (1, 0.0, "cpu")
+
+
+def test_an_unreachable_ray_address_is_a_quick_usage_error():
+    import socket
+
+    from audiosubnet.jobs.tts_batch_ray import check_reachable
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, not listening: refused
+    with pytest.raises(UsageError, match="cannot reach the Ray cluster"):
+        check_reachable(f"127.0.0.1:{port}", timeout_s=2)
+    with pytest.raises(UsageError, match="not a Ray address"):
+        check_reachable("headnode")
+    check_reachable("auto")  # nothing to check: Ray finds the cluster
+    check_reachable(None)
