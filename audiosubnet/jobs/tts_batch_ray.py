@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from audiosubnet import audio as audiolib
-from audiosubnet.errors import DependencyError, UsageError
+from audiosubnet.errors import AsnError, DependencyError, EngineError, UsageError
 from audiosubnet.jobs.storage import OutputStore
 from audiosubnet.jobs.tts_batch import (
     FLUSH_EVERY_S,
@@ -40,6 +41,7 @@ from audiosubnet.jobs.tts_batch import (
 )
 
 MAX_BLOCKS = 20_000
+MAX_TASK_RETRIES = 3
 ROWS_PER_FLUSH_S = 20_000  # manifest rewrites: at most one per this many rows' seconds
 
 
@@ -132,13 +134,28 @@ class _DriverRun(_Run):
                                             dtype=ray_opts.dtype)
             ds = ray.data.from_items(items, override_num_blocks=blocks).map_batches(
                 renderer, batch_size=step, batch_format="numpy", compute=_pool(ray, replicas),
-                num_gpus=gpus or None, num_cpus=None if gpus else 1)
-            for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-                for text in batch["result"]:
-                    res = RowResult(**json.loads(text))
-                    if res.status == "ok":
-                        self.engine_seconds += float(res.elapsed_s or 0)
-                    self.done(res)
+                num_gpus=gpus or None, num_cpus=None if gpus else 1,
+                max_task_retries=MAX_TASK_RETRIES)  # a dead actor is restarted; a batch that kills it, retried
+            try:
+                for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                    for text in batch["result"]:
+                        res = RowResult(**json.loads(text))
+                        if res.status == "ok":
+                            self.engine_seconds += float(res.elapsed_s or 0)
+                        self.done(res)
+            except AsnError:
+                raise
+            except Exception as e:  # Ray's own (an actor that cannot start, a batch that keeps killing it)
+                raise EngineError(f"the Ray job stopped: {_cause(e)}",
+                                  hint="The rows done so far are in the manifest; fix the cause and rerun the "
+                                       "same command to resume.") from e
+
+
+def _cause(e: BaseException) -> str:
+    """The root error of a Ray exception (whose text is a remote traceback), in one line."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in str(e).splitlines()]
+    found = [ln for ln in lines if re.match(r"^[\w.]+(Error|Exception): ", ln)]
+    return (found[-1] if found else next((ln for ln in lines if ln), type(e).__name__))[:300]
 
 
 def plan_pool(resources: dict[str, float], ray_opts: RayOptions) -> tuple[int, float, str]:

@@ -81,6 +81,17 @@ def test_engine_failures_inside_actors_are_reported_per_row(cluster, tmp_path):
     assert sorted(outputs(tmp_path / "out")) == ["ok1.wav", "ok2.wav"]
 
 
+def test_actors_that_cannot_start_stop_the_job_with_one_line_and_the_manifest_kept(cluster, tmp_path):
+    from audiosubnet.errors import EngineError
+
+    csv_path = tmp_path / "p.csv"
+    csv_path.write_text("id,text\nok,Fine.\nempty,\n")
+    with pytest.raises(EngineError, match="the Ray job stopped: .*unknown dtype 'nonsense'"):
+        run_tts_batch_ray(csv_path, BatchOptions(out_dir=tmp_path / "out", model="fake"),
+                          RayOptions(replicas=1, gpus_per_replica=0, dtype="nonsense"))
+    assert [(r["id"], r["status"]) for r in manifest(tmp_path / "out")] == [("empty", "error")]
+
+
 DRIVER = textwrap.dedent("""
     import sys
     from pathlib import Path
