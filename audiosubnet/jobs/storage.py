@@ -61,7 +61,7 @@ class OutputStore:
 
     def check_writable(self) -> None:
         if not self.remote:
-            from audiosubnet.jobs.tts_batch import check_writable
+            from audiosubnet.jobs.batch import check_writable
             check_writable(Path(self.location))
             return
         fs = self._open()
