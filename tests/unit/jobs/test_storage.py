@@ -127,3 +127,37 @@ def test_an_unreachable_ray_address_is_a_quick_usage_error():
         check_reachable("headnode")
     check_reachable("auto")  # nothing to check: Ray finds the cluster
     check_reachable(None)
+
+
+def test_an_actor_renders_with_the_local_job_and_stops_on_a_full_disk(tmp_path, monkeypatch):
+    """The Ray actor's renderer (no Ray needed to call it): manifest rows back, outputs written; a full
+    disk ends its batch with a stop record (the driver then stops the job, as the local job stops)."""
+    import errno
+    import json
+
+    from audiosubnet import audio
+    from audiosubnet.jobs.tts_batch import read_prompts
+    from audiosubnet.jobs.tts_batch_ray import _Renderer
+
+    rows = read_prompts(_write(tmp_path / "p.csv", "id,text\na,One.\nb,Two.\nc,Three.\n"))
+    opts = {"out_dir": str(tmp_path / "out"), "model": "fake:batching=false", "seed": 3}
+    OutputStore(tmp_path / "out").check_writable()  # what the driver does first (it makes the folder)
+    renderer = _Renderer.configured(opts=opts, location=str(tmp_path / "out"), device="cpu", dtype="float32")()
+    batch = {"model": ["fake:batching=false"] * 3, "row": [json.dumps(r.__dict__) for r in rows]}
+    out = [json.loads(x) for x in renderer(batch)["result"]]
+    assert [(r["id"], r["status"], r["file"]) for r in out] == [("a", "ok", "a.wav"), ("b", "ok", "b.wav"),
+                                                                 ("c", "ok", "c.wav")]
+    assert (tmp_path / "out" / "b.wav").stat().st_size == int(out[1]["bytes"])
+    assert not (tmp_path / "out" / "manifest.csv").exists()  # only the driver writes the manifest
+
+    real, n = audio.write_atomic, [0]
+
+    def write_atomic(path, data):
+        n[0] += 1
+        if n[0] > 1:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, data)
+
+    monkeypatch.setattr(audio, "write_atomic", write_atomic)
+    out = [json.loads(x) for x in renderer(batch)["result"]]
+    assert [r.get("id") for r in out] == ["a", None] and "No space left" in out[1]["stop"]
