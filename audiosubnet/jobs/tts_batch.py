@@ -128,6 +128,11 @@ class TtsJob(core.ManifestJob):
         return RowResult(**prev, skipped=True)
 
 
+def load_rows(source: Path | bytes) -> list[PromptRow]:
+    """The rows of a prompts file, or of CSV bytes (stdin's)."""
+    return parse_prompts(source, "the prompts on stdin") if isinstance(source, bytes) else read_prompts(source)
+
+
 def run_tts_batch(csv_path: Path | bytes, opts: BatchOptions, cache: ModelCache,
                   progress: Callable[[RowResult], None] | None = None,
                   on_rows: Callable[[int], None] | None = None, store: OutputStore | None = None) -> BatchSummary:
@@ -137,7 +142,7 @@ def run_tts_batch(csv_path: Path | bytes, opts: BatchOptions, cache: ModelCache,
     output folder stopped taking files) carry the summary of what was done, all of it in the manifest.
     """
     core.check_format(opts.fmt)
-    rows = parse_prompts(csv_path, "the prompts on stdin") if isinstance(csv_path, bytes) else read_prompts(csv_path)
+    rows = load_rows(csv_path)
     store = store or OutputStore(opts.out_dir)
     store.check_writable()
     if on_rows:

@@ -35,8 +35,7 @@ from audiosubnet.jobs.tts_batch import (
     PromptRow,
     RowResult,
     TtsJob,
-    parse_prompts,
-    read_prompts,
+    load_rows,
 )
 
 MAX_BLOCKS = 20_000
@@ -245,7 +244,7 @@ def run_tts_batch_ray(csv_path: Path | bytes, opts: BatchOptions, ray_opts: RayO
     `out` (a folder every node sees, or an fsspec URL such as s3://bucket/prefix) overrides opts.out_dir.
     """
     core.check_format(opts.fmt)
-    rows = parse_prompts(csv_path, "the prompts on stdin") if isinstance(csv_path, bytes) else read_prompts(csv_path)
+    rows = load_rows(csv_path)
     store = OutputStore(out if out is not None else opts.out_dir)
     ray = import_ray()
     store.check_writable()
