@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from audiosubnet.commands import _options as o
-from audiosubnet.commands._cli import AsnTyper, err, interactive, print_json
+from audiosubnet.commands._cli import AsnTyper, err, interactive, print_json, render_error
 
 app = AsnTyper(help="Local text-to-music: one prompt to a file, or a CSV of prompts to a folder.")
 
@@ -75,24 +75,28 @@ def batch(
       asn music batch music_source/prompts.csv
       asn music batch prompts.csv --out renders --format flac --device cuda --max-batch 32
 
-    Exit status: 0 when every row succeeded, 1 when any row failed, 2 for a missing or empty CSV
-    or an unwritable output folder.
+    Exit status: 0 when every row succeeded, 1 when any row failed or the output folder stopped
+    taking files (disk full), 2 for a missing, empty or non-text CSV or an unwritable output folder,
+    130 on Ctrl-C (finished rows are in the manifest; rerun to resume).
     """
     from audiosubnet.commands.tts import _Progress
     from audiosubnet.config import load_settings
     from audiosubnet.engines.cache import configure_cache
-    from audiosubnet.jobs.batch import BatchInterrupted
+    from audiosubnet.jobs.batch import BatchInterrupted, BatchStopped
     from audiosubnet.jobs.music_batch import DEFAULT_MUSIC_MODEL, MusicBatchOptions, run_music_batch
 
     s = load_settings(**o.placement_flags(device, dtype, cache_budget))
     cache = configure_cache(s.device, s.dtype, s.cache_budget)
     opts = MusicBatchOptions(out_dir=out, fmt=fmt, model=model or DEFAULT_MUSIC_MODEL, duration_s=duration,
                              force=force, max_batch=max_batch)
+    stopped = None
     with _Progress(enabled=interactive() and not json_out) as progress:
         try:
             summary = run_music_batch(csv_path, opts, cache, progress=progress.update, on_rows=progress.start)
         except BatchInterrupted as e:
             summary = e.summary
+        except BatchStopped as e:
+            summary, stopped = e.summary, e
     if json_out:
         print_json(summary.to_dict())
     else:
@@ -105,6 +109,8 @@ def batch(
             f"of {summary.total} rows; {summary.audio_seconds:.1f} s of music in {summary.wall_seconds:.1f} s "
             f"(RTF {rtf:.3f}) -> {summary.manifest}", highlight=False)
     if summary.interrupted:
-        err.print("interrupted: manifest flushed; rerun to resume")
+        err.print("interrupted: finished rows are in the manifest; rerun to resume")
         raise typer.Exit(130)
+    if stopped is not None:
+        raise typer.Exit(render_error(stopped))
     raise typer.Exit(1 if summary.failed else 0)

@@ -26,8 +26,9 @@ def batch(
     csv_path: Annotated[str, typer.Argument(metavar="CSV", help="Prompts: a 'text' column (optional id, model, "
                                             "voice, speed; ',', ';', tab or '|' separated), or one prompt per "
                                             "line; '-' reads standard input.")] = "tts_source/tts_prompts.csv",
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder  [default: tts_target]",
-                                                show_default=False)] = None,
+    out: Annotated[str | None, typer.Option("--out", "-o", help="Output folder (with --ray also an fsspec URL "
+                                               "such as s3://bucket/prefix)  [default: tts_target]",
+                                               show_default=False)] = None,
     fmt: Annotated[str | None, typer.Option("--format", "-f", help="wav | flac | mp3 | ogg  [default: wav]",
                                                show_default=False)] = None,
     model: o.ModelOpt = None,
@@ -40,6 +41,16 @@ def batch(
     dtype: o.DTypeOpt = None,
     cache_budget: o.BudgetOpt = None,
     json_out: o.JsonOpt = False,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed the engines (per row, from this and the row "
+                                             "id): the same CSV gives the same audio on any machine.")] = None,
+    ray: Annotated[bool, typer.Option("--ray", help="Run on a Ray cluster (pip install 'audiosubnet[ray]'): "
+                                      "RAY_ADDRESS, else the cluster `ray start` left here, else a new local one."
+                                      )] = False,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", metavar="ADDRESS", help="The Ray cluster "
+                                                    "(host:6379, ray://host:10001, local, auto); implies --ray.",
+                                                    show_default=False)] = None,
+    ray_replicas: Annotated[int | None, typer.Option("--ray-replicas", min=1, help="Engine actors  [default: "
+                                                     "one per GPU, or one per CPU]", show_default=False)] = None,
 ) -> None:
     """Render every row of CSV to an audio file plus a manifest.csv (resumable).
 
@@ -47,6 +58,7 @@ def batch(
       asn tts batch tts_source/tts_prompts.csv
       asn tts batch prompts.csv --out renders --format flac --model espeak:en-us
       printf 'text\\nHello.\\nGoodbye.\\n' | asn tts batch - --out renders --json
+      asn tts batch prompts.csv --ray --out s3://bucket/renders --seed 1
 
     Exit status: 0 when every row succeeded, 1 when any row failed or the output folder stopped
     taking files (disk full), 2 for a missing, empty or non-text CSV or an unwritable output folder,
@@ -54,6 +66,7 @@ def batch(
     """
     from audiosubnet.config import load_settings
     from audiosubnet.engines.isolated import isolated_cache
+    from audiosubnet.errors import UsageError
     from audiosubnet.jobs.tts_batch import BatchInterrupted, BatchOptions, BatchStopped, run_tts_batch
 
     source: Path | bytes = Path(csv_path)
@@ -64,11 +77,22 @@ def batch(
     # the engine runs in its own process: a row that crashes it (native code) fails alone, the batch goes on
     cache = isolated_cache(s.device, s.dtype, s.cache_budget)
     opts = BatchOptions(out_dir=s.tts.out_dir, fmt=s.tts.format, model=s.model, voice=s.voice, force=force,
-                        max_batch=s.tts.max_batch, allow_mixed=allow_mixed)
+                        max_batch=s.tts.max_batch, allow_mixed=allow_mixed, seed=seed)
     stopped = None
     with _Progress(enabled=interactive() and not json_out) as progress:
         try:
-            summary = run_tts_batch(source, opts, cache, progress=progress.update, on_rows=progress.start)
+            if ray or ray_address:
+                from audiosubnet.jobs.storage import is_url
+                from audiosubnet.jobs.tts_batch_ray import RayOptions, run_tts_batch_ray
+
+                ray_opts = RayOptions(address=ray_address, replicas=ray_replicas, device=s.device, dtype=s.dtype)
+                summary = run_tts_batch_ray(source, opts, ray_opts, out=out if out and is_url(out) else None,
+                                            progress=progress.update, on_rows=progress.start)
+            else:
+                if out and "://" in out and not out.startswith("file://"):
+                    raise UsageError(f"--out {out} is a URL; only the Ray job writes to object storage",
+                                     hint="Add --ray, or give a folder.")
+                summary = run_tts_batch(source, opts, cache, progress=progress.update, on_rows=progress.start)
         except BatchInterrupted as e:
             summary = e.summary
         except BatchStopped as e:

@@ -5,8 +5,9 @@ espeak-ng, onnxruntime and CUDA are native code; a bad input or a driver fault t
 engines in a child (spawned; its own ModelCache with the same device, dtype and budget) and talks to it over a
 socket pair with the length-prefixed pickle frames of `asn mine --workers N` (miner/workers.py):
 
-  parent -> child   (id, op, payload)   op: load | check | synth | each | warmup | exit
-  child -> parent   (id, ok, payload)   ok False: payload is (error class name, message, hint)
+  parent -> child   (id, op, payload)   op: load | check | scripts | synth | each | iter | warmup | cancel | exit
+  child -> parent   (id, ok, payload)   ok False: payload is (error class name, message, hint);
+                                        ok "part": one (index, audio) of an `iter` call, more to come
 
 Guarantees:
   - a call in flight when the child dies raises `EngineCrashed` (an EngineError) naming the signal;
@@ -15,7 +16,9 @@ Guarantees:
   - a child that keeps dying while loading is restarted with a growing pause (1 s .. 30 s), never in a tight loop;
   - the child exits when the parent goes away (end of file on its socket).
 `IsolatedCache` offers the part of ModelCache that the miner's service and the batch jobs use (`engine(model_id)`
-leasing a `RemoteEngine` with `capabilities`, `check`, `synthesize`, `warmup`), so they run unchanged on top.
+leasing a `RemoteEngine` with `capabilities`, `check`, `scripts_for`, `synthesize`, `synthesize_iter` (each clip
+as it is done, streamed across the socket; closing the iterator cancels the rest), `warmup`), so they run
+unchanged on top.
 How the jobs use it: a batch that crashes the engine is retried item by item (their usual isolation of a failing
 item); the item that crashes the engine again is recorded as failed with the reason, the job goes on.
 """
@@ -26,6 +29,7 @@ import contextlib
 import logging
 import os
 import pickle
+import queue
 import signal
 import socket
 import struct
@@ -133,6 +137,7 @@ class _Child:
         set_cache(self.cache)  # engines that lease others (world -> its base voice) use this one
         self.send_lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="asn-engine")
+        self.cancelled: set[int] = set()  # `iter` calls whose caller stopped listening
 
     def serve(self) -> None:
         while True:
@@ -142,20 +147,41 @@ class _Child:
                 break  # the parent went away
             if op == "exit":
                 break
+            if op == "cancel":
+                self.cancelled.add(payload)
+                continue
             self.pool.submit(self._answer, rid, op, payload)
         os._exit(0)  # engines' native threads must not keep a headless child alive
 
-    def _answer(self, rid: int, op: str, payload: Any) -> None:
-        try:
-            reply = (rid, True, self._do(op, payload))
-        except BaseException as e:  # noqa: BLE001 - everything goes back to the caller
-            reply = (rid, False, _error_payload(e))
+    def _send(self, reply: tuple) -> None:
         try:
             data = frame(reply)
         except Exception as e:  # an unpicklable result: report it instead
-            data = frame((rid, False, _error_payload(EngineError(f"cannot send the result: {e}"))))
+            data = frame((reply[0], False, _error_payload(EngineError(f"cannot send the result: {e}"))))
         with self.send_lock, contextlib.suppress(OSError):
             self.sock.sendall(data)
+
+    def _answer(self, rid: int, op: str, payload: Any) -> None:
+        try:
+            reply = (rid, True, self._iter(rid, payload) if op == "iter" else self._do(op, payload))
+        except BaseException as e:  # noqa: BLE001 - everything goes back to the caller
+            reply = (rid, False, _error_payload(e))
+        self.cancelled.discard(rid)
+        self._send(reply)
+
+    def _iter(self, rid: int, payload: Any) -> None:
+        """Each (index, audio) as the engine hands it over, as a "part" frame; stops when the caller cancels."""
+        model_id, requests = payload
+        with self.cache.engine(model_id) as engine:
+            it = engine.synthesize_iter(requests)
+            try:
+                for item in it:
+                    self._send((rid, "part", item))
+                    if rid in self.cancelled:
+                        break
+            finally:
+                it.close()
+        return None
 
     def _do(self, op: str, payload: Any) -> Any:
         if op == "load":
@@ -173,6 +199,8 @@ class _Child:
             if op == "check":
                 engine.check(arg)
                 return None
+            if op == "scripts":
+                return engine.scripts_for(arg)
             if op == "synth":
                 return engine.synthesize(arg)
             if op == "each":
@@ -234,6 +262,7 @@ class EngineProcess:
         self._ready = False
         self._closing = False
         self._pending: dict[int, tuple[Future, Any]] = {}  # id -> (future, the child it was sent to)
+        self._streams: dict[int, queue.SimpleQueue] = {}  # id of an `iter` call -> its parts as they come
         self._next = 1
         self._loaded: dict[str, tuple[bool, Capabilities]] = {}
         self._supervisor: threading.Thread | None = None
@@ -337,6 +366,11 @@ class EngineProcess:
         try:
             while True:
                 rid, ok, payload = recv_frame(sock)
+                if ok == "part":
+                    stream = self._streams.get(rid)
+                    if stream is not None:
+                        stream.put(payload)
+                    continue
                 with self._state:
                     entry = self._pending.pop(rid, None)
                 if entry is None or entry[0].done():
@@ -367,6 +401,11 @@ class EngineProcess:
 
     # calls
     def _raw_call(self, op: str, payload: Any, timeout: float | None = None) -> Any:
+        return self._send_call(op, payload, timeout)
+
+    def _send_call(self, op: str, payload: Any, timeout: float | None = None, stream: Any = None) -> Any:
+        """Send one call and wait for its answer; with `stream` (a callable taking the call id) the answer's
+        future is handed to it instead of waited for."""
         with self._state:
             proc, sock = self._proc, self._sock
             if proc is None or sock is None or getattr(proc, "_asn_dead", False):
@@ -375,6 +414,8 @@ class EngineProcess:
             rid, self._next = self._next, self._next + 1
             fut: Future = Future()
             self._pending[rid] = (fut, proc)
+            if stream is not None:
+                self._streams[rid] = queue.SimpleQueue()
         try:
             data = frame((rid, op, payload))
             with self._send_lock:
@@ -382,7 +423,10 @@ class EngineProcess:
         except OSError as e:
             with self._state:
                 self._pending.pop(rid, None)
+                self._streams.pop(rid, None)
             raise EngineCrashed(f"the engine process went away ({e})") from None
+        if stream is not None:
+            return stream(rid, fut)
         try:
             return fut.result(timeout)
         except TimeoutError:  # stuck in native code: end it (the supervisor starts another)
@@ -393,6 +437,37 @@ class EngineProcess:
                 proc.kill()
             raise EngineCrashed(f"the engine process did not answer within {timeout:g} s; it is restarting") \
                 from None
+
+    def stream(self, model_id: str, requests: list, wait_s: float | None = None) -> Iterator[tuple[int, Any]]:
+        """(index, audio) of `iter` on `model_id`, each as the child finishes it; closing early cancels the rest."""
+        self.start()
+        self.wait_ready(wait_s)
+        return self._send_call("iter", (model_id, requests), stream=self._parts)
+
+    def _parts(self, rid: int, fut: Future) -> Iterator[tuple[int, Any]]:
+        parts = self._streams[rid]
+        try:
+            while True:
+                try:
+                    yield parts.get(timeout=0.05)
+                    continue
+                except queue.Empty:
+                    pass
+                if fut.done():
+                    while True:  # parts sent before the answer are read before it
+                        try:
+                            yield parts.get_nowait()
+                        except queue.Empty:
+                            break
+                    fut.result()  # raises the child's error, or EngineCrashed
+                    return
+        finally:
+            with self._state:
+                self._streams.pop(rid, None)
+            if not fut.done():  # the caller stopped listening: tell the child
+                with contextlib.suppress(OSError), self._send_lock:
+                    if self._sock is not None:
+                        self._sock.sendall(frame((0, "cancel", rid)))
 
     def wait_ready(self, timeout: float | None = None) -> None:
         limit = self.ready_timeout_s if timeout is None else timeout
@@ -444,6 +519,13 @@ class RemoteEngine:
 
     def synthesize(self, requests: Sequence[SynthesisRequest]) -> list:
         return self.proc.call("synth", self.model_id, list(requests), self.wait_s, self.timeout_s)
+
+    def synthesize_iter(self, requests: Sequence[SynthesisRequest]) -> Iterator[tuple[int, Any]]:
+        """Each (index, audio) as the child's engine hands it over (Piper's sentence pool: one by one)."""
+        return self.proc.stream(self.model_id, list(requests), self.wait_s)
+
+    def scripts_for(self, request: SynthesisRequest | None = None) -> tuple[str, ...] | None:
+        return self.proc.call("scripts", self.model_id, request, self.wait_s)
 
     def synthesize_each(self, requests: Sequence[SynthesisRequest]) -> list:
         """Audio or the exception, per request (`isolate_batch` in the child). EngineCrashed when it dies."""

@@ -1,160 +1,82 @@
-"""What every CSV -> audio-files job shares (`asn tts batch`, `asn music batch`).
+"""The one job core of every CSV -> audio-files job (`asn tts batch`, `asn music batch`, and their Ray runner).
 
-- reading the CSV: BOM, blank lines, invalid UTF-8, a header naming the text column or one header-less
-  column; rows get ids that are safe file names and unique (a bad or duplicate id marks its row);
-- the manifest (`manifest.csv` in the output folder): read, written atomically (temp + rename), flushed
-  at most once a second while running and always at the end (also on Ctrl-C); rows of earlier runs that
-  the current CSV does not mention are kept;
-- resume: a row whose earlier manifest row says ok, whose output file exists with the recorded size and
-  whose fingerprint (model, text hash, job-specific keys) matches is skipped;
-- one failure policy: a batch that raises is retried item by item, so one bad row fails alone;
-- the run: Ctrl-C flushes the manifest, then raises `BatchInterrupted` with the partial summary.
-
-A job supplies its row parsing, its manifest columns and how a batch of rows becomes audio; the rest is here.
+A job (`tts_batch.TtsJob`, `music_batch.MusicJob`) supplies its rows (parsed by `jobs/prompts_csv.py`), its
+manifest columns and result type, what makes a row "the same" for resume, and how a row becomes an engine
+request; everything else is here, once:
+- plan: rows with a parse error and unknown models become error rows; a row whose earlier manifest row says
+  ok, whose output exists with the recorded size and suffix and whose fingerprint matches is skipped; the
+  rest are grouped by canonical model id;
+- render: engine batches of at most `max_batch` rows; each row is written (atomically, through an
+  `OutputStore`: a folder or an fsspec URL) and recorded the moment the engine hands it over
+  (`synthesize_iter`); a batch that raises is retried row by row, so one bad row fails alone;
+- the manifest (`manifest.csv`): earlier rows are kept; each finished row is appended and flushed at once
+  (Ctrl-C or a kill loses none), and at the end it is rewritten in CSV order (in an object store, where
+  nothing can be appended, it is rewritten whole now and then instead);
+- a write that fails for the whole folder (disk full, quota, read-only, I/O error) stops the job with one
+  `OutputError`; Ctrl-C stops it with `BatchInterrupted`; both carry the summary of what was done.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import hashlib
 import io
 import logging
 import os
-import re
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar
 
 from audiosubnet import audio as audiolib
-from audiosubnet.errors import AsnError, UsageError
+from audiosubnet.engines import registry
+from audiosubnet.errors import AsnError, InputError, UsageError
+from audiosubnet.jobs.storage import OutputStore
 
 log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.csv"
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-FLUSH_EVERY_S = 1.0
-
-
-# ---- reading the CSV ---------------------------------------------------------------------
-def has_bad_utf8(s: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in s)
-
-
-@dataclass(frozen=True)
-class CsvTable:
-    """A prompts CSV: lower-cased header names and the data records as (line number, fields)."""
-
-    header: list[str]
-    records: list[tuple[int, list[str]]]
-
-    @property
-    def columns(self) -> dict[str, int]:
-        return {name: i for i, name in enumerate(self.header) if name}
-
-
-def read_table(path: Path, text_column: str = "text", *, hint: str | None = None) -> CsvTable:
-    """Parse a CSV whose header names `text_column`, or a header-less single column of texts.
-    File-level problems raise UsageError (exit status 2); rows are not judged here."""
-    hint = hint or f"Pass a CSV with a '{text_column}' column."
-    if not path.exists():
-        raise UsageError(f"prompts file {path} does not exist", hint=hint)
-    if not path.is_file():
-        raise UsageError(f"{path} is not a file", hint=hint)
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise UsageError(f"cannot read {path}: {e.strerror or e}") from e
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    if not raw.strip():
-        raise UsageError(f"prompts file {path} is empty",
-                         hint=f"Add a header line '{text_column}' and one prompt per row.")
-    content = raw.decode("utf-8", errors="surrogateescape")
-    reader = csv.reader(io.StringIO(content, newline=""))
-    records: list[tuple[int, list[str]]] = []
-    for fields in reader:
-        if not fields or all(not f.strip() for f in fields):
-            continue
-        records.append((reader.line_num, fields))
-    if not records:
-        raise UsageError(f"prompts file {path} has no rows")
-    first = [f.strip().lower() for f in records[0][1]]
-    if text_column in first:
-        if len(records) == 1:
-            raise UsageError(f"prompts file {path} has a header but no rows")
-        return CsvTable(first, records[1:])
-    if len(records[0][1]) == 1:
-        return CsvTable([text_column], records)  # header-less, one column
-    raise UsageError(
-        f"prompts file {path} has no '{text_column}' column",
-        hint=f"Start the file with a header such as: id,{text_column}  (or use a single column of prompts).",
-    )
-
-
-def field_getter(table: CsvTable, fields: list[str]) -> Callable[[str], str]:
-    col = table.columns
-
-    def get(name: str) -> str:
-        i = col.get(name)
-        return fields[i].strip() if i is not None and i < len(fields) else ""
-
-    return get
-
-
-def shape_error(table: CsvTable, line: int, fields: list[str]) -> str | None:
-    """Why a record cannot be read at all (wrong column count, invalid UTF-8), or None."""
-    if len(fields) != len(table.header):
-        return f"line {line}: {len(fields)} columns where the header has {len(table.header)}"
-    if any(has_bad_utf8(f) for f in fields):
-        return f"line {line}: invalid UTF-8"
-    return None
-
-
-class _Row(Protocol):
-    number: int
-    line: int
-    id: str
-    error: str | None
-
-
-def settle_ids(rows: Sequence[_Row]) -> None:
-    """Make every id a safe file name and unique; a row whose id had to change is marked with the reason."""
-    seen: set[str] = set()
-    for row in rows:
-        if has_bad_utf8(row.id):
-            row.id = row.id.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        if not ID_RE.match(row.id):
-            bad = row.id
-            row.id = f"row{row.number:04d}"
-            row.error = row.error or f"line {row.line}: id '{bad}' is not a safe file name (letters, digits, . _ -)"
-        elif row.id in seen:
-            dup = row.id
-            row.id = f"{dup}~row{row.number}"
-            row.error = row.error or f"line {row.line}: duplicate id '{dup}'"
-        seen.add(row.id)
+FLUSH_EVERY_S = 1.0  # an object-store manifest is rewritten at most this often (and less for long CSVs)
+ROWS_PER_FLUSH_S = 20_000  # ... at most one rewrite per this many rows' seconds
+#: a write that fails with one of these stops the batch (every later row would fail the same way)
+STOP_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO}
 
 
 # ---- manifest ----------------------------------------------------------------------------
+def parse_manifest(data: bytes, where: str = "manifest") -> dict[str, dict[str, str]]:
+    """Manifest rows by id (the latest line of an id wins); an unreadable manifest counts as none."""
+    try:
+        return {r["id"]: r for r in csv.DictReader(io.StringIO(data.decode("utf-8"), newline="")) if r.get("id")}
+    except (UnicodeDecodeError, csv.Error, KeyError) as e:
+        log.warning("ignoring unreadable manifest %s: %s", where, e)
+        return {}
+
+
 def read_manifest(path: Path) -> dict[str, dict[str, str]]:
     if not path.is_file():
         return {}
     try:
-        with path.open(newline="", encoding="utf-8") as f:
-            return {r["id"]: r for r in csv.DictReader(f) if r.get("id")}
-    except (OSError, UnicodeDecodeError, csv.Error, KeyError) as e:
+        return parse_manifest(path.read_bytes(), str(path))
+    except OSError as e:
         log.warning("ignoring unreadable manifest %s: %s", path, e)
         return {}
 
 
-def write_manifest(path: Path, rows: list[dict[str, str]], fields: Sequence[str]) -> None:
+def manifest_bytes(rows: Sequence[dict[str, str]], fields: Sequence[str], header: bool = True) -> bytes:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(fields), extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
+    if header:
+        w.writeheader()
     w.writerows(rows)
-    audiolib.write_atomic(path, buf.getvalue().encode("utf-8"))
+    return buf.getvalue().encode("utf-8")
+
+
+def write_manifest(path: Path, rows: Sequence[dict[str, str]], fields: Sequence[str]) -> None:
+    audiolib.write_atomic(path, manifest_bytes(rows, fields))
 
 
 def sha1(text: str) -> str:
@@ -177,21 +99,30 @@ def check_format(fmt: str) -> None:
         raise UsageError(f"unknown format '{fmt}'", hint=f"Choose one of {', '.join(audiolib.FORMATS)}.")
 
 
-# ---- results -----------------------------------------------------------------------------
-class Result(Protocol):
-    id: str
-    status: str
-    duration_s: Any
+# ---- results and summary -----------------------------------------------------------------
+class JobResult:
+    """Mixin of a job's result dataclass: its manifest row (strings) and its typed row (for --json)."""
+
+    NUMBERS: ClassVar[dict[str, type]] = {"sample_rate": int, "bytes": int, "duration_s": float, "elapsed_s": float}
     skipped: bool
 
-    def manifest_row(self) -> dict[str, str]: ...
+    def manifest_row(self) -> dict[str, str]:
+        d = asdict(self)  # type: ignore[call-overload]
+        d.pop("skipped", None)
+        return {k: ("" if v is None else str(v)) for k, v in d.items()}
 
-
-def manifest_row(result: Any) -> dict[str, str]:
-    """A dataclass result as manifest strings (its `skipped` flag is not a column)."""
-    d = asdict(result)
-    d.pop("skipped", None)
-    return {k: ("" if v is None else str(v)) for k, v in d.items()}
+    def typed_row(self) -> dict:
+        """The manifest row for JSON: numbers as numbers, missing values as null."""
+        d: dict[str, Any] = {k: (v if v != "" else None) for k, v in self.manifest_row().items()}
+        for k, conv in self.NUMBERS.items():
+            if d.get(k) is not None:
+                try:
+                    d[k] = int(float(d[k])) if conv is int else conv(d[k])
+                except ValueError:
+                    d[k] = None
+        d["error"] = d.get("error") or ""
+        d["skipped"] = self.skipped
+        return d
 
 
 @dataclass
@@ -205,12 +136,21 @@ class BatchSummary:
     wall_seconds: float
     manifest: str
     interrupted: bool = False
+    stopped: str | None = None  # why the batch stopped early (the output folder stopped taking files)
     rows: list[Any] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         d = {k: v for k, v in self.__dict__.items() if k != "rows"}
-        d["rows"] = [r.manifest_row() for r in self.rows]
+        d["rows"] = [r.typed_row() for r in self.rows]
         return d
+
+
+class OutputError(AsnError):
+    """The output folder stopped taking files (disk full, quota, read-only, I/O error): the batch stops."""
+
+    def __init__(self, message: str):
+        super().__init__(message, hint="Free some space (or choose another folder with --out) and run the same "
+                                       "command again: finished rows are kept and skipped.")
 
 
 class BatchInterrupted(KeyboardInterrupt):
@@ -221,98 +161,276 @@ class BatchInterrupted(KeyboardInterrupt):
         self.summary = summary
 
 
+class BatchStopped(OutputError):
+    """The output folder stopped taking files: the batch stopped; carries the partial summary."""
+
+    def __init__(self, summary: BatchSummary, cause: OutputError):
+        super().__init__(cause.message)
+        self.summary = summary
+
+
+# ---- the job -----------------------------------------------------------------------------
 class ManifestJob:
-    """The bookkeeping of one run: results by id, progress, throttled atomic manifest flushes, resume."""
+    """One run over parsed rows. Subclasses set FIELDS and the hooks below; `opts` has out_dir, fmt, model,
+    force and max_batch. With `manifest=False` (a Ray actor) the job renders and writes outputs but neither
+    reads nor writes a manifest: the driver keeps it."""
 
-    def __init__(self, rows: Sequence[_Row], out_dir: Path, fields: Sequence[str],
-                 progress: Callable[[Any], None] | None = None):
-        self.rows, self.out_dir, self.fields, self.progress = list(rows), out_dir, list(fields), progress
-        self.manifest_path = out_dir / MANIFEST_NAME
-        self.previous = read_manifest(self.manifest_path)
+    FIELDS: ClassVar[list[str]] = []
+
+    def __init__(self, rows: Sequence[Any], opts: Any, cache: Any, progress: Callable[[Any], None] | None = None,
+                 store: OutputStore | None = None, manifest: bool = True):
+        self.rows, self.opts, self.cache, self.progress = list(rows), opts, cache, progress
+        self.store = store or OutputStore(opts.out_dir)
+        self.keeps_manifest = manifest
+        self.manifest_path = opts.out_dir / MANIFEST_NAME
+        self.previous = self.load_previous() if manifest else {}
         self.results: dict[str, Any] = {}
-        self.last_flush = 0.0
         self.engine_seconds = 0.0
+        self._journal = None  # the folder manifest, open for appending one line per finished row
+        self._dirty = False
+        self._last_flush = 0.0
 
-    def flush(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self.last_flush < FLUSH_EVERY_S:
-            return
+    # -- hooks --
+    def fingerprint(self, row: Any, model: str) -> dict[str, str]:
+        """Manifest values that must match for an earlier ok row to count as done."""
+        raise NotImplementedError
+
+    def request(self, engine: Any, row: Any) -> Any:
+        """The engine request of a row; InputError marks the row (the engine's own check included)."""
+        raise NotImplementedError
+
+    def ok_result(self, row: Any, req: Any, model: str, audio: Any, name: str, size: int, took: float) -> Any:
+        raise NotImplementedError
+
+    def error_result(self, row: Any, model: str, error: str) -> Any:
+        raise NotImplementedError
+
+    def skipped_result(self, prev: dict[str, str]) -> Any:
+        raise NotImplementedError
+
+    def prepare(self, engine: Any) -> None:
+        """Check that the engine suits the job (raise AsnError to fail all its rows)."""
+
+    def order(self, ready: list) -> list:
+        """The (row, request) pairs in the order they go to the engine."""
+        return ready
+
+    def synthesize_iter(self, engine: Any, requests: list) -> Iterator[tuple[int, Any]]:
+        return engine.synthesize_iter(requests)
+
+    # -- manifest --
+    @property
+    def manifest_location(self) -> str:
+        return self.store.path(MANIFEST_NAME)
+
+    def load_previous(self) -> dict[str, dict[str, str]]:
+        data = self.store.read(MANIFEST_NAME)
+        return parse_manifest(data, self.manifest_location) if data else {}
+
+    def _save(self, rows: Sequence[dict[str, str]]) -> None:
+        try:
+            self.store.write(MANIFEST_NAME, manifest_bytes(rows, self.FIELDS))
+        except OSError as e:
+            raise OutputError(f"cannot write {self.manifest_location}: {e.strerror or e}") from e
+
+    def _ordered(self) -> list[dict[str, str]]:
+        """This CSV's rows in order, then earlier rows this CSV does not mention (never lost)."""
         current = [self.results[r.id].manifest_row() for r in self.rows if r.id in self.results]
         ids = {r.id for r in self.rows}
-        # rows of earlier runs that this CSV does not mention are kept, never lost
-        kept = [row for i, row in self.previous.items() if i not in ids]
-        write_manifest(self.manifest_path, current + kept, self.fields)
-        self.last_flush = now
+        return current + [row for i, row in self.previous.items() if i not in ids]
 
+    def open(self) -> None:
+        """Start the manifest: the earlier rows (with a clean header), then one line per row as it finishes."""
+        if not self.keeps_manifest:
+            return
+        self._save(list(self.previous.values()))
+        if not self.store.remote:
+            try:
+                self._journal = Path(self.manifest_location).open("a", encoding="utf-8", newline="")  # noqa: SIM115  (closed in close())
+            except OSError as e:
+                raise OutputError(f"cannot write {self.manifest_location}: {e.strerror or e}") from e
+
+    def append(self, res: Any) -> None:
+        if not self.keeps_manifest:
+            return
+        if self.store.remote:  # nothing to append to: rewrite it whole, now and then
+            self._dirty = True
+            now = time.monotonic()
+            if now - self._last_flush >= max(FLUSH_EVERY_S, len(self.rows) / ROWS_PER_FLUSH_S):
+                self._save(self._ordered())
+                self._dirty, self._last_flush = False, now
+            return
+        f = self._journal
+        if f is None:
+            return
+        try:
+            f.write(manifest_bytes([res.manifest_row()], self.FIELDS, header=False).decode("utf-8"))
+            f.flush()
+        except OSError as e:
+            self._journal = None  # a half-written line must not glue onto the next
+            with contextlib.suppress(OSError):
+                f.close()
+            raise OutputError(f"cannot write {self.manifest_location}: {e.strerror or e}") from e
+
+    def close(self) -> None:
+        """The final manifest, in CSV order (the appended one stays if that cannot be written)."""
+        if not self.keeps_manifest:
+            return
+        f, self._journal = self._journal, None
+        if f is not None:
+            with contextlib.suppress(OSError):
+                f.close()
+        try:
+            self._save(self._ordered())
+        except OutputError:
+            log.warning("could not put %s in CSV order; it keeps every finished row, in the order they finished",
+                        self.manifest_location)
+
+    # -- bookkeeping --
     def done(self, res: Any) -> None:
         self.results[res.id] = res
+        self.append(res)
         if self.progress:
             self.progress(res)
-        self.flush()
 
-    def previous_ok(self, row_id: str, want: dict[str, str], suffix: str, force: bool) -> dict[str, str] | None:
-        """The earlier manifest row of `row_id` when it can be reused: ok, same `want` values, its file
-        present with the recorded size and suffix. None otherwise (or when `force`)."""
-        prev = self.previous.get(row_id)
-        if force or not prev or prev.get("status") != "ok":
+    def fail(self, row: Any, model: str, error: str) -> None:
+        self.done(self.error_result(row, model, error))
+
+    def resumable(self, row: Any, model: str) -> Any | None:
+        """The skipped result of a row an earlier run finished: ok, same fingerprint, its file present with the
+        recorded size and this run's format. None otherwise (or with --force)."""
+        prev = self.previous.get(row.id)
+        if self.opts.force or not prev or prev.get("status") != "ok":
             return None
-        f = self.out_dir / prev.get("file", "")
-        if any(prev.get(k) != v for k, v in want.items()) or f.suffix != suffix:
+        name = prev.get("file") or ""
+        if any(prev.get(k) != v for k, v in self.fingerprint(row, model).items()):
             return None
+        if Path(name).suffix != f".{self.opts.fmt}":
+            return None
+        size = self.store.size(name)
+        if size is None or str(size) != prev.get("bytes"):
+            return None
+        return self.skipped_result({k: prev.get(k) or "" for k in self.FIELDS})
+
+    # -- the run --
+    def run(self) -> None:
+        self.render(self.plan())
+
+    def plan(self) -> dict[str, list]:
+        """Settle bad rows and rows already done (through done()); the rest, by canonical model id."""
+        pending: dict[str, list] = {}
+        for row in self.rows:
+            if row.error:
+                self.fail(row, "", row.error)
+                continue
+            try:
+                model = registry.canonical_id(row.model or self.opts.model or "auto")
+            except AsnError as e:
+                self.fail(row, row.model or "", str(e))
+                continue
+            prev = self.resumable(row, model)
+            if prev is not None:
+                self.done(prev)
+                continue
+            pending.setdefault(model, []).append(row)
+        return pending
+
+    def render(self, pending: dict[str, list]) -> None:
+        for model, rows in pending.items():
+            self.run_model(model, rows)
+
+    def run_model(self, model: str, rows: list) -> None:
         try:
-            if not f.is_file() or str(f.stat().st_size) != prev.get("bytes"):
-                return None
-        except OSError:
-            return None
-        return {k: prev.get(k, "") for k in self.fields}
+            with self.cache.engine(model) as engine:
+                self.prepare(engine)
+                caps = engine.capabilities
+                step = max(1, min(self.opts.max_batch, caps.max_batch)) if caps.batching else 1
+                ready = []
+                for row in rows:
+                    try:
+                        ready.append((row, self.request(engine, row)))
+                    except InputError as e:
+                        self.fail(row, model, f"line {row.line}: {e}")
+                ready = self.order(ready)
+                for i in range(0, len(ready), step):
+                    self.run_batch(engine, model, ready[i:i + step])
+        except OutputError:
+            raise
+        except (AsnError, ImportError) as e:
+            msg = str(e) + (f" ({e.hint})" if getattr(e, "hint", None) else "")
+            for row in rows:
+                if row.id not in self.results:
+                    self.fail(row, model, msg)
 
-    def write_audio(self, name: str, audio, fmt: str) -> int:
-        """Encode and write atomically; returns the bytes written (OSError propagates)."""
-        data = audiolib.encode(audio, fmt)
-        audiolib.write_atomic(self.out_dir / name, data)
-        return len(data)
+    def run_batch(self, engine: Any, model: str, batch: list) -> None:
+        """Synthesize a batch; each row is written (and in the manifest) the moment the engine hands it over.
+        A batch that raises is retried row by row (the rows not yet handed over), so a bad row fails alone."""
+        finished: set[int] = set()
+        last = time.perf_counter()
+        try:
+            for i, audio in self.synthesize_iter(engine, [req for _, req in batch]):
+                took = time.perf_counter() - last  # the engine's time for this row (writes excluded)
+                self.engine_seconds += took
+                finished.add(i)
+                self.write_row(*batch[i], model, audio, took)
+                last = time.perf_counter()
+        except OutputError:
+            raise
+        except AsnError as e:
+            rest = [item for k, item in enumerate(batch) if k not in finished]
+            if len(batch) > 1:
+                for item in rest:
+                    self.run_batch(engine, model, [item])
+                return
+            if rest:
+                self.fail(rest[0][0], model, str(e))
+
+    def write_row(self, row: Any, req: Any, model: str, audio: Any, took: float) -> None:
+        name = f"{row.id}.{self.opts.fmt}"
+        try:
+            data = audiolib.encode(audio, self.opts.fmt)
+            self.store.write(name, data)
+        except OSError as e:
+            if e.errno in STOP_ERRNOS:
+                raise OutputError(f"cannot write {self.store.path(name)}: {e.strerror or e}") from e
+            self.fail(row, model, f"cannot write {name}: {e.strerror or e}")
+            return
+        self.done(self.ok_result(row, req, model, audio, name, len(data), took))
+
+    def summary(self, wall_seconds: float, interrupted: bool = False, stopped: str | None = None) -> BatchSummary:
+        results = [self.results[r.id] for r in self.rows if r.id in self.results]
+        return BatchSummary(
+            total=len(self.rows),
+            ok=sum(r.status == "ok" and not r.skipped for r in results),
+            skipped=sum(r.skipped for r in results),
+            failed=sum(r.status != "ok" for r in results),
+            audio_seconds=round(sum(float(r.duration_s or 0) for r in results if not r.skipped), 3),
+            engine_seconds=round(self.engine_seconds, 3),
+            wall_seconds=round(wall_seconds, 3),
+            manifest=self.manifest_location,
+            interrupted=interrupted,
+            stopped=stopped,
+            rows=results,
+        )
 
 
-def render_isolated(call: Callable[[list], list], batch: list, on_ok: Callable[[list, list, float], None],
-                    on_fail: Callable[[Any, str], None]) -> float:
-    """Run `call` on `batch`; when it raises AsnError, retry item by item so one bad item fails alone.
-    `on_ok(items, outputs, seconds)` per successful call; returns the seconds of the successful calls."""
+def run_job(job: ManifestJob, body: Callable[[], None] | None = None) -> BatchSummary:
+    """Open the manifest, run `body` (default `job.run`, reporting through `job.done`), close the manifest,
+    summarise. Ctrl-C raises BatchInterrupted, a full disk BatchStopped; both carry the summary."""
     t0 = time.perf_counter()
+    job.open()
+    interrupted, stopped = False, None
     try:
-        outputs = call(batch)
-    except AsnError as e:
-        if len(batch) > 1:
-            return sum(render_isolated(call, [item], on_ok, on_fail) for item in batch)
-        on_fail(batch[0], str(e))
-        return 0.0
-    elapsed = time.perf_counter() - t0
-    on_ok(batch, outputs, elapsed)
-    return elapsed
-
-
-def run_job(job: ManifestJob, body: Callable[[], None]) -> BatchSummary:
-    """Run `body` (which reports through `job.done`), flush, summarise; Ctrl-C raises BatchInterrupted."""
-    t0 = time.perf_counter()
-    interrupted = False
-    try:
-        body()
+        (body or job.run)()
     except KeyboardInterrupt:
         interrupted = True
+    except OutputError as e:
+        stopped = e
     finally:
-        job.flush(force=True)
-    results = [job.results[r.id] for r in job.rows if r.id in job.results]
-    summary = BatchSummary(
-        total=len(job.rows),
-        ok=sum(r.status == "ok" and not r.skipped for r in results),
-        skipped=sum(r.skipped for r in results),
-        failed=sum(r.status != "ok" for r in results),
-        audio_seconds=round(sum(float(r.duration_s or 0) for r in results if not r.skipped), 3),
-        engine_seconds=round(job.engine_seconds, 3),
-        wall_seconds=round(time.perf_counter() - t0, 3),
-        manifest=str(job.manifest_path),
-        interrupted=interrupted,
-        rows=results,
-    )
+        job.close()
+    summary = job.summary(time.perf_counter() - t0, interrupted, str(stopped) if stopped else None)
     if interrupted:
         raise BatchInterrupted(summary)
+    if stopped is not None:
+        raise BatchStopped(summary, stopped)
     return summary

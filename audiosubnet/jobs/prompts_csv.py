@@ -11,6 +11,10 @@ one prompt per line.
 - When `text` is the last column, a row with more fields than the header had an unquoted delimiter
   in its text: the extra fields are the rest of the text.
 - File-level problems raise UsageError (exit 2); problems of one row mark that row.
+
+The same reading (decoding, binary refusal, delimiter sniffing, one prompt per line, safe unique ids) serves
+every batch job: `parse_table(raw, what, column)` names the job's text column (`asn music batch` reads
+`prompt`), `PromptTable` reads a record's fields, `settle_ids` makes ids safe file names.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from audiosubnet.errors import UsageError
 
@@ -32,7 +38,10 @@ _MAGIC = {b"RIFF": "a WAV/RIFF file", b"fLaC": "a FLAC file", b"OggS": "an Ogg f
           b"PK\x03\x04": "a zip archive (an .xlsx workbook?)", b"%PDF": "a PDF", b"\x89PNG": "a PNG image",
           b"\xd0\xcf\x11\xe0": "an old Office document (.xls?)", b"\x1f\x8b": "a gzip file",
           b"\x7fELF": "a program"}
-_FIX = "Save it as a UTF-8 CSV with a 'text' column, or as plain text with one prompt per line."
+
+
+def _fix(column: str) -> str:
+    return f"Save it as a UTF-8 CSV with a '{column}' column, or as plain text with one prompt per line."
 
 
 @dataclass
@@ -47,65 +56,116 @@ class PromptRow:
     error: str | None = None
 
 
-def _has_bad_utf8(s: str) -> bool:
+def has_bad_utf8(s: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in s)
+
+
+@dataclass(frozen=True)
+class PromptTable:
+    """A prompts file read as a table: lower-cased header names and the data records (line, fields)."""
+
+    header: list[str]
+    records: list[tuple[int, list[str]]]
+    delimiter: str = ","
+    header_text: str = "text"  # the job's text column
+
+    def fields(self, fields: list[str]) -> list[str]:
+        """A record's fields; when the text column is last, extra fields are the rest of its text (an
+        unquoted delimiter)."""
+        n = len(self.header)
+        if len(fields) > n and self.header[-1] == self.header_text:
+            return [*fields[:n - 1], self.delimiter.join(fields[n - 1:])]
+        return fields
+
+    def getter(self, fields: list[str]) -> Callable[[str], str]:
+        col = {name: i for i, name in enumerate(self.header) if name}
+
+        def get(name: str) -> str:
+            i = col.get(name)
+            return fields[i].strip() if i is not None and i < len(fields) else ""
+
+        return get
+
+    def shape_error(self, line: int, fields: list[str]) -> str | None:
+        """Why a record cannot be read at all (wrong column count, invalid UTF-8), or None."""
+        if len(fields) != len(self.header):
+            shown = "tab" if self.delimiter == "\t" else f"'{self.delimiter}'"
+            return (f"line {line}: {len(fields)} columns where the header has {len(self.header)} "
+                    f"(quote a {self.header_text} that contains {shown})")
+        if any(has_bad_utf8(f) for f in fields):
+            return f"line {line}: invalid UTF-8"
+        return None
+
+
+def read_source(path: Path, column: str = "text") -> bytes:
+    """A prompts file's bytes; a missing or unreadable file is a UsageError."""
+    hint = f"Pass a CSV with a '{column}' column."
+    if not path.exists():
+        raise UsageError(f"prompts file {path} does not exist", hint=hint)
+    if not path.is_file():
+        raise UsageError(f"{path} is not a file", hint=hint)
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror or e}") from e
 
 
 def read_prompts(path: Path) -> list[PromptRow]:
     """Parse a prompts file. File-level problems raise UsageError; row problems mark the row."""
-    if not path.exists():
-        raise UsageError(f"prompts file {path} does not exist", hint="Pass a CSV with a 'text' column.")
-    if not path.is_file():
-        raise UsageError(f"{path} is not a file", hint="Pass a CSV with a 'text' column.")
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise UsageError(f"cannot read {path}: {e.strerror or e}") from e
-    return parse_prompts(raw, f"prompts file {path}")
+    return parse_prompts(read_source(path), f"prompts file {path}")
 
 
 def parse_prompts(raw: bytes, what: str = "the prompts") -> list[PromptRow]:
     """Parse prompts from bytes (a file's or stdin's); `what` names the source in messages."""
-    content = _decode(raw, what)
+    return settle_ids(_rows(parse_table(raw, what)))
+
+
+def parse_table(raw: bytes, what: str, column: str = "text", known: set[str] = KNOWN_COLUMNS) -> PromptTable:
+    """The table of a prompts file whose text column is `column` (`known`: the job's column names, which
+    mark a first line as a header). File-level problems raise UsageError."""
+    content = decode(raw, what, column)
     lines = re.split(r"\r\n|\r|\n", content)
     first_i = next((i for i, line in enumerate(lines) if line.strip()), None)
     if first_i is None:
-        raise UsageError(f"{what} is empty", hint="Add a header line 'text' and one prompt per row.")
+        raise UsageError(f"{what} is empty", hint=f"Add a header line '{column}' and one prompt per row.")
     first = lines[first_i]
-    delimiter = _header_delimiter(first)
+    delimiter = _header_delimiter(first, column)
     if delimiter is not None:
-        return _finish(_table(content, delimiter, what))
-    if first.strip().lower() == "text":  # a one-column table: every later line is one prompt
+        header, records = _table(content, delimiter, what, column)
+        return PromptTable(header, records, delimiter, column)
+    if first.strip().lower() == column:  # a one-column table: every later line is one prompt
         records = _lines(lines[first_i + 1:], offset=first_i + 2)
         if not records:
             raise UsageError(f"{what} has a header but no rows")
-        return _finish(_rows(["text"], records))
-    _refuse_headerlike(lines, first_i, what)
-    return _finish(_rows(["text"], _lines(lines, offset=1)))
+        return PromptTable([column], records, ",", column)
+    _refuse_headerlike(lines, first_i, what, column, known)
+    return PromptTable([column], _lines(lines, offset=1), ",", column)
 
 
-def _decode(raw: bytes, what: str) -> str:
+def decode(raw: bytes, what: str, column: str = "text") -> str:
+    """A prompts file's text; a file that is not text (binary, NUL bytes, mostly undecodable) is a UsageError."""
+    fix = _fix(column)
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 with a BOM (Excel's "Unicode text")
         try:
             return raw.decode("utf-16")
         except UnicodeDecodeError:
-            raise UsageError(f"{what} is not valid UTF-16 text", hint=_FIX) from None
+            raise UsageError(f"{what} is not valid UTF-16 text", hint=fix) from None
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     if not raw.strip():
-        raise UsageError(f"{what} is empty", hint="Add a header line 'text' and one prompt per row.")
+        raise UsageError(f"{what} is empty", hint=f"Add a header line '{column}' and one prompt per row.")
     for magic, kind in _MAGIC.items():
         if raw.startswith(magic):
-            raise UsageError(f"{what} is {kind}, not a text file", hint=_FIX)
+            raise UsageError(f"{what} is {kind}, not a text file", hint=fix)
     head = raw[:65536]
     if b"\x00" in head:
-        raise UsageError(f"{what} is not a text file (it contains NUL bytes)", hint=_FIX)
+        raise UsageError(f"{what} is not a text file (it contains NUL bytes)", hint=fix)
     content = raw.decode("utf-8", errors="surrogateescape")
     sample = content[:65536]
     bad = sum(1 for ch in sample if ("\udc80" <= ch <= "\udcff") or (ord(ch) < 32 and ch not in "\t\n\r\f\v"))
     if bad >= 8 and bad > len(sample) * 0.01:
         raise UsageError(f"{what} is not UTF-8 text ({bad} undecodable or control bytes in its first "
-                         f"{len(sample):,} characters)", hint=_FIX)
+                         f"{len(sample):,} characters)", hint=fix)
     return content
 
 
@@ -116,13 +176,13 @@ def _split(line: str, delimiter: str) -> list[str]:
         return []
 
 
-def _header_delimiter(first: str) -> str | None:
-    """The delimiter under which the first line is a header with a `text` column and other columns."""
-    found = [d for d in DELIMITERS if len(f := _split(first, d)) > 1 and "text" in (x.strip().lower() for x in f)]
+def _header_delimiter(first: str, column: str) -> str | None:
+    """The delimiter under which the first line is a header with a `column` column and other columns."""
+    found = [d for d in DELIMITERS if len(f := _split(first, d)) > 1 and column in (x.strip().lower() for x in f)]
     return found[0] if found else None
 
 
-def _refuse_headerlike(lines: list[str], first_i: int, what: str) -> None:
+def _refuse_headerlike(lines: list[str], first_i: int, what: str, column: str, known: set[str]) -> None:
     """Headerless files are one prompt per line, except when line 1 is plainly a table's header."""
     first = lines[first_i]
     rest = [line for line in lines[first_i + 1:] if line.strip()]
@@ -130,14 +190,14 @@ def _refuse_headerlike(lines: list[str], first_i: int, what: str) -> None:
         names = [x.strip() for x in _split(first, d)]
         if len(names) < 2 or not all(_HEADER_NAME.match(n) for n in names):
             continue
-        known = KNOWN_COLUMNS & {n.lower() for n in names}
+        named = known & {n.lower() for n in names}
         same_shape = rest and sum(len(_split(line, d)) == len(names) for line in rest) >= 0.8 * len(rest)
-        if known or same_shape:
+        if named or same_shape:
             raise UsageError(
                 f"{what}: cannot tell whether line {first_i + 1} ({', '.join(names)}) is the header of a table "
-                f"without a 'text' column or a prompt",
-                hint="Name the column with the words 'text' (e.g. id,text), or start the file with a line "
-                     "'text' to mean one prompt per line.")
+                f"without a '{column}' column or a prompt",
+                hint=f"Name the column with the words '{column}' (e.g. id,{column}), or start the file with a line "
+                     f"'{column}' to mean one prompt per line.")
 
 
 def _lines(lines: list[str], offset: int) -> list[tuple[int, list[str]]]:
@@ -155,7 +215,7 @@ def _lines(lines: list[str], offset: int) -> list[tuple[int, list[str]]]:
     return out
 
 
-def _table(content: str, delimiter: str, what: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
+def _table(content: str, delimiter: str, what: str, column: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
     reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter)
     records: list[tuple[int, list[str]]] = []
     try:
@@ -164,34 +224,22 @@ def _table(content: str, delimiter: str, what: str) -> tuple[list[str], list[tup
                 continue
             records.append((reader.line_num, fields))
     except csv.Error as e:
-        raise UsageError(f"{what}: line {reader.line_num}: {e}", hint=_FIX) from e
+        raise UsageError(f"{what}: line {reader.line_num}: {e}", hint=_fix(column)) from e
     header = [f.strip().lower() for f in records[0][1]]
     if len(records) < 2:
         raise UsageError(f"{what} has a header but no rows")
-    return _rows(header, records[1:], delimiter)
+    return header, records[1:]
 
 
-def _rows(header: list[str], data: list[tuple[int, list[str]]], delimiter: str = ",") -> list[PromptRow]:
-    col = {name: i for i, name in enumerate(header) if name}
-    shown = "tab" if delimiter == "\t" else f"'{delimiter}'"
+def _rows(table: PromptTable) -> list[PromptRow]:
     rows: list[PromptRow] = []
-    for n, (line, fields) in enumerate(data, start=1):
+    for n, (line, raw_fields) in enumerate(table.records, start=1):
         row = PromptRow(number=n, line=line, id=f"{n:04d}")
-        if len(fields) > len(header) and header[-1] == "text":  # an unquoted delimiter in the last column, text
-            fields = [*fields[:len(header) - 1], delimiter.join(fields[len(header) - 1:])]
-
-        def get(name: str, fields: list[str] = fields) -> str:
-            i = col.get(name)
-            return fields[i].strip() if i is not None and i < len(fields) else ""
-
-        if "id" in col and get("id"):
+        fields = table.fields(raw_fields)
+        get = table.getter(fields)
+        if get("id"):
             row.id = get("id")
-        if len(fields) != len(header):
-            row.error = (f"line {line}: {len(fields)} columns where the header has {len(header)} "
-                         f"(quote a text that contains {shown})")
-        elif any(_has_bad_utf8(f) for f in fields):
-            row.id = row.id.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-            row.error = f"line {line}: invalid UTF-8"
+        row.error = table.shape_error(line, fields)
         rows.append(row)
         if row.error:
             continue
@@ -209,9 +257,19 @@ def _rows(header: list[str], data: list[tuple[int, list[str]]], delimiter: str =
     return rows
 
 
-def _finish(rows: list[PromptRow]) -> list[PromptRow]:
+class _Row(Protocol):
+    number: int
+    line: int
+    id: str
+    error: str | None
+
+
+def settle_ids(rows: Sequence[_Row]) -> list:
+    """Make every id a safe file name and unique; a row whose id had to change is marked with the reason."""
     seen: set[str] = set()
     for row in rows:
+        if has_bad_utf8(row.id):
+            row.id = row.id.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         if not ID_RE.match(row.id):
             bad = row.id
             row.id = f"row{row.number:04d}"
@@ -221,4 +279,4 @@ def _finish(rows: list[PromptRow]) -> list[PromptRow]:
             row.id = f"{dup}~row{row.number}"
             row.error = row.error or f"line {row.line}: duplicate id '{dup}'"
         seen.add(row.id)
-    return rows
+    return list(rows)

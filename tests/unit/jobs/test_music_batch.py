@@ -90,3 +90,46 @@ def test_ctrl_c_flushes_the_manifest(tmp_path, tiny_musicgen, cache, monkeypatch
     assert e.value.summary.interrupted and e.value.summary.ok == 1
     assert list(manifest(opts.out_dir)) == ["a"] and sorted(p.name for p in opts.out_dir.iterdir()) == [
         "a.wav", "manifest.csv"]
+
+
+def test_music_prompts_are_read_like_the_speech_prompts(tmp_path):
+    """The shared CSV reading: a semicolon export, one prompt per line (commas and all), binary files refused."""
+    from audiosubnet.errors import UsageError
+
+    p = tmp_path / "p.csv"
+    p.write_text("id;prompt;duration\na;lo-fi, soft piano;2\n")
+    rows = read_music_prompts(p)
+    assert [(r.id, r.prompt, r.duration_s, r.error) for r in rows] == [("a", "lo-fi, soft piano", 2.0, None)]
+    p.write_text("lo-fi beat, soft piano\nupbeat dance track\n")
+    assert [r.prompt for r in read_music_prompts(p)] == ["lo-fi beat, soft piano", "upbeat dance track"]
+    p.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(64))
+    with pytest.raises(UsageError, match="WAV/RIFF file, not a text file"):
+        read_music_prompts(p)
+    p.write_text("id,duration\na,3\n")
+    with pytest.raises(UsageError, match="without a 'prompt' column"):
+        read_music_prompts(p)
+
+
+def test_a_full_disk_stops_the_music_batch_and_keeps_finished_rows(tmp_path, tiny_musicgen, cache, monkeypatch):
+    import errno
+
+    from audiosubnet.jobs.batch import BatchStopped
+
+    src = tmp_path / "p.csv"
+    src.write_text("id,prompt,duration\na,one,0.5\nb,two,0.5\nc,three,0.5\n")
+    real, n = audio.write_atomic, [0]
+
+    def write_atomic(path, data):
+        if str(path).endswith(".wav"):
+            n[0] += 1
+            if n[0] > 1:
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, data)
+
+    monkeypatch.setattr(audio, "write_atomic", write_atomic)
+    opts = MusicBatchOptions(out_dir=tmp_path / "o", model=f"musicgen:{tiny_musicgen}", max_batch=1)
+    with pytest.raises(BatchStopped, match="No space left") as e:
+        run_music_batch(src, opts, cache)
+    assert (e.value.summary.ok, e.value.summary.failed) == (1, 0)  # stopped: the other rows were never tried
+    m = manifest(opts.out_dir)
+    assert len(m) == 1 and next(iter(m.values()))["status"] == "ok"
