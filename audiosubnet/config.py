@@ -120,6 +120,8 @@ class MineSettings(BaseModel):
     keep_alive_s: float = Field(10.0, gt=0, description="idle keep-alive connections are closed after this")
     body_budget_bytes: int = Field(16 * 2**20, ge=2**20, description="request bodies buffered at once per "
                                                                      "process; more wait, then 503")
+    seen_log: bool = Field(True, description="keep the short log of who sent which prompt (with the answer's "
+                           "fingerprint) that validators use to catch relays; off: this miner gives no evidence")
     isolate_engine: bool = Field(True, description="run the engine in a supervised child process (a native "
                                                    "crash answers 503 and the engine restarts)")
     engine_timeout_s: float = Field(120.0, gt=0, description="an engine call longer than this is stuck: the engine "

@@ -70,6 +70,19 @@ class SeenLog(Protocol):
     async def seen(self, request: protocol.SeenRequest, asker: str) -> list[protocol.SeenEntry]: ...
 
 
+class NoSeenLog:
+    """`mine.seen_log = false`: nothing recorded, nothing to show."""
+
+    async def record(self, caller: str, endpoint: str, text: str, audio: bytes) -> None:
+        return None
+
+    async def seen(self, request: protocol.SeenRequest, asker: str) -> list[protocol.SeenEntry]:
+        return []
+
+    def add(self, *entry: object) -> None:
+        return None
+
+
 class PromptLog:
     """The log itself (one per miner: in the engine process when there are HTTP workers)."""
 

@@ -21,6 +21,7 @@ from audiosubnet.miner.deadlines import uvicorn_config
 from audiosubnet.miner.metrics import MinerMetrics
 from audiosubnet.miner.nonces import SqliteNonceStore
 from audiosubnet.miner.policy import CallerPolicy, PolicyConfig, default_min_stake
+from audiosubnet.miner.seen_log import NoSeenLog, PromptLog
 from audiosubnet.miner.service import ServiceConfig, TtsService
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,8 @@ def build_miner(settings: Settings, *, wallet: Any = None, chain: Chain | None =
     ctx = MinerContext(hotkey=wallet.hotkey, netuid=s.netuid, service=service, policy=policy, nonce_store=nonces,
                        max_body_bytes=m.max_body_bytes, max_clone_body_bytes=m.max_clone_body_bytes,
                        auth_max_age_s=m.auth_max_age_s, drain_timeout_s=m.drain_timeout_s, metrics=metrics,
-                       body_timeout_s=m.body_timeout_s, body_budget_bytes=m.body_budget_bytes)
+                       body_timeout_s=m.body_timeout_s, body_budget_bytes=m.body_budget_bytes,
+                       seen_log=PromptLog() if m.seen_log else NoSeenLog())
     return Miner(settings, wallet, chain, uid, ctx, create_app(ctx))
 
 

@@ -40,6 +40,7 @@ from audiosubnet import protocol
 from audiosubnet.engines.isolated import frame, recv_exactly
 from audiosubnet.errors import AudioDecodeError, EngineError, InputError
 from audiosubnet.miner.policy import CallerPolicy, Decision, PolicyConfig
+from audiosubnet.miner.seen_log import NoSeenLog
 from audiosubnet.miner.service import NotOffered, Overloaded, Rendered, ServiceConfig, Unavailable, loaded_default
 
 log = logging.getLogger(__name__)
@@ -465,6 +466,7 @@ class WorkerSpec:
     limits: dict[str, float] = field(default_factory=dict)  # MinerContext fields: body caps, auth window, drain
     uvicorn: dict[str, Any] = field(default_factory=dict)
     log_level: int = logging.INFO
+    seen_log: bool = True  # keep a seen log (in the hub) of the answers
 
     @classmethod
     def of(cls, ctx: Any, hub_path: str | Path, uvicorn: dict[str, Any] | None = None) -> WorkerSpec:
@@ -474,7 +476,8 @@ class WorkerSpec:
                                                "body_budget_bytes")}
         return cls(hub_path=str(hub_path), hotkey=ctx.hotkey, netuid=ctx.netuid, policy=ctx.policy.config,
                    nonce_path=str(ctx.nonce_store.path), nonce_retention=ctx.nonce_store.retention, limits=limits,
-                   uvicorn=dict(uvicorn or {}), log_level=logging.getLogger("audiosubnet").getEffectiveLevel())
+                   uvicorn=dict(uvicorn or {}), log_level=logging.getLogger("audiosubnet").getEffectiveLevel(),
+                   seen_log=not isinstance(ctx.seen_log, NoSeenLog))
 
 
 def worker_context(spec: WorkerSpec, link: HubLink, peers: list) -> Any:
@@ -485,7 +488,8 @@ def worker_context(spec: WorkerSpec, link: HubLink, peers: list) -> Any:
     return MinerContext(hotkey=spec.hotkey, netuid=spec.netuid, service=RemoteService(link),  # type: ignore[arg-type]
                         policy=HubPolicy(link, spec.policy, peers),
                         nonce_store=SqliteNonceStore(spec.nonce_path, retention=spec.nonce_retention),
-                        metrics=RelayMetrics(link), seen_log=RemoteSeenLog(link), role=f"HTTP worker {os.getpid()}",
+                        metrics=RelayMetrics(link), seen_log=RemoteSeenLog(link) if spec.seen_log else NoSeenLog(),
+                        role=f"HTTP worker {os.getpid()}",
                         **spec.limits)  # type: ignore[arg-type]
 
 

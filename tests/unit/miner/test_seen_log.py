@@ -87,3 +87,10 @@ def test_the_log_forgets_old_entries_and_keeps_a_bounded_number():
     now[0] += 20
     log.add("late", "tts", np.array([99], np.uint32), None)
     assert len(log) == 1
+
+
+def test_a_miner_can_keep_no_seen_log(harness_factory, keys):
+    h = harness_factory(seen_log=False)
+    assert h.tts({"text": "Hugo packed nine golden lanterns."}, signer=keys.friend).status_code == 200
+    got = seen(h, {"window_s": 60})
+    assert got.status_code == 200 and protocol.SeenResponse.model_validate_json(got.content).entries == []
