@@ -122,8 +122,9 @@ def test_a_stale_metagraph_fails_closed_and_recovers(harness_factory, caplog):
         r = h.tts({"text": TEXT})
         h.tts({"text": TEXT})
     assert r.status_code == 503 and "retry-after" in r.headers
-    assert [m.getMessage() for m in caplog.records].count(caplog.records[0].getMessage()) == 1  # one line
-    assert "refusing every caller" in caplog.records[0].getMessage()
+    stale = [m.getMessage() for m in caplog.records if m.name == "audiosubnet.miner.policy"
+             and "refusing every caller" in m.getMessage()]
+    assert len(stale) == 1  # one line for the two refused requests (other loggers' records may be captured too)
     assert h.tts({"text": TEXT}, signer=h.keys.friend).status_code == 200  # the allow list still works
     policy.refresh()
     assert h.tts({"text": TEXT}).status_code == 200
