@@ -478,47 +478,23 @@ class TtsService:
             m.max_batch = max(1, min(self.config.max_batch, caps.max_batch)) if caps.batching else 1
 
     def _engine_call(self, model_id: str, requests: Sequence[SynthesisRequest]) -> list[Audio | Exception]:
-        """Worker thread: lease the engine, reject bad items one by one, synthesize the rest together."""
-        from audiosubnet.engines.isolated import EngineCrashed, RemoteEngine
+        """Worker thread: lease the engine, reject bad items one by one, synthesize the rest together, and retry
+        item by item when that call fails (`isolate_batch`, the one policy of the engine process and the jobs)."""
+        from audiosubnet.engines.isolated import EngineCrashed, RemoteEngine, isolate_batch
 
-        results: list[Audio | Exception | None] = [None] * len(requests)
         try:
             with self.cache.engine(model_id) as engine:
                 self._adopt(model_id, engine.capabilities)
-                if isinstance(engine, RemoteEngine):  # the engine's own process: a crash there costs this batch
-                    try:
-                        return [r if not isinstance(r, Exception) else _as_engine_error(r)
-                                for r in engine.synthesize_each(requests)]
-                    except EngineCrashed as e:
-                        log.error("engine %s: %s (%d requests answered 503)", model_id, e, len(requests))
-                        return [Unavailable(str(e))] * len(requests)
-                good: list[int] = []
-                for i, r in enumerate(requests):
-                    try:
-                        engine.check(r)
-                        good.append(i)
-                    except InputError as e:
-                        results[i] = e
-                if good:
-                    try:
-                        out = engine.synthesize([requests[i] for i in good])
-                        for i, a in zip(good, out, strict=True):
-                            results[i] = a
-                    except Exception as e:
-                        if len(good) == 1:
-                            results[good[0]] = _as_engine_error(e)
-                        else:  # isolate the item that broke the batch
-                            for i in good:
-                                try:
-                                    results[i] = engine.synthesize([requests[i]])[0]
-                                except Exception as e1:
-                                    results[i] = _as_engine_error(e1)
-        except EngineCrashed as e:  # the engine process is restarting
+                # in the engine's own process, a crash there costs this batch (EngineCrashed, below)
+                out = engine.synthesize_each(requests) if isinstance(engine, RemoteEngine) else \
+                    isolate_batch(engine, requests)
+                return [r if not isinstance(r, Exception) else _as_engine_error(r) for r in out]
+        except EngineCrashed as e:  # the engine process died with this batch, or is restarting
+            log.error("engine %s: %s (%d requests answered 503)", model_id, e, len(requests))
             return [Unavailable(str(e))] * len(requests)
         except Exception as e:  # loading failed (cache budget, files gone...)
             log.error("engine %s failed: %s", model_id, e)
             return [_as_engine_error(e)] * len(requests)
-        return [r if r is not None else EngineError("no result") for r in results]
 
 
 class _Slot:
