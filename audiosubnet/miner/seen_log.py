@@ -9,7 +9,9 @@ Every answered /v1/tts and /v1/clone request is recorded: caller hotkey, time, e
 (`textsketch`: hashed character 5-grams; the text itself is not kept) and the fingerprint of the first
 `FP_SECONDS` of the audio answered (`scoring.fingerprint`). Entries older than `window_s` or past
 `max_entries` are dropped (about 1 KB each: 8,192 entries are ~8 MB). The work runs in a thread after the
-answer is sent, so it never delays one.
+answer is sent, so it never delays one, and at most `FP_IN_FLIGHT` fingerprints are computed at once: under a
+load beyond that (hundreds of answers a second, far more than validators send) the extra answers are logged with
+their sketch only, so the evidence thins out instead of the miner slowing down.
 
 `POST /v1/seen` (validators only) answers with the entries of callers *other than the asker*: sketches by
 default, the fingerprints of chosen entries by id. A validator matches the sketches against the prompts it
@@ -34,7 +36,8 @@ from audiosubnet import protocol, textsketch
 
 log = logging.getLogger(__name__)
 
-FP_SECONDS = 12.0  # the start of an answer identifies it; fingerprinting all of a 30 s answer would cost 3x more
+FP_SECONDS = 8.0  # the start of an answer identifies it; fingerprinting all of a 30 s answer would cost 4x more
+FP_IN_FLIGHT = 2  # fingerprints computed at once per process; more answers than that are logged by sketch only
 
 
 @dataclass(frozen=True)
@@ -47,13 +50,15 @@ class Entry:
     fingerprint: str | None  # scoring.fingerprint.to_wire(...), None when the audio could not be read
 
 
-def make_entry_parts(text: str, audio: bytes) -> tuple[np.ndarray, str | None]:
-    """(sketch of the text, wire fingerprint of the audio's start): the CPU work of one record."""
+def make_entry_parts(text: str, audio: bytes | None) -> tuple[np.ndarray, str | None]:
+    """(sketch of the text, wire fingerprint of the audio's start, or None without audio): one record's CPU work."""
     from audiosubnet import audio as audiolib
     from audiosubnet.scoring import dsp
     from audiosubnet.scoring.fingerprint import fingerprint, to_wire
 
     sk = textsketch.sketch(text)
+    if audio is None:
+        return sk, None
     try:
         a = audiolib.decode(audio, max_seconds=None)
         head = audiolib.Audio(a.samples[: int(FP_SECONDS * a.sample_rate)], a.sample_rate)
@@ -106,7 +111,8 @@ class PromptLog:
 
     async def record(self, caller: str, endpoint: str, text: str, audio: bytes) -> None:
         """Sketch and fingerprint in a thread, then add; awaited by `seen` so an answer just sent is in."""
-        fut = asyncio.ensure_future(asyncio.to_thread(make_entry_parts, text, audio))
+        busy = len(self._pending) >= FP_IN_FLIGHT
+        fut = asyncio.ensure_future(asyncio.to_thread(make_entry_parts, text, None if busy else audio))
         self._pending.add(fut)
         try:
             sk, fp = await fut

@@ -432,9 +432,10 @@ class RemoteSeenLog:
         self._pending: set[asyncio.Future] = set()
 
     async def record(self, caller: str, endpoint: str, text: str, audio: bytes) -> None:
-        from audiosubnet.miner.seen_log import make_entry_parts
+        from audiosubnet.miner.seen_log import FP_IN_FLIGHT, make_entry_parts
 
-        fut = asyncio.ensure_future(asyncio.to_thread(make_entry_parts, text, audio))
+        busy = len(self._pending) >= FP_IN_FLIGHT  # see seen_log: under heavy load, sketch only
+        fut = asyncio.ensure_future(asyncio.to_thread(make_entry_parts, text, None if busy else audio))
         self._pending.add(fut)
         try:
             sketch, fp = await fut

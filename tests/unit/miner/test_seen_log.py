@@ -94,3 +94,22 @@ def test_a_miner_can_keep_no_seen_log(harness_factory, keys):
     assert h.tts({"text": "Hugo packed nine golden lanterns."}, signer=keys.friend).status_code == 200
     got = seen(h, {"window_s": 60})
     assert got.status_code == 200 and protocol.SeenResponse.model_validate_json(got.content).entries == []
+
+
+def test_under_heavy_load_answers_are_logged_by_sketch_only():
+    import asyncio
+
+    from audiosubnet import audio as audiolib
+    from audiosubnet.miner.seen_log import FP_IN_FLIGHT
+
+    wav = audiolib.encode(audiolib.Audio(np.random.default_rng(1).standard_normal(16000 * 4).astype(np.float32)
+                                         * 0.1, 16000), "wav")
+    log = PromptLog()
+
+    async def burst():
+        await asyncio.gather(*(log.record(f"5Caller{i}", "tts", f"Prompt number {i}.", wav) for i in range(12)))
+        return await log.seen(protocol.SeenRequest(ids=list(range(1, 13))), "5Asker")
+
+    entries = asyncio.run(burst())
+    with_fp = [e for e in entries if e.fingerprint]
+    assert len(entries) == 12 and FP_IN_FLIGHT <= len(with_fp) < 12  # every prompt logged; fingerprints bounded
