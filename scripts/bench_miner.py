@@ -10,8 +10,8 @@ exactly as validators sign: MinerClient) send POST /v1/tts for --seconds; then o
 times for a ~30 s utterance (text length calibrated from the measured characters per audio second).
 
 Reports, per level: requests/s, p50/p99 latency, audio seconds served per wall second (x real time), the
-miner's mean batch size (from /metrics), errors. Prints a markdown table and JSON (also $OUT/bench_miner.json
-when OUT is set, or --json PATH).
+miner's mean batch size (from /metrics), errors. Prints a markdown table and JSON (also results/bench_miner.json
+when ASN_BENCH_OUT is set, or --json PATH).
 
 `--random-mms full|tiny` builds a random-weight MMS (VITS) model with audiosubnet.bench.random_models.build_mms
 and serves `mms:<folder>` (needs torch + transformers). `--model` serves any other model id.
@@ -30,7 +30,7 @@ soundfile, soxr): download the missing wheels here into .whl/ (git-ignored; abou
       typing-inspection==0.4.5 soundfile==0.14.0 soxr==1.1.0 cffi==2.1.1 pycparser==3.12 httptools==0.9.0
     # on the H100 (carry [".whl"]), from the repository root:
     python3 -m pip install -q --no-index --no-deps .whl/*.whl && \
-      python3 scripts/bench_miner.py --random-mms full --device cuda --client-procs 4 --json $OUT/bench_miner_h100.json
+      python3 scripts/bench_miner.py --random-mms full --device cuda --client-procs 4 --json results/bench_h100.json
 
 The package need not be pip-installed there: this script puts the checkout on PYTHONPATH, and --serve registers
 the built-in engines itself when their entry points are missing.
@@ -361,7 +361,8 @@ def main() -> int:
     print(f"\nsingle long request: {lg.get('audio_s')} s of audio ({lg.get('chars')} characters) in "
           f"{lg.get('latency_ms_median')} ms median (min {lg.get('latency_ms_min')} ms) over {lg.get('ok')} runs")
     print(json.dumps(result, indent=1))
-    for path in [args.json, Path(os.environ["OUT"]) / "bench_miner.json" if os.environ.get("OUT") else None]:
+    out_dir = os.environ.get("ASN_BENCH_OUT")
+    for path in [args.json, Path(out_dir) / "bench_miner.json" if out_dir else None]:
         if path:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(result, indent=1))

@@ -1,7 +1,7 @@
 """Benchmark `asn serve` through the real `openai` SDK: time to first audio byte, RTF, concurrent throughput.
 
     python scripts/bench_serve.py --quick                       # CPU, default voice: TTFB of 5 sentences, RTF
-    python scripts/bench_serve.py --random-mms full --device cuda --clients 1,64 --client-procs 8 --json $OUT/b.json
+    python scripts/bench_serve.py --random-mms full --device cuda --clients 1,64 --client-procs 8 --json results/b.json
 
 A real `asn serve` process (this script re-run with --serve) listens on a loopback port. Then:
   1. first byte: `--repeats` streamed requests (`with_streaming_response`, pcm) of a 5-sentence text, one at a

@@ -7,7 +7,7 @@ Side by side in one process (the model loaded once, warm):
   job    - the real job (`run_tts_batch` with --force) into a temp folder: parse, resume check,
            engine, encode, atomic writes, manifest flushes
 RTF = seconds of compute / seconds of audio; overhead = job wall time / raw engine time - 1.
-Prints a markdown table and JSON (also to $OUT/bench_tts_batch.json when OUT is set).
+Prints a markdown table and JSON (also to results/bench_tts_batch.json when ASN_BENCH_OUT is set).
 """
 
 from __future__ import annotations
@@ -78,8 +78,8 @@ def main() -> int:
           f"| {model} | {len(rows)} | {audio_s:.1f} | {result['raw_rtf']:.4f} | {result['job_rtf']:.4f} | "
           f"{100 * result['overhead_vs_raw']:+.1f}% |")
     print(json.dumps(result, indent=1))
-    if os.environ.get("OUT"):
-        Path(os.environ["OUT"], "bench_tts_batch.json").write_text(json.dumps(result, indent=1))
+    if os.environ.get("ASN_BENCH_OUT"):
+        Path(os.environ["ASN_BENCH_OUT"], "bench_tts_batch.json").write_text(json.dumps(result, indent=1))
     return 0
 
 

@@ -9,7 +9,7 @@ Each fake miner is a tiny asyncio HTTP server answering /v1/tts after a random d
 distinct espeak-ng voice reading the prompt; `--hang N` of them never answer. `--scoring instant`
 replaces the model scorers by a constant (network and sanity/fingerprint checks only); `gpu` uses the
 GPU stack (`--random-weights` builds full-size random-weight scorers, for timing on a box without the
-weights). Prints a table and JSON ($OUT/bench_validator.json when OUT is set).
+weights). Prints a table and JSON (results/bench_validator.json when ASN_BENCH_OUT is set).
 """
 
 from __future__ import annotations
@@ -161,8 +161,8 @@ def main() -> int:
           f"{res['median_total_s']:.2f} | {res['median_query_s']:.2f} | {res['median_score_s']:.2f} | "
           f"{res['scoring_clips_per_s']} |")
     print(json.dumps(res, indent=1))
-    if os.environ.get("OUT"):
-        Path(os.environ["OUT"], "bench_validator.json").write_text(json.dumps(res, indent=1))
+    if os.environ.get("ASN_BENCH_OUT"):
+        Path(os.environ["ASN_BENCH_OUT"], "bench_validator.json").write_text(json.dumps(res, indent=1))
     return 0
 
 

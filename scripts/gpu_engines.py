@@ -17,7 +17,7 @@ per batch, warm-up, CUDA synchronize, median of --reps). Workloads match ../shar
 
 Runs from a checkout without installing the package (it puts the repo on sys.path); needs torch,
 transformers, numpy, huggingface_hub, pydantic + pydantic-settings and, for speecht5, sentencepiece.
-Prints the tables (with "% of anchor"); writes gpu_engines.{json,csv,png,md} to $OUT (or --out) when set.
+Prints the tables (with "% of anchor"); writes gpu_engines.{json,csv,png,md} to $ASN_BENCH_OUT (or --out) when set.
 Exit status 1 when an engine or a batch size failed.
 """
 
@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=3, help="timed repetitions per point (median)")
     ap.add_argument("--bark-size", choices=("small", "full"), default="small", help="suno/bark-small or suno/bark")
     ap.add_argument("--bark-tokens", type=int, default=256, help="cap on Bark's semantic tokens (~5 s of audio)")
-    ap.add_argument("--out", default=os.environ.get("OUT"), help="folder for gpu_engines.* (default $OUT)")
+    ap.add_argument("--out", default=os.environ.get("ASN_BENCH_OUT"),
+                    help="folder for gpu_engines.* (default $ASN_BENCH_OUT)")
     args = ap.parse_args(argv)
 
     from rich.console import Console
