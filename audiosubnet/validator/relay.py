@@ -111,8 +111,9 @@ async def find_relays(client, own_hotkey: str, peers: Sequence[Peer], prompts: d
         if resp is None:
             continue
         stats.answered += 1
-        stats.entries += len(resp.entries)
-        for e in resp.entries:
+        entries = resp.entries[: req.limit]  # a miner that sends more than asked gets no more of our time
+        stats.entries += len(entries)
+        for e in entries:
             if e.caller == own_hotkey:  # an honest miner never returns them; a lying one gains nothing
                 continue
             try:
