@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from audiosubnet.commands import _options as o
-from audiosubnet.commands._cli import AsnTyper, err, interactive, print_json, render_error
+from audiosubnet.commands._batch import finish_batch
+from audiosubnet.commands._cli import AsnTyper, err, interactive
 
 app = AsnTyper(help="Local text-to-music: one prompt to a file, or a CSV of prompts to a folder.")
 
@@ -97,20 +98,4 @@ def batch(
             summary = e.summary
         except BatchStopped as e:
             summary, stopped = e.summary, e
-    if json_out:
-        print_json(summary.to_dict())
-    else:
-        for r in summary.rows:
-            if r.status != "ok":
-                err.print(f"[red]✗[/] {r.id}: {r.error}", markup=True, highlight=False)
-        rtf = summary.engine_seconds / summary.audio_seconds if summary.audio_seconds else 0.0
-        err.print(
-            f"{summary.ok} written, {summary.skipped} already done, {summary.failed} failed "
-            f"of {summary.total} rows; {summary.audio_seconds:.1f} s of music in {summary.wall_seconds:.1f} s "
-            f"(RTF {rtf:.3f}) -> {summary.manifest}", highlight=False)
-    if summary.interrupted:
-        err.print("interrupted: finished rows are in the manifest; rerun to resume")
-        raise typer.Exit(130)
-    if stopped is not None:
-        raise typer.Exit(render_error(stopped))
-    raise typer.Exit(1 if summary.failed else 0)
+    finish_batch(summary, stopped, json_out=json_out, what="music")

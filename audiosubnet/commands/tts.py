@@ -11,7 +11,8 @@ from typing import Annotated
 import typer
 
 from audiosubnet.commands import _options as o
-from audiosubnet.commands._cli import AsnTyper, err, interactive, print_json, render_error
+from audiosubnet.commands._batch import finish_batch
+from audiosubnet.commands._cli import AsnTyper, err, interactive, print_json
 
 app = AsnTyper(help="Local text-to-speech: a CSV of prompts to audio files, or one sentence.")
 
@@ -99,36 +100,7 @@ def batch(
             summary, stopped = e.summary, e
         finally:
             cache.close()
-    if json_out:
-        print_json(summary.to_dict())
-    else:
-        _report_failures(summary.rows)
-        rtf = summary.engine_seconds / summary.audio_seconds if summary.audio_seconds else 0.0
-        err.print(
-            f"{summary.ok} written, {summary.skipped} already done, {summary.failed} failed "
-            f"of {summary.total} rows; {summary.audio_seconds:.1f} s of audio in {summary.wall_seconds:.1f} s "
-            f"(RTF {rtf:.3f}) -> {summary.manifest}", highlight=False)
-    if summary.interrupted:
-        err.print("interrupted: finished rows are in the manifest; rerun to resume")
-        raise typer.Exit(130)
-    if stopped is not None:
-        raise typer.Exit(render_error(stopped))
-    raise typer.Exit(1 if summary.failed else 0)
-
-
-def _report_failures(rows) -> None:
-    """One line per failed row; an error shared by several rows (a model that cannot load, an unknown
-    model) once, with how many rows it stopped."""
-    groups: dict[str, list[str]] = {}
-    for r in rows:
-        if r.status != "ok":
-            groups.setdefault(r.error, []).append(r.id)
-    for error, ids in groups.items():
-        if len(ids) == 1:
-            err.print(f"[red]✗[/] {ids[0]}: {error}", markup=True, highlight=False)
-        else:
-            shown = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
-            err.print(f"[red]✗[/] {len(ids)} rows ({shown}): {error}", markup=True, highlight=False)
+    finish_batch(summary, stopped, json_out=json_out, what="audio")
 
 
 @app.command("say")

@@ -9,9 +9,10 @@ Every answered /v1/tts and /v1/clone request is recorded: caller hotkey, time, e
 (`textsketch`: hashed character 5-grams; the text itself is not kept) and the fingerprint of the first
 `FP_SECONDS` of the audio answered (`scoring.fingerprint`). Entries older than `window_s` or past
 `max_entries` are dropped (about 1 KB each: 8,192 entries are ~8 MB). The work runs in a thread after the
-answer is sent, so it never delays one, and at most `FP_IN_FLIGHT` fingerprints are computed at once: under a
-load beyond that (hundreds of answers a second, far more than validators send) the extra answers are logged with
-their sketch only, so the evidence thins out instead of the miner slowing down.
+answer is sent, so it never delays one, on at most `FP_THREADS` threads (a burst of answers queues; a relay's
+request comes in the same burst as the validator's, so none may be dropped); only past a backlog of `FP_BACKLOG`
+(a flood of hundreds of answers a second, far more than validators send) are answers logged with their sketch
+only, so the evidence thins out instead of the miner slowing down.
 
 `POST /v1/seen` (validators only) answers with the entries of callers *other than the asker*: sketches by
 default, the fingerprints of chosen entries by id. A validator matches the sketches against the prompts it
@@ -37,7 +38,18 @@ from audiosubnet import protocol, textsketch
 log = logging.getLogger(__name__)
 
 FP_SECONDS = 8.0  # the start of an answer identifies it; fingerprinting all of a 30 s answer would cost 4x more
-FP_IN_FLIGHT = 2  # fingerprints computed at once per process; more answers than that are logged by sketch only
+FP_THREADS = 2  # fingerprints computed at once per process
+FP_BACKLOG = 32  # answers waiting for a fingerprint past which new ones are logged by sketch only
+_POOL: list = []
+
+
+def fingerprint_pool():
+    """The process's small pool for seen-log work (shared by every log in the process)."""
+    if not _POOL:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL.append(ThreadPoolExecutor(FP_THREADS, thread_name_prefix="asn-seen-log"))
+    return _POOL[0]
 
 
 @dataclass(frozen=True)
@@ -111,8 +123,9 @@ class PromptLog:
 
     async def record(self, caller: str, endpoint: str, text: str, audio: bytes) -> None:
         """Sketch and fingerprint in a thread, then add; awaited by `seen` so an answer just sent is in."""
-        busy = len(self._pending) >= FP_IN_FLIGHT
-        fut = asyncio.ensure_future(asyncio.to_thread(make_entry_parts, text, None if busy else audio))
+        busy = len(self._pending) >= FP_BACKLOG
+        fut = asyncio.get_running_loop().run_in_executor(fingerprint_pool(), make_entry_parts, text,
+                                                         None if busy else audio)
         self._pending.add(fut)
         try:
             sk, fp = await fut

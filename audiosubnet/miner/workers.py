@@ -432,10 +432,11 @@ class RemoteSeenLog:
         self._pending: set[asyncio.Future] = set()
 
     async def record(self, caller: str, endpoint: str, text: str, audio: bytes) -> None:
-        from audiosubnet.miner.seen_log import FP_IN_FLIGHT, make_entry_parts
+        from audiosubnet.miner.seen_log import FP_BACKLOG, fingerprint_pool, make_entry_parts
 
-        busy = len(self._pending) >= FP_IN_FLIGHT  # see seen_log: under heavy load, sketch only
-        fut = asyncio.ensure_future(asyncio.to_thread(make_entry_parts, text, None if busy else audio))
+        busy = len(self._pending) >= FP_BACKLOG  # see seen_log: past a flood's backlog, sketch only
+        fut = asyncio.get_running_loop().run_in_executor(fingerprint_pool(), make_entry_parts, text,
+                                                         None if busy else audio)
         self._pending.add(fut)
         try:
             sketch, fp = await fut

@@ -96,20 +96,21 @@ def test_a_miner_can_keep_no_seen_log(harness_factory, keys):
     assert got.status_code == 200 and protocol.SeenResponse.model_validate_json(got.content).entries == []
 
 
-def test_under_heavy_load_answers_are_logged_by_sketch_only():
+def test_a_burst_is_fingerprinted_whole_and_a_flood_by_sketch_past_the_backlog():
     import asyncio
 
     from audiosubnet import audio as audiolib
-    from audiosubnet.miner.seen_log import FP_IN_FLIGHT
+    from audiosubnet.miner.seen_log import FP_BACKLOG
 
     wav = audiolib.encode(audiolib.Audio(np.random.default_rng(1).standard_normal(16000 * 4).astype(np.float32)
                                          * 0.1, 16000), "wav")
-    log = PromptLog()
+    async def burst(n: int):
+        log = PromptLog()
+        await asyncio.gather(*(log.record(f"5Caller{i}", "tts", f"Prompt number {i}.", wav) for i in range(n)))
+        return await log.seen(protocol.SeenRequest(ids=list(range(1, min(n, 64) + 1))), "5Asker")
 
-    async def burst():
-        await asyncio.gather(*(log.record(f"5Caller{i}", "tts", f"Prompt number {i}.", wav) for i in range(12)))
-        return await log.seen(protocol.SeenRequest(ids=list(range(1, 13))), "5Asker")
-
-    entries = asyncio.run(burst())
-    with_fp = [e for e in entries if e.fingerprint]
-    assert len(entries) == 12 and FP_IN_FLIGHT <= len(with_fp) < 12  # every prompt logged; fingerprints bounded
+    # a validator's request and three relays' at once: every answer fingerprinted (none may be dropped)
+    assert all(e.fingerprint for e in asyncio.run(burst(4))) and len(asyncio.run(burst(4))) == 4
+    flood = asyncio.run(burst(FP_BACKLOG + 20))  # a flood past the backlog: logged, the extra by sketch only
+    with_fp = [e for e in flood if e.fingerprint]
+    assert len(flood) == FP_BACKLOG + 20 and FP_BACKLOG <= len(with_fp) < len(flood)
