@@ -327,7 +327,7 @@ def _json_object(body: bytes) -> dict:
     return data
 
 
-def _validate(model: type[TtsRequest], data: dict, max_text_chars: int) -> TtsRequest:
+def _validate(model: type[BaseModel], data: dict, max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) -> Any:
     try:
         return model.model_validate(data, context={"max_text_chars": max_text_chars})
     except ValidationError as e:
@@ -340,45 +340,35 @@ def _media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-def parse_tts(body: bytes, content_type: str | None, *, max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) -> TtsRequest:
+def _parse_json(model: type[BaseModel], body: bytes, content_type: str | None,
+                max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) -> Any:
+    """A JSON body (application/json or no type) validated as `model`: 400 for the body, 422 for a field."""
     mt = _media_type(content_type)
     if mt not in ("", "application/json"):
         raise BodyError(400, E_MALFORMED, f"content type '{mt}' is not application/json")
-    return _validate(TtsRequest, _json_object(body), max_text_chars)  # type: ignore[return-value]
+    return _validate(model, _json_object(body), max_text_chars)
+
+
+def parse_tts(body: bytes, content_type: str | None, *, max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) -> TtsRequest:
+    return _parse_json(TtsRequest, body, content_type, max_text_chars)
 
 
 def parse_music(body: bytes, content_type: str | None) -> MusicRequest:
-    mt = _media_type(content_type)
-    if mt not in ("", "application/json"):
-        raise BodyError(400, E_MALFORMED, f"content type '{mt}' is not application/json")
-    data = _json_object(body)
-    try:
-        return MusicRequest.model_validate(data)
-    except ValidationError as e:
-        raise BodyError(422, E_INVALID, _validation_message(e)) from None
-    except (ValueError, TypeError, RecursionError) as e:  # defensive: never a 500 for client input
-        raise BodyError(422, E_INVALID, str(e)[:200]) from None
+    return _parse_json(MusicRequest, body, content_type)
 
 
 def parse_clone(body: bytes, content_type: str | None, *,
                 max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) -> CloneRequest:
     mt = _media_type(content_type)
     if mt in ("", "application/json"):
-        return _validate(CloneRequest, _json_object(body), max_text_chars)  # type: ignore[return-value]
+        return _validate(CloneRequest, _json_object(body), max_text_chars)
     if mt == "multipart/form-data":
-        return _validate(CloneRequest, _multipart_fields(body, content_type or ""), max_text_chars)  # type: ignore
+        return _validate(CloneRequest, _multipart_fields(body, content_type or ""), max_text_chars)
     raise BodyError(400, E_MALFORMED, f"content type '{mt}' is neither application/json nor multipart/form-data")
 
 
 def parse_seen(body: bytes, content_type: str | None) -> SeenRequest:
-    mt = _media_type(content_type)
-    if mt not in ("", "application/json"):
-        raise BodyError(400, E_MALFORMED, f"content type '{mt}' is not application/json")
-    data = _json_object(body)
-    try:
-        return SeenRequest.model_validate(data)
-    except ValidationError as e:
-        raise BodyError(422, E_INVALID, _validation_message(e)) from None
+    return _parse_json(SeenRequest, body, content_type)
 
 
 _INT_FIELDS = {"sample_rate", "seed"}
