@@ -196,13 +196,29 @@ def summarize(rows: list, wall: float, clients: int, batches: tuple[float, float
             "chars_per_audio_s": round(sum(r[3] for r in ok) / audio, 2) if audio else 0.0, "errors": errors}
 
 
-async def _long(endpoint: str, hotkey: str, wallet_dir: str, text: str, repeats: int, timeout_s: float) -> list:
+def _long_texts(n: int, repeats: int, fresh: bool) -> list[str]:
+    """`repeats` texts of about `n` characters: the same one each time, or (`fresh`) a new one each time, of
+    a length varied by up to 15 % (a validator's prompts are all new: new token and frame counts)."""
+    import random
+
+    words, out = LONG_BASE.split(), []
+    for i in range(repeats):
+        rng = random.Random(i)
+        k = int(n * rng.uniform(0.85, 1.15)) if fresh else n
+        if fresh:
+            rng.shuffle(words)
+        base = " ".join(words) + " "
+        out.append((base * (k // len(base) + 1))[:k].rsplit(" ", 1)[0] + ".")
+    return out
+
+
+async def _long(endpoint: str, hotkey: str, wallet_dir: str, texts: list[str], timeout_s: float) -> list:
     from audiosubnet.chain.bittensor import load_wallet
     from audiosubnet.validator.client import MinerClient
 
     out = []
     async with MinerClient(load_wallet("val", "default", wallet_dir), timeout_s=timeout_s) as c:
-        for _ in range(repeats):
+        for text in texts:
             r = await c.tts(endpoint, hotkey, {"text": text})
             out.append((r.latency_s, r.meta.duration_s if r.ok else 0.0, r.meta.elapsed_ms if r.ok else 0.0,
                         "" if r.ok else f"{r.status}:{r.error}:{r.code}:{r.message}"))
@@ -248,6 +264,8 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=1, help="the miner's HTTP worker processes (asn mine --workers)")
     ap.add_argument("--long-seconds", type=float, default=30.0, help="target length of the single long request")
     ap.add_argument("--long-repeats", type=int, default=5)
+    ap.add_argument("--long-fresh", action="store_true",
+                    help="a new text (new words, length within 15 %%) for every long request, as a validator sends")
     ap.add_argument("--timeout", type=float, default=60.0, help="client deadline per request")
     ap.add_argument("--quick", action="store_true", help="smoke mode: levels 1,8; 2 s each; one long request")
     ap.add_argument("--json", type=Path, help="also write the JSON result here")
@@ -330,10 +348,12 @@ def main() -> int:
                   f"({level.get('miner_cpu_cores', '?')} cores)  errors {level['errors'] or 0}", file=sys.stderr)
         cps = next((lv["chars_per_audio_s"] for lv in result["levels"] if lv["chars_per_audio_s"]), 15.0)
         n = max(40, int(args.long_seconds * cps))
-        text = (LONG_BASE * (n // len(LONG_BASE) + 1))[:n].rsplit(" ", 1)[0] + "."
-        long_rows = asyncio.run(_long(endpoint, miner.hotkey, str(wallets), text, args.long_repeats, args.timeout))
+        texts = _long_texts(n, args.long_repeats, args.long_fresh)
+        long_rows = asyncio.run(_long(endpoint, miner.hotkey, str(wallets), texts, args.timeout))
         ok = [r for r in long_rows if not r[3]]
-        result["long"] = {"chars": len(text), "repeats": len(long_rows), "ok": len(ok),
+        lat = sorted(1000 * r[0] for r in ok)
+        result["long"] = {"chars": len(texts[0]), "fresh": args.long_fresh, "repeats": len(long_rows), "ok": len(ok),
+                          "latency_ms_p99": round(lat[min(len(lat) - 1, int(0.99 * len(lat)))], 1) if ok else None,
                           "audio_s": round(statistics.median([r[1] for r in ok]), 2) if ok else 0,
                           "latency_ms_median": round(1000 * statistics.median([r[0] for r in ok]), 1) if ok else None,
                           "latency_ms_min": round(1000 * min(r[0] for r in ok), 1) if ok else None,
@@ -359,7 +379,9 @@ def main() -> int:
               f"{lv['mean_batch']} | {lv.get('miner_cpu_ms_per_req', '?')} | {sum(lv['errors'].values())} |")
     lg = result.get("long", {})
     print(f"\nsingle long request: {lg.get('audio_s')} s of audio ({lg.get('chars')} characters) in "
-          f"{lg.get('latency_ms_median')} ms median (min {lg.get('latency_ms_min')} ms) over {lg.get('ok')} runs")
+          f"{lg.get('latency_ms_median')} ms median (min {lg.get('latency_ms_min')}, "
+          f"p99 {lg.get('latency_ms_p99')} ms) "
+          f"over {lg.get('ok')} runs{' of fresh texts' if lg.get('fresh') else ''}")
     print(json.dumps(result, indent=1))
     out_dir = os.environ.get("ASN_BENCH_OUT")
     for path in [args.json, Path(out_dir) / "bench_miner.json" if out_dir else None]:

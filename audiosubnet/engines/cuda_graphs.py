@@ -14,8 +14,10 @@ no data-dependent shapes. Called with input tensors:
   are copied into the graph's own input tensors, the graph replays, its output tensors are returned;
 - the returned tensors belong to the graph: they are overwritten by its next replay, so a caller copies
   what it keeps before calling the same cache again (engines hold their lock across a call);
-- at most `size` graphs are kept (least recently used dropped first) and only shapes whose element count
-  is at most `max_numel` (large shapes are bound by the kernels, not by their launch, and their memory is
+- `capture(*inputs)` records a shape now (an engine's warm-up: the shapes a fresh request meets) and keeps it
+  for good: such graphs are never evicted;
+- at most `size` graphs are kept (least recently used dropped first, kept ones never) and only shapes whose
+  element count is at most `max_numel` (large shapes are bound by the kernels, not by their launch, and their memory is
   better left to the eager allocator);
 - a capture that fails (an operation that synchronises, a kernel that cannot be captured) logs one warning
   and turns the cache off: `fn` runs eagerly from then on, so an engine is never worse than without graphs.
@@ -85,6 +87,7 @@ class GraphCache:
         self.enabled = graphs_enabled() if enabled is None else enabled
         self._capture, self._pool = capture, None
         self._graphs: OrderedDict[tuple, _Graph] = OrderedDict()
+        self._kept: set[tuple] = set()  # captured by `capture`: never evicted
         self._seen: Counter = Counter()
         self.stats = GraphStats()
 
@@ -110,6 +113,18 @@ class GraphCache:
         self.stats.replays += 1
         return graph.outputs
 
+    def capture(self, *inputs) -> bool:
+        """Record the graph of these input shapes now (if not held yet) and keep it for good. False when graphs
+        are off, the shape is over `max_numel`, or the capture failed (graphs then off, as for any failure)."""
+        if not self.enabled:
+            return False
+        key = self.key(inputs)
+        if key not in self._graphs and (self.max_numel is not None and max(x.numel() for x in inputs) > self.max_numel
+                                        or self._new_graph(key, inputs) is None):
+            return False
+        self._kept.add(key)
+        return True
+
     def _graph_for(self, inputs: tuple) -> _Graph | None:
         key = self.key(inputs)
         graph = self._graphs.get(key)
@@ -123,6 +138,9 @@ class GraphCache:
         self._seen[key] += 1
         if self._seen[key] <= self.after:
             return None
+        return self._new_graph(key, inputs)
+
+    def _new_graph(self, key: tuple, inputs: tuple) -> _Graph | None:
         t0 = time.perf_counter()
         try:
             graph = self._record(inputs)
@@ -137,8 +155,9 @@ class GraphCache:
         self.stats.captured += 1
         self.stats.capture_s += seconds
         log.debug("captured a CUDA graph for %s %s in %.0f ms", self.name, [s for s, _, _ in key], 1000 * seconds)
-        while len(self._graphs) > self.size:
-            self._graphs.popitem(last=False)
+        while len(self._graphs) > max(self.size, len(self._kept) + 1):
+            oldest = next(k for k in self._graphs if k not in self._kept)
+            del self._graphs[oldest]
             self.stats.evicted += 1
         return graph
 

@@ -19,8 +19,10 @@ The base class and the helpers shared with speecht5 and bark are in `hf.py`.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
+import time
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -41,6 +43,8 @@ from audiosubnet.engines.hf import (
     strip_weight_norm,
 )
 from audiosubnet.errors import DependencyError, EngineError, InputError
+
+log = logging.getLogger(__name__)
 
 # On CUDA, token and frame counts are padded up to these multiples (masked, so the audio is unchanged):
 # a bounded set of shapes, each paying cuDNN's plan building once (hf.batch_bucket).
@@ -67,6 +71,8 @@ class MmsEngine(HFSpeechEngine):
     #: 8 s, about 4 GiB of graph memory at fp16): beyond it the kernels, not their launches, take the time, and
     #: a graph's memory pool would double the peak memory of the largest batches.
     graph_max_frames: ClassVar[int] = 64 * 512
+    #: on CUDA, warm-up captures every single-request frame bucket up to this much speech
+    warm_graph_seconds: ClassVar[float] = 40.0
 
     def __init__(self, model: str | None = None):
         super().__init__(model)
@@ -155,8 +161,9 @@ class MmsEngine(HFSpeechEngine):
 
     def _graph_caches(self) -> dict[str, GraphCache]:
         name, flow = self.model_id, self._model.config.flow_size
-        return {"durations": GraphCache(self._durations, name=f"{name} durations"),
-                "waveform": GraphCache(self._waveform, name=f"{name} waveform",
+        tokens, frames = self.single_buckets()  # kept besides the LRU graphs of batched shapes
+        return {"durations": GraphCache(self._durations, name=f"{name} durations", size=32 + len(tokens)),
+                "waveform": GraphCache(self._waveform, name=f"{name} waveform", size=32 + len(frames),
                                        max_numel=self.graph_max_frames * flow)}
 
     # ---- text -------------------------------------------------------------------------------
@@ -223,35 +230,48 @@ class MmsEngine(HFSpeechEngine):
         batch = len(ids)
         in_lens = [len(x) for x in ids]
         t_in = round_up(max(in_lens), TOKEN_BUCKET) if bucketed else max(in_lens)
-        pad_id = self._tokenizer.pad_token_id or 0
-        id_t, mask_t = padded_ids(ids, pad_id, dev, length=t_in)
         gens = [torch.Generator(device=dev).manual_seed(request_seed(r)) for r in requests]
-        rates = torch.tensor([m.speaking_rate * r.speed for r in requests], dtype=torch.float32)
-        scale = (1.0 / rates).to(dev).view(batch, 1, 1)
-        noise = torch.zeros(batch, 2, t_in, device=dev)
-        if cfg.use_stochastic_duration_prediction:
-            for i, g in enumerate(gens):
-                noise[i, :, : in_lens[i]] = torch.randn(2, in_lens[i], generator=g, device=dev)
-            noise *= m.noise_scale_duration
-        sid = []
-        if cfg.num_speakers > 1:
-            sid = [torch.tensor([int(r.voice) if r.voice and r.voice.isdigit() else 0 for r in requests], device=dev)]
-
+        stage_in = self._duration_inputs(ids, requests, t_in, gens)
         stage = self._graphs or {}
-        dur, means, log_var, frames_t = stage.get("durations", self._durations)(id_t, mask_t, noise, scale, *sid)
+        sid = list(stage_in[4:])
+        dur, means, log_var, frames_t = stage.get("durations", self._durations)(*stage_in)
         frames = frames_t.tolist()  # the one host sync of the pass
         t_out = round_up(max(frames), FRAME_BUCKET) if bucketed else max(frames)
         eps = torch.zeros(batch, cfg.flow_size, t_out, device=dev)
         for i, g in enumerate(gens):
             eps[i, :, : frames[i]] = torch.randn(cfg.flow_size, frames[i], generator=g, device=dev)
         eps *= m.noise_scale
+        z = self._expand(dur, means, log_var, frames_t, eps)
         if "waveform" in stage:
-            (wave,) = stage["waveform"](dur, means, log_var, frames_t, eps, *sid)
+            (wave,) = stage["waveform"](z, frames_t, *sid)
         else:  # eager: host lengths let HiFi-GAN skip the masks when nothing is padded (the CPU path)
-            (wave,) = self._waveform(dur, means, log_var, frames_t, eps, *sid, frames=frames)
+            (wave,) = self._waveform(z, frames_t, *sid, frames=frames)
         lens = hifigan_lengths(m.decoder, frames)
         host = wave[:n_real].float().cpu().numpy()
         return [np.ascontiguousarray(host[i, : lens[i]]) for i in range(n_real)]
+
+    def _duration_inputs(self, ids: list[list[int]], requests: list[SynthesisRequest], t_in: int,
+                         gens: list | None) -> tuple:
+        """Stage 1's tensors: ids and mask padded to `t_in`, the duration noise (each item's own generator;
+        `gens` None: zeros, for a warm-up capture), the speed scale, and speaker ids for multi-speaker models."""
+        import torch
+
+        m, cfg, dev = self._model, self._model.config, torch.device(self.device)
+        batch = len(ids)
+        in_lens = [len(x) for x in ids]
+        pad_id = self._tokenizer.pad_token_id or 0
+        id_t, mask_t = padded_ids(ids, pad_id, dev, length=t_in)
+        rates = torch.tensor([m.speaking_rate * r.speed for r in requests], dtype=torch.float32)
+        scale = (1.0 / rates).to(dev).view(batch, 1, 1)
+        noise = torch.zeros(batch, 2, t_in, device=dev)
+        if cfg.use_stochastic_duration_prediction and gens is not None:
+            for i, g in enumerate(gens):
+                noise[i, :, : in_lens[i]] = torch.randn(2, in_lens[i], generator=g, device=dev)
+            noise *= m.noise_scale_duration
+        sid = []
+        if cfg.num_speakers > 1:
+            sid = [torch.tensor([int(r.voice) if r.voice and r.voice.isdigit() else 0 for r in requests], device=dev)]
+        return (id_t, mask_t, noise, scale, *sid)
 
     def _durations(self, id_t, mask_t, noise, scale, sid=None):
         """Stage 1: text encoder and duration predictor -> (frames per token, prior means and log variances,
@@ -278,15 +298,15 @@ class MmsEngine(HFSpeechEngine):
         frames_t = torch.clamp_min(dur.sum(-1), 1).long()
         return dur, enc.prior_means, enc.prior_log_variances, frames_t
 
-    def _waveform(self, dur, means_p, log_var_p, frames_t, eps, sid=None, frames=None):
-        """Stage 2: expand the prior to frames, add the (pre-scaled) noise, flow in reverse, HiFi-GAN."""
+    def _expand(self, dur, means_p, log_var_p, frames_t, eps):
+        """Between the stages, eager on every device (a few kernels): the prior expanded to frames plus the
+        (pre-scaled) noise, zero past each item's end -> z (batch, flow, frames). Kept out of the graphed
+        waveform stage so that stage's shapes depend on the frame count alone (one graph per frame bucket)."""
         import torch
 
-        m = self._model
         dt = means_p.dtype
         batch, t_in = dur.shape
         t_out = eps.shape[-1]
-        speaker = m.embed_speaker(sid).unsqueeze(-1) if sid is not None else None
         # frame j belongs to the first token whose cumulative duration exceeds j
         cum = dur.cumsum(-1)
         pos = torch.arange(t_out, device=dur.device, dtype=cum.dtype).expand(batch, t_out).contiguous()
@@ -294,12 +314,56 @@ class MmsEngine(HFSpeechEngine):
         gather = token.unsqueeze(-1).expand(-1, -1, means_p.shape[-1])
         means = torch.gather(means_p, 1, gather).transpose(1, 2)
         log_var = torch.gather(log_var_p, 1, gather).transpose(1, 2)
-        out_mask = frame_mask(frames_t, t_out, dt)
-        z = (means + eps.to(dt) * torch.exp(log_var)) * out_mask
+        return (means + eps.to(dt) * torch.exp(log_var)) * frame_mask(frames_t, t_out, dt)
+
+    def _waveform(self, z, frames_t, sid=None, frames=None):
+        """Stage 2: the flow in reverse, then HiFi-GAN, on z (batch, flow, frames)."""
+        m = self._model
+        speaker = m.embed_speaker(sid).unsqueeze(-1) if sid is not None else None
+        out_mask = frame_mask(frames_t, z.shape[-1], z.dtype)
         latents = m.flow(z, out_mask, speaker, reverse=True)
         wave, _ = hifigan_forward(m.decoder, latents * out_mask, frames if frames is not None else frames_t,
                                   cond=speaker)
         return (wave,)
+
+    # ---- warm-up ----------------------------------------------------------------------------
+    def warmup(self) -> None:
+        """A short synthesis; on CUDA also every single-request shape bucket captured as a graph, so a fresh
+        text (a validator's prompts are all new) replays a graph instead of building cuDNN plans and running
+        eagerly (about 180 ms instead of 45 ms for 30 s of speech on an H100)."""
+        super().warmup()
+        if self._graphs:
+            self.capture_single_buckets()
+
+    def single_buckets(self) -> tuple[list[int], list[int]]:
+        """Token and frame buckets of one request: up to the longest text taken, up to `warm_graph_seconds`."""
+        hop = math.prod(self._model.config.upsample_rates)
+        max_tokens = self.capabilities.max_text_chars * (2 if self._tokenizer.add_blank else 1) + 1
+        max_frames = int(self.warm_graph_seconds * self._model.config.sampling_rate / hop)
+        return (list(range(TOKEN_BUCKET, round_up(max_tokens, TOKEN_BUCKET) + 1, TOKEN_BUCKET)),
+                list(range(FRAME_BUCKET, round_up(max_frames, FRAME_BUCKET) + 1, FRAME_BUCKET)))
+
+    def capture_single_buckets(self) -> dict:
+        """Capture (and keep: never evicted) a graph of each stage for every single-request shape bucket."""
+        import torch
+
+        with self._lock, torch.inference_mode():
+            graphs, cfg, dev = self._graphs or {}, self._model.config, torch.device(self.device)
+            dt = self._model.text_encoder.embed_tokens.weight.dtype
+            t0, done = time.perf_counter(), {"durations": 0, "waveform": 0}
+            tokens, frames = self.single_buckets()
+            req = [SynthesisRequest("warm", voice=self.capabilities.default_voice)]
+            for t_in in tokens if "durations" in graphs else ():
+                if graphs["durations"].capture(*self._duration_inputs([[0] * t_in], req, t_in, None)):
+                    done["durations"] += 1
+            sid = [torch.zeros(1, dtype=torch.long, device=dev)] if cfg.num_speakers > 1 else []
+            for t_out in frames if "waveform" in graphs else ():
+                z = torch.zeros(1, cfg.flow_size, t_out, dtype=dt, device=dev)
+                if graphs["waveform"].capture(z, torch.full((1,), t_out, dtype=torch.long, device=dev), *sid):
+                    done["waveform"] += 1
+            log.info("%s: captured %d + %d single-request CUDA graphs in %.1f s", self.model_id,
+                     done["durations"], done["waveform"], time.perf_counter() - t0)
+            return done
 
 
 def vits_ids_fast(tok, text: str) -> list[int] | None:

@@ -50,6 +50,27 @@ def test_each_shape_and_dtype_has_its_own_graph_and_the_least_recent_is_dropped(
     assert [k[0][1] for k in cache._graphs] == [torch.float32, torch.float64]
 
 
+def test_shapes_captured_ahead_are_replayed_at_first_sight_and_never_evicted(fake_capture):
+    """An engine's warm-up captures the shapes a fresh request meets: the first real call with one of them
+    replays (no eager run), and a churn of other shapes does not push them out."""
+    fake = fake_capture()
+    cache = GraphCache(stage, after=1, size=2, max_numel=64, capture=fake, enabled=True)
+    kept = [(1, k) for k in (4, 8, 12)]
+    assert all(cache.capture(torch.zeros(s), torch.zeros(s)) for s in kept)
+    assert cache.capture(torch.zeros(1, 4), torch.zeros(1, 4))  # held already: not captured twice
+    assert not cache.capture(torch.zeros(9, 9), torch.zeros(9, 9))  # over max_numel
+    assert fake.captures == 3
+    for n in range(2, 8):  # other shapes come and go (each seen twice: captured, LRU-evicted among themselves)
+        for _ in range(2):
+            cache(torch.ones(n, 3), torch.ones(n, 3))
+    assert all([[s, s]] == [sh for sh in cache.shapes() if sh == [s, s]] for s in kept)
+    eager = cache.stats.eager
+    out, _ = cache(torch.full((1, 8), 3.0), torch.ones(1, 8))
+    assert cache.stats.eager == eager and torch.equal(out, torch.full((1, 8), 7.0))
+    assert len(cache) == 4 and cache.stats.evicted == 5
+    assert not GraphCache(stage, capture=fake, enabled=False).capture(torch.zeros(1, 4), torch.zeros(1, 4))
+
+
 def test_large_shapes_stay_eager(fake_capture):
     fake = fake_capture()
     cache = GraphCache(stage, after=0, max_numel=8, capture=fake, enabled=True)

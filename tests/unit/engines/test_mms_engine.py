@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 
 import numpy as np
@@ -186,6 +187,43 @@ def test_the_stages_run_as_graphs_equal_eager(engine, fake_capture):
     for a, b, c in zip(eager, graphed, again[::-1], strict=True):
         assert len(a.samples) == len(b.samples) == len(c.samples)
         assert np.allclose(a.samples, b.samples, atol=2e-4) and np.allclose(a.samples, c.samples, atol=2e-4)
+
+
+def test_warm_up_captures_every_single_request_bucket_so_fresh_texts_never_run_eagerly(engine, fake_capture):
+    """On CUDA a validator's prompts are all new: warm-up captures each stage for every token bucket (up to the
+    longest text taken) and every frame bucket (up to `warm_graph_seconds`), so a single request of any fresh
+    text replays graphs only, with the eager pass's audio."""
+    from audiosubnet.engines.cuda_graphs import GraphCache
+    from audiosubnet.engines.mms import FRAME_BUCKET, TOKEN_BUCKET
+
+    texts = ["Mina counted seven green kettles.", "A much longer sentence, with twelve words and punctuation!",
+             "Hi there", "The quick brown fox jumps over the lazy dog near the riverbank at dawn."]
+    engine.forward_batch, engine.bucket_shapes = 8, True
+    eager = [synth(engine, [t])[0] for t in texts]
+    fake = fake_capture()
+    tokens, frames = engine.single_buckets()
+    hop = math.prod(engine._model.config.upsample_rates)
+    assert tokens[0] == TOKEN_BUCKET and tokens[-1] >= 2 * engine.capabilities.max_text_chars + 1
+    assert frames[-1] * hop >= engine.warm_graph_seconds * engine._model.config.sampling_rate
+    # every bucket up to what these texts need (all of them take minutes on a CPU), and one more of each
+    need_t = max(2 * len(t) + 1 for t in texts)
+    need_f = max(len(a.samples) for a in eager) // hop + 1
+    tokens = [t for t in tokens if t < need_t + TOKEN_BUCKET + 1]
+    frames = [f for f in frames if f < need_f + 2 * FRAME_BUCKET]
+    engine.single_buckets = lambda: (tokens, frames)
+    engine._graphs = {name: GraphCache(fn, after=1, capture=fake, enabled=True, size=2)
+                      for name, fn in (("durations", engine._durations), ("waveform", engine._waveform))}
+    try:
+        done = engine.capture_single_buckets()
+        assert done == {"durations": len(tokens), "waveform": len(frames)} and fake.captures == len(tokens) + len(frames)
+        graphed = [synth(engine, [t])[0] for t in texts]
+        stats = {name: g.stats for name, g in engine._graphs.items()}
+    finally:
+        engine._graphs = None
+        del engine.single_buckets
+    assert all(s.eager == 0 and s.replays == len(texts) for s in stats.values()), stats
+    for a, b in zip(eager, graphed, strict=True):
+        assert len(a.samples) == len(b.samples) and np.allclose(a.samples, b.samples, atol=2e-4)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
