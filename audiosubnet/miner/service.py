@@ -96,6 +96,38 @@ class Rendered:
     audio: Audio | None = None  # fmt "raw": the samples (data is empty)
 
 
+@dataclass(frozen=True)
+class ModelView:
+    """A served model as a front end resolves it (picklable: HTTP worker processes hold a copy)."""
+
+    model_id: str
+    caps: Capabilities
+    max_batch: int
+    aliases: frozenset[str]
+
+
+def pick_model(models: Sequence[ModelView | _Model], default: str, requested: str | None, *,
+               clone: bool = False) -> ModelView | _Model:
+    """The served model a request names (None: the default; for clone, the first cloning model)."""
+    if requested is None:
+        if clone:
+            for m in models:
+                if m.caps.clone:
+                    return m
+            raise NotOffered("no voice-cloning model is served here")
+        return next(m for m in models if m.model_id == default)
+    for m in models:
+        if requested in m.aliases:
+            if clone and not m.caps.clone:
+                raise NotOffered(f"{m.model_id} cannot clone voices")
+            if not clone and not m.caps.tts:
+                raise InputError(f"{m.model_id} makes music; use /v1/music" if m.caps.music else
+                                 f"{m.model_id} needs a reference voice (it only clones voices)")
+            return m
+    served = ", ".join(m.model_id for m in models)
+    raise InputError(f"model '{requested[:80]}' is not served here (served: {served})")
+
+
 @dataclass
 class _Job:
     request: SynthesisRequest
@@ -144,6 +176,7 @@ class TtsService:
         self._tasks: set[asyncio.Task] = set()
         self._ever_started = False
         self._reaper: asyncio.Task | None = None
+        self.revision = 0  # bumped when a model's capabilities change (lazy models, once loaded)
 
     # ---- lifecycle ---------------------------------------------------------------------------------
     def load(self) -> None:
@@ -272,23 +305,11 @@ class TtsService:
 
     def resolve_model(self, requested: str | None, *, clone: bool = False) -> _Model:
         """The served model a request names (None: the default; for clone, the first cloning model)."""
-        if requested is None:
-            if clone:
-                for m in self._models.values():
-                    if m.caps.clone:
-                        return m
-                raise NotOffered("no voice-cloning model is served here")
-            return self._models[self.default_model]
-        for m in self._models.values():
-            if requested in m.aliases:
-                if clone and not m.caps.clone:
-                    raise NotOffered(f"{m.model_id} cannot clone voices")
-                if not clone and not m.caps.tts:
-                    raise InputError(f"{m.model_id} makes music; use /v1/music" if m.caps.music else
-                                     f"{m.model_id} needs a reference voice (it only clones voices)")
-                return m
-        served = ", ".join(self._models)
-        raise InputError(f"model '{requested[:80]}' is not served here (served: {served})")
+        return pick_model(list(self._models.values()), self.default_model, requested, clone=clone)  # type: ignore[return-value]
+
+    def model_views(self) -> list[ModelView]:
+        """The served models as `resolve_model` sees them (for HTTP worker processes; `revision` counts changes)."""
+        return [ModelView(m.model_id, m.caps, m.max_batch, m.aliases) for m in self._models.values()]
 
     # ---- requests ----------------------------------------------------------------------------------
     async def synthesize(self, text: str, *, model: str | None = None, voice: str | None = None,
@@ -476,6 +497,7 @@ class TtsService:
         if m is not None and m.caps != caps:
             m.caps = caps
             m.max_batch = max(1, min(self.config.max_batch, caps.max_batch)) if caps.batching else 1
+            self.revision += 1
 
     def _engine_call(self, model_id: str, requests: Sequence[SynthesisRequest]) -> list[Audio | Exception]:
         """Worker thread: lease the engine, reject bad items one by one, synthesize the rest together, and retry
