@@ -133,6 +133,7 @@ def create_app(ctx: ServeContext) -> FastAPI:
     limiter = ctx.limiter or RateLimiter(ctx.rate_limit_per_min)
     metrics = ctx.metrics
     svc = ctx.service
+    pace = speech.FirstChunkPace()  # how long a streamed first piece may be, per model (learnt in this process)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -193,9 +194,10 @@ def create_app(ctx: ServeContext) -> FastAPI:
         t0 = time.perf_counter()
         body = await _read_body(request, ctx.max_body_bytes)
         req = parse_speech(body, request.headers.get("content-type"), ctx.max_input_chars)
-        p = speech.plan(req, svc, voice_map=ctx.voice_map, voices=ctx.voices, clone_model=ctx.clone_model)
+        p = speech.plan(req, svc, voice_map=ctx.voice_map, voices=ctx.voices, clone_model=ctx.clone_model,
+                        pace=pace)
         out = speech.Outcome()
-        head, rest, rate = await speech.produce(svc, p, time.monotonic() + ctx.request_timeout_s, out)
+        head, rest, rate = await speech.produce(svc, p, time.monotonic() + ctx.request_timeout_s, out, pace)
         first_s = time.perf_counter() - t0
         metrics.first_audio(first_s)
         headers = {"x-request-id": rid, "x-asn-model": out.model_id, "x-asn-sample-rate": str(rate),
