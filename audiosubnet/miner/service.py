@@ -12,6 +12,8 @@ the batch limit) and, if the batch is still short, waits until `max_wait_ms` aft
 for more. Engines that do not batch get batches of one. The engine is leased from the process ModelCache
 in a worker thread; encoding (and resampling) runs in the default thread pool, outside the engine slot: the
 slot is free as soon as the engine call returns, so the next batch runs while this one is encoded.
+A job with a lower `priority` is taken first, in arrival order among equals (asn serve: the first sentence of a
+stream goes ahead of the later sentences of streams already under way).
 
 `fmt="raw"` skips encoding: `Rendered.audio` holds the samples (a front end with its own encoders, or one
 that streams sentence by sentence). With `lazy=True` (asn serve) nothing loads at start: each model loads into
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
 import time
@@ -135,6 +138,11 @@ class _Job:
     sample_rate: int | None
     future: asyncio.Future
     enqueued: float = field(default_factory=time.monotonic)
+    priority: int = 0
+    seq: int = field(default_factory=itertools.count().__next__)
+
+    def __lt__(self, other: _Job) -> bool:  # the order of the model's PriorityQueue
+        return (self.priority, self.seq) < (other.priority, other.seq)
 
 
 @dataclass
@@ -225,7 +233,7 @@ class TtsService:
         self._slots = asyncio.Semaphore(self.config.concurrency)
         self._executor = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="asn-engine")
         for m in self._models.values():
-            m.queue = asyncio.Queue()
+            m.queue = asyncio.PriorityQueue()
             m.task = asyncio.create_task(self._batcher(m), name=f"batcher {m.model_id}")
         if self.config.lazy and self.config.keep_alive_s is not None:
             self._reaper = asyncio.create_task(self._reap(self.config.keep_alive_s), name="keep-alive")
@@ -314,16 +322,16 @@ class TtsService:
     # ---- requests ----------------------------------------------------------------------------------
     async def synthesize(self, text: str, *, model: str | None = None, voice: str | None = None,
                          seed: int | None = None, fmt: str = "wav", sample_rate: int | None = None,
-                         speed: float = 1.0) -> Rendered:
+                         speed: float = 1.0, priority: int = 0) -> Rendered:
         m = self.resolve_model(model)
         if voice is None and m.model_id == self._default and self.config.voice:
             voice = self.config.voice
         return await self._submit(m, SynthesisRequest(text=text, voice=voice, seed=seed, speed=speed), fmt,
-                                  sample_rate)
+                                  sample_rate, priority)
 
     async def clone(self, text: str, reference: bytes | Audio, *, reference_text: str | None = None,
                     model: str | None = None, seed: int | None = None, fmt: str = "wav",
-                    sample_rate: int | None = None, speed: float = 1.0) -> Rendered:
+                    sample_rate: int | None = None, speed: float = 1.0, priority: int = 0) -> Rendered:
         m = self.resolve_model(model, clone=True)
         if isinstance(reference, Audio):
             ref = reference
@@ -332,7 +340,7 @@ class TtsService:
         if ref.duration < 0.5:
             raise AudioDecodeError(f"reference audio is {ref.duration:.2f} s; at least 0.5 s is needed")
         req = SynthesisRequest(text=text, seed=seed, reference=ref, reference_text=reference_text, speed=speed)
-        return await self._submit(m, req, fmt, sample_rate)
+        return await self._submit(m, req, fmt, sample_rate, priority)
 
     async def music(self, prompt: str, *, duration_s: float, model: str | None = None, seed: int | None = None,
                     fmt: str = "wav", sample_rate: int | None = None) -> Rendered:
@@ -351,7 +359,8 @@ class TtsService:
         slots = max(1, self.config.concurrency) * max(1, min(m.max_batch for m in self._models.values()))
         return float(min(60, max(1, math.ceil(per_batch * self._pending / slots))))
 
-    async def _submit(self, m: _Model, request: SynthesisRequest, fmt: str, sample_rate: int | None) -> Rendered:
+    async def _submit(self, m: _Model, request: SynthesisRequest, fmt: str, sample_rate: int | None,
+                      priority: int = 0) -> Rendered:
         if not self._accepting or m.queue is None:
             raise Unavailable("the server is draining for shutdown" if self._ever_started else "the server is starting")
         if fmt not in ("wav", "flac", RAW):
@@ -362,7 +371,7 @@ class TtsService:
         if self._pending >= self.config.queue_size:
             raise Overloaded(f"the queue is full ({self._pending} requests)", self._retry_after())
         future = asyncio.get_running_loop().create_future()
-        job = _Job(request, fmt, sample_rate, future)
+        job = _Job(request, fmt, sample_rate, future, priority=priority)
         self._admit()
         m.busy += 1
         m.last_used = time.monotonic()
@@ -416,6 +425,8 @@ class TtsService:
             first = await m.queue.get()
             await self._slots.acquire()
             try:
+                m.queue.put_nowait(first)  # a job that goes before it may have come while the slot was busy
+                first = m.queue.get_nowait()
                 batch = [first]
                 while len(batch) < m.max_batch and not m.queue.empty():
                     batch.append(m.queue.get_nowait())

@@ -144,11 +144,14 @@ def _model(requested: str | None, service: TtsService):
         raise ApiError(400, str(e), param="model", code="invalid_model") from None
 
 
-async def _one(service: TtsService, p: Plan, text: str) -> Rendered:
+async def _one(service: TtsService, p: Plan, text: str, priority: int = 1) -> Rendered:
+    """One chunk through the service; the first one of a request (priority 0) goes ahead of later chunks of
+    other requests (priority 1) in the service's queue."""
     if p.reference is not None:
         return await service.clone(text, p.reference, reference_text=p.reference_text, model=p.model_id, fmt=RAW,
-                                   speed=p.speed)
-    return await service.synthesize(text, model=p.model_id, voice=p.voice, fmt=RAW, speed=p.speed)
+                                   speed=p.speed, priority=priority)
+    return await service.synthesize(text, model=p.model_id, voice=p.voice, fmt=RAW, speed=p.speed,
+                                    priority=priority)
 
 
 async def _patient(service: TtsService, p: Plan, text: str, deadline: float) -> Rendered:
@@ -168,7 +171,7 @@ async def rendered(service: TtsService, p: Plan, deadline: float) -> AsyncIterat
     """Each chunk's audio, in order. The first sentence goes alone; then groups of 1, 2, 4 ... `LOOKAHEAD`
     sentences (each group one batch for a batching engine), the next group submitted as soon as the current
     one's first result is back, so the engine works on it while the current group is encoded and sent."""
-    yield await _wait(_one(service, p, p.chunks[0]), deadline)
+    yield await _wait(_one(service, p, p.chunks[0], priority=0), deadline)
     i, size = 1, 1
     group: list[asyncio.Task] = []
     following: list[asyncio.Task] = []
