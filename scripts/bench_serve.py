@@ -77,10 +77,10 @@ def _client(base: str):
                          http_client=httpx.Client(trust_env=False, timeout=300))
 
 
-def streamed(base: str, text: str, repeats: int, model: str, until: float | None = None) -> dict:
+def streamed(base: str, text: str, repeats: int, model: str, until: float | None = None, client=None) -> dict:
     """Sequential streamed requests (`repeats` of them, or as many as fit before `until`, a perf_counter
     time): first byte, last byte, audio seconds, RTF."""
-    c = _client(base)
+    c = client or _client(base)
     firsts, totals, audio, server_first, engine_first = [], [], [], [], []
     while (len(firsts) < repeats) if until is None else (time.perf_counter() < until):
         t0 = time.perf_counter()
@@ -139,8 +139,9 @@ def _load_proc(args: tuple) -> tuple[list, float]:
 
 def _probe(base: str, text: str, start: float, seconds: float, model: str) -> dict:
     """(probe process) Streamed requests one after another while the load runs: the first byte under load."""
+    client = _client(base)  # the imports take seconds on a busy CPU: before the window opens
     time.sleep(max(0.0, start - time.time()))
-    return streamed(base, text, 0, model, until=time.perf_counter() + seconds)
+    return streamed(base, text, 0, model, until=time.perf_counter() + seconds, client=client)
 
 
 def run_level(base: str, clients: int, seconds: float, procs: int, model: str, probe: str | None = None

@@ -1,6 +1,7 @@
-"""`asn serve --workers 2` as processes (the fake engine): every kind of answer through both HTTP workers, a saved
-voice shared through the disk, one rate limit and one registry in the main process, a worker killed with -9
-replaced, keep-alive unloading in the main process, SIGTERM exits 0 and leaves no worker behind."""
+"""`asn serve --workers 2` as processes (the fake engine), through the real `openai` SDK: wav, mp3, streamed pcm
+and sse through both HTTP workers, a saved voice shared through the disk, bad requests still 4xx, one metrics
+registry in the main process, a worker killed with -9 replaced, keep-alive unloading in the main process seen in
+every worker's /health, SIGTERM exits 0 and leaves no worker behind (rate limits: the unit test)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pytest
 openai = pytest.importorskip("openai")
 
 from audiosubnet.audio import wav_bytes  # noqa: E402
+from audiosubnet.serve.encode import decode_any  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e,
               pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads worker pids from /proc")]
@@ -48,13 +50,13 @@ def test_two_workers_serve_every_answer_share_voices_limits_metrics_and_survive_
                       http_client=httpx.Client(trust_env=False, timeout=60))
     http = httpx.Client(base_url=s.base, trust_env=False, timeout=60, headers={"authorization": "Bearer k1"})
 
-    # wav, streamed pcm and sse, concurrently on fresh connections until both workers have answered
+    # wav, mp3 (encoded by the worker), streamed pcm and sse, concurrently until both workers have answered
     def one(i: int) -> tuple[str, int]:
-        kind = ("wav", "pcm", "sse")[i % 3]
-        if kind == "wav":
+        kind = ("wav", "pcm", "sse", "mp3")[i % 4]
+        if kind in ("wav", "mp3"):
             data = c.audio.speech.create(model="tts-1", voice="alloy", input=f"Hello number {i}.",
-                                         response_format="wav").content
-            assert data[:4] == b"RIFF"
+                                         response_format=kind).content
+            assert data[:4] == b"RIFF" if kind == "wav" else decode_any(data).duration > 0.5
             return kind, len(data)
         with c.audio.speech.with_streaming_response.create(
                 model="tts-1", voice="alloy", input=LONG, response_format="pcm",
