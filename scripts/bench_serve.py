@@ -205,6 +205,7 @@ def main() -> int:
     ap.add_argument("--no-probe", action="store_true", help="no first-byte probe during the concurrent load")
     ap.add_argument("--max-batch", type=int, default=64)
     ap.add_argument("--max-wait-ms", type=float, default=5.0)
+    ap.add_argument("--concurrency", type=int, default=1, help="engine calls in flight at once (--concurrency)")
     ap.add_argument("--quick", action="store_true", help="smoke mode: 5 repeats, 1 and 4 clients for 3 s")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -229,7 +230,8 @@ def main() -> int:
     flags = {"home": str(tmp / "home"), "model": model, "device": args.device, "dtype": args.dtype,
              "serve.host": "127.0.0.1", "serve.port": port, "serve.max_batch": args.max_batch,
              "serve.max_wait_ms": args.max_wait_ms, "serve.queue_size": 8192, "serve.rate_limit_per_min": 0,
-             "serve.clone_model": "none", "serve.keep_alive": "-1", "serve.workers": args.workers}
+             "serve.clone_model": "none", "serve.keep_alive": "-1", "serve.workers": args.workers,
+             "serve.concurrency": args.concurrency}
     log = tmp / "serve.log"
     env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     with open(log, "w") as f:
