@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import logging
+import statistics
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -42,26 +44,24 @@ _WEAK_ENDS = frozenset(("a", "an", "the", "and", "or", "but", "nor", "of", "to",
 
 
 class FirstChunkPace:
-    """The first chunk's length per model, from how long the engine took per character for the last first
-    chunks (an exponential average; until one is measured: `FIRST_CHARS`)."""
+    """The first chunk's length per model, from how long the engine took per character for the last `window`
+    first chunks (their median: one slow call, such as the one that loaded the model, does not count for long;
+    until one is measured: `FIRST_CHARS`)."""
 
-    def __init__(self, target_ms: float = FIRST_TARGET_MS, alpha: float = 0.3):
+    def __init__(self, target_ms: float = FIRST_TARGET_MS, window: int = 5):
         self.target_ms = target_ms
-        self.alpha = alpha
-        self._ms_per_char: dict[str, float] = {}
+        self.window = window
+        self._rates: dict[str, collections.deque[float]] = {}
 
     def chars(self, model_id: str) -> int:
-        rate = self._ms_per_char.get(model_id)
-        if not rate:
+        rates = self._rates.get(model_id)
+        if not rates:
             return FIRST_CHARS
-        return int(min(FIRST_CHARS, max(FIRST_MIN_CHARS, self.target_ms / rate)))
+        return int(min(FIRST_CHARS, max(FIRST_MIN_CHARS, self.target_ms / statistics.median(rates))))
 
     def observe(self, model_id: str, chars: int, engine_ms: float) -> None:
-        if chars <= 0 or engine_ms <= 0:
-            return
-        rate = engine_ms / chars
-        old = self._ms_per_char.get(model_id)
-        self._ms_per_char[model_id] = rate if old is None else old + self.alpha * (rate - old)
+        if chars > 0 and engine_ms > 0:
+            self._rates.setdefault(model_id, collections.deque(maxlen=self.window)).append(engine_ms / chars)
 
 
 def first_piece(sentence: str, max_chars: int) -> list[str]:

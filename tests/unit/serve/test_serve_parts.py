@@ -145,14 +145,18 @@ def test_first_piece_cuts_at_a_clause_else_between_words_never_after_a_weak_word
 def test_first_chunk_pace_follows_the_engine_speed():
     from audiosubnet.serve.speech import FIRST_CHARS, FIRST_MIN_CHARS, FirstChunkPace
 
-    pace = FirstChunkPace(target_ms=150.0, alpha=0.5)
+    pace = FirstChunkPace(target_ms=150.0, window=5)
     assert pace.chars("m") == FIRST_CHARS  # nothing measured yet
-    pace.observe("m", 50, 250.0)  # 5 ms per character: 30 characters in 150 ms
-    assert pace.chars("m") == 30 and pace.chars("other") == FIRST_CHARS
-    pace.observe("m", 30, 450.0)  # a busier CPU: 15 ms/char, averaged with 5 -> 10
+    pace.observe("m", 20, 20_000.0)  # the call that loaded the model: 1,000 ms per character
     assert pace.chars("m") == FIRST_MIN_CHARS
-    for _ in range(20):
-        pace.observe("m", 60, 3.0)  # a GPU
+    pace.observe("m", 50, 250.0)
+    pace.observe("m", 50, 250.0)  # 5 ms per character (the median of 3): 30 characters in 150 ms
+    assert pace.chars("m") == 30 and pace.chars("other") == FIRST_CHARS
+    pace.observe("m", 30, 450.0)
+    pace.observe("m", 30, 450.0)  # a busier CPU: 15 ms/char for the last two; median 15 -> 10 characters
+    assert pace.chars("m") == FIRST_MIN_CHARS
+    for _ in range(3):
+        pace.observe("m", 60, 3.0)  # a GPU: three of the last five
     assert pace.chars("m") == FIRST_CHARS
     pace.observe("m", 0, 10.0)
     pace.observe("m", 10, 0.0)  # nothing to learn from
