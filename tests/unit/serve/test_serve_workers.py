@@ -19,6 +19,7 @@ import pytest
 
 from audiosubnet.serve import workers
 from audiosubnet.serve.app import create_app
+from audiosubnet.serve.encode import decode_any
 from audiosubnet.service import hub as hublib
 
 from .conftest import speech_clip
@@ -108,6 +109,10 @@ def test_streams_and_saved_voices_through_either_worker(make_workers):
     sse = w.s.run(_speech(b, input=long, response_format="pcm", stream_format="sse"))
     events = [json.loads(line[6:]) for line in sse.text.splitlines() if line.startswith("data: ")]
     assert events[-1]["type"] == "speech.audio.done" and len(events) >= 3
+    for fmt in ("mp3", "opus"):  # encoded in the worker: the hub's service makes only wav, flac and raw samples
+        r = w.s.run(_speech(a, input=long, response_format=fmt))
+        assert r.status_code == 200 and decode_any(r.content).duration == pytest.approx(
+            len(long.replace(" ", "")) * 0.06, rel=0.3), fmt
 
     up = w.s.run(a.post("/v1/audio/voices", json={"audio": base64.b64encode(speech_clip(3.0)).decode(),
                                                   "text": "a reference", "name": "Ref"}))
