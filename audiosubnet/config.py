@@ -254,6 +254,7 @@ class ServeSettings(BaseModel):
     concurrency: int = Field(1, ge=1)
     request_timeout_s: float = Field(120.0, gt=0, description="a synthesis taking longer answers 504")
     drain_timeout_s: float = Field(30.0, ge=0)
+    workers: int = Field(1, ge=1, le=64, description="HTTP worker processes in front of the one that runs the models")
 
 
 class Settings(BaseSettings):

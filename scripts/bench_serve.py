@@ -1,16 +1,19 @@
 """Benchmark `asn serve` through the real `openai` SDK: time to first audio byte, RTF, concurrent throughput.
 
     python scripts/bench_serve.py --quick                       # CPU, default voice: TTFB of 5 sentences, RTF
-    python scripts/bench_serve.py --random-mms full --device cuda --clients 1,64 --client-procs 8 --json results/b.json
+    python scripts/bench_serve.py --random-mms full --device cuda --dtype bfloat16 --workers 4 --clients 1,64 \
+        --client-procs 8 --json results/b.json                  # GPU: full-size MMS behind 4 HTTP workers
 
-A real `asn serve` process (this script re-run with --serve) listens on a loopback port. Then:
+A real `asn serve` process (this script re-run with --serve; `--workers N` HTTP worker processes in front of
+the one that runs the model) listens on a loopback port. Then:
   1. first byte: `--repeats` streamed requests (`with_streaming_response`, pcm) of a 5-sentence text, one at a
-     time: time to the first audio byte (p50/p90), time to the last byte, audio seconds; RTF = synthesis wall
-     time / audio seconds (lower is faster);
+     time: time to the first audio byte (p50/p90/p99), time to the last byte, audio seconds; RTF = synthesis
+     wall time / audio seconds (lower is faster);
   2. long: the same for a ~`--long-seconds` text (calibrated from the measured characters per audio second);
   3. throughput: for each count in `--clients`, that many concurrent AsyncOpenAI clients in a closed loop for
      `--seconds` (one-sentence requests, wav, not streamed): requests/s, p50/p99, audio seconds per wall
-     second (x real time), the server's mean batch size (from /metrics).
+     second (x real time), the server's mean batch size (from /metrics); meanwhile a probe process streams
+     the 5-sentence text again and again: the first byte under that load (p50/p99; not in the throughput).
 Prints a summary and JSON (also to --json PATH).
 
 `--random-mms full|tiny` serves a random-weight MMS (VITS) model built with audiosubnet.bench.random_models
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import re
@@ -55,7 +59,7 @@ def serve(flags_json: str) -> None:
     from bench_miner import _ensure_engines  # registers engines when the package is not pip-installed
 
     _ensure_engines()
-    run_serve(load_settings(**json.loads(flags_json)))
+    run_serve(load_settings(**json.loads(flags_json)), log_setup=functools.partial(setup_logging, 0, quiet=True))
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -73,11 +77,12 @@ def _client(base: str):
                          http_client=httpx.Client(trust_env=False, timeout=300))
 
 
-def streamed(base: str, text: str, repeats: int, model: str) -> dict:
-    """Sequential streamed requests: first byte, last byte, audio seconds, RTF."""
-    c = _client(base)
+def streamed(base: str, text: str, repeats: int, model: str, until: float | None = None, client=None) -> dict:
+    """Sequential streamed requests (`repeats` of them, or as many as fit before `until`, a perf_counter
+    time): first byte, last byte, audio seconds, RTF."""
+    c = client or _client(base)
     firsts, totals, audio, server_first, engine_first = [], [], [], [], []
-    for _ in range(repeats):
+    while (len(firsts) < repeats) if until is None else (time.perf_counter() < until):
         t0 = time.perf_counter()
         first, n = None, 0
         with c.audio.speech.with_streaming_response.create(model=model, voice="alloy", input=text,
@@ -91,9 +96,10 @@ def streamed(base: str, text: str, repeats: int, model: str) -> dict:
         totals.append(time.perf_counter() - t0)
         firsts.append(first or float("nan"))
         audio.append(n / 2 / PCM_RATE)
-    audio_s = statistics.mean(audio)
-    return {"chars": len(text), "repeats": repeats, "first_byte_p50_ms": round(1000 * _pct(firsts, 0.5), 1),
+    audio_s = statistics.mean(audio) if audio else 0.0
+    return {"chars": len(text), "repeats": len(firsts), "first_byte_p50_ms": round(1000 * _pct(firsts, 0.5), 1),
             "first_byte_p90_ms": round(1000 * _pct(firsts, 0.9), 1),
+            "first_byte_p99_ms": round(1000 * _pct(firsts, 0.99), 1),
             "server_first_audio_p50_ms": round(_pct(server_first, 0.5), 1),
             "first_chunk_engine_p50_ms": round(_pct(engine_first, 0.5), 1),
             "last_byte_p50_ms": round(1000 * _pct(totals, 0.5), 1), "audio_s": round(audio_s, 2),
@@ -131,16 +137,29 @@ def _load_proc(args: tuple) -> tuple[list, float]:
     return asyncio.run(_closed_loop(base, clients, seconds, model))
 
 
-def run_level(base: str, clients: int, seconds: float, procs: int, model: str) -> tuple[list, float]:
-    """`clients` closed-loop clients spread over `procs` processes (one client process is a bottleneck on a GPU)."""
-    if procs <= 1:
-        return asyncio.run(_closed_loop(base, clients, seconds, model))
+def _probe(base: str, text: str, start: float, seconds: float, model: str) -> dict:
+    """(probe process) Streamed requests one after another while the load runs: the first byte under load."""
+    client = _client(base)  # the imports take seconds on a busy CPU: before the window opens
+    time.sleep(max(0.0, start - time.time()))
+    return streamed(base, text, 0, model, until=time.perf_counter() + seconds, client=client)
+
+
+def run_level(base: str, clients: int, seconds: float, procs: int, model: str, probe: str | None = None
+              ) -> tuple[list, float, dict | None]:
+    """`clients` closed-loop clients spread over `procs` processes (one client process is a bottleneck on a GPU);
+    with `probe`, one more process streams that text again and again meanwhile (from 1/4 to 3/4 of the time)."""
     import multiprocessing as mp
 
-    shares = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
-    with mp.get_context("spawn").Pool(procs) as pool:
-        parts = pool.map(_load_proc, [(base, n, seconds, model) for n in shares if n])
-    return [r for rows, _ in parts for r in rows], max(w for _, w in parts)
+    shares = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)] if procs > 1 else []
+    with mp.get_context("spawn").Pool(len(shares) + (1 if probe else 0) or 1) as pool:
+        probed = pool.apply_async(_probe, (base, probe, time.time() + seconds / 4, seconds / 2, model)) \
+            if probe else None
+        if shares:
+            parts = pool.map(_load_proc, [(base, n, seconds, model) for n in shares if n])
+        else:
+            parts = [asyncio.run(_closed_loop(base, clients, seconds, model))]
+        under_load = probed.get(seconds + 120) if probed is not None else None
+    return [r for rows, _ in parts for r in rows], max(w for _, w in parts), under_load
 
 
 def _batches(base: str) -> tuple[float, float]:
@@ -182,8 +201,11 @@ def main() -> int:
     ap.add_argument("--clients", default="1,8", help="comma-separated concurrent client counts (0: skip)")
     ap.add_argument("--seconds", type=float, default=10.0, help="load duration per client count")
     ap.add_argument("--client-procs", type=int, default=1, help="processes the concurrent clients run in")
+    ap.add_argument("--workers", type=int, default=1, help="HTTP worker processes of asn serve (--workers)")
+    ap.add_argument("--no-probe", action="store_true", help="no first-byte probe during the concurrent load")
     ap.add_argument("--max-batch", type=int, default=64)
     ap.add_argument("--max-wait-ms", type=float, default=5.0)
+    ap.add_argument("--concurrency", type=int, default=1, help="engine calls in flight at once (--concurrency)")
     ap.add_argument("--quick", action="store_true", help="smoke mode: 5 repeats, 1 and 4 clients for 3 s")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -208,19 +230,22 @@ def main() -> int:
     flags = {"home": str(tmp / "home"), "model": model, "device": args.device, "dtype": args.dtype,
              "serve.host": "127.0.0.1", "serve.port": port, "serve.max_batch": args.max_batch,
              "serve.max_wait_ms": args.max_wait_ms, "serve.queue_size": 8192, "serve.rate_limit_per_min": 0,
-             "serve.clone_model": "none", "serve.keep_alive": "-1"}
+             "serve.clone_model": "none", "serve.keep_alive": "-1", "serve.workers": args.workers,
+             "serve.concurrency": args.concurrency}
     log = tmp / "serve.log"
     env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     with open(log, "w") as f:
         proc = subprocess.Popen([sys.executable, __file__, "--serve", json.dumps(flags)], stdout=f,
                                 stderr=subprocess.STDOUT, env=env)
-    result: dict = {"model": model, "device": args.device, "cpu_count": os.cpu_count()}
+    result: dict = {"model": model, "device": args.device, "dtype": args.dtype, "workers": args.workers,
+                    "cpu_count": os.cpu_count()}
     try:
         _wait_healthy(proc, base, log, 600)
         streamed(base, "Warm up the voice. And a second sentence.", 2, "tts-1")  # loads the model
         result["five_sentences"] = five = streamed(base, FIVE, args.repeats, "tts-1")
         print(f"5 sentences ({five['chars']} chars, {five['audio_s']} s audio): first byte p50 "
-              f"{five['first_byte_p50_ms']} ms (p90 {five['first_byte_p90_ms']}; in the server "
+              f"{five['first_byte_p50_ms']} ms (p90 {five['first_byte_p90_ms']}, p99 {five['first_byte_p99_ms']}; "
+              f"in the server "
               f"{five['server_first_audio_p50_ms']} ms, of which the engine {five['first_chunk_engine_p50_ms']} ms), "
               f"last byte "
               f"{five['last_byte_p50_ms']} ms, RTF {five['rtf']}", file=sys.stderr)
@@ -229,11 +254,13 @@ def main() -> int:
         long_text = long_text[: long_text.rfind(".") + 1] or long_text
         result["long"] = lg = streamed(base, long_text, max(1, args.repeats // 2), "tts-1")
         print(f"long text ({lg['chars']} chars, {lg['audio_s']} s audio): first byte p50 {lg['first_byte_p50_ms']} "
-              f"ms, last byte {lg['last_byte_p50_ms']} ms, RTF {lg['rtf']}", file=sys.stderr)
+              f"ms (p99 {lg['first_byte_p99_ms']}), last byte {lg['last_byte_p50_ms']} ms, RTF {lg['rtf']}",
+              file=sys.stderr)
         result["levels"] = []
         for n in [int(x) for x in args.clients.split(",") if x.strip() and int(x) > 0]:
             b0 = _batches(base)
-            rows, wall = run_level(base, n, args.seconds, args.client_procs, "tts-1")
+            rows, wall, probed = run_level(base, n, args.seconds, args.client_procs, "tts-1",
+                                           None if args.no_probe else FIVE)
             b1 = _batches(base)
             ok = [r for r in rows if r is not None]
             lat = [r[0] for r in ok]
@@ -241,10 +268,12 @@ def main() -> int:
                      "req_per_s": round(len(ok) / wall, 2), "p50_ms": round(1000 * _pct(lat, 0.5), 1),
                      "p99_ms": round(1000 * _pct(lat, 0.99), 1),
                      "x_real_time": round(sum(r[1] for r in ok) / wall, 1),
-                     "mean_batch": round((b1[0] - b0[0]) / max(1.0, b1[1] - b0[1]), 2)}
+                     "mean_batch": round((b1[0] - b0[0]) / max(1.0, b1[1] - b0[1]), 2), "probe": probed}
             result["levels"].append(level)
+            under = (f"; 5-sentence first byte under this load p50 {probed['first_byte_p50_ms']} ms, p99 "
+                     f"{probed['first_byte_p99_ms']} ms ({probed['repeats']} requests)") if probed else ""
             print(f"{n:>3} clients: {level['req_per_s']} req/s, p50 {level['p50_ms']} ms, p99 {level['p99_ms']} ms, "
-                  f"{level['x_real_time']}x real time, batch {level['mean_batch']}, errors {level['errors']}",
+                  f"{level['x_real_time']}x real time, batch {level['mean_batch']}, errors {level['errors']}{under}",
                   file=sys.stderr)
     finally:
         proc.send_signal(signal.SIGTERM)

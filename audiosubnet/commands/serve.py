@@ -42,6 +42,9 @@ def serve(
                                                   show_default=False)] = None,
     concurrency: Annotated[int | None, typer.Option("--concurrency", help="Engine calls in flight at once  "
                                                     "[default: 1]", show_default=False)] = None,
+    workers: Annotated[int | None, typer.Option("--workers", "-w", help="HTTP worker processes (HTTP, encoding, "
+                                                "streaming) in front of the one that runs the models  "
+                                                "[default: 1]", show_default=False)] = None,
 ) -> None:
     """Serve text-to-speech over the OpenAI API, with a page to try it at /.
 
@@ -54,7 +57,7 @@ def serve(
     Examples:
       asn serve                                    (then open http://127.0.0.1:8000/)
       asn serve --model piper --model espeak:en-us --keep-alive 10m
-      asn serve --host 0.0.0.0 --api-key "$KEY" --device cuda --model hf:facebook/mms-tts-eng
+      asn serve --host 0.0.0.0 --api-key "$KEY" --device cuda --model hf:facebook/mms-tts-eng --workers 4
     """
     import importlib.util
 
@@ -64,6 +67,7 @@ def serve(
     for package in ("fastapi", "uvicorn", "prometheus_client"):
         if importlib.util.find_spec(package) is None:
             raise DependencyError(package.replace("_", "-"), "serve", "asn serve")
+    from audiosubnet.commands._cli import setup_logging
     from audiosubnet.serve.server import run_serve
 
     flags = {
@@ -71,6 +75,6 @@ def serve(
         "voice": voice, "serve.host": host, "serve.port": port, "serve.models": _split(model),
         "serve.clone_model": clone_model, "serve.api_keys": _split(api_key), "serve.insecure": insecure or None,
         "serve.keep_alive": keep_alive, "serve.rate_limit_per_min": rate_limit, "serve.max_batch": max_batch,
-        "serve.concurrency": concurrency,
+        "serve.concurrency": concurrency, "serve.workers": workers,
     }
-    run_serve(load_settings(**flags))
+    run_serve(load_settings(**flags), log_setup=setup_logging)

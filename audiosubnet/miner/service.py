@@ -12,6 +12,8 @@ the batch limit) and, if the batch is still short, waits until `max_wait_ms` aft
 for more. Engines that do not batch get batches of one. The engine is leased from the process ModelCache
 in a worker thread; encoding (and resampling) runs in the default thread pool, outside the engine slot: the
 slot is free as soon as the engine call returns, so the next batch runs while this one is encoded.
+A job with a lower `priority` is taken first, in arrival order among equals (asn serve: the first sentence of a
+stream goes ahead of the later sentences of streams already under way).
 
 `fmt="raw"` skips encoding: `Rendered.audio` holds the samples (a front end with its own encoders, or one
 that streams sentence by sentence). With `lazy=True` (asn serve) nothing loads at start: each model loads into
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
 import time
@@ -96,6 +99,38 @@ class Rendered:
     audio: Audio | None = None  # fmt "raw": the samples (data is empty)
 
 
+@dataclass(frozen=True)
+class ModelView:
+    """A served model as a front end resolves it (picklable: HTTP worker processes hold a copy)."""
+
+    model_id: str
+    caps: Capabilities
+    max_batch: int
+    aliases: frozenset[str]
+
+
+def pick_model(models: Sequence[ModelView | _Model], default: str, requested: str | None, *,
+               clone: bool = False) -> ModelView | _Model:
+    """The served model a request names (None: the default; for clone, the first cloning model)."""
+    if requested is None:
+        if clone:
+            for m in models:
+                if m.caps.clone:
+                    return m
+            raise NotOffered("no voice-cloning model is served here")
+        return next(m for m in models if m.model_id == default)
+    for m in models:
+        if requested in m.aliases:
+            if clone and not m.caps.clone:
+                raise NotOffered(f"{m.model_id} cannot clone voices")
+            if not clone and not m.caps.tts:
+                raise InputError(f"{m.model_id} makes music; use /v1/music" if m.caps.music else
+                                 f"{m.model_id} needs a reference voice (it only clones voices)")
+            return m
+    served = ", ".join(m.model_id for m in models)
+    raise InputError(f"model '{requested[:80]}' is not served here (served: {served})")
+
+
 @dataclass
 class _Job:
     request: SynthesisRequest
@@ -103,6 +138,11 @@ class _Job:
     sample_rate: int | None
     future: asyncio.Future
     enqueued: float = field(default_factory=time.monotonic)
+    priority: int = 0
+    seq: int = field(default_factory=itertools.count().__next__)
+
+    def __lt__(self, other: _Job) -> bool:  # the order of the model's PriorityQueue
+        return (self.priority, self.seq) < (other.priority, other.seq)
 
 
 @dataclass
@@ -144,6 +184,7 @@ class TtsService:
         self._tasks: set[asyncio.Task] = set()
         self._ever_started = False
         self._reaper: asyncio.Task | None = None
+        self.revision = 0  # bumped when a model's capabilities change (lazy models, once loaded)
 
     # ---- lifecycle ---------------------------------------------------------------------------------
     def load(self) -> None:
@@ -192,7 +233,7 @@ class TtsService:
         self._slots = asyncio.Semaphore(self.config.concurrency)
         self._executor = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="asn-engine")
         for m in self._models.values():
-            m.queue = asyncio.Queue()
+            m.queue = asyncio.PriorityQueue()
             m.task = asyncio.create_task(self._batcher(m), name=f"batcher {m.model_id}")
         if self.config.lazy and self.config.keep_alive_s is not None:
             self._reaper = asyncio.create_task(self._reap(self.config.keep_alive_s), name="keep-alive")
@@ -272,37 +313,25 @@ class TtsService:
 
     def resolve_model(self, requested: str | None, *, clone: bool = False) -> _Model:
         """The served model a request names (None: the default; for clone, the first cloning model)."""
-        if requested is None:
-            if clone:
-                for m in self._models.values():
-                    if m.caps.clone:
-                        return m
-                raise NotOffered("no voice-cloning model is served here")
-            return self._models[self.default_model]
-        for m in self._models.values():
-            if requested in m.aliases:
-                if clone and not m.caps.clone:
-                    raise NotOffered(f"{m.model_id} cannot clone voices")
-                if not clone and not m.caps.tts:
-                    raise InputError(f"{m.model_id} makes music; use /v1/music" if m.caps.music else
-                                     f"{m.model_id} needs a reference voice (it only clones voices)")
-                return m
-        served = ", ".join(self._models)
-        raise InputError(f"model '{requested[:80]}' is not served here (served: {served})")
+        return pick_model(list(self._models.values()), self.default_model, requested, clone=clone)  # type: ignore[return-value]
+
+    def model_views(self) -> list[ModelView]:
+        """The served models as `resolve_model` sees them (for HTTP worker processes; `revision` counts changes)."""
+        return [ModelView(m.model_id, m.caps, m.max_batch, m.aliases) for m in self._models.values()]
 
     # ---- requests ----------------------------------------------------------------------------------
     async def synthesize(self, text: str, *, model: str | None = None, voice: str | None = None,
                          seed: int | None = None, fmt: str = "wav", sample_rate: int | None = None,
-                         speed: float = 1.0) -> Rendered:
+                         speed: float = 1.0, priority: int = 0) -> Rendered:
         m = self.resolve_model(model)
         if voice is None and m.model_id == self._default and self.config.voice:
             voice = self.config.voice
         return await self._submit(m, SynthesisRequest(text=text, voice=voice, seed=seed, speed=speed), fmt,
-                                  sample_rate)
+                                  sample_rate, priority)
 
     async def clone(self, text: str, reference: bytes | Audio, *, reference_text: str | None = None,
                     model: str | None = None, seed: int | None = None, fmt: str = "wav",
-                    sample_rate: int | None = None, speed: float = 1.0) -> Rendered:
+                    sample_rate: int | None = None, speed: float = 1.0, priority: int = 0) -> Rendered:
         m = self.resolve_model(model, clone=True)
         if isinstance(reference, Audio):
             ref = reference
@@ -311,7 +340,7 @@ class TtsService:
         if ref.duration < 0.5:
             raise AudioDecodeError(f"reference audio is {ref.duration:.2f} s; at least 0.5 s is needed")
         req = SynthesisRequest(text=text, seed=seed, reference=ref, reference_text=reference_text, speed=speed)
-        return await self._submit(m, req, fmt, sample_rate)
+        return await self._submit(m, req, fmt, sample_rate, priority)
 
     async def music(self, prompt: str, *, duration_s: float, model: str | None = None, seed: int | None = None,
                     fmt: str = "wav", sample_rate: int | None = None) -> Rendered:
@@ -330,7 +359,8 @@ class TtsService:
         slots = max(1, self.config.concurrency) * max(1, min(m.max_batch for m in self._models.values()))
         return float(min(60, max(1, math.ceil(per_batch * self._pending / slots))))
 
-    async def _submit(self, m: _Model, request: SynthesisRequest, fmt: str, sample_rate: int | None) -> Rendered:
+    async def _submit(self, m: _Model, request: SynthesisRequest, fmt: str, sample_rate: int | None,
+                      priority: int = 0) -> Rendered:
         if not self._accepting or m.queue is None:
             raise Unavailable("the server is draining for shutdown" if self._ever_started else "the server is starting")
         if fmt not in ("wav", "flac", RAW):
@@ -341,7 +371,7 @@ class TtsService:
         if self._pending >= self.config.queue_size:
             raise Overloaded(f"the queue is full ({self._pending} requests)", self._retry_after())
         future = asyncio.get_running_loop().create_future()
-        job = _Job(request, fmt, sample_rate, future)
+        job = _Job(request, fmt, sample_rate, future, priority=priority)
         self._admit()
         m.busy += 1
         m.last_used = time.monotonic()
@@ -395,6 +425,8 @@ class TtsService:
             first = await m.queue.get()
             await self._slots.acquire()
             try:
+                m.queue.put_nowait(first)  # a job that goes before it may have come while the slot was busy
+                first = m.queue.get_nowait()
                 batch = [first]
                 while len(batch) < m.max_batch and not m.queue.empty():
                     batch.append(m.queue.get_nowait())
@@ -476,6 +508,7 @@ class TtsService:
         if m is not None and m.caps != caps:
             m.caps = caps
             m.max_batch = max(1, min(self.config.max_batch, caps.max_batch)) if caps.batching else 1
+            self.revision += 1
 
     def _engine_call(self, model_id: str, requests: Sequence[SynthesisRequest]) -> list[Audio | Exception]:
         """Worker thread: lease the engine, reject bad items one by one, synthesize the rest together, and retry

@@ -21,6 +21,7 @@ import email.parser
 import email.policy
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -36,7 +37,7 @@ from audiosubnet.errors import AsnError, AudioDecodeError, InputError
 from audiosubnet.miner.service import NotOffered, Overloaded, TtsService, Unavailable
 from audiosubnet.serve import encode as enc
 from audiosubnet.serve import speech
-from audiosubnet.serve.metrics import CONTENT_TYPE, ServeMetrics
+from audiosubnet.serve.metrics import CONTENT_TYPE, MetricsSink, ServeMetrics
 from audiosubnet.serve.openai_api import (
     OPENAI_MODELS,
     OPENAI_VOICES,
@@ -45,7 +46,7 @@ from audiosubnet.serve.openai_api import (
     model_object,
     parse_speech,
 )
-from audiosubnet.serve.security import KeyCheck, RateLimiter, retry_after
+from audiosubnet.serve.security import KeyCheck, Limiter, RateLimiter, retry_after
 from audiosubnet.serve.voices import VoiceNotFound, VoiceStore
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,8 @@ class ServeContext:
     voice_map: dict[str, str] = field(default_factory=dict)
     request_timeout_s: float = 120.0
     drain_timeout_s: float = 30.0
-    metrics: ServeMetrics = field(default_factory=ServeMetrics)
+    metrics: MetricsSink = field(default_factory=ServeMetrics)
+    limiter: Limiter | None = None  # None: a RateLimiter of rate_limit_per_min in this process
     started_at: float = field(default_factory=time.monotonic)
     created: int = field(default_factory=lambda: int(time.time()))
 
@@ -128,9 +130,10 @@ async def serving(ctx: ServeContext) -> AsyncIterator[None]:
 
 def create_app(ctx: ServeContext) -> FastAPI:
     keys = KeyCheck(ctx.api_keys)
-    limiter = RateLimiter(ctx.rate_limit_per_min)
+    limiter = ctx.limiter or RateLimiter(ctx.rate_limit_per_min)
     metrics = ctx.metrics
     svc = ctx.service
+    pace = speech.FirstChunkPace()  # how long a streamed first piece may be, per model (learnt in this process)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -151,18 +154,18 @@ def create_app(ctx: ServeContext) -> FastAPI:
     async def _crash(request: Request, exc: Exception) -> Response:  # pragma: no cover - a bug by definition
         return _error(_map_error(exc, uuid.uuid4().hex[:12]))
 
-    def admit(request: Request, limited: bool = True) -> str:
+    async def admit(request: Request, limited: bool = True) -> str:
         """The caller's label, after the key check and the rate limit (raises ApiError 401/429)."""
         if keys.required:
             caller = keys.caller(request.headers.get("authorization"))
             if caller is None:
-                metrics.auth_failures.inc()
+                metrics.auth_failure()
                 raise ApiError(401, "Incorrect API key provided.", code="invalid_api_key")
         else:
             caller = "ip:" + (request.client.host if request.client else "-")
-        wait = limiter.take(caller) if limited else 0.0
+        wait = await limiter.wait(caller) if limited else 0.0
         if wait > 0:
-            metrics.rate_limited.inc()
+            metrics.rate_limit()
             raise ApiError(429, "Rate limit reached for requests.", type="requests", code="rate_limit_exceeded",
                            headers={"Retry-After": retry_after(wait)})
         return caller
@@ -172,7 +175,7 @@ def create_app(ctx: ServeContext) -> FastAPI:
         rid = uuid.uuid4().hex[:12]
         status = 500
         try:
-            caller = admit(request, limited=endpoint != "metrics")  # a scraper is not rate limited
+            caller = await admit(request, limited=endpoint != "metrics")  # a scraper is not rate limited
             resp = await handler(request, caller, rid)
             status = resp.status_code
             return resp
@@ -183,19 +186,20 @@ def create_app(ctx: ServeContext) -> FastAPI:
         finally:
             if endpoint != "speech" or status != 200:  # a 200 speech stream is counted when it ends
                 metrics.request(endpoint, status, time.perf_counter() - t0)
-                access_log.info("%s %s status=%d ms=%.0f rid=%s", request.method, request.url.path, status,
-                                (time.perf_counter() - t0) * 1000.0, rid)
+                access_log.info("%s %s status=%d ms=%.0f rid=%s pid=%d", request.method, request.url.path, status,
+                                (time.perf_counter() - t0) * 1000.0, rid, os.getpid())
 
     # ---- speech -----------------------------------------------------------------------------------
     async def _speech(request: Request, caller: str, rid: str) -> Response:
         t0 = time.perf_counter()
         body = await _read_body(request, ctx.max_body_bytes)
         req = parse_speech(body, request.headers.get("content-type"), ctx.max_input_chars)
-        p = speech.plan(req, svc, voice_map=ctx.voice_map, voices=ctx.voices, clone_model=ctx.clone_model)
+        p = speech.plan(req, svc, voice_map=ctx.voice_map, voices=ctx.voices, clone_model=ctx.clone_model,
+                        pace=pace)
         out = speech.Outcome()
-        head, rest, rate = await speech.produce(svc, p, time.monotonic() + ctx.request_timeout_s, out)
+        head, rest, rate = await speech.produce(svc, p, time.monotonic() + ctx.request_timeout_s, out, pace)
         first_s = time.perf_counter() - t0
-        metrics.first_byte.observe(first_s)
+        metrics.first_audio(first_s)
         headers = {"x-request-id": rid, "x-asn-model": out.model_id, "x-asn-sample-rate": str(rate),
                    "x-asn-first-audio-ms": f"{first_s * 1000:.1f}", "x-asn-first-engine-ms":
                    f"{out.first_engine_ms:.1f}", "x-asn-first-queue-ms": f"{out.first_queue_ms:.1f}"}
@@ -208,9 +212,9 @@ def create_app(ctx: ServeContext) -> FastAPI:
             if out.status == 200:
                 metrics.served(out.model_id, out.audio_s, chars)
             access_log.info("speech caller=%s model=%s voice=%s fmt=%s%s chars=%d chunks=%d audio_s=%.2f "
-                            "first_ms=%.0f ms=%.0f status=%d rid=%s", caller, out.model_id, p.voice_label, p.fmt,
-                            "/sse" if p.sse else "", chars, len(p.chunks), out.audio_s, first_s * 1000,
-                            seconds * 1000, out.status, rid)
+                            "first_ms=%.0f ms=%.0f status=%d rid=%s pid=%d", caller, out.model_id, p.voice_label,
+                            p.fmt, "/sse" if p.sse else "", chars, len(p.chunks), out.audio_s, first_s * 1000,
+                            seconds * 1000, out.status, rid, os.getpid())
 
         if rest is None:
             done()
@@ -323,7 +327,7 @@ def create_app(ctx: ServeContext) -> FastAPI:
     async def health() -> Response:
         state = svc.state
         loaded = svc.loaded_models() if svc.started else []
-        metrics.models_loaded.set(len(loaded))
+        metrics.loaded(len(loaded))
         body = {"status": state, "version": __version__, "uptime_s": round(time.monotonic() - ctx.started_at, 1),
                 "queue_depth": svc.queue_depth, "in_flight": svc.in_flight, "models_loaded": loaded}
         return _json(body, status=200 if state == "ok" else 503)
@@ -331,8 +335,8 @@ def create_app(ctx: ServeContext) -> FastAPI:
     @app.get("/metrics")
     async def prometheus(request: Request) -> Response:
         async def one(request: Request, caller: str, rid: str) -> Response:
-            metrics.models_loaded.set(len(svc.loaded_models()))
-            return Response(metrics.render(), media_type=CONTENT_TYPE)
+            metrics.loaded(len(svc.loaded_models()))
+            return Response(await metrics.exposition(), media_type=CONTENT_TYPE)
 
         return await guarded("metrics", request, one)
 

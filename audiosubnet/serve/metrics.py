@@ -1,6 +1,13 @@
-"""Prometheus metrics of `asn serve` (its own registry), and the service Observer hooks."""
+"""Prometheus metrics of `asn serve` (its own registry), and the service Observer hooks.
+
+With `--workers N` the registry lives in the main process (the hub, which runs the service): the workers send
+their request events there (serve/workers.py `RelayServeMetrics`) and /metrics on any worker shows the one
+registry, so the counters are totals over every worker.
+"""
 
 from __future__ import annotations
+
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -9,6 +16,24 @@ from audiosubnet.miner.service import Observer
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60)
+
+
+class MetricsSink(Protocol):
+    """What the HTTP edge records (ServeMetrics in process; RelayServeMetrics in a worker process)."""
+
+    def request(self, endpoint: str, status: int, seconds: float) -> None: ...
+
+    def served(self, model: str, audio_s: float, chars: int) -> None: ...
+
+    def first_audio(self, seconds: float) -> None: ...
+
+    def auth_failure(self) -> None: ...
+
+    def rate_limit(self) -> None: ...
+
+    def loaded(self, n: int) -> None: ...
+
+    async def exposition(self) -> bytes: ...
 
 
 class ServeMetrics(Observer):
@@ -40,6 +65,21 @@ class ServeMetrics(Observer):
     def served(self, model: str, audio_s: float, chars: int) -> None:
         self.audio_seconds.labels(model).inc(audio_s)
         self.characters.labels(model).inc(chars)
+
+    def first_audio(self, seconds: float) -> None:
+        self.first_byte.observe(seconds)
+
+    def auth_failure(self) -> None:
+        self.auth_failures.inc()
+
+    def rate_limit(self) -> None:
+        self.rate_limited.inc()
+
+    def loaded(self, n: int) -> None:
+        self.models_loaded.set(n)
+
+    async def exposition(self) -> bytes:
+        return self.render()
 
     # Observer (called by the service)
     def batch(self, model_id: str, size: int, seconds: float) -> None:

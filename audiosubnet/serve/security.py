@@ -6,7 +6,8 @@
   `hmac.compare_digest` against every configured key (no early exit, so timing says nothing about which key
   or how much of one matched).
 - Each caller (a key, or the client address when no keys are set) has a token bucket of
-  `rate_limit_per_min` requests per minute, with 10 seconds' worth of burst.
+  `rate_limit_per_min` requests per minute, with 10 seconds' worth of burst. With `--workers N` the buckets live
+  in the main process (every worker asks it: serve/workers.py), so the limit is per caller across all workers.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from audiosubnet.errors import UsageError
 
@@ -68,6 +70,12 @@ def _bearer(authorization: str | None) -> str:
     return value.strip() if scheme.lower() == "bearer" else ""
 
 
+class Limiter(Protocol):
+    async def wait(self, caller: str) -> float:
+        """0 when admitted, else the seconds to wait."""
+        ...
+
+
 class RateLimiter:
     """Token buckets per caller (at most `max_callers` remembered, least recently seen forgotten first)."""
 
@@ -78,6 +86,9 @@ class RateLimiter:
         self.max_callers = max_callers
         self.clock = clock
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    async def wait(self, caller: str) -> float:
+        return self.take(caller)
 
     def take(self, caller: str) -> float:
         """0 when admitted, else the seconds to wait."""

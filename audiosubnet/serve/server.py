@@ -1,6 +1,7 @@
 """`asn serve` start-up: the bind rule -> socket -> service (models listed, loaded on first use) -> uvicorn.
 
-`build_serve` does every step but the socket and uvicorn (tests call it); `run_serve` adds them.
+`build_serve` does every step but the socket and uvicorn (tests call it); `run_serve` adds them, in this
+process or (`--workers N`) in N HTTP worker processes in front of this one (serve/workers.py).
 """
 
 from __future__ import annotations
@@ -8,10 +9,11 @@ from __future__ import annotations
 import logging
 import re
 import signal
+from collections.abc import Callable
 from typing import Any
 
 from audiosubnet.config import Settings
-from audiosubnet.errors import UsageError
+from audiosubnet.errors import AsnError, UsageError
 from audiosubnet.miner.server import bind
 from audiosubnet.miner.service import ServiceConfig, TtsService
 from audiosubnet.serve.app import ServeContext, create_app
@@ -69,8 +71,15 @@ def build_serve(settings: Settings, *, cache: Any = None) -> tuple[ServeContext,
     return ctx, create_app(ctx)
 
 
-def run_serve(settings: Settings) -> None:
-    """Blocking: serve until SIGINT/SIGTERM (then drain)."""
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    s = settings.serve
+    return {"log_config": None, "access_log": False, "lifespan": "on", "server_header": False,
+            "timeout_keep_alive": 30, "backlog": 2048, "timeout_graceful_shutdown": int(max(1, s.drain_timeout_s))}
+
+
+def run_serve(settings: Settings, log_setup: Callable[[], None] | None = None) -> None:
+    """Blocking: serve until SIGINT/SIGTERM (then drain). `log_setup` installs the log handlers in worker
+    processes (`serve.workers` > 1)."""
     import uvicorn
 
     s = settings.serve
@@ -81,11 +90,17 @@ def run_serve(settings: Settings) -> None:
         keys = f"{len(s.api_keys)} API key(s)" if s.api_keys else "no API key"
         if not is_loopback(s.host) and not s.api_keys:
             log.warning("serving on %s with no API key (--insecure): anyone who can reach it can use it", s.host)
-        log.info("asn serve on http://%s:%d (%s; models %s; keep-alive %s)", s.host, s.port, keys,
-                 ", ".join(ctx.service.config.models), s.keep_alive)
-        server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
-                                               server_header=False, timeout_keep_alive=30, backlog=2048,
-                                               timeout_graceful_shutdown=int(max(1, s.drain_timeout_s))))
+        log.info("asn serve on http://%s:%d (%s; models %s; keep-alive %s%s)", s.host, s.port, keys,
+                 ", ".join(ctx.service.config.models), s.keep_alive,
+                 f"; {s.workers} HTTP workers" if s.workers > 1 else "")
+        if s.workers > 1:
+            from audiosubnet.serve.workers import serve_with_workers
+
+            if serve_with_workers(ctx, sock, s.workers, uvicorn_options(settings), log_setup):
+                raise AsnError("the HTTP workers of asn serve kept dying; stopped",
+                               hint="The lines above say why; try `--workers 1` to serve from one process.")
+            return
+        server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(settings)))
         previous = signal.signal(signal.SIGTERM, _exit_quietly)
         try:
             server.run(sockets=[sock])

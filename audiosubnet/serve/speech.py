@@ -4,16 +4,22 @@ The text is cut into sentences (`audiosubnet.text.chunk_text`, none over the eng
 first sentence goes to the shared batching service alone, so its audio (and the response's first bytes) come
 as soon as that one sentence is spoken; the next ones go in groups of 1, 2, 4 ... `LOOKAHEAD` sentences (a group
 is one batch), each submitted while the previous group is encoded and sent (a client that leaves costs at most
-one group of wasted synthesis). A one-sentence text is answered as one file with exact headers; a longer
-one streams: `pcm` raw, `wav` with a streaming header, the others through PyAV's incremental encoders, or
-base64 in OpenAI's `speech.audio.delta` / `speech.audio.done` server-sent events.
+one group of wasted synthesis). A streamed first sentence longer than the engine speaks in `FIRST_TARGET_MS` is
+cut (at a clause break, else between words, never after a word like "the"): `FirstChunkPace` learns from the
+first chunks it sees how long the engine takes per character (a slow or busy CPU gets a shorter first piece; a
+GPU speaks any first sentence of up to `FIRST_CHARS` characters in time, so it is not cut there). A one-sentence
+text is answered as one file with exact headers; a longer one streams: `pcm` raw, `wav` with a streaming
+header, the others through PyAV's incremental encoders, or base64 in OpenAI's `speech.audio.delta` /
+`speech.audio.done` server-sent events.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import logging
+import statistics
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -29,6 +35,46 @@ log = logging.getLogger(__name__)
 
 LOOKAHEAD = 16  # sentences in the service at once for one streamed request
 FIRST_CHARS = 100  # a longer first sentence is cut at a clause break: its audio is what the client waits for
+FIRST_TARGET_MS = 150.0  # the engine time a streamed first piece aims at (the first-byte goal is 300 ms)
+FIRST_MIN_CHARS = 16  # ... but never a shorter first piece than this (two or three words)
+_WEAK_ENDS = frozenset(("a", "an", "the", "and", "or", "but", "nor", "of", "to", "in", "on", "at", "by", "for",
+                        "with", "from", "as", "than", "that", "which", "who", "whose", "is", "are", "was", "were",
+                        "be", "been", "has", "have", "had", "my", "your", "his", "her", "its", "our", "their", "this",
+                        "these", "those", "not", "no", "very", "so"))
+
+
+class FirstChunkPace:
+    """The first chunk's length per model, from how long the engine took per character for the last `window`
+    first chunks (their median: one slow call, such as the one that loaded the model, does not count for long;
+    until one is measured: `FIRST_CHARS`)."""
+
+    def __init__(self, target_ms: float = FIRST_TARGET_MS, window: int = 5):
+        self.target_ms = target_ms
+        self.window = window
+        self._rates: dict[str, collections.deque[float]] = {}
+
+    def chars(self, model_id: str) -> int:
+        rates = self._rates.get(model_id)
+        if not rates:
+            return FIRST_CHARS
+        return int(min(FIRST_CHARS, max(FIRST_MIN_CHARS, self.target_ms / statistics.median(rates))))
+
+    def observe(self, model_id: str, chars: int, engine_ms: float) -> None:
+        if chars > 0 and engine_ms > 0:
+            self._rates.setdefault(model_id, collections.deque(maxlen=self.window)).append(engine_ms / chars)
+
+
+def first_piece(sentence: str, max_chars: int) -> list[str]:
+    """[sentence] when it fits in `max_chars`, else [head, rest]: cut at the last clause break that fits, else
+    between words (a head ending on a word like "the" or "of" gives that word to the rest)."""
+    pieces = wrap(sentence, max_chars)
+    if len(pieces) == 1:
+        return pieces
+    words = pieces[0].split(" ")
+    moved: list[str] = []
+    while len(words) > 2 and words[-1].lower() in _WEAK_ENDS:
+        moved.insert(0, words.pop())
+    return [" ".join(words), " ".join(moved + pieces[1:])]
 
 
 @dataclass
@@ -48,7 +94,7 @@ class Plan:
 
 
 def plan(req: SpeechRequest, service: TtsService, *, voice_map: dict[str, str], voices: VoiceStore | None,
-         clone_model: str | None) -> Plan:
+         clone_model: str | None, pace: FirstChunkPace | None = None) -> Plan:
     """Resolve model/voice or raise ApiError (400/404) naming the parameter at fault."""
     reference = reference_text = None
     label = req.voice or ""
@@ -78,9 +124,8 @@ def plan(req: SpeechRequest, service: TtsService, *, voice_map: dict[str, str], 
     if not chunks:
         raise ApiError(400, "'input' has nothing to speak", param="input", code="invalid_value")
     if len(chunks) > 1 or req.stream_format == "sse":  # streamed: the first piece short
-        head = wrap(chunks[0], min(limit, FIRST_CHARS))
-        if len(head) > 1:
-            chunks[:1] = [head[0], " ".join(head[1:])]
+        first = pace.chars(model.model_id) if pace is not None else FIRST_CHARS
+        chunks[:1] = first_piece(chunks[0], min(limit, first))
     if req.instructions:
         log.debug("instructions ignored: %s does not take them", model.model_id)
     return Plan(model.model_id, voice, chunks, req.response_format, req.stream_format == "sse", req.speed,
@@ -99,11 +144,14 @@ def _model(requested: str | None, service: TtsService):
         raise ApiError(400, str(e), param="model", code="invalid_model") from None
 
 
-async def _one(service: TtsService, p: Plan, text: str) -> Rendered:
+async def _one(service: TtsService, p: Plan, text: str, priority: int = 1) -> Rendered:
+    """One chunk through the service; the first one of a request (priority 0) goes ahead of later chunks of
+    other requests (priority 1) in the service's queue."""
     if p.reference is not None:
         return await service.clone(text, p.reference, reference_text=p.reference_text, model=p.model_id, fmt=RAW,
-                                   speed=p.speed)
-    return await service.synthesize(text, model=p.model_id, voice=p.voice, fmt=RAW, speed=p.speed)
+                                   speed=p.speed, priority=priority)
+    return await service.synthesize(text, model=p.model_id, voice=p.voice, fmt=RAW, speed=p.speed,
+                                    priority=priority)
 
 
 async def _patient(service: TtsService, p: Plan, text: str, deadline: float) -> Rendered:
@@ -123,7 +171,7 @@ async def rendered(service: TtsService, p: Plan, deadline: float) -> AsyncIterat
     """Each chunk's audio, in order. The first sentence goes alone; then groups of 1, 2, 4 ... `LOOKAHEAD`
     sentences (each group one batch for a batching engine), the next group submitted as soon as the current
     one's first result is back, so the engine works on it while the current group is encoded and sent."""
-    yield await _wait(_one(service, p, p.chunks[0]), deadline)
+    yield await _wait(_one(service, p, p.chunks[0], priority=0), deadline)
     i, size = 1, 1
     group: list[asyncio.Task] = []
     following: list[asyncio.Task] = []
@@ -170,7 +218,7 @@ class Outcome:
     status: int = 200
 
 
-async def produce(service: TtsService, p: Plan, deadline: float, out: Outcome
+async def produce(service: TtsService, p: Plan, deadline: float, out: Outcome, pace: FirstChunkPace | None = None
                   ) -> tuple[bytes, AsyncIterator[bytes] | None, int]:
     """(first bytes, iterator of the rest or None for a whole file, sample rate sent).
 
@@ -180,6 +228,8 @@ async def produce(service: TtsService, p: Plan, deadline: float, out: Outcome
     first = await chunks.__anext__()
     out.model_id, out.audio_s = first.model_id, first.duration_s
     out.first_engine_ms, out.first_queue_ms = first.engine_ms, first.queue_ms
+    if pace is not None:
+        pace.observe(p.model_id, len(p.chunks[0]), first.engine_ms)
     if len(p.chunks) == 1 and not p.sse:
         await chunks.aclose()
         data, rate = await asyncio.to_thread(enc.encode_whole, first.audio, p.fmt)

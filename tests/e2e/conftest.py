@@ -33,7 +33,22 @@ def wait_healthy(proc, port: int, log: Path, timeout: float = 120.0) -> None:
     raise AssertionError(f"not healthy after {timeout} s:\n{log.read_text()[-3000:]}")
 
 
+def workers_of(pid: int) -> set[int]:
+    """Worker processes (multiprocessing spawn children) of `pid`, from /proc."""
+    import contextlib
+    import os
+
+    out = set()
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            for child in f.read().split():
+                with contextlib.suppress(OSError), open(f"/proc/{child}/cmdline", "rb") as c:
+                    if b"spawn_main" in c.read():
+                        out.add(int(child))
+    return out
+
+
 @pytest.fixture(scope="session")
 def procs():
     """The helpers above, for test modules (conftest modules are not importable by name)."""
-    return types.SimpleNamespace(free_port=free_port, wait_healthy=wait_healthy)
+    return types.SimpleNamespace(free_port=free_port, wait_healthy=wait_healthy, workers_of=workers_of)

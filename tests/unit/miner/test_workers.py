@@ -79,7 +79,9 @@ def test_auth_failures_of_workers_are_counted_in_the_hub(harness_factory):
 
 
 def test_worker_health_follows_the_hub_and_a_lost_hub_is_503(harness_factory, monkeypatch):
-    monkeypatch.setattr(workers, "STATE_PUSH_S", 0.05)
+    from audiosubnet.service import hub
+
+    monkeypatch.setattr(hub, "STATE_PUSH_S", 0.05)
     h = harness_factory(workers=True)
     lost = []
     h.links[0].on_lost = lambda: lost.append(True)

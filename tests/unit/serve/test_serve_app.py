@@ -272,3 +272,29 @@ def test_a_stream_under_way_waits_for_room_in_a_full_queue(make_served):
     assert r.status_code == 200
     assert len(r.content) / 2 / 24000 == pytest.approx(sum(len(f"Sentence number {i}.") for i in range(1, 9)) * 0.06,
                                                        abs=0.05)
+
+
+def test_a_slow_engine_gets_a_shorter_first_piece_when_streamed(make_served):
+    from audiosubnet.serve import speech
+    from audiosubnet.serve.openai_api import SpeechRequest
+
+    s = make_served(models=["fake:delay_ms=250"], clone_model="none")
+    svc, pace = s.ctx.service, speech.FirstChunkPace(target_ms=150.0)
+    text = "The quick brown fox jumps over the lazy dog near the old mill. Then a second one."
+
+    def streamed() -> speech.Plan:
+        p = speech.plan(SpeechRequest(input=text, response_format="pcm"), svc, voice_map={}, voices=None,
+                        clone_model=None, pace=pace)
+
+        async def run() -> int:
+            head, rest, _ = await speech.produce(svc, p, time.monotonic() + 30, speech.Outcome(), pace)
+            return len(head) + sum([len(b) async for b in rest])
+
+        assert s.run(run()) > 0
+        return p
+
+    first = streamed()
+    assert first.chunks[0] == "The quick brown fox jumps over the lazy dog near the old mill."  # not measured yet
+    second = streamed()  # ~250 ms for 62 characters: ~37 fit in 150 ms
+    assert 16 <= len(second.chunks[0]) <= 40 and second.chunks[0].split()[-1] not in ("the", "of")
+    assert " ".join(second.chunks) == text and len(second.chunks) == 3

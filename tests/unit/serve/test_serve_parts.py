@@ -128,3 +128,36 @@ def test_keys_are_compared_in_constant_time_against_every_key(monkeypatch):
         calls.clear()
         keys.caller(presented)
         assert [b for _, b in calls] == [b"k-one", b"k-two", b"k-three"]  # no early exit on a match or a miss
+
+
+def test_first_piece_cuts_at_a_clause_else_between_words_never_after_a_weak_word():
+    from audiosubnet.serve.speech import first_piece
+
+    s = "The quick brown fox jumps over the lazy dog."
+    assert first_piece(s, 100) == [s]
+    assert first_piece(s, 36) == ["The quick brown fox jumps over", "the lazy dog."]  # not "... over the"
+    assert first_piece("Well, the quick brown fox jumps over the lazy dog.", 30) == \
+        ["Well, the quick brown fox", "jumps over the lazy dog."]
+    assert first_piece("When it rains, the quick brown fox stays home.", 30) == \
+        ["When it rains,", "the quick brown fox stays home."]  # a clause break before a space
+
+
+def test_first_chunk_pace_follows_the_engine_speed():
+    from audiosubnet.serve.speech import FIRST_CHARS, FIRST_MIN_CHARS, FirstChunkPace
+
+    pace = FirstChunkPace(target_ms=150.0, window=5)
+    assert pace.chars("m") == FIRST_CHARS  # nothing measured yet
+    pace.observe("m", 20, 20_000.0)  # the call that loaded the model: 1,000 ms per character
+    assert pace.chars("m") == FIRST_MIN_CHARS
+    pace.observe("m", 50, 250.0)
+    pace.observe("m", 50, 250.0)  # 5 ms per character (the median of 3): 30 characters in 150 ms
+    assert pace.chars("m") == 30 and pace.chars("other") == FIRST_CHARS
+    pace.observe("m", 30, 450.0)
+    pace.observe("m", 30, 450.0)  # a busier CPU: 15 ms/char for the last two; median 15 -> 10 characters
+    assert pace.chars("m") == FIRST_MIN_CHARS
+    for _ in range(3):
+        pace.observe("m", 60, 3.0)  # a GPU: three of the last five
+    assert pace.chars("m") == FIRST_CHARS
+    pace.observe("m", 0, 10.0)
+    pace.observe("m", 10, 0.0)  # nothing to learn from
+    assert pace.chars("m") == FIRST_CHARS

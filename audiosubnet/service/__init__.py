@@ -1,0 +1,1 @@
+"""Front-end-neutral parts around the batching service (`hub`: HTTP worker processes in front of one service)."""
