@@ -269,6 +269,8 @@ class Settings(BaseSettings):
 
     home: Path = Field(default_factory=default_home, description="state folder (ASN_HOME)")
     device: Device = Field("auto", description="auto | cpu | cuda | cuda:N")
+    devices: str | None = Field(None, description="one engine process per device: all | 0,1,... | cpu:N "
+                                                  "(none: one engine on `device`)")
     dtype: DType = Field("auto", description="auto (fp16/bf16 on CUDA, fp32 on CPU) | float32 | float16 | bfloat16")
     cache_budget: str = Field("auto", description="ModelCache budget: auto (90% GPU / 50% RAM), or e.g. 8GiB")
     model: str = Field("auto", description="default TTS model id (auto: the offline Piper voice, else espeak)")

@@ -3,6 +3,8 @@
     python scripts/bench_miner.py --quick                         # smoke test (seconds, CPU, default voice)
     python scripts/bench_miner.py                                 # CPU: 1, 8, 64 clients, default Piper voice
     python scripts/bench_miner.py --random-mms full --device cuda --client-procs 4     # H100, full-size MMS
+    python scripts/bench_miner.py --random-mms full --device cuda --devices all --workers 8 --client-procs 8
+                                                                  # every GPU of the host (asn mine --devices)
 
 A real `asn mine --network sim` process (this script re-run with --serve) listens on a loopback port, with
 wallets and a simulated subnet in a temp folder. For each concurrency level, closed-loop clients (signed
@@ -168,6 +170,18 @@ def _tree_cpu_s(pid: int) -> float | None:
     return total
 
 
+def _scrape_devices(base: str) -> dict[str, dict[str, float]]:
+    """Per-device counters of an engine pool (--devices) so far: {device: {batches, requests, busy_seconds}}."""
+    import httpx
+
+    text = httpx.get(base + "/metrics", timeout=10, trust_env=False).text
+    out: dict[str, dict[str, float]] = {}
+    for name in ("batches", "requests", "busy_seconds"):
+        for dev, v in re.findall(rf'^asn_miner_device_{name}_total\{{device="([^"]+)"\}} (\S+)$', text, re.M):
+            out.setdefault(dev, {})[name] = float(v)
+    return out
+
+
 def _scrape_batches(base: str) -> tuple[float, float, float]:
     """(requests in engine calls, engine calls, engine seconds) so far, from the miner's /metrics."""
     import httpx
@@ -262,6 +276,7 @@ def main() -> int:
     ap.add_argument("--max-wait-ms", type=float, default=5.0)
     ap.add_argument("--miner-concurrency", type=int, default=1, help="engine calls in flight in the miner")
     ap.add_argument("--workers", type=int, default=1, help="the miner's HTTP worker processes (asn mine --workers)")
+    ap.add_argument("--devices", help="one engine process per device (asn mine --devices): all | 0,1,... | cpu:N")
     ap.add_argument("--long-seconds", type=float, default=30.0, help="target length of the single long request")
     ap.add_argument("--long-repeats", type=int, default=5)
     ap.add_argument("--long-fresh", action="store_true",
@@ -304,6 +319,7 @@ def main() -> int:
              "subnet.wallet_name": "miner", "subnet.wallet_path": str(wallets), "model": model,
              "device": args.device, "dtype": args.dtype, "mine.host": "127.0.0.1", "mine.port": port,
              "mine.max_batch": args.max_batch, "mine.max_wait_ms": args.max_wait_ms,
+             "devices": args.devices,
              "mine.concurrency": args.miner_concurrency, "mine.workers": args.workers, "mine.queue_size": 4096,
              "mine.rate_limit_per_min": 0,
              "mine.max_text_chars": 2000, "mine.max_body_bytes": 65536}
@@ -315,7 +331,7 @@ def main() -> int:
                                 stderr=subprocess.STDOUT, env=env)
     result: dict = {"model": model, "device": args.device, "dtype": args.dtype, "cpu_count": os.cpu_count(),
                     "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "client_procs": args.client_procs,
-                    "workers": args.workers,
+                    "workers": args.workers, "devices": args.devices,
                     "levels": []}
     try:
         t0 = time.perf_counter()
@@ -329,10 +345,10 @@ def main() -> int:
         # warm the HTTP path and the engine's batch shapes
         run_level(endpoint, miner.hotkey, str(wallets), 4, 1.0, 1, args.timeout)
         for clients in [int(c) for c in args.concurrency.split(",") if c.strip()]:
-            before, cpu0 = _scrape_batches(base), _tree_cpu_s(proc.pid)
+            before, cpu0, dev0 = _scrape_batches(base), _tree_cpu_s(proc.pid), _scrape_devices(base)
             rows, wall = run_level(endpoint, miner.hotkey, str(wallets), clients, args.seconds, args.client_procs,
                                    args.timeout)
-            after, cpu1 = _scrape_batches(base), _tree_cpu_s(proc.pid)
+            after, cpu1, dev1 = _scrape_batches(base), _tree_cpu_s(proc.pid), _scrape_devices(base)
             level = summarize(rows, wall, clients, (after[0] - before[0], after[1] - before[1]))
             if after[1] > before[1]:  # time inside engine calls: the rest of a batch's cycle is the miner's
                 level["engine_ms_per_batch"] = round(1000 * (after[2] - before[2]) / (after[1] - before[1]), 1)
@@ -340,12 +356,20 @@ def main() -> int:
             if cpu0 is not None and cpu1 is not None and level["ok"]:  # the miner's CPU, all its processes
                 level["miner_cpu_ms_per_req"] = round(1000 * (cpu1 - cpu0) / level["ok"], 2)
                 level["miner_cpu_cores"] = round((cpu1 - cpu0) / wall, 2)
+            if dev1:  # each device's share: batches, requests, and how busy its engine was
+                level["devices"] = {d: {"batches": int(c.get("batches", 0) - dev0.get(d, {}).get("batches", 0)),
+                                        "requests": int(c.get("requests", 0) - dev0.get(d, {}).get("requests", 0)),
+                                        "busy": round((c.get("busy_seconds", 0) -
+                                                       dev0.get(d, {}).get("busy_seconds", 0)) / wall, 2)}
+                                    for d, c in dev1.items()}
             result["levels"].append(level)
             print(f"{clients:>3} clients: {level['req_per_s']:8.1f} req/s  p50 {level['p50_ms']:7.1f} ms  "
                   f"p99 {level['p99_ms']:7.1f} ms  {level['x_real_time']:8.1f}x real time  "
                   f"batch {level['mean_batch']:.1f} ({level.get('engine_ms_per_batch', '?')} ms in the engine, "
                   f"busy {level.get('engine_busy', '?')})  miner cpu {level.get('miner_cpu_ms_per_req', '?')} ms/req "
                   f"({level.get('miner_cpu_cores', '?')} cores)  errors {level['errors'] or 0}", file=sys.stderr)
+            for d, c in level.get("devices", {}).items():
+                print(f"      {d}: {c['batches']} batches, {c['requests']} requests, busy {c['busy']}", file=sys.stderr)
         cps = next((lv["chars_per_audio_s"] for lv in result["levels"] if lv["chars_per_audio_s"]), 15.0)
         n = max(40, int(args.long_seconds * cps))
         texts = _long_texts(n, args.long_repeats, args.long_fresh)

@@ -17,6 +17,9 @@ ModelOpt = Annotated[str | None, typer.Option(
 VoiceOpt = Annotated[str | None, typer.Option("--voice", help="Voice/speaker of the model.", show_default=False)]
 DeviceOpt = Annotated[str | None, typer.Option(
     "--device", help="auto | cpu | cuda | cuda:N  [default: auto]", show_default=False)]
+DevicesOpt = Annotated[str | None, typer.Option(
+    "--devices", help="One engine process per device, behind one queue: all (every visible GPU) | 0,1,... "
+    "(CUDA indices) | cpu:N (N CPU engine processes)  [default: one engine on --device]", show_default=False)]
 DTypeOpt = Annotated[str | None, typer.Option(
     "--dtype", help="auto | float32 | float16 | bfloat16  [default: auto: fp16/bf16 on CUDA]",
     show_default=False)]

@@ -38,6 +38,7 @@ def mine(
                                                     "with this model (e.g. musicgen:facebook/musicgen-small).",
                                                     show_default=False)] = None,
     device: o.DeviceOpt = None,
+    devices: o.DevicesOpt = None,
     dtype: o.DTypeOpt = None,
     cache_budget: o.BudgetOpt = None,
     concurrency: Annotated[int | None, typer.Option("--concurrency", help="Engine calls in flight at once  "
@@ -75,6 +76,7 @@ def mine(
       asn mine --wallet.name miner --wallet.hotkey default --netuid 16
       asn mine --network test --netuid 250 --external-ip 203.0.113.7
       asn mine --model hf:facebook/mms-tts-eng --device cuda --max-batch 64 --workers 4
+      asn mine --model hf:facebook/mms-tts-eng --devices all --max-batch 64 --workers 8   (every GPU)
       asn mine --clone-model auto          (also voice cloning on /v1/clone)
       asn mine --music-model musicgen:facebook/musicgen-small --device cuda   (also music on /v1/music)
       asn mine --network sim --wallet.name m1 --port 9001   (see asn sim -h)
@@ -86,6 +88,7 @@ def mine(
         **o.subnet_flags(wallet_name, wallet_hotkey, wallet_path, network, netuid),
         **o.placement_flags(device, dtype, cache_budget),
         "model": model, "voice": voice, "mine.clone_model": clone_model, "mine.music_model": music_model,
+        "devices": devices,
         "mine.host": host, "mine.port": port, "mine.external_ip": external_ip, "mine.external_port": external_port,
         "mine.concurrency": concurrency, "mine.workers": workers, "mine.max_batch": max_batch,
         "mine.max_wait_ms": max_wait_ms,

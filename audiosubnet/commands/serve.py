@@ -27,6 +27,7 @@ def serve(
                                                     "downloaded, else world; none: no saved voices)",
                                                     show_default=False)] = None,
     device: o.DeviceOpt = None,
+    devices: o.DevicesOpt = None,
     dtype: o.DTypeOpt = None,
     cache_budget: o.BudgetOpt = None,
     api_key: Annotated[list[str] | None, typer.Option("--api-key", help="Accepted Bearer key (repeat for "
@@ -58,6 +59,7 @@ def serve(
       asn serve                                    (then open http://127.0.0.1:8000/)
       asn serve --model piper --model espeak:en-us --keep-alive 10m
       asn serve --host 0.0.0.0 --api-key "$KEY" --device cuda --model hf:facebook/mms-tts-eng --workers 4
+      asn serve --devices all --model hf:facebook/mms-tts-eng   (one engine process per GPU)
     """
     import importlib.util
 
@@ -72,7 +74,7 @@ def serve(
 
     flags = {
         **o.placement_flags(device, dtype, cache_budget),
-        "voice": voice, "serve.host": host, "serve.port": port, "serve.models": _split(model),
+        "devices": devices, "voice": voice, "serve.host": host, "serve.port": port, "serve.models": _split(model),
         "serve.clone_model": clone_model, "serve.api_keys": _split(api_key), "serve.insecure": insecure or None,
         "serve.keep_alive": keep_alive, "serve.rate_limit_per_min": rate_limit, "serve.max_batch": max_batch,
         "serve.concurrency": concurrency, "serve.workers": workers,

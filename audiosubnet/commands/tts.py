@@ -39,6 +39,7 @@ def batch(
     max_batch: Annotated[int | None, typer.Option("--max-batch", help="Rows per engine call for engines "
                                                      "that batch  [default: 16]", show_default=False)] = None,
     device: o.DeviceOpt = None,
+    devices: o.DevicesOpt = None,
     dtype: o.DTypeOpt = None,
     cache_budget: o.BudgetOpt = None,
     json_out: o.JsonOpt = False,
@@ -60,6 +61,7 @@ def batch(
       asn tts batch prompts.csv --out renders --format flac --model espeak:en-us
       printf 'text\\nHello.\\nGoodbye.\\n' | asn tts batch - --out renders --json
       asn tts batch prompts.csv --ray --out s3://bucket/renders --seed 1
+      asn tts batch prompts.csv --devices all --model hf:facebook/mms-tts-eng   (batches spread over every GPU)
 
     Exit status: 0 when every row succeeded, 1 when any row failed or the output folder stopped
     taking files (disk full), 2 for a missing, empty or non-text CSV or an unwritable output folder,
@@ -74,9 +76,15 @@ def batch(
     if csv_path == "-":
         source = sys.stdin.buffer.read()
     s = load_settings(**{"tts.out_dir": out, "tts.format": fmt, "tts.max_batch": max_batch, "model": model,
-                         "voice": voice, **o.placement_flags(device, dtype, cache_budget)})
-    # the engine runs in its own process: a row that crashes it (native code) fails alone, the batch goes on
-    cache = isolated_cache(s.device, s.dtype, s.cache_budget)
+                         "voice": voice, "devices": devices, **o.placement_flags(device, dtype, cache_budget)})
+    # the engine runs in its own process: a row that crashes it (native code) fails alone, the batch goes on;
+    # with --devices, one such process per device, and that many batches at once
+    if s.devices:
+        from audiosubnet.engines.pool import engine_pool, parse_devices
+
+        cache = engine_pool(parse_devices(s.devices, s.device), s.dtype, s.cache_budget)
+    else:
+        cache = isolated_cache(s.device, s.dtype, s.cache_budget)
     opts = BatchOptions(out_dir=s.tts.out_dir, fmt=s.tts.format, model=s.model, voice=s.voice, force=force,
                         max_batch=s.tts.max_batch, allow_mixed=allow_mixed, seed=seed)
     stopped = None

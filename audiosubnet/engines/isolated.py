@@ -5,7 +5,8 @@ espeak-ng, onnxruntime and CUDA are native code; a bad input or a driver fault t
 engines in a child (spawned; its own ModelCache with the same device, dtype and budget) and talks to it over a
 socket pair with the length-prefixed pickle frames of `asn mine --workers N` (miner/workers.py):
 
-  parent -> child   (id, op, payload)   op: load | check | scripts | synth | each | iter | warmup | cancel | exit
+  parent -> child   (id, op, payload)   op: load | unload | check | scripts | synth | each | iter | warmup | cancel
+                                        | exit
   child -> parent   (id, ok, payload)   ok False: payload is (error class name, message, hint);
                                         ok "part": one (index, audio) of an `iter` call, more to come
 
@@ -195,6 +196,8 @@ class _Child:
             self.cache.pin(self.cache.key(model_id, self.cache.device, self.cache.dtype))
             return caps
         model_id, arg = payload
+        if op == "unload":  # before the lease below, which would load it
+            return self.cache.unload(self.cache.key(model_id, self.cache.device, self.cache.dtype))
         with self.cache.engine(model_id) as engine:
             if op == "check":
                 engine.check(arg)
@@ -249,8 +252,10 @@ class EngineProcess:
     """A supervised engine child. Thread-safe; every call blocks its calling thread (run it off an event loop)."""
 
     def __init__(self, device: str = "cpu", dtype: str = "float32", budget: Any = None, *,
-                 threads: int = 1, ready_timeout_s: float = READY_TIMEOUT_S, on_restart: Any = None):
+                 threads: int = 1, ready_timeout_s: float = READY_TIMEOUT_S, on_restart: Any = None,
+                 env: dict[str, str] | None = None):
         self.device, self.dtype, self.budget, self.threads = device, dtype, budget, threads
+        self.env = dict(env or {})  # set in the child's environment (e.g. CUDA_VISIBLE_DEVICES of an engine pool)
         self.ready_timeout_s = ready_timeout_s
         self.on_restart = on_restart  # called (no arguments) after each restart
         self.restarts = 0
@@ -292,7 +297,8 @@ class EngineProcess:
         # state is copied, and the process is easy to tell apart (ps, /proc/<pid>/cmdline)
         proc = subprocess.Popen([sys.executable, "-m", "audiosubnet.engines.isolated", str(child.fileno()),
                                  self.device, self.dtype, budget, str(self.threads), str(level)],
-                                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL)
+                                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL,
+                                env={**os.environ, **self.env} if self.env else None)
         child.close()
         self._proc, self._sock = proc, parent
         threading.Thread(target=self._read_loop, args=(parent, proc), name="asn-engine-reader", daemon=True).start()
@@ -501,6 +507,19 @@ class EngineProcess:
         caps = self._raw_call("load", (model_id, warm), self.ready_timeout_s)
         self._loaded[model_id] = (warm, caps)
         return caps
+
+    def is_loaded(self, model_id: str) -> bool:
+        return model_id in self._loaded
+
+    def unload(self, model_id: str) -> bool:
+        """Unload `model_id` in the child (not reloaded after a restart). True if it was unloaded now."""
+        if self._loaded.pop(model_id, None) is None or not self._ready:
+            return False
+        try:
+            return bool(self._raw_call("unload", (model_id, None), self.ready_timeout_s))
+        except EngineError as e:
+            log.warning("engine process: unloading %s failed: %s", model_id, e)
+            return False
 
 
 class RemoteEngine:

@@ -6,7 +6,9 @@ request; everything else is here, once:
 - plan: rows with a parse error and unknown models become error rows; a row whose earlier manifest row says
   ok, whose output exists with the recorded size and suffix and whose fingerprint matches is skipped; the
   rest are grouped by canonical model id;
-- render: engine batches of at most `max_batch` rows; each row is written (atomically, through an
+- render: engine batches of at most `max_batch` rows (on an engine pool, `asn tts batch --devices`, as many at
+  once as it has engine processes, each to the least-loaded one; the results are the same); each row is
+  written (atomically, through an
   `OutputStore`: a folder or an fsspec URL) and recorded the moment the engine hands it over
   (`synthesize_iter`); a batch that raises is retried row by row, so one bad row fails alone;
 - the manifest (`manifest.csv`): earlier rows are kept; each finished row is appended and flushed at once
@@ -26,8 +28,10 @@ import io
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -189,6 +193,8 @@ class ManifestJob:
         self._journal = None  # the folder manifest, open for appending one line per finished row
         self._dirty = False
         self._last_flush = 0.0
+        self._lock = threading.RLock()  # batches run in threads on an engine pool: one row recorded at a time
+        self._closed = False  # rows finishing after close() (Ctrl-C while batches run) are not recorded
 
     # -- hooks --
     def fingerprint(self, row: Any, model: str) -> dict[str, str]:
@@ -274,6 +280,8 @@ class ManifestJob:
 
     def close(self) -> None:
         """The final manifest, in CSV order (the appended one stays if that cannot be written)."""
+        with self._lock:
+            self._closed = True
         if not self.keeps_manifest:
             return
         f, self._journal = self._journal, None
@@ -288,10 +296,13 @@ class ManifestJob:
 
     # -- bookkeeping --
     def done(self, res: Any) -> None:
-        self.results[res.id] = res
-        self.append(res)
-        if self.progress:
-            self.progress(res)
+        with self._lock:
+            if self._closed:
+                return
+            self.results[res.id] = res
+            self.append(res)
+            if self.progress:
+                self.progress(res)
 
     def fail(self, row: Any, model: str, error: str) -> None:
         self.done(self.error_result(row, model, error))
@@ -352,8 +363,7 @@ class ManifestJob:
                     except InputError as e:
                         self.fail(row, model, f"line {row.line}: {e}")
                 ready = self.order(ready)
-                for i in range(0, len(ready), step):
-                    self.run_batch(engine, model, ready[i:i + step])
+                self.run_batches(engine, model, [ready[i:i + step] for i in range(0, len(ready), step)])
         except OutputError:
             raise
         except (AsnError, ImportError) as e:
@@ -361,6 +371,21 @@ class ManifestJob:
             for row in rows:
                 if row.id not in self.results:
                     self.fail(row, model, msg)
+
+    def run_batches(self, engine: Any, model: str, batches: list[list]) -> None:
+        """The batches one after another; on an engine pool (`cache.parallel` engine processes) that many at once,
+        each call going to the least-loaded engine. The first OutputError stops the rest."""
+        n = min(len(batches), int(getattr(self.cache, "parallel", 1) or 1))
+        if n <= 1:
+            for b in batches:
+                self.run_batch(engine, model, b)
+            return
+        ex = ThreadPoolExecutor(n, thread_name_prefix="asn-job")
+        try:
+            for f in [ex.submit(self.run_batch, engine, model, b) for b in batches]:
+                f.result()
+        finally:  # Ctrl-C or an OutputError: batches not started are dropped; running ones are not recorded
+            ex.shutdown(wait=False, cancel_futures=True)
 
     def run_batch(self, engine: Any, model: str, batch: list) -> None:
         """Synthesize a batch; each row is written (and in the manifest) the moment the engine hands it over.
@@ -370,7 +395,8 @@ class ManifestJob:
         try:
             for i, audio in self.synthesize_iter(engine, [req for _, req in batch]):
                 took = time.perf_counter() - last  # the engine's time for this row (writes excluded)
-                self.engine_seconds += took
+                with self._lock:
+                    self.engine_seconds += took
                 finished.add(i)
                 self.write_row(*batch[i], model, audio, took)
                 last = time.perf_counter()

@@ -7,9 +7,11 @@ The HTTP edge reports through four calls (`request`, `auth_failure`, `rejection`
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from audiosubnet.miner.service import Observer
@@ -52,6 +54,10 @@ class MinerMetrics(Observer):
     def watch_engine(self, pid: Callable[[], int | None]) -> None:
         self.engine_pid.set_function(lambda: pid() or 0)
 
+    def watch_devices(self, pool: Any) -> None:
+        """Per-device metrics of an engine pool (`--devices`), read from `pool.stats()` at each scrape."""
+        self.registry.register(DevicesCollector("asn_miner", pool))
+
     # the HTTP edge
     def request(self, endpoint: str, status: int, seconds: float, model: str = "-", audio_s: float = 0.0,
                 chars: int = 0) -> None:
@@ -88,3 +94,31 @@ class MinerMetrics(Observer):
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class DevicesCollector:
+    """`<prefix>_device_*` series, labelled by device (cuda:0, cpu:1...), from an EnginePool's `stats()`:
+    batches, requests and busy seconds (counters), requests in flight, up, pid (gauges), restarts (counter)."""
+
+    _SERIES = (("batches", CounterMetricFamily, "Engine calls (batches) served by the device's engine process"),
+               ("requests", CounterMetricFamily, "Requests in the batches served by the device's engine process"),
+               ("busy_seconds", CounterMetricFamily, "Seconds with at least one call in the device's engine"),
+               ("in_flight", GaugeMetricFamily, "Requests inside the device's engine now"),
+               ("restarts", CounterMetricFamily, "Times the device's engine process died and was restarted"),
+               ("up", GaugeMetricFamily, "1 while the device's engine process is serving, 0 while it restarts"),
+               ("pid", GaugeMetricFamily, "Process id of the device's engine process"))
+
+    def __init__(self, prefix: str, pool: Any):
+        self.prefix, self.pool = prefix, pool
+
+    def describe(self) -> Iterator[Any]:
+        for name, family, doc in self._SERIES:
+            yield family(f"{self.prefix}_device_{name}", doc, labels=["device"])
+
+    def collect(self) -> Iterator[Any]:
+        stats = self.pool.stats()
+        for name, family, doc in self._SERIES:
+            f = family(f"{self.prefix}_device_{name}", doc, labels=["device"])
+            for st in stats:
+                f.add_metric([st.device], float(getattr(st, name)))
+            yield f

@@ -52,15 +52,19 @@ def build_miner(settings: Settings, *, wallet: Any = None, chain: Chain | None =
     log.info("hotkey %s is uid %d on netuid %d (%s)", wallet.hotkey, uid, s.netuid, chain.network)
 
     metrics = MinerMetrics()
-    if cache is None and m.isolate_engine:
+    if cache is None and (m.isolate_engine or settings.devices):
         cache = isolated_cache(settings, metrics)
     elif cache is None:
         cache = configure_cache(settings.device, settings.dtype, settings.cache_budget)
-    proc = getattr(cache, "proc", None)  # an IsolatedCache made by the caller: count its restarts here
-    if proc is not None:
-        metrics.watch_engine(lambda: proc.pid)
+    procs = getattr(cache, "procs", None) or [p for p in [getattr(cache, "proc", None)] if p is not None]
+    for proc in procs:  # an IsolatedCache or EnginePool made by the caller: count its restarts here
         if proc.on_restart is None:
             proc.on_restart = metrics.engine_restart
+    if procs:
+        metrics.watch_engine(lambda: procs[0].pid)
+    if hasattr(cache, "procs"):  # an engine pool (--devices): per-device metrics
+        metrics.watch_devices(cache)
+    parallel = getattr(cache, "parallel", 1)  # engine processes of a pool: that many batches at once
     models = (settings.model.strip() or "auto",)
     if m.clone_model:
         models += (_clone_model(m.clone_model),)
@@ -68,7 +72,7 @@ def build_miner(settings: Settings, *, wallet: Any = None, chain: Chain | None =
         models += (m.music_model,)
     service = TtsService(ServiceConfig(models=models, voice=settings.voice, max_text_chars=m.max_text_chars,
                                        max_batch=m.max_batch, max_wait_ms=m.max_wait_ms, queue_size=m.queue_size,
-                                       concurrency=m.concurrency), cache=cache, observer=metrics)
+                                       concurrency=m.concurrency * parallel), cache=cache, observer=metrics)
     service.load()
 
     min_stake = default_min_stake(s.network) if m.min_validator_stake is None else m.min_validator_stake
@@ -93,12 +97,21 @@ def build_miner(settings: Settings, *, wallet: Any = None, chain: Chain | None =
 def isolated_cache(settings: Settings, metrics: Any = None) -> Any:
     """The engine in a supervised child process (engines/isolated.py): a native crash answers the requests of
     that batch 503 and the engine restarts; requests wait up to 20 s for a restarting engine; a batch that takes
-    longer than `engine_timeout_s` (stuck in native code) kills the engine, answers 503 and restarts it."""
+    longer than `engine_timeout_s` (stuck in native code) kills the engine, answers 503 and restarts it.
+    With `devices` (--devices): an EnginePool, one such engine process per device (engines/pool.py)."""
     from audiosubnet.engines.isolated import EngineProcess, IsolatedCache
+
+    on_restart = None if metrics is None else metrics.engine_restart
+    if settings.devices:
+        from audiosubnet.engines.pool import engine_pool, parse_devices
+
+        return engine_pool(parse_devices(settings.devices, settings.device), settings.dtype, settings.cache_budget,
+                           threads=settings.mine.concurrency, wait_s=20.0, timeout_s=settings.mine.engine_timeout_s,
+                           on_restart=on_restart)
 
     proc = EngineProcess(settings.device, settings.dtype, settings.cache_budget,
                          threads=settings.mine.concurrency,
-                         on_restart=None if metrics is None else metrics.engine_restart)
+                         on_restart=on_restart)
     return IsolatedCache(proc, wait_s=20.0, timeout_s=settings.mine.engine_timeout_s)
 
 
@@ -175,6 +188,10 @@ def run_miner(settings: Settings) -> None:
     import uvicorn
 
     m = settings.mine
+    if settings.devices:  # a bad --devices fails before anything is bound or loaded
+        from audiosubnet.engines.pool import parse_devices
+
+        parse_devices(settings.devices, settings.device)
     raise_open_files_limit()
     sock = bind(m.host, m.port)  # fail fast on a busy port, before loading anything
     miner = None

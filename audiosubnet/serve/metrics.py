@@ -58,6 +58,12 @@ class ServeMetrics(Observer):
         self.in_flight = Gauge("asn_serve_in_flight", "Requests inside engine calls", registry=r)
         self.models_loaded = Gauge("asn_serve_models_loaded", "Served models whose weights are loaded", registry=r)
 
+    def watch_devices(self, pool) -> None:
+        """Per-device metrics of an engine pool (`asn serve --devices`)."""
+        from audiosubnet.miner.metrics import DevicesCollector
+
+        self.registry.register(DevicesCollector("asn_serve", pool))
+
     def request(self, endpoint: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint, str(status)).inc()
         self.latency.labels(endpoint).observe(seconds)

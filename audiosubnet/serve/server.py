@@ -46,7 +46,12 @@ def build_serve(settings: Settings, *, cache: Any = None) -> tuple[ServeContext,
     api_keys = tuple(k.get_secret_value() for k in s.api_keys)
     check_bind(s.host, api_keys, s.insecure)
     keep_alive = parse_duration(s.keep_alive)
-    if cache is None:
+    if cache is None and settings.devices:  # one engine process per device (engines/pool.py)
+        from audiosubnet.engines.pool import engine_pool, parse_devices
+
+        cache = engine_pool(parse_devices(settings.devices, settings.device), settings.dtype, settings.cache_budget,
+                            threads=s.concurrency, wait_s=20.0, timeout_s=s.request_timeout_s)
+    elif cache is None:
         cache = configure_cache(settings.device, settings.dtype, settings.cache_budget)
     models = tuple(s.models) or (settings.model.strip() or "auto",)
     models = tuple(registry.canonical_id(m) for m in models)  # unknown model ids fail here, with a hint
@@ -58,9 +63,12 @@ def build_serve(settings: Settings, *, cache: Any = None) -> tuple[ServeContext,
         if clone_model not in models:
             models += (clone_model,)
     metrics = ServeMetrics()
+    if hasattr(cache, "procs"):  # an engine pool: per-device metrics
+        metrics.watch_devices(cache)
     service = TtsService(ServiceConfig(models=models, voice=settings.voice, max_text_chars=1000,
                                        max_batch=s.max_batch, max_wait_ms=s.max_wait_ms, queue_size=s.queue_size,
-                                       concurrency=s.concurrency, lazy=True, keep_alive_s=keep_alive),
+                                       concurrency=s.concurrency * getattr(cache, "parallel", 1), lazy=True,
+                                       keep_alive_s=keep_alive),
                          cache=cache, observer=metrics)
     service.load()  # lazy: capabilities only, no weights
     ctx = ServeContext(service=service, voices=VoiceStore(settings.home / "serve" / "voices", s.max_saved_voices)
@@ -84,7 +92,12 @@ def run_serve(settings: Settings, log_setup: Callable[[], None] | None = None) -
 
     s = settings.serve
     check_bind(s.host, s.api_keys, s.insecure)  # before binding anything
+    if settings.devices:
+        from audiosubnet.engines.pool import parse_devices
+
+        parse_devices(settings.devices, settings.device)
     sock = bind(s.host, s.port)
+    ctx = None
     try:
         ctx, app = build_serve(settings)
         keys = f"{len(s.api_keys)} API key(s)" if s.api_keys else "no API key"
@@ -110,6 +123,9 @@ def run_serve(settings: Settings, log_setup: Callable[[], None] | None = None) -
             signal.signal(signal.SIGTERM, previous)
     finally:
         sock.close()
+        close = getattr(ctx.service.cache, "close", None) if ctx is not None else None
+        if close is not None:  # the engine processes of --devices
+            close()
 
 
 def _exit_quietly(signum: int, frame: Any) -> None:

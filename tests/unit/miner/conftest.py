@@ -60,12 +60,12 @@ def make_sim(path: Path, keys: Keys) -> SimChain:
     return chain
 
 
-def miner_settings(home: Path, keys: Keys, model: str = "fake:default", **mine):
+def miner_settings(home: Path, keys: Keys, model: str = "fake:default", devices: str | None = None, **mine):
     flags = {"subnet.network": "sim", "subnet.netuid": NETUID, "subnet.sim_path": home / "sim.db",
              "subnet.wallet_name": "miner", "subnet.wallet_path": keys.path, "model": model, "device": "cpu",
              "dtype": "float32", "mine.min_validator_stake": MIN_STAKE, "mine.rate_limit_per_min": 0,
              "mine.allow_hotkeys": [keys.friend.hotkey], "mine.deny_hotkeys": [keys.enemy.hotkey],
-             "mine.max_wait_ms": 2.0}
+             "mine.max_wait_ms": 2.0, "devices": devices}
     flags.update({f"mine.{k}": v for k, v in mine.items()})
     return load_settings(home=home, **flags)
 
@@ -80,11 +80,11 @@ class Harness:
     """One miner app + one event loop; `send()` signs and posts; `serve()` puts it on a loopback port."""
 
     def __init__(self, home: Path, keys: Keys, model: str = "fake:default", *, loopback: bool = False,
-                 workers: bool = False, isolate: bool = False, **mine):
+                 workers: bool = False, isolate: bool = False, devices: str | None = None, **mine):
         self.keys = keys
         self.chain = make_sim(home / "sim.db", keys)
-        self.settings = miner_settings(home, keys, model, **mine)
-        if isolate:  # the engine in its own supervised process, as `asn mine` runs it
+        self.settings = miner_settings(home, keys, model, devices, **mine)
+        if isolate or devices:  # the engine in its own supervised process(es), as `asn mine` runs it
             self.cache = isolated_cache(self.settings)
         else:
             self.cache = ModelCache(budget_bytes=None, device="cpu", dtype="float32")
@@ -193,9 +193,9 @@ def harness_factory(tmp_path, keys):
     made: list[Harness] = []
 
     def make(model: str = "fake:default", *, loopback: bool = False, workers: bool = False, isolate: bool = False,
-             **mine) -> Harness:
+             devices: str | None = None, **mine) -> Harness:
         h = Harness(tmp_path / f"h{len(made)}", keys, model, loopback=loopback, workers=workers, isolate=isolate,
-                    **mine)
+                    devices=devices, **mine)
         made.append(h)
         return h
 
