@@ -30,6 +30,7 @@ import logging
 import pickle
 import re
 import socket
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -155,10 +156,13 @@ def run_on_pool(ray, tasks: list[Any], make_actor: Callable[[str], type], ray_op
         ctx.enable_progress_bars = False  # the command draws its own bar from the results
         replicas, gpus, device = plan_pool(ray.cluster_resources(), ray_opts)
         items = [{"task": pickle.dumps(t)} for t in tasks]
-        ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), MAX_BLOCKS))).map_batches(
-            make_actor(device), batch_size=1, batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=replicas), num_gpus=gpus or None, num_cpus=None if gpus else 1,
-            max_task_retries=MAX_TASK_RETRIES)  # a dead actor is restarted; a task that kills it, retried
+        with warnings.catch_warnings():  # newer Ray Data names no parameter for the retries (its default: forever)
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
+            ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), MAX_BLOCKS))).map_batches(
+                make_actor(device), batch_size=1, batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=replicas), num_gpus=gpus or None,
+                num_cpus=None if gpus else 1,
+                max_task_retries=MAX_TASK_RETRIES)  # a dead actor is restarted; a task that kills it, retried
         try:
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 for payload in batch["result"]:

@@ -74,7 +74,8 @@ def test_ray_is_imported_only_when_asked_for():
     import subprocess
     import sys
 
-    code = ("import sys, audiosubnet, audiosubnet.commands.app, audiosubnet.jobs.tts_batch, audiosubnet.jobs.storage;"
+    code = ("import sys, audiosubnet, audiosubnet.commands.app, audiosubnet.jobs.tts_batch, audiosubnet.jobs.storage,"
+            " audiosubnet.jobs.music_batch, audiosubnet.scoring.files, audiosubnet.commands.music, audiosubnet.commands.score;"
             " print('ray' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "False"
