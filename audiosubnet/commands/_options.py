@@ -50,7 +50,7 @@ def subnet_flags(name: str | None, hotkey: str | None, path: Path | None, networ
             "subnet.network": network, "subnet.netuid": netuid}
 
 # `--ray` on the batch jobs and `asn score DIR` (docs/scale.md)
-RayOpt = Annotated[bool, typer.Option("--ray", help="Run on a Ray cluster (pip install 'audiosubnet[ray]'): "
+RayOpt = Annotated[bool, typer.Option("--ray", help="Run on a Ray cluster (pip install 'audiosubnet\\[ray]'): "
                                       "RAY_ADDRESS, else the cluster `ray start` left here, else a new local one.")]
 RayAddressOpt = Annotated[str | None, typer.Option(
     "--ray-address", metavar="ADDRESS", help="The Ray cluster (host:6379, ray://host:10001, local, auto); implies "

@@ -145,7 +145,8 @@ class PoolActor:
         return {"result": [pickle.dumps(self.handle(pickle.loads(t))) for t in batch["task"]]}
 
 
-def run_on_pool(ray, tasks: list[Any], make_actor: Callable[[str], type], ray_opts: RayOptions) -> Iterator[Any]:
+def run_on_pool(ray, tasks: list[Any], make_actor: Callable[[str], type], ray_opts: RayOptions,
+                hint: str = RESUME_HINT) -> Iterator[Any]:
     """Each task through one replica of the pool (`make_actor(device)`: a configured PoolActor class); the
     results as tasks finish. Ray's own failures (an actor that cannot start, a task that keeps killing its
     actor) become one EngineError naming the cause."""
@@ -170,7 +171,7 @@ def run_on_pool(ray, tasks: list[Any], make_actor: Callable[[str], type], ray_op
         except AsnError:
             raise
         except Exception as e:
-            raise EngineError(f"the Ray job stopped: {_cause(e)}", hint=RESUME_HINT) from e
+            raise EngineError(f"the Ray job stopped: {_cause(e)}", hint=hint) from e
 
 
 def _cause(e: BaseException) -> str:

@@ -54,7 +54,8 @@ def score_folder_ray(folder: Path, scoring: Scoring, out: Path | None = None, ra
             return _Scorer.configured(settings=scoring.settings, scorers=scoring.custom, folder=str(folder),
                                       device=device, dtype=ray_opts.dtype)
 
-        for done in run_on_pool(ray, list(enumerate(batches)), make_actor, ray_opts):
+        for done in run_on_pool(ray, list(enumerate(batches)), make_actor, ray_opts,
+                                hint="Fix the cause and run the same command again."):
             if progress:
                 progress(len(batches[done["index"]]))
             waiting[done["index"]] = done

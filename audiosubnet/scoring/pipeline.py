@@ -230,9 +230,8 @@ class Scoring:
         return self._results(work, remember)
 
     def measure(self, items: Sequence[ScoreItem]) -> list[_Work]:
-        """The first half of `score`, on a replica: the checks, then every model on the items that pass them,
-        before knowing which items are copies of items elsewhere. The work comes back without its audio (small
-        enough to send); `settle` finishes it on one machine. Never raises for anything in an item."""
+        """`score`'s first half, on a replica: the checks, then every model on the items that pass them (copies
+        of items elsewhere are not known yet). The work comes back without its audio; `settle` finishes it."""
         t0 = time.perf_counter()
         work = self._check(items)
         live = [w for w in work if w.reason is None]
@@ -249,9 +248,8 @@ class Scoring:
         return work
 
     def settle(self, work: list[_Work], *, remember: bool = True) -> list[ScoreResult]:
-        """The second half of `score` over `measure`d work, batch after batch in `score`'s order: the copy checks
-        (this batch's items among themselves and against the history), then the composite. The results are
-        `score`'s: an item that turns out to be a copy that `score` keeps from the models (duplicate_policy
+        """`score`'s second half over `measure`d work, batch after batch in `score`'s order: the copy checks, then
+        the composite. The results are `score`'s: a copy that `score` keeps from the models (duplicate_policy
         first or all) loses what the models measured on it."""
         live = [w for w in work if w.reason is None]
         self._copies(live)
