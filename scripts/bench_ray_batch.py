@@ -2,7 +2,7 @@
 
     python scripts/bench_ray_batch.py tts_source/tts_prompts.csv --cpus 2
     python scripts/bench_ray_batch.py prompts.csv --address auto   # a running cluster (`ray start --head`)
-    python scripts/bench_ray_batch.py music_source/prompts.csv --job music --random-musicgen small --duration 5 \
+    python scripts/bench_ray_batch.py music_source/prompts.csv --job music --random-musicgen small --rows 64 \
         --device cuda --max-batch 8                                # a GPU box: one GPU actor per GPU
     python scripts/bench_ray_batch.py tts_target --job score --cpus 2   # a folder with a manifest.csv
 
@@ -13,6 +13,7 @@ result back (actor start + model load + first batch) and the rate after it; chec
 from __future__ import annotations
 
 import argparse
+import csv
 import filecmp
 import tempfile
 import time
@@ -70,6 +71,27 @@ def jobs(a, tmp: Path):
     return local, dist, lambda s: s.ok, same
 
 
+def repeat_rows(src: Path, n: int, dst: Path) -> Path:
+    """The CSV's rows cycled to `n` rows, ids made unique (and for music, each its own seed)."""
+    with src.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    fields = list(rows[0])
+    if "id" not in fields:
+        fields.insert(0, "id")
+    out = []
+    for i in range(n):
+        row = dict(rows[i % len(rows)])
+        row["id"] = f"{row.get('id') or 'row'}-{i:05d}"
+        if "seed" in row:
+            row["seed"] = str(i)
+        out.append(row)
+    with dst.open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(out)
+    return dst
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("input", type=Path, help="the CSV (tts, music) or the folder (score)")
@@ -84,11 +106,15 @@ def main() -> None:
     ap.add_argument("--address", default=None, help="an existing cluster instead")
     ap.add_argument("--replicas", type=int, default=None)
     ap.add_argument("--max-batch", type=int, default=16)
+    ap.add_argument("--rows", type=int, default=None, help="tts, music: the CSV's rows repeated to this many "
+                    "(ids made unique; music: one seed each)")
     a = ap.parse_args()
     if a.job == "music" and a.model == "auto":
         a.model = "musicgen:facebook/musicgen-small"
 
     tmp = Path(tempfile.mkdtemp(prefix="asn-ray-bench-"))
+    if a.rows and a.job != "score":
+        a.input = repeat_rows(a.input, a.rows, tmp / "input.csv")
     local_run, ray_run, count, same = jobs(a, tmp)
     t0 = time.perf_counter()
     local = local_run(None)
