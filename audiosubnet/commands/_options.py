@@ -51,3 +51,12 @@ def subnet_flags(name: str | None, hotkey: str | None, path: Path | None, networ
                  netuid: int | None) -> dict:
     return {"subnet.wallet_name": name, "subnet.wallet_hotkey": hotkey, "subnet.wallet_path": path,
             "subnet.network": network, "subnet.netuid": netuid}
+
+# `--ray` on the batch jobs and `asn score DIR` (docs/scale.md)
+RayOpt = Annotated[bool, typer.Option("--ray", help="Run on a Ray cluster (pip install 'audiosubnet\\[ray]'): "
+                                      "RAY_ADDRESS, else the cluster `ray start` left here, else a new local one.")]
+RayAddressOpt = Annotated[str | None, typer.Option(
+    "--ray-address", metavar="ADDRESS", help="The Ray cluster (host:6379, ray://host:10001, local, auto); implies "
+    "--ray.", show_default=False)]
+RayReplicasOpt = Annotated[int | None, typer.Option(
+    "--ray-replicas", min=1, help="Actors  [default: one per GPU, or one per CPU]", show_default=False)]

@@ -59,7 +59,8 @@ def batch(
     csv_path: Annotated[Path, typer.Argument(metavar="CSV", help="Prompts: a 'prompt' column (optional id, "
                                              "duration, seed, model), or one prompt per line.")] = Path(
         "music_source/prompts.csv"),
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("music_target"),
+    out: Annotated[str, typer.Option("--out", "-o", help="Output folder (with --ray also an fsspec URL such as "
+                                     "s3://bucket/prefix).")] = "music_target",
     fmt: Annotated[str, typer.Option("--format", "-f", help="wav | flac | mp3 | ogg")] = "wav",
     duration: Annotated[float, typer.Option("--duration", "-d", help="Seconds for rows without a duration.")] = 10.0,
     model: MusicModelOpt = None,
@@ -69,12 +70,16 @@ def batch(
     dtype: o.DTypeOpt = None,
     cache_budget: o.BudgetOpt = None,
     json_out: o.JsonOpt = False,
+    ray: o.RayOpt = False,
+    ray_address: o.RayAddressOpt = None,
+    ray_replicas: o.RayReplicasOpt = None,
 ) -> None:
     """Render every row of CSV to an audio file plus a manifest.csv (resumable).
 
     Examples:
       asn music batch music_source/prompts.csv
       asn music batch prompts.csv --out renders --format flac --device cuda --max-batch 32
+      asn music batch prompts.csv --ray --out s3://bucket/music    # on a Ray cluster (docs/scale.md)
 
     Exit status: 0 when every row succeeded, 1 when any row failed or the output folder stopped
     taking files (disk full), 2 for a missing, empty or non-text CSV or an unwritable output folder,
@@ -83,17 +88,31 @@ def batch(
     from audiosubnet.commands.tts import _Progress
     from audiosubnet.config import load_settings
     from audiosubnet.engines.cache import configure_cache
+    from audiosubnet.errors import UsageError
     from audiosubnet.jobs.batch import BatchInterrupted, BatchStopped
     from audiosubnet.jobs.music_batch import DEFAULT_MUSIC_MODEL, MusicBatchOptions, run_music_batch
+    from audiosubnet.jobs.storage import is_url
 
     s = load_settings(**o.placement_flags(device, dtype, cache_budget))
-    cache = configure_cache(s.device, s.dtype, s.cache_budget)
-    opts = MusicBatchOptions(out_dir=out, fmt=fmt, model=model or DEFAULT_MUSIC_MODEL, duration_s=duration,
+    on_ray = ray or ray_address is not None
+    if is_url(out) and not on_ray:
+        raise UsageError(f"--out {out} is a URL; only the Ray job writes to object storage",
+                         hint="Add --ray, or give a folder.")
+    cache = None if on_ray else configure_cache(s.device, s.dtype, s.cache_budget)
+    opts = MusicBatchOptions(out_dir=Path(out), fmt=fmt, model=model or DEFAULT_MUSIC_MODEL, duration_s=duration,
                              force=force, max_batch=max_batch)
     stopped = None
     with _Progress(enabled=interactive() and not json_out) as progress:
         try:
-            summary = run_music_batch(csv_path, opts, cache, progress=progress.update, on_rows=progress.start)
+            if on_ray:
+                from audiosubnet.jobs.music_batch import run_music_batch_ray
+                from audiosubnet.jobs.ray_runner import RayOptions
+
+                ray_opts = RayOptions(address=ray_address, replicas=ray_replicas, device=s.device, dtype=s.dtype)
+                summary = run_music_batch_ray(csv_path, opts, ray_opts, out=out if is_url(out) else None,
+                                              progress=progress.update, on_rows=progress.start)
+            else:
+                summary = run_music_batch(csv_path, opts, cache, progress=progress.update, on_rows=progress.start)
         except BatchInterrupted as e:
             summary = e.summary
         except BatchStopped as e:

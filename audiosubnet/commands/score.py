@@ -33,6 +33,9 @@ def score(
     dtype: o.DTypeOpt = None,
     cache_budget: o.BudgetOpt = None,
     json_out: o.JsonOpt = False,
+    ray: o.RayOpt = False,
+    ray_address: o.RayAddressOpt = None,
+    ray_replicas: o.RayReplicasOpt = None,
 ) -> None:
     """Score speech: intelligibility (Whisper WER/CER), naturalness (DNSMOS, UTMOS), speaker similarity
     (with --reference), sanity and duplicate checks, and the composite in [0, 1].
@@ -41,6 +44,7 @@ def score(
       asn score say.wav --text "Hello from the subnet."
       asn score clone.wav --text "Hello." --reference speaker.wav --json
       asn score tts_target                      # every row of tts_target/manifest.csv -> scores.csv
+      asn score /shared/renders --ray           # the same on a Ray cluster (docs/scale.md)
 
     Exit status: 0 when scored, 2 for bad input (missing file, undecodable audio, no manifest).
     """
@@ -57,6 +61,9 @@ def score(
     if path.is_dir() and (text is not None or reference is not None):
         raise UsageError("--text and --reference apply to one file, not a folder",
                          hint="A folder takes its texts from manifest.csv.")
+    on_ray = ray or ray_address is not None
+    if on_ray and not path.is_dir():
+        raise UsageError("--ray scores a folder", hint="Score one file without --ray.")
     if path.is_file() and text is None:
         raise UsageError("--text is required when scoring one file", hint='asn score FILE --text "..."')
     scoring = Scoring(s.score, cache=configure_cache(s.device, s.dtype, s.cache_budget))
@@ -68,7 +75,15 @@ def score(
             _render(path, result)
         return
     with _Progress(interactive() and not json_out) as progress:
-        summary = score_folder(path, scoring, scores_out, progress=progress.advance, on_rows=progress.start)
+        if on_ray:
+            from audiosubnet.jobs.ray_runner import RayOptions
+            from audiosubnet.scoring.files_ray import score_folder_ray
+
+            ray_opts = RayOptions(address=ray_address, replicas=ray_replicas, device=s.device, dtype=s.dtype)
+            summary = score_folder_ray(path, scoring, scores_out, ray_opts, progress=progress.advance,
+                                       on_rows=progress.start)
+        else:
+            summary = score_folder(path, scoring, scores_out, progress=progress.advance, on_rows=progress.start)
     if json_out:
         print_json(summary.to_dict())
     else:

@@ -45,14 +45,9 @@ def batch(
     json_out: o.JsonOpt = False,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed the engines (per row, from this and the row "
                                              "id): the same CSV gives the same audio on any machine.")] = None,
-    ray: Annotated[bool, typer.Option("--ray", help="Run on a Ray cluster (pip install 'audiosubnet[ray]'): "
-                                      "RAY_ADDRESS, else the cluster `ray start` left here, else a new local one."
-                                      )] = False,
-    ray_address: Annotated[str | None, typer.Option("--ray-address", metavar="ADDRESS", help="The Ray cluster "
-                                                    "(host:6379, ray://host:10001, local, auto); implies --ray.",
-                                                    show_default=False)] = None,
-    ray_replicas: Annotated[int | None, typer.Option("--ray-replicas", min=1, help="Engine actors  [default: "
-                                                     "one per GPU, or one per CPU]", show_default=False)] = None,
+    ray: o.RayOpt = False,
+    ray_address: o.RayAddressOpt = None,
+    ray_replicas: o.RayReplicasOpt = None,
 ) -> None:
     """Render every row of CSV to an audio file plus a manifest.csv (resumable).
 

@@ -21,6 +21,7 @@ from audiosubnet.engines.music import MAX_DURATION_S, MusicRequest, music_engine
 from audiosubnet.jobs import batch as job
 from audiosubnet.jobs import prompts_csv
 from audiosubnet.jobs.batch import BatchSummary
+from audiosubnet.jobs.storage import OutputStore
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,8 @@ class MusicJob(job.ManifestJob):
         return req
 
     def order(self, ready: list) -> list:
-        return sorted(ready, key=lambda item: -item[1].duration_s)  # similar lengths share a batch
+        return sorted(ready, key=lambda item: -item[0].duration_s)  # similar lengths share a batch (rows only:
+        # the Ray driver cuts the batches before any request exists)
 
     def ok_result(self, row: MusicRow, req: MusicRequest, model: str, audio, name: str, size: int,
                   took: float) -> MusicRowResult:
@@ -165,3 +167,24 @@ def run_music_batch(csv_path: Path, opts: MusicBatchOptions, cache: ModelCache,
     if on_rows:
         on_rows(len(rows))
     return job.run_job(MusicJob(rows, opts, cache, progress))
+
+
+def run_music_batch_ray(csv_path: Path, opts: MusicBatchOptions, ray_opts=None, out: str | None = None,
+                        progress: Callable[[MusicRowResult], None] | None = None,
+                        on_rows: Callable[[int], None] | None = None) -> BatchSummary:
+    """`asn music batch --ray`: the same rows, outputs, manifest and resume as `run_music_batch`, rendered by an
+    actor pool of engine replicas on a Ray cluster (`jobs/ray_runner.py`, the runner `asn tts batch --ray`
+    shares). `out` (a folder every node sees, or an fsspec URL such as s3://bucket/prefix) overrides
+    opts.out_dir; `ray_opts` is a `ray_runner.RayOptions`."""
+    from audiosubnet.jobs.ray_runner import RayOptions, import_ray, run_manifest_job_on_ray
+
+    what = "asn music batch --ray"
+    job.check_format(opts.fmt)
+    rows = read_music_prompts(csv_path, opts.duration_s)
+    store = OutputStore(out if out is not None else opts.out_dir)
+    import_ray(what)
+    store.check_writable()
+    if on_rows:
+        on_rows(len(rows))
+    music = MusicJob(rows, opts, None, progress, store)  # no engine here: the actors have them
+    return run_manifest_job_on_ray(music, ray_opts or RayOptions(), what)

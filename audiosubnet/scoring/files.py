@@ -154,33 +154,56 @@ def score_folder(folder: Path, scoring: Scoring, out: Path | None = None,
                  progress: Callable[[int], None] | None = None,
                  on_rows: Callable[[int], None] | None = None) -> FolderSummary:
     """Score every row of `folder/manifest.csv`; write the scores CSV atomically."""
+    rows, summary = start_folder(folder, out, on_rows)
+    for chunk in chunks(rows):
+        items, pos, results = read_chunk(folder, chunk, scoring)
+        for i, r in zip(pos, scoring.score(items), strict=True):
+            results[i] = r
+        summary.results.extend(zip(chunk, results, strict=True))  # type: ignore[arg-type]
+        if progress:
+            progress(len(chunk))
+    return finish_folder(summary)
+
+
+def start_folder(folder: Path, out: Path | None, on_rows: Callable[[int], None] | None
+                 ) -> tuple[list[FolderRow], FolderSummary]:
+    """The rows of `folder`'s manifest and an empty summary; file-level problems raise UsageError."""
     rows, skipped = read_manifest(folder)
     if on_rows:
         on_rows(len(rows))
     out = out or folder / SCORES
     if out.parent and not out.parent.is_dir():
         raise UsageError(f"output folder {out.parent} does not exist")
-    summary = FolderSummary(out, skipped=skipped)
-    for start in range(0, len(rows), BATCH):
-        chunk = rows[start:start + BATCH]
-        items, pos, results = [], [], [None] * len(chunk)
-        for i, row in enumerate(chunk):
-            item, problem = _item(folder, row, scoring.settings.max_seconds)
-            if item is None:
-                results[i] = ScoreResult(0.0, reason=problem, id=row.id, version=scoring.version.split("+")[0],
-                                         profile=scoring.profile)
-            else:
-                items.append(item)
-                pos.append(i)
-        for i, r in zip(pos, scoring.score(items), strict=True):
-            results[i] = r
-        summary.results.extend(zip(chunk, results, strict=True))  # type: ignore[arg-type]
-        if progress:
-            progress(len(chunk))
+    return rows, FolderSummary(out, skipped=skipped)
+
+
+def chunks(rows: list[FolderRow]) -> list[list[FolderRow]]:
+    """The scoring batches, in order (the copy checks depend on it)."""
+    return [rows[start:start + BATCH] for start in range(0, len(rows), BATCH)]
+
+
+def read_chunk(folder: Path, chunk: list[FolderRow], scoring: Scoring
+               ) -> tuple[list[ScoreItem], list[int], list[ScoreResult | None]]:
+    """A batch's items to score, their positions in the batch, and the results of rows that cannot be scored
+    (a missing or unreadable file: a reason, never an abort)."""
+    items, pos, results = [], [], [None] * len(chunk)
+    for i, row in enumerate(chunk):
+        item, problem = _item(folder, row, scoring.settings.max_seconds)
+        if item is None:
+            results[i] = ScoreResult(0.0, reason=problem, id=row.id, version=scoring.version.split("+")[0],
+                                     profile=scoring.profile)
+        else:
+            items.append(item)
+            pos.append(i)
+    return items, pos, results
+
+
+def finish_folder(summary: FolderSummary) -> FolderSummary:
+    """Write the scores CSV (atomically)."""
     try:
-        write_scores(out, summary.results)
+        write_scores(summary.scores_csv, summary.results)
     except OSError as e:
-        raise UsageError(f"cannot write {out}: {e.strerror or e}",
+        raise UsageError(f"cannot write {summary.scores_csv}: {e.strerror or e}",
                          hint="Choose another file with --out, or fix the folder's permissions.") from e
     return summary
 

@@ -125,6 +125,9 @@ class _Work:
     duplicate_of: str | None = None
     transcript: str | None = None
     copied_with: set[str] = field(default_factory=set)  # other miners with a copy of this answer ("share")
+    model_keys: tuple[str, ...] = ()  # `measure`: the metrics the models added, and a model's failure
+    model_reason: str | None = None
+    model_error: bool = False
 
 
 class Scoring:
@@ -136,7 +139,8 @@ class Scoring:
       `remember` adds this batch's fingerprints to `history` and advances its round;
     - `version`: `SCORING_VERSION` + a hash of the weights, gates and models; `history` can be
       replaced (e.g. `FingerprintHistory.load(path)`) and saved with `history.save(path)`;
-    - `warmup()` loads the models up front; `timings` holds the last batch's seconds per stage.
+    - `warmup()` loads the models up front; `timings` holds the last batch's seconds per stage;
+    - `measure(items)` then `settle(work)`: `score` in two halves, for many machines (`asn score DIR --ray`).
     """
 
     def __init__(self, settings=None, *, cache=None, history: FingerprintHistory | None = None,
@@ -215,6 +219,52 @@ class Scoring:
     # ---- the pipeline ------------------------------------------------------------------------
     def score(self, items: Sequence[ScoreItem], *, remember: bool = True) -> list[ScoreResult]:
         t0 = time.perf_counter()
+        work = self._check(items)
+        live = [w for w in work if w.reason is None]
+        self._copies(live)
+        live = [w for w in live if w.reason is None]
+        self.timings["checks"] = time.perf_counter() - t0
+        if live:
+            self._run_models(live)
+        log.debug("scored %d items (%d to the models) in %.2f s", len(work), len(live), time.perf_counter() - t0)
+        return self._results(work, remember)
+
+    def measure(self, items: Sequence[ScoreItem]) -> list[_Work]:
+        """`score`'s first half, on a replica: the checks, then every model on the items that pass them (copies
+        of items elsewhere are not known yet). The work comes back without its audio; `settle` finishes it."""
+        t0 = time.perf_counter()
+        work = self._check(items)
+        live = [w for w in work if w.reason is None]
+        self.timings["checks"] = time.perf_counter() - t0
+        if live:
+            before = [set(w.metrics) for w in live]
+            self._run_models(live)
+            for w, keys in zip(live, before, strict=True):
+                w.model_keys = tuple(k for k in w.metrics if k not in keys)
+                w.model_reason, w.model_error, w.reason, w.error = w.reason, w.error, None, False
+        for w in work:
+            w.audio = w.x16 = None
+            w.item = replace(w.item, audio=None, reference=None)
+        return work
+
+    def settle(self, work: list[_Work], *, remember: bool = True) -> list[ScoreResult]:
+        """`score`'s second half over `measure`d work, batch after batch in `score`'s order: the copy checks, then
+        the composite. The results are `score`'s: a copy that `score` keeps from the models (duplicate_policy
+        first or all) loses what the models measured on it."""
+        live = [w for w in work if w.reason is None]
+        self._copies(live)
+        for w in live:
+            if w.reason is None:
+                if w.model_reason is not None:
+                    w.reason, w.error = w.model_reason, w.model_error
+            else:
+                for k in w.model_keys:
+                    w.metrics.pop(k, None)
+                w.transcript = None
+        return self._results(work, remember)
+
+    def _check(self, items: Sequence[ScoreItem]) -> list[_Work]:
+        """Decode, sanity checks, fingerprints; a clone output that is its reference."""
         self.timings = {}
         work = [_Work(i, it) for i, it in enumerate(items)]
         if len(work) > 1 and _CPUS > 1:  # decoding, resampling, FFTs release the GIL
@@ -223,19 +273,16 @@ class Scoring:
         else:
             for w in work:
                 self._prepare(w)
-        live = [w for w in work if w.reason is None]
-        self._duplicates(live)
-        live = [w for w in live if w.reason is None]
-        self.timings["checks"] = time.perf_counter() - t0
-        if live:
-            self._run_models(live)
+        self._reference_copies([w for w in work if w.reason is None])
+        return work
+
+    def _results(self, work: list[_Work], remember: bool) -> list[ScoreResult]:
         results = [self._finish(w) for w in work]
         if remember:  # copies are not remembered: the original's own later answers must not match them
             for w in work:
                 if w.fp is not None and w.key and w.duplicate_of is None and "fingerprint_distance" not in w.metrics:
                     self.history.add(w.fp, w.key, w.item.miner, w.item.label)
             self.history.next_round()
-        log.debug("scored %d items (%d to the models) in %.2f s", len(work), len(live), time.perf_counter() - t0)
         return results
 
     def _prepare(self, w: _Work) -> None:
@@ -275,9 +322,8 @@ class Scoring:
             log.exception("preparing item %s failed", it.label)
             w.reason, w.error = f"internal error while checking the audio ({type(e).__name__})", True
 
-    def _duplicates(self, live: list[_Work]) -> None:
+    def _reference_copies(self, live: list[_Work]) -> None:
         thr = self.duplicate_threshold
-        share = self.settings.duplicate_policy == "share"
         ref_fps: dict[int, Fingerprint] = {}  # a round usually shares one reference between miners
         for w in live:
             ref = w.item.reference
@@ -291,7 +337,12 @@ class Scoring:
                 if d <= thr:
                     w.reason = f"the output is the reference clip (fingerprint distance {d:.2f})"
                     w.metrics["fingerprint_distance"] = round(d, 4)
-                    continue
+
+    def _copies(self, live: list[_Work]) -> None:
+        """Copies of an earlier answer (the history) and among this batch's answers, by `duplicate_policy`."""
+        thr = self.duplicate_threshold
+        share = self.settings.duplicate_policy == "share"
+        for w in live:
             hit = self.history.find(w.fp, w.key, w.item.miner, thr)
             if hit is not None:
                 w.duplicate_of = hit.label

@@ -74,7 +74,8 @@ def test_ray_is_imported_only_when_asked_for():
     import subprocess
     import sys
 
-    code = ("import sys, audiosubnet, audiosubnet.commands.app, audiosubnet.jobs.tts_batch, audiosubnet.jobs.storage;"
+    code = ("import sys, audiosubnet, audiosubnet.commands.app, audiosubnet.jobs.tts_batch, audiosubnet.jobs.storage,"
+            " audiosubnet.jobs.music_batch, audiosubnet.scoring.files, audiosubnet.commands.music, audiosubnet.commands.score;"
             " print('ray' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "False"
@@ -94,7 +95,7 @@ def test_without_ray_installed_the_flag_is_a_one_line_dependency_error(monkeypat
     import sys
 
     from audiosubnet.errors import DependencyError
-    from audiosubnet.jobs.tts_batch_ray import import_ray
+    from audiosubnet.jobs.ray_runner import import_ray
 
     monkeypatch.setitem(sys.modules, "ray", None)  # what a missing package looks like to `import ray`
     with pytest.raises(DependencyError, match="needs the Python package 'ray") as e:
@@ -103,7 +104,7 @@ def test_without_ray_installed_the_flag_is_a_one_line_dependency_error(monkeypat
 
 
 def test_the_actor_pool_is_one_replica_per_gpu_or_per_cpu():
-    from audiosubnet.jobs.tts_batch_ray import RayOptions, plan_pool
+    from audiosubnet.jobs.ray_runner import RayOptions, plan_pool
 
     assert plan_pool({"CPU": 64, "GPU": 8}, RayOptions()) == (8, 1.0, "auto")
     assert plan_pool({"CPU": 64, "GPU": 8}, RayOptions(device="cuda", gpus_per_replica=0.5)) == (16, 0.5, "cuda")
@@ -116,7 +117,7 @@ def test_the_actor_pool_is_one_replica_per_gpu_or_per_cpu():
 def test_an_unreachable_ray_address_is_a_quick_usage_error():
     import socket
 
-    from audiosubnet.jobs.tts_batch_ray import check_reachable
+    from audiosubnet.jobs.ray_runner import check_reachable
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -133,21 +134,25 @@ def test_an_actor_renders_with_the_local_job_and_stops_on_a_full_disk(tmp_path, 
     """The Ray actor's renderer (no Ray needed to call it): manifest rows back, outputs written; a full
     disk ends its batch with a stop record (the driver then stops the job, as the local job stops)."""
     import errno
-    import json
+    import pickle
 
     from audiosubnet import audio
-    from audiosubnet.jobs.tts_batch import read_prompts
-    from audiosubnet.jobs.tts_batch_ray import _Renderer
+    from audiosubnet.jobs.ray_runner import _Renderer
+    from audiosubnet.jobs.tts_batch import BatchOptions, TtsJob, read_prompts
 
     rows = read_prompts(_write(tmp_path / "p.csv", "id,text\na,One.\nb,Two.\nc,Three.\n"))
-    opts = {"out_dir": str(tmp_path / "out"), "model": "fake:batching=false", "seed": 3}
+    opts = BatchOptions(out_dir=tmp_path / "out", model="fake:batching=false", seed=3)
     OutputStore(tmp_path / "out").check_writable()  # what the driver does first (it makes the folder)
-    renderer = _Renderer.configured(opts=opts, location=str(tmp_path / "out"), device="cpu", dtype="float32")()
-    batch = {"model": ["fake:batching=false"] * 3, "row": [json.dumps(r.__dict__) for r in rows]}
-    out = [json.loads(x) for x in renderer(batch)["result"]]
-    assert [(r["id"], r["status"], r["file"]) for r in out] == [("a", "ok", "a.wav"), ("b", "ok", "b.wav"),
-                                                                 ("c", "ok", "c.wav")]
-    assert (tmp_path / "out" / "b.wav").stat().st_size == int(out[1]["bytes"])
+    renderer = _Renderer.configured(job=TtsJob, opts=opts, location=str(tmp_path / "out"), device="cpu",
+                                    dtype="float32")()
+
+    def call(task):  # what Ray Data does: a batch of pickled tasks in, pickled results out
+        return [pickle.loads(x) for x in renderer({"task": [pickle.dumps(task)]})["result"]][0]
+
+    out = call(("fake:batching=false", rows))
+    assert [(r.id, r.status, r.file) for r in out["results"]] == [("a", "ok", "a.wav"), ("b", "ok", "b.wav"),
+                                                                  ("c", "ok", "c.wav")]
+    assert out["stop"] is None and (tmp_path / "out" / "b.wav").stat().st_size == out["results"][1].bytes
     assert not (tmp_path / "out" / "manifest.csv").exists()  # only the driver writes the manifest
 
     real, n = audio.write_atomic, [0]
@@ -159,5 +164,5 @@ def test_an_actor_renders_with_the_local_job_and_stops_on_a_full_disk(tmp_path, 
         real(path, data)
 
     monkeypatch.setattr(audio, "write_atomic", write_atomic)
-    out = [json.loads(x) for x in renderer(batch)["result"]]
-    assert [r.get("id") for r in out] == ["a", None] and "No space left" in out[1]["stop"]
+    out = call(("fake:batching=false", rows))
+    assert [r.id for r in out["results"]] == ["a"] and "No space left" in out["stop"]
