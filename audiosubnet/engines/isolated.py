@@ -42,7 +42,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from audiosubnet import errors
+from audiosubnet import errors, heap
 from audiosubnet.engines.base import Capabilities, SynthesisRequest
 from audiosubnet.errors import EngineError, InputError
 
@@ -233,6 +233,8 @@ def child_main(argv: Sequence[str]) -> None:
     logging.basicConfig(level=int(level), format="%(asctime)s %(levelname)-7s engine %(name)s: %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     sock = socket.socket(fileno=int(fd))
+    heap.limit_arenas()
+    heap.start_trimmer()
     _Child(sock, device, dtype, budget or None, int(threads)).serve()
 
 

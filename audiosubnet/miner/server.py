@@ -13,6 +13,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
+from audiosubnet import heap
 from audiosubnet.chain.base import Chain, RateLimitedError, check_registered, is_sim, open_chain
 from audiosubnet.config import Settings
 from audiosubnet.errors import AsnError, UsageError
@@ -193,6 +194,8 @@ def run_miner(settings: Settings) -> None:
 
         parse_devices(settings.devices, settings.device)
     raise_open_files_limit()
+    heap.limit_arenas()  # weeks of small allocations from several threads: see heap.py
+    heap.start_trimmer()
     sock = bind(m.host, m.port)  # fail fast on a busy port, before loading anything
     miner = None
     try:

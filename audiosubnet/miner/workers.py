@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from audiosubnet import protocol
+from audiosubnet import heap, protocol
 from audiosubnet.miner.policy import CallerPolicy, Decision, PolicyConfig
 from audiosubnet.miner.seen_log import NoSeenLog
 from audiosubnet.miner.service import Unavailable
@@ -209,6 +209,8 @@ def worker_main(spec: WorkerSpec, sock: socket.socket) -> None:
 
     setup_logging()
     logging.getLogger("audiosubnet").setLevel(spec.log_level)
+    heap.limit_arenas()
+    heap.start_trimmer()
     server: uvicorn.Server | None = None
 
     def lost() -> None:

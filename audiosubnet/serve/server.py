@@ -12,6 +12,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
+from audiosubnet import heap
 from audiosubnet.config import Settings
 from audiosubnet.errors import AsnError, UsageError
 from audiosubnet.miner.server import bind
@@ -96,6 +97,8 @@ def run_serve(settings: Settings, log_setup: Callable[[], None] | None = None) -
         from audiosubnet.engines.pool import parse_devices
 
         parse_devices(settings.devices, settings.device)
+    heap.limit_arenas()  # a long-running server: see heap.py
+    heap.start_trimmer()
     sock = bind(s.host, s.port)
     ctx = None
     try:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from audiosubnet import heap
 from audiosubnet.serve.app import ServeContext, create_app, serving
 from audiosubnet.serve.security import RateLimiter
 from audiosubnet.serve.voices import VoiceStore
@@ -131,6 +132,8 @@ def worker_main(spec: ServeWorkerSpec, sock: socket.socket) -> None:
     if spec.log_setup is not None:
         spec.log_setup()
     logging.getLogger("audiosubnet").setLevel(spec.log_level)
+    heap.limit_arenas()
+    heap.start_trimmer()
     server: uvicorn.Server | None = None
 
     def lost() -> None:
