@@ -127,14 +127,26 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+def _log_level_setting() -> str:
+    """The `log_level` setting (ASN_LOG_LEVEL, asn.toml); INFO while the settings are invalid (the command
+    itself then reports why)."""
+    from audiosubnet.config import load_settings
+    from audiosubnet.errors import ConfigError
+
+    try:
+        return load_settings().log_level
+    except ConfigError:
+        return "INFO"
+
+
 def setup_logging(verbosity: int = 0, quiet: bool = False) -> None:
-    """Library code logs with getLogger(__name__); only the CLI installs handlers."""
+    """Library code logs with getLogger(__name__); only the CLI installs handlers. The level: -q (WARNING),
+    -v (INFO), -vv (DEBUG), else the `log_level` setting."""
     from rich.logging import RichHandler
 
     level = logging.WARNING if quiet else logging.DEBUG if verbosity >= 2 else logging.INFO
-    env_level = os.environ.get("ASN_LOG_LEVEL")
-    if env_level:
-        level = getattr(logging, env_level.upper(), level)
+    if not quiet and not verbosity:
+        level = getattr(logging, _log_level_setting())
     root = logging.getLogger()
     for h in list(root.handlers):
         if getattr(h, "_asn", False):
