@@ -42,8 +42,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from audiosubnet import errors
+from audiosubnet.batch_policy import as_item_error, run_each
 from audiosubnet.engines.base import Capabilities, SynthesisRequest
-from audiosubnet.errors import EngineError, InputError
+from audiosubnet.errors import EngineError
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +83,8 @@ def recv_frame(s: socket.socket) -> Any:
 
 
 def _error_payload(e: BaseException) -> tuple[str, str, str | None]:
-    name = type(e).__name__
-    if not isinstance(e, errors.AsnError):
-        log.exception("engine process: %s", name, exc_info=e)
-        return "EngineError", f"synthesis failed: {name}: {e}"[:500], None
-    return name, str(e), getattr(e, "hint", None)
+    e = as_item_error(e)  # ours as it is; anything else an EngineError naming it (logged)
+    return type(e).__name__, str(e), e.hint
 
 
 def rebuild_error(payload: tuple[str, str, str | None]) -> Exception:
@@ -101,33 +99,6 @@ def rebuild_error(payload: tuple[str, str, str | None]) -> Exception:
 
 
 # ---- the child ----------------------------------------------------------------------------------------
-def isolate_batch(engine: Any, requests: Sequence[SynthesisRequest]) -> list[Any]:
-    """One policy for a batch with bad items: reject bad items one by one (check), synthesize the rest
-    together; if that call fails, retry item by item so one bad item fails alone. Audio or the exception, per item."""
-    results: list[Any] = [None] * len(requests)
-    good: list[int] = []
-    for i, r in enumerate(requests):
-        try:
-            engine.check(r)
-            good.append(i)
-        except InputError as e:
-            results[i] = e
-    if good:
-        try:
-            for i, a in zip(good, engine.synthesize([requests[i] for i in good]), strict=True):
-                results[i] = a
-        except Exception as e:
-            if len(good) == 1:
-                results[good[0]] = e
-            else:
-                for i in good:
-                    try:
-                        results[i] = engine.synthesize([requests[i]])[0]
-                    except Exception as e1:
-                        results[i] = e1
-    return [r if r is not None else EngineError("no result") for r in results]
-
-
 class _Child:
     def __init__(self, sock: socket.socket, device: str, dtype: str, budget: Any, threads: int):
         from audiosubnet.engines.cache import build_cache, set_cache
@@ -203,9 +174,9 @@ class _Child:
                 return engine.scripts_for(arg)
             if op == "synth":
                 return engine.synthesize(arg)
-            if op == "each":
+            if op == "each":  # the one batch policy; a fatal error fails the whole call
                 return [r if not isinstance(r, BaseException) else _Failed(_error_payload(r))
-                        for r in isolate_batch(engine, arg)]
+                        for r in run_each(engine, arg)]
             if op == "warmup":
                 engine.warmup()
                 return None
@@ -528,7 +499,8 @@ class RemoteEngine:
         return self.proc.call("scripts", self.model_id, request, self.wait_s)
 
     def synthesize_each(self, requests: Sequence[SynthesisRequest]) -> list:
-        """Audio or the exception, per request (`isolate_batch` in the child). EngineCrashed when it dies."""
+        """Audio or the typed error, per request (`batch_policy.run_each` in the child). EngineCrashed when it
+        dies; an error fatal for the batch (e.g. the model's files are gone) is raised."""
         out = self.proc.call("each", self.model_id, list(requests), self.wait_s, self.timeout_s)
         return [rebuild_error(r.payload) if isinstance(r, _Failed) else r for r in out]
 

@@ -479,15 +479,17 @@ class TtsService:
 
     def _engine_call(self, model_id: str, requests: Sequence[SynthesisRequest]) -> list[Audio | Exception]:
         """Worker thread: lease the engine, reject bad items one by one, synthesize the rest together, and retry
-        item by item when that call fails (`isolate_batch`, the one policy of the engine process and the jobs)."""
-        from audiosubnet.engines.isolated import EngineCrashed, RemoteEngine, isolate_batch
+        item by item when that call fails (`batch_policy.run_each`, the one policy of the engine process and the
+        jobs). An error fatal for the batch answers every request of it."""
+        from audiosubnet.batch_policy import run_each
+        from audiosubnet.engines.isolated import EngineCrashed, RemoteEngine
 
         try:
             with self.cache.engine(model_id) as engine:
                 self._adopt(model_id, engine.capabilities)
                 # in the engine's own process, a crash there costs this batch (EngineCrashed, below)
                 out = engine.synthesize_each(requests) if isinstance(engine, RemoteEngine) else \
-                    isolate_batch(engine, requests)
+                    run_each(engine, requests)
                 return [r if not isinstance(r, Exception) else _as_engine_error(r) for r in out]
         except EngineCrashed as e:  # the engine process died with this batch, or is restarting
             log.error("engine %s: %s (%d requests answered 503)", model_id, e, len(requests))
