@@ -6,7 +6,7 @@ engines in a child (spawned; its own ModelCache with the same device, dtype and 
 socket pair with the length-prefixed pickle frames of `asn mine --workers N` (miner/workers.py):
 
   parent -> child   (id, op, payload)   op: load | check | scripts | synth | each | iter | warmup | cancel | exit
-  child -> parent   (id, ok, payload)   ok False: payload is (error class name, message, hint);
+  child -> parent   (id, ok, payload)   ok False: payload is errors.to_wire's (class name, message, hint, _);
                                         ok "part": one (index, audio) of an `iter` call, more to come
 
 Guarantees:
@@ -82,20 +82,14 @@ def recv_frame(s: socket.socket) -> Any:
     return pickle.loads(recv_exactly(s, n))
 
 
-def _error_payload(e: BaseException) -> tuple[str, str, str | None]:
-    e = as_item_error(e)  # ours as it is; anything else an EngineError naming it (logged)
-    return type(e).__name__, str(e), e.hint
+def _error_payload(e: BaseException) -> errors.Wire:
+    """Ours as it is; anything else an EngineError naming it (logged): rebuilt by class name in the parent."""
+    wire = errors.to_wire(as_item_error(e))
+    assert wire is not None
+    return wire
 
 
-def rebuild_error(payload: tuple[str, str, str | None]) -> Exception:
-    """The typed error of the child, as the parent raises it (class by name from audiosubnet.errors)."""
-    name, message, hint = payload
-    cls = getattr(errors, name, None)
-    if not (isinstance(cls, type) and issubclass(cls, errors.AsnError)):
-        cls = EngineError
-    e = cls.__new__(cls)
-    errors.AsnError.__init__(e, message, hint)
-    return e
+rebuild_error = errors.from_wire  # the typed error of the child, as the parent raises it
 
 
 # ---- the child ----------------------------------------------------------------------------------------
@@ -188,7 +182,7 @@ class _Failed:
 
     __slots__ = ("payload",)
 
-    def __init__(self, payload: tuple[str, str, str | None]):
+    def __init__(self, payload: errors.Wire):
         self.payload = payload
 
     def __reduce__(self) -> tuple:

@@ -35,7 +35,15 @@ from audiosubnet import audio as audiolib
 from audiosubnet.audio import Audio
 from audiosubnet.engines.base import Capabilities, SynthesisRequest
 from audiosubnet.engines.cache import ModelCache, get_cache
-from audiosubnet.errors import AudioDecodeError, EngineError, InputError, UsageError
+from audiosubnet.errors import (  # the service errors live in errors.py (rebuilt by name across processes)
+    AudioDecodeError,
+    EngineError,
+    InputError,
+    NotOffered,
+    Overloaded,
+    Unavailable,
+    UsageError,
+)
 from audiosubnet.protocol import MAX_REFERENCE_SECONDS, ModelInfo
 
 log = logging.getLogger(__name__)
@@ -43,27 +51,11 @@ log = logging.getLogger(__name__)
 RAW = "raw"  # the `fmt` that returns samples (Rendered.audio) instead of encoded bytes
 
 
-class Overloaded(Exception):
-    """The queue is full. `retry_after` seconds is a fair guess of when to come back."""
-
-    def __init__(self, message: str, retry_after: float):
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class Unavailable(Exception):
-    """Not started yet, or draining for shutdown."""
-
-
 def loaded_default(model_id: str | None) -> str:
     """The default model's id, or Unavailable before one is loaded."""
     if model_id is None:
         raise Unavailable("no model is loaded")
     return model_id
-
-
-class NotOffered(Exception):
-    """This miner does not offer that task (e.g. voice cloning without a cloning engine)."""
 
 
 @dataclass(frozen=True)

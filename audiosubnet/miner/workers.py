@@ -11,8 +11,9 @@ and send its audio back. Statuses, headers and log lines are those of a single-p
 Hub <-> worker: one Unix socket in a private (0700) folder, length-prefixed pickle frames, many requests in
 flight on one connection.
   worker -> hub   (id, op, payload)   op: hello | peers | rate | tts | clone | metrics | seen | observe (no reply)
-  hub -> worker   (id, ok, payload)   ok False: payload is (kind, message, retry_after), re-raised as the
-                                      service's own exception; id 0: a state push (state, queue, in flight)
+  hub -> worker   (id, ok, payload)   ok False: payload is errors.to_wire's (class name, message, hint,
+                                      retry_after), re-raised as that class of audiosubnet/errors.py;
+                                      id 0: a state push (state, queue, in flight)
 The supervisor restarts a worker that dies; workers exit when the hub goes away; SIGTERM/SIGINT drain the
 workers' in-flight requests first, then the hub's queue.
 """
@@ -36,12 +37,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from audiosubnet import protocol
+from audiosubnet import errors, protocol
 from audiosubnet.engines.isolated import frame, recv_exactly
-from audiosubnet.errors import AudioDecodeError, EngineError, InputError
+from audiosubnet.errors import RateLimited, Unavailable
 from audiosubnet.miner.policy import CallerPolicy, Decision, PolicyConfig
 from audiosubnet.miner.seen_log import NoSeenLog
-from audiosubnet.miner.service import NotOffered, Overloaded, Rendered, ServiceConfig, Unavailable, loaded_default
+from audiosubnet.miner.service import Rendered, ServiceConfig, loaded_default
 
 log = logging.getLogger(__name__)
 
@@ -63,30 +64,13 @@ async def _read_frame(reader: asyncio.StreamReader) -> Any:
     return pickle.loads(await reader.readexactly(n))
 
 
-class RateLimited(Exception):
-    def __init__(self, message: str, retry_after: float):
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-# errors that cross the socket, by kind; the first class that matches names it (subclasses before bases)
-_ERRORS: tuple[tuple[str, type[Exception]], ...] = (
-    ("rate_limited", RateLimited), ("overloaded", Overloaded), ("decode", AudioDecodeError), ("input", InputError),
-    ("not_offered", NotOffered), ("unavailable", Unavailable), ("engine", EngineError))
-_WITH_RETRY = (RateLimited, Overloaded)
-
-
-def _error_payload(e: BaseException) -> tuple[str, str, float]:
-    for kind, cls in _ERRORS:
-        if isinstance(e, cls):
-            return kind, str(e), float(getattr(e, "retry_after", 0.0))
-    log.exception("hub: %s", type(e).__name__, exc_info=e)
-    return "engine", f"internal error ({type(e).__name__})", 0.0
-
-
-def _error(kind: str, message: str, retry_after: float) -> Exception:
-    cls = dict(_ERRORS).get(kind, EngineError)
-    return cls(message, retry_after) if issubclass(cls, _WITH_RETRY) else cls(message)  # type: ignore[call-arg]
+def _error_payload(e: BaseException) -> errors.Wire:
+    """An error for the other side: one of audiosubnet/errors.py's, rebuilt there by class name (`from_wire`)."""
+    wire = errors.to_wire(e)
+    if wire is None:
+        log.exception("hub: %s", type(e).__name__, exc_info=e)
+        return "EngineError", f"internal error ({type(e).__name__})", None, 0.0
+    return wire
 
 
 # ---- the hub (main process) ---------------------------------------------------------------------------
@@ -273,7 +257,7 @@ class HubLink:
                 if ok:
                     fut.set_result(payload)
                 else:
-                    fut.set_exception(_error(*payload))
+                    fut.set_exception(errors.from_wire(payload))
         except (asyncio.IncompleteReadError, ConnectionError, pickle.UnpicklingError):
             pass
         self.lost = True
