@@ -500,12 +500,11 @@ def worker_main(spec: WorkerSpec, sock: socket.socket) -> None:
     """Entry point of a worker process: the miner app with the hub behind it, on the shared socket."""
     import uvicorn
 
-    from audiosubnet.commands._cli import setup_logging
+    from audiosubnet import logs
     from audiosubnet.miner.app import create_app
     from audiosubnet.miner.deadlines import uvicorn_config
 
-    setup_logging()
-    logging.getLogger("audiosubnet").setLevel(spec.log_level)
+    logs.install(spec.log_level)
     server: uvicorn.Server | None = None
 
     def lost() -> None:
