@@ -35,9 +35,9 @@ from starlette.requests import ClientDisconnect
 from audiosubnet import __version__, protocol
 from audiosubnet.errors import InputError
 from audiosubnet.miner.metrics import MinerMetrics
-from audiosubnet.miner.policy import CallerPolicy
+from audiosubnet.miner.seams import Metrics, NonceStore, Policy, Service
 from audiosubnet.miner.seen_log import PromptLog, SeenLog
-from audiosubnet.miner.service import NotOffered, Overloaded, TtsService, Unavailable
+from audiosubnet.miner.service import NotOffered, Overloaded, Unavailable
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("audiosubnet.miner.access")
@@ -53,15 +53,15 @@ _CLOSE = {"Connection": "close"}
 class MinerContext:
     hotkey: str  # our own hotkey: the receiver every request must be signed for
     netuid: int
-    service: TtsService  # or a worker's workers.RemoteService
-    policy: CallerPolicy
-    nonce_store: Any  # check_and_store(hotkey, nonce) -> bool, shared by every process of this miner
+    service: Service  # service.TtsService, or a worker's workers.RemoteService (miner/seams.py)
+    policy: Policy  # policy.CallerPolicy, or a worker's workers.HubPolicy
+    nonce_store: NonceStore  # shared by every process of this miner
     max_body_bytes: int = DEFAULT_MAX_BODY
     max_clone_body_bytes: int = DEFAULT_MAX_CLONE_BODY
     auth_max_age_s: float = 10.0
     auth_skew_s: float = 2.0
     drain_timeout_s: float = 30.0
-    metrics: Any = field(default_factory=MinerMetrics)  # or a worker's workers.RelayMetrics
+    metrics: Metrics = field(default_factory=MinerMetrics)  # or a worker's workers.RelayMetrics
     verify: Callable[..., Any] | None = None  # default: chain.bittensor.verify_request
     check_headers: Callable[..., Any] | None = None  # default: chain.bittensor.check_auth_headers
     body_budget_bytes: int = DEFAULT_BODY_BUDGET

@@ -196,7 +196,8 @@ def run_miner(settings: Settings) -> None:
             signal.signal(signal.SIGTERM, previous)
     finally:
         sock.close()
-        close = getattr(miner.context.service.cache, "close", None) if miner is not None else None
+        cache = getattr(miner.context.service, "cache", None) if miner is not None else None  # a TtsService's
+        close = getattr(cache, "close", None)
         if close is not None:  # the engine process (isolate_engine)
             close()
 

@@ -35,14 +35,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from audiosubnet import errors, protocol
 from audiosubnet.engines.isolated import frame, recv_exactly
 from audiosubnet.errors import RateLimited, Unavailable
-from audiosubnet.miner.policy import CallerPolicy, Decision, PolicyConfig
+from audiosubnet.miner.policy import Admission, Decision, PolicyConfig
 from audiosubnet.miner.seen_log import NoSeenLog
 from audiosubnet.miner.service import Rendered, ServiceConfig, loaded_default
+
+if TYPE_CHECKING:
+    from audiosubnet.miner.app import MinerContext
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +148,7 @@ class Hub:
         if op == "peers":
             return ctx.policy.snapshot()
         if op == "metrics":
-            return ctx.metrics.render()
+            return await ctx.metrics.exposition()
         if op == "seen":
             request, asker = payload
             return await ctx.seen_log.seen(request, asker)
@@ -353,19 +356,18 @@ class RemoteService:
                 self._idle.set()
 
 
-class HubPolicy(CallerPolicy):
-    """Admission from a copy of the hub's metagraph snapshot; rate limits counted once, in the hub."""
+class HubPolicy(Admission):
+    """Admission from a copy of the hub's metagraph snapshot (never the chain); rate limits counted once, in the
+    hub."""
 
     def __init__(self, link: HubLink, config: PolicyConfig, snapshot: tuple[list, float | None]):
-        super().__init__(chain=None, config=config)  # type: ignore[arg-type]
+        super().__init__(config)
         self.link = link
         peers, age = snapshot
         self.update(peers, age_s=age)
 
-    def refresh(self) -> int:  # pragma: no cover - the hub refreshes from the chain, not the workers
-        raise NotImplementedError
-
     async def run(self) -> None:
+        """Copy the hub's snapshot every few seconds (cancel to stop)."""
         while True:
             await asyncio.sleep(min(PEERS_REFRESH_S, self.config.refresh_s))
             with contextlib.suppress(Unavailable):
@@ -466,12 +468,12 @@ class WorkerSpec:
                    seen_log=not isinstance(ctx.seen_log, NoSeenLog))
 
 
-def worker_context(spec: WorkerSpec, link: HubLink, peers: list) -> Any:
+def worker_context(spec: WorkerSpec, link: HubLink, peers: tuple[list, float | None]) -> MinerContext:
     """A worker's MinerContext: the real HTTP edge, with service, rate limits and metrics in the hub."""
     from audiosubnet.miner.app import MinerContext
     from audiosubnet.miner.nonces import SqliteNonceStore
 
-    return MinerContext(hotkey=spec.hotkey, netuid=spec.netuid, service=RemoteService(link),  # type: ignore[arg-type]
+    return MinerContext(hotkey=spec.hotkey, netuid=spec.netuid, service=RemoteService(link),
                         policy=HubPolicy(link, spec.policy, peers),
                         nonce_store=SqliteNonceStore(spec.nonce_path, retention=spec.nonce_retention),
                         metrics=RelayMetrics(link), seen_log=RemoteSeenLog(link) if spec.seen_log else NoSeenLog(),
