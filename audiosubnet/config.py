@@ -11,12 +11,13 @@ Precedence, highest first (this order is the code in `Settings.settings_customis
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import typing
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -48,6 +49,7 @@ ENV_NOT_SETTINGS = frozenset({
     "ASN_TEST_SEED",         # tests: the seed of a randomised test
 })
 
+_T = TypeVar("_T")
 Device = str  # "auto" | "cpu" | "cuda" | "cuda:N"
 DType = Literal["auto", "float32", "float16", "bfloat16"]
 
@@ -94,6 +96,22 @@ class _Section(BaseModel):
     """A settings section: an unknown key is an error (a typo must not pass silently)."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+def defaults(section: type[BaseModel]) -> dict[str, Any]:
+    """Every field's default of a settings section. A subsystem's config (a view of its section: ServiceConfig,
+    PolicyConfig, LoopConfig, WatchOptions, MinerContext) takes its defaults from here, so each lives once."""
+    return {name: f.get_default(call_default_factory=True) for name, f in section.model_fields.items()}
+
+
+def view(section: BaseModel, cls: type[_T], names: tuple[str, ...] | None = None, **overrides: Any) -> _T:
+    """The dataclass `cls` built from the fields of `section` it has by the same name (only `names`, when given),
+    then `overrides`."""
+    wanted = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    if names is not None:
+        wanted &= set(names)
+    values = {k: getattr(section, k) for k in type(section).model_fields if k in wanted}
+    return cls(**{**values, **overrides})
 
 
 class TtsSettings(_Section):

@@ -33,13 +33,15 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from audiosubnet import audio as audiolib
 from audiosubnet.batch_policy import run_each
+from audiosubnet.config import CloneSettings, defaults, view
 from audiosubnet.engines.base import SynthesisRequest
 from audiosubnet.engines.cache import ModelCache
 from audiosubnet.errors import AsnError, InputError, UsageError
@@ -66,24 +68,34 @@ IGNORED_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".downl
 
 
 # ---- options and results -------------------------------------------------------------------
+_CLONE = defaults(CloneSettings)  # one source of defaults: the settings section
+
+
 @dataclass
 class WatchOptions:
-    source: Path = Path("vc_source")
-    target: Path = Path("vc_target")
-    processed: Path = Path("vc_processed")
-    failed: Path = Path("vc_failed")
-    model: str = "world"
-    fmt: str = "wav"
-    settle_s: float = 2.0
-    poll_s: float = 1.0
-    orphan_timeout_s: float = 600.0
-    max_batch: int = 8
-    max_text_chars: int = 1000
-    max_text_bytes: int = 64 * 1024
-    min_reference_s: float = 1.0
-    max_reference_s: float = 60.0
-    max_audio_bytes: int = 100 * 2**20
+    """The watcher's view of the `clone` settings section (`WatchOptions.of`); its defaults are that section's.
+    `model` "auto" is resolved by the watcher (`resolve_clone_model`)."""
+
+    source: Path = _CLONE["source"]
+    target: Path = _CLONE["target"]
+    processed: Path = _CLONE["processed"]
+    failed: Path = _CLONE["failed"]
+    model: str = _CLONE["model"]
+    fmt: str = _CLONE["format"]
+    settle_s: float = _CLONE["settle_s"]
+    poll_s: float = _CLONE["poll_s"]
+    orphan_timeout_s: float = _CLONE["orphan_timeout_s"]
+    max_batch: int = _CLONE["max_batch"]
+    max_text_chars: int = _CLONE["max_text_chars"]
+    max_text_bytes: int = _CLONE["max_text_bytes"]
+    min_reference_s: float = _CLONE["min_reference_s"]
+    max_reference_s: float = _CLONE["max_reference_s"]
+    max_audio_bytes: int = _CLONE["max_audio_bytes"]
     use_watchdog: bool = True
+
+    @classmethod
+    def of(cls, c: CloneSettings, **overrides: Any) -> WatchOptions:
+        return view(c, cls, fmt=c.format, **overrides)
 
 
 @dataclass
@@ -171,6 +183,8 @@ class CloneWatcher:
 
     def __init__(self, opts: WatchOptions, cache: ModelCache, *, fs: LocalFS | None = None,
                  clock: SystemClock | None = None, on_event: EventFn | None = None):
+        if opts.model == "auto":
+            opts = replace(opts, model=resolve_clone_model(opts.model))
         self.opts = opts
         self.cache = cache
         self.fs = fs or LocalFS()

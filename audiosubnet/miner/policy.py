@@ -24,21 +24,34 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from audiosubnet.chain.base import Chain, Peer
+from audiosubnet.config import MineSettings, SubnetSettings, defaults
 
 log = logging.getLogger(__name__)
 
 
+_MINE = defaults(MineSettings)  # one source of defaults: the settings section
+
+
 @dataclass(frozen=True)
 class PolicyConfig:
-    netuid: int = 16
+    """The policy's view of the `mine` settings section (`PolicyConfig.of`)."""
+
+    netuid: int = defaults(SubnetSettings)["netuid"]
     min_stake: float = 0.0
-    require_permit: bool = True
-    allow: frozenset[str] = frozenset()
-    deny: frozenset[str] = frozenset()
-    rate_limit_per_min: float = 0.0  # 0: no per-caller limit
+    require_permit: bool = _MINE["require_validator_permit"]
+    allow: frozenset[str] = frozenset(_MINE["allow_hotkeys"])
+    deny: frozenset[str] = frozenset(_MINE["deny_hotkeys"])
+    rate_limit_per_min: float = _MINE["rate_limit_per_min"]  # 0: no per-caller limit
     burst_s: float = 10.0  # a caller may burst this many seconds' worth of requests
-    refresh_s: float = 120.0
-    max_age_s: float = 900.0  # an older snapshot admits nobody but the allow list (0: never too old)
+    refresh_s: float = _MINE["metagraph_refresh_s"]
+    max_age_s: float = _MINE["metagraph_max_age_s"]  # an older snapshot admits nobody but the allow list (0: never)
+
+    @classmethod
+    def of(cls, m: MineSettings, netuid: int, min_stake: float) -> PolicyConfig:
+        return cls(netuid=netuid, min_stake=min_stake, require_permit=m.require_validator_permit,
+                   allow=frozenset(m.allow_hotkeys), deny=frozenset(m.deny_hotkeys),
+                   rate_limit_per_min=m.rate_limit_per_min, refresh_s=m.metagraph_refresh_s,
+                   max_age_s=m.metagraph_max_age_s)
 
 
 @dataclass(frozen=True)

@@ -28,11 +28,13 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from audiosubnet import audio as audiolib
 from audiosubnet.audio import Audio
+from audiosubnet.config import MineSettings, Settings, defaults, view
 from audiosubnet.engines.base import Capabilities, SynthesisRequest
 from audiosubnet.engines.cache import ModelCache, get_cache
 from audiosubnet.errors import (  # the service errors live in errors.py (rebuilt by name across processes)
@@ -46,6 +48,9 @@ from audiosubnet.errors import (  # the service errors live in errors.py (rebuil
 )
 from audiosubnet.protocol import MAX_REFERENCE_SECONDS, ModelInfo
 
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
 log = logging.getLogger(__name__)
 
 RAW = "raw"  # the `fmt` that returns samples (Rendered.audio) instead of encoded bytes
@@ -58,18 +63,30 @@ def loaded_default(model_id: str | None) -> str:
     return model_id
 
 
+_MINE = defaults(MineSettings)  # one source of defaults: the settings section
+
+
 @dataclass(frozen=True)
 class ServiceConfig:
-    models: tuple[str, ...] = ("auto",)  # the first one is the default
+    """The service's view of a settings section (`ServiceConfig.of(settings.mine, models=...)`)."""
+
+    models: tuple[str, ...] = (defaults(Settings)["model"],)  # the first one is the default
     voice: str | None = None  # default voice of the default model
-    max_text_chars: int = 512
-    max_batch: int = 32
-    max_wait_ms: float = 5.0
-    queue_size: int = 256
-    concurrency: int = 1
+    max_text_chars: int = _MINE["max_text_chars"]
+    max_batch: int = _MINE["max_batch"]
+    max_wait_ms: float = _MINE["max_wait_ms"]
+    queue_size: int = _MINE["queue_size"]
+    concurrency: int = _MINE["concurrency"]
     warmup: bool = True
     lazy: bool = False  # load each model on its first request (not pinned) instead of all at start
     keep_alive_s: float | None = None  # lazy: unload a model idle this long (None: keep it loaded)
+
+    #: the fields a settings section gives (`mine.keep_alive_s` is the HTTP keep-alive, not `keep_alive_s`)
+    FROM_SECTION = ("max_text_chars", "max_batch", "max_wait_ms", "queue_size", "concurrency")
+
+    @classmethod
+    def of(cls, section: BaseModel, **overrides: Any) -> ServiceConfig:
+        return view(section, cls, cls.FROM_SECTION, **overrides)
 
 
 @dataclass(frozen=True)
