@@ -358,7 +358,8 @@ class ManifestJob:
         except Exception as e:  # the model cannot load, or a fatal error of the batch policy: its rows fail
             if not (isinstance(e, AsnError) or is_fatal(e)):
                 raise
-            msg = str(e) + (f" ({e.hint})" if getattr(e, "hint", None) else "")
+            hint = getattr(e, "hint", None)
+            msg = str(e) + (f" ({hint})" if hint else "")
             for row in rows:
                 if row.id not in self.results:
                     self.fail(row, model, msg)
