@@ -11,11 +11,15 @@ Precedence, highest first (this order is the code in `Settings.settings_customis
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import os
+import typing
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -28,7 +32,24 @@ from audiosubnet.errors import ConfigError
 
 ENV_PREFIX = "ASN_"
 CONFIG_NAME = "asn.toml"
+#: ASN_* variables that are not settings: read straight from the environment by the code, the scripts or the
+#: tests. Any other ASN_* variable must name a setting (`asn config show`); an unknown one is an error.
+ENV_NOT_SETTINGS = frozenset({
+    "ASN_CONFIG",            # the config file (config_path)
+    "ASN_DEBUG",             # tracebacks instead of one-line errors
+    "ASN_NO_PROGRESS",       # no progress bars or live tables
+    "ASN_CUDA_GRAPHS",       # 0: every CUDA-graph cache off
+    "ASN_TORCH_THREADS",     # CPU threads of torch
+    "ASN_ORT_THREADS",       # CPU threads of onnxruntime
+    "ASN_SCORE_THREADS",     # CPU threads of one scoring model
+    "ASN_HUB_TIMEOUT",       # seconds to wait for the Hugging Face Hub
+    "ASN_SPEECHT5_XVECTOR",  # SpeechT5 clone: x-vector encoder (repo or folder)
+    "ASN_SPEECHT5_VOCODER",  # SpeechT5: vocoder (repo or folder)
+    "ASN_BENCH_OUT",         # benchmark scripts: folder for their JSON/CSV
+    "ASN_TEST_SEED",         # tests: the seed of a randomised test
+})
 
+_T = TypeVar("_T")
 Device = str  # "auto" | "cpu" | "cuda" | "cuda:N"
 DType = Literal["auto", "float32", "float16", "bfloat16"]
 
@@ -71,13 +92,35 @@ def parse_bytes(value: str | int | None) -> int | None:
         raise ConfigError(f"cannot read '{value}' as a size", hint="Use e.g. 8GiB, 500MB or 0.") from None
 
 
-class TtsSettings(BaseModel):
+class _Section(BaseModel):
+    """A settings section: an unknown key is an error (a typo must not pass silently)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def defaults(section: type[BaseModel]) -> dict[str, Any]:
+    """Every field's default of a settings section. A subsystem's config (a view of its section: ServiceConfig,
+    PolicyConfig, LoopConfig, WatchOptions, MinerContext) takes its defaults from here, so each lives once."""
+    return {name: f.get_default(call_default_factory=True) for name, f in section.model_fields.items()}
+
+
+def view(section: BaseModel, cls: type[_T], names: tuple[str, ...] | None = None, **overrides: Any) -> _T:
+    """The dataclass `cls` built from the fields of `section` it has by the same name (only `names`, when given),
+    then `overrides`."""
+    wanted = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    if names is not None:
+        wanted &= set(names)
+    values = {k: getattr(section, k) for k in type(section).model_fields if k in wanted}
+    return cls(**{**values, **overrides})
+
+
+class TtsSettings(_Section):
     out_dir: Path = Path("tts_target")
     format: Literal["wav", "flac", "mp3", "ogg"] = "wav"
     max_batch: int = Field(16, ge=1, le=1024, description="rows per engine call, for engines that batch")
 
 
-class SubnetSettings(BaseModel):
+class SubnetSettings(_Section):
     """Wallet and network, shared by `asn mine` and `asn validate`."""
 
     wallet_name: str = "default"
@@ -90,7 +133,7 @@ class SubnetSettings(BaseModel):
     sim_path: Path | None = Field(None, description="SQLite file of the simulated chain (default $ASN_HOME/sim.db)")
 
 
-class MineSettings(BaseModel):
+class MineSettings(_Section):
     host: str = "0.0.0.0"
     port: int = Field(8091, ge=1, le=65535)
     external_ip: str | None = None
@@ -133,7 +176,7 @@ class MineSettings(BaseModel):
                                                       "(e.g. musicgen:facebook/musicgen-small); none: 501")
 
 
-class ValidateSettings(BaseModel):
+class ValidateSettings(_Section):
     """`asn validate`: rounds, moving averages, weights, prompts, task mix, logging."""
 
     round_interval_s: float = Field(60.0, ge=0, description="seconds from one round's start to the next")
@@ -166,7 +209,7 @@ class ValidateSettings(BaseModel):
     wandb_offline: bool = False
     wandb_samples: int = Field(2, ge=0, description="audio samples logged per round")
 
-class ScoreSettings(BaseModel):
+class ScoreSettings(_Section):
     """Scoring (`asn score`, the validator): models, sanity limits, composite weights and gates.
 
     Every field that changes scores enters the scoring profile (`Scoring.version`), so results made
@@ -210,7 +253,7 @@ class ScoreSettings(BaseModel):
     history_size: int = Field(4096, ge=0, description="fingerprints remembered across rounds (~23 KB per 30 s)")
 
 
-class CloneSettings(BaseModel):
+class CloneSettings(_Section):
     """`asn clone watch`: folders, the clone model and the limits on inputs."""
 
     source: Path = Path("vc_source")
@@ -231,7 +274,7 @@ class CloneSettings(BaseModel):
     max_audio_bytes: int = Field(100 * 2**20, ge=1)
 
 
-class ServeSettings(BaseModel):
+class ServeSettings(_Section):
     """`asn serve`: the OpenAI-compatible speech server (see audiosubnet/serve/)."""
 
     host: str = Field("127.0.0.1", description="address to listen on; any other than loopback needs --api-key")
@@ -263,7 +306,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         env_nested_delimiter="__",
-        extra="ignore",
+        extra="forbid",
         validate_default=True,
     )
 
@@ -275,7 +318,8 @@ class Settings(BaseSettings):
     cache_budget: str = Field("auto", description="ModelCache budget: auto (90% GPU / 50% RAM), or e.g. 8GiB")
     model: str = Field("auto", description="default TTS model id (auto: the offline Piper voice, else espeak)")
     voice: str | None = None
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="log level of asn's own loggers (-v / -q override it)")
 
     tts: TtsSettings = TtsSettings()
     subnet: SubnetSettings = SubnetSettings()
@@ -292,6 +336,11 @@ class Settings(BaseSettings):
         if v in ("auto", "cpu", "cuda", "mps") or (v.startswith("cuda:") and v[5:].isdigit()):
             return v
         raise ValueError("must be auto, cpu, cuda or cuda:N")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, v: Any) -> Any:
+        return v.strip().upper() if isinstance(v, str) else v
 
     @field_validator("cache_budget")
     @classmethod
@@ -354,9 +403,93 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# ---- unknown keys ------------------------------------------------------------------------
+def _section(annotation: Any) -> type[BaseModel] | None:
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def setting_keys() -> list[str]:
+    """Every dotted setting key ('device', 'mine.port', ...), sections included ('mine')."""
+    keys = []
+    for name, f in Settings.model_fields.items():
+        keys.append(name)
+        sub = _section(f.annotation)
+        if sub is not None:
+            keys.extend(f"{name}.{k}" for k in sub.model_fields)
+    return keys
+
+
+def env_names() -> list[str]:
+    """The ASN_* variable of every setting key."""
+    return [env_name(k) for k in setting_keys()]
+
+
+def env_name(key: str) -> str:
+    return ENV_PREFIX + key.upper().replace(".", "__")
+
+
+def _takes_nested(key: str) -> bool:
+    """A dict setting (serve.voices) takes deeper ASN_SERVE__VOICES__NAME variables."""
+    model: type[BaseModel] = Settings
+    *head, last = key.split(".")
+    for part in head:
+        model = _section(model.model_fields[part].annotation) or model
+    return typing.get_origin(model.model_fields[last].annotation) is dict
+
+
+def _closest(key: str, candidates: list[str]) -> str:
+    match = difflib.get_close_matches(key, candidates, n=1, cutoff=0.5)
+    return f"; did you mean {match[0]!r}?" if match else ""
+
+
+def _unknown_in(data: dict[str, Any], model: type[BaseModel] = Settings, prefix: str = "") -> Iterator[str]:
+    """Dotted keys of a nested dict (a config file, flags) that name no setting."""
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        field = model.model_fields.get(k)
+        if field is None:
+            yield key
+            continue
+        sub = _section(field.annotation)
+        if sub is not None and isinstance(v, dict):
+            yield from _unknown_in(v, sub, key + ".")
+
+
+def _unknown_env(environ: typing.Mapping[str, str]) -> Iterator[str]:
+    valid = set(setting_keys())
+    for name in environ:
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in ENV_NOT_SETTINGS:
+            continue
+        parts = upper[len(ENV_PREFIX):].lower().split("__")
+        key = ".".join(parts[:2])
+        if key not in valid or (len(parts) > 2 and not _takes_nested(key)):
+            yield name
+
+
+def check_unknown(flags: dict[str, Any] | None = None, environ: typing.Mapping[str, str] | None = None) -> None:
+    """ConfigError naming the first unknown key of the flags, the ASN_* environment or the config file, where it
+    came from, and the closest valid key."""
+    keys = setting_keys()
+    hint = "Fix or remove it; `asn config show` lists every setting."
+    for key in _unknown_in(_nest(flags or {})):
+        raise ConfigError(f"unknown setting {key!r} (flag){_closest(key, keys)}", hint=hint)
+    for name in _unknown_env(os.environ if environ is None else environ):
+        near = _closest(name.upper(), env_names() + sorted(ENV_NOT_SETTINGS))
+        raise ConfigError(f"unknown setting {name} in the environment{near}",
+                          hint="Sections and keys are joined by two underscores (ASN_MINE__PORT); unset it "
+                               "or fix the name. `asn config show` lists every setting.")
+    path = config_path()
+    if path is not None:
+        for key in _unknown_in(_toml_source(Settings)()):
+            raise ConfigError(f"unknown setting {key!r} in the config file {path}{_closest(key, keys)}", hint=hint)
+
+
 def load_settings(**flags: Any) -> Settings:
-    """Build settings with CLI flags on top. Flags use dotted keys: load_settings(**{'mine.port': 9000})."""
+    """Build settings with CLI flags on top. Flags use dotted keys: load_settings(**{'mine.port': 9000}).
+    An unknown key (flag, ASN_* variable not in ENV_NOT_SETTINGS, config file) is a ConfigError."""
     try:
+        check_unknown(flags)
         return Settings(**_nest(flags))
     except ValidationError as e:
         err = e.errors()[0]

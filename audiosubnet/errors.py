@@ -88,3 +88,56 @@ class NotRegisteredError(ChainError):
 
 class WalletError(UsageError):
     """Wallet files missing or unreadable."""
+
+
+# ---- answers of a service (front ends map them to HTTP statuses; not a user's mistake in a command) ------------
+class ServiceError(Exception):
+    """The service cannot take the request now. `retry_after`: seconds a caller should wait (0: no advice)."""
+
+    def __init__(self, message: str = "", retry_after: float = 0.0):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Overloaded(ServiceError):
+    """The queue is full. `retry_after` seconds is a fair guess of when to come back (429)."""
+
+
+class Unavailable(ServiceError):
+    """Not started yet, or draining for shutdown (503)."""
+
+
+class NotOffered(ServiceError):
+    """This server does not offer that task, e.g. voice cloning without a cloning engine (501)."""
+
+
+class RateLimited(ServiceError):
+    """The caller is over its rate limit (429 with Retry-After)."""
+
+
+# ---- errors across a process boundary (engine processes, the HTTP workers of `asn mine --workers`) -------------
+Wire = tuple[str, str, "str | None", float]  # (class name in this module, message, hint, retry_after)
+
+
+def to_wire(e: BaseException) -> Wire | None:
+    """The picklable form of one of this module's errors (a subclass defined elsewhere travels as its nearest
+    base defined here, e.g. EngineCrashed as EngineError); None for any other exception."""
+    if not isinstance(e, (AsnError, ServiceError)):
+        return None
+    name = next(c.__name__ for c in type(e).__mro__ if globals().get(c.__name__) is c)
+    if isinstance(e, AsnError):
+        return name, e.message, e.hint, 0.0
+    return name, str(e), None, float(e.retry_after)
+
+
+def from_wire(payload: Wire) -> Exception:
+    """The error of `to_wire`, rebuilt by class name (an unknown name: EngineError)."""
+    name, message, hint, retry_after = payload
+    cls = globals().get(name)
+    if isinstance(cls, type) and issubclass(cls, ServiceError):
+        return cls(message, retry_after)
+    if not (isinstance(cls, type) and issubclass(cls, AsnError)):
+        cls = EngineError
+    e = cls.__new__(cls)  # children with their own __init__ arguments (ModelNotDownloadedError) included
+    AsnError.__init__(e, message, hint)
+    return e

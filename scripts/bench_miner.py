@@ -73,6 +73,19 @@ LONG_BASE = ("The history of the river town is written in its bridges. The oldes
 
 
 # ---- the miner process (--serve) ---------------------------------------------------------------------
+def _test_engines() -> None:
+    """The fake engine is tests-only: make it an entry point of this environment, as the tests do
+    (tests/asn_test_engines.py), so the processes this script starts find it too."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "tests" / "asn_test_engines.py"
+    spec = importlib.util.spec_from_file_location("asn_test_engines", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.install()
+
+
 def _ensure_engines() -> None:
     """Register the built-in engines when the package is not pip-installed (no entry points)."""
     import importlib
@@ -81,13 +94,15 @@ def _ensure_engines() -> None:
 
     have = set(registry.engine_names())
     for name, (module, cls) in {"piper": ("piper", "PiperEngine"), "espeak": ("espeak", "EspeakEngine"),
-                                "mms": ("mms", "MmsEngine"), "fake": ("fake", "FakeEngine")}.items():
+                                "mms": ("mms", "MmsEngine")}.items():
         if name in have:
             continue
         try:
             registry.register(getattr(importlib.import_module(f"audiosubnet.engines.{module}"), cls))
         except Exception as e:  # an engine whose dependencies are missing is simply not offered
             print(f"engine {name} unavailable: {e}", file=sys.stderr)
+    if "fake" not in have:
+        _test_engines()
 
 
 def serve(flags_json: str) -> None:

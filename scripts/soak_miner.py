@@ -144,6 +144,19 @@ async def _slow_client(ctx: dict, stop: float, counts: Counter) -> None:
             writer.close()
 
 
+def _test_engines() -> None:
+    """The fake engine is tests-only: make it an entry point of this environment, as the tests do
+    (tests/asn_test_engines.py), so the processes this script starts find it too."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "tests" / "asn_test_engines.py"
+    spec = importlib.util.spec_from_file_location("asn_test_engines", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.install()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=30.0)
@@ -155,6 +168,8 @@ def main() -> int:
     ap.add_argument("--max-growth", type=float, default=0.05)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.model.split(":")[0] == "fake":
+        _test_engines()
 
     from audiosubnet.chain.bittensor import create_wallet
     from audiosubnet.chain.sim import SimChain

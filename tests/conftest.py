@@ -9,6 +9,23 @@ import pytest
 KEEP = {"ASN_TORCH_THREADS", "ASN_ORT_THREADS"}
 
 
+def pytest_configure(config):
+    """The tests-only `fake` engine: an entry point of this environment (tests/asn_test_engines.py), so every
+    process a test starts finds it; the shipped package does not declare it."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("asn_test_engines", Path(__file__).with_name("asn_test_engines.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not module.install():
+        import warnings
+
+        warnings.warn("site-packages is read-only: the fake engine is registered in the test process only; tests "
+                      "that start `asn` processes with it will fail", stacklevel=1)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("asn_home")

@@ -115,42 +115,27 @@ class AsnTyper(typer.Typer):
         return decorator
 
 
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever `sys.stderr` is at the time (a test runner or a daemon may swap it after setup)."""
+def _log_level_setting() -> str:
+    """The `log_level` setting (ASN_LOG_LEVEL, asn.toml); INFO while the settings are invalid (the command
+    itself then reports why)."""
+    from audiosubnet.config import load_settings
+    from audiosubnet.errors import ConfigError
 
-    @property
-    def stream(self):  # type: ignore[override]
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:
-        pass
+    try:
+        return load_settings().log_level
+    except ConfigError:
+        return "INFO"
 
 
 def setup_logging(verbosity: int = 0, quiet: bool = False) -> None:
-    """Library code logs with getLogger(__name__); only the CLI installs handlers."""
-    from rich.logging import RichHandler
+    """Library code logs with getLogger(__name__); only the CLI installs handlers (audiosubnet/logs.py). The
+    level: -q (WARNING), -v (INFO), -vv (DEBUG), else the `log_level` setting."""
+    from audiosubnet import logs
 
     level = logging.WARNING if quiet else logging.DEBUG if verbosity >= 2 else logging.INFO
-    env_level = os.environ.get("ASN_LOG_LEVEL")
-    if env_level:
-        level = getattr(logging, env_level.upper(), level)
-    root = logging.getLogger()
-    for h in list(root.handlers):
-        if getattr(h, "_asn", False):
-            root.removeHandler(h)
-    if err.is_terminal:
-        handler: logging.Handler = RichHandler(console=err, show_path=False, rich_tracebacks=debug_enabled(),
-                                               log_time_format="[%X]")
-    else:
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler._asn = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
-    root.setLevel(logging.WARNING)
-    logging.getLogger("audiosubnet").setLevel(level)
-    for noisy in ("httpx", "httpcore", "urllib3", "huggingface_hub", "filelock", "numba", "asyncio"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not quiet and not verbosity:
+        level = getattr(logging, _log_level_setting())
+    logs.install(level, console=err, rich_tracebacks=debug_enabled())
 
 
 def print_json(data: Any) -> None:

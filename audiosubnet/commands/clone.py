@@ -79,12 +79,7 @@ def watch(
                          "clone.settle_s": settle, "clone.orphan_timeout_s": orphan_timeout,
                          "clone.max_batch": max_batch, **o.placement_flags(device, dtype, cache_budget)})
     c = s.clone
-    opts = WatchOptions(source=c.source, target=c.target, processed=c.processed, failed=c.failed,
-                        model=resolve_clone_model(c.model), fmt=c.format, settle_s=c.settle_s, poll_s=c.poll_s,
-                        orphan_timeout_s=c.orphan_timeout_s, max_batch=c.max_batch,
-                        max_text_chars=c.max_text_chars, max_text_bytes=c.max_text_bytes,
-                        min_reference_s=c.min_reference_s, max_reference_s=c.max_reference_s,
-                        max_audio_bytes=c.max_audio_bytes, use_watchdog=not poll)
+    opts = WatchOptions.of(c, model=resolve_clone_model(c.model), use_watchdog=not poll)
     # the engine runs in its own process: a pair that crashes it (native code) fails alone, the watch goes on
     cache = isolated_cache(s.device, s.dtype, s.cache_budget)
     status = _Status(enabled=interactive() and not json_out, opts=opts, once=once)

@@ -10,17 +10,18 @@ app = AsnTyper(help="Settings: flag > ASN_* environment > asn.toml (ASN_CONFIG) 
 
 @app.command("show")
 def show(json_out: o.JsonOpt = False) -> None:
-    """Print every setting, its effective value and its origin (flag, env, file or default).
+    """Print every setting, its effective value, its origin (flag, env, file or default) and the ASN_* variable
+    that sets it (sections and keys joined by two underscores: ASN_MINE__PORT).
 
     Examples:
       asn config show
       ASN_DEVICE=cpu asn config show --json
     """
-    from audiosubnet.config import config_path, settings_origins
+    from audiosubnet.config import ENV_NOT_SETTINGS, config_path, env_name, settings_origins
 
     rows = settings_origins()
     if json_out:
-        print_json({k: {"value": v, "origin": src} for k, v, src in rows})
+        print_json({k: {"value": v, "origin": src, "env": env_name(k)} for k, v, src in rows})
         return
     from rich.table import Table
 
@@ -29,6 +30,8 @@ def show(json_out: o.JsonOpt = False) -> None:
     t.add_column("setting")
     t.add_column("value")
     t.add_column("from")
+    t.add_column("environment variable")
     for key, value, origin in rows:
-        t.add_row(key, "" if value is None else str(value), origin)
+        t.add_row(key, "" if value is None else str(value), origin, env_name(key))
+    t.caption = f"Other ASN_* variables (not settings): {', '.join(sorted(ENV_NOT_SETTINGS))}"
     out.print(t)

@@ -6,6 +6,7 @@ uses it exercises everything but a neural network. Options ride in the model nam
     fake:default                      220 Hz tone, 60 ms per character, 16 kHz, batching
     fake:delay_ms=40,batching=false   each synthesize() call sleeps 40 ms first
     fake:fail=boom                    a text containing 'boom' raises InputError
+    fake:error=oom                    a text containing 'oom' raises RuntimeError("CUDA error: out of memory")
     fake:crash=segv                   a text containing 'segv' reads address 0 (SIGSEGV: a native crash)
     fake:sr=22050,max_batch=4,ms_per_char=30,load_s=0.5
 """
@@ -52,6 +53,7 @@ class FakeEngine(SpeechEngine):
         self.load_s = float(o.get("load_s", 0))
         self.fail = o.get("fail")
         self.crash = o.get("crash")
+        self.error = o.get("error")
         self.ms_per_char = float(o.get("ms_per_char", 60))
         self.batching = o.get("batching", "true").lower() != "false"
         self.batching_when_loaded = o.get("batching", "").lower() == "loaded"  # like MMS: batches on its device only
@@ -84,6 +86,8 @@ class FakeEngine(SpeechEngine):
                 import ctypes
 
                 ctypes.string_at(0)
+            if self.error and self.error in r.text:  # not a typed error: what a torch engine raises
+                raise RuntimeError("CUDA error: out of memory")
             if self.fail and self.fail in r.text:
                 raise InputError(f"fake engine refuses text containing '{self.fail}'")
             n = max(1, int(len(r.text) * self.ms_per_char / 1000.0 / r.speed * self.sr))

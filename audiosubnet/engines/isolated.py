@@ -7,7 +7,7 @@ socket pair with the length-prefixed pickle frames of `asn mine --workers N` (mi
 
   parent -> child   (id, op, payload)   op: load | unload | check | scripts | synth | each | iter | warmup | cancel
                                         | exit
-  child -> parent   (id, ok, payload)   ok False: payload is (error class name, message, hint);
+  child -> parent   (id, ok, payload)   ok False: payload is errors.to_wire's (class name, message, hint, _);
                                         ok "part": one (index, audio) of an `iter` call, more to come
 
 Guarantees:
@@ -43,8 +43,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from audiosubnet import errors, heap
+from audiosubnet.batch_policy import as_item_error, run_each
 from audiosubnet.engines.base import Capabilities, SynthesisRequest
-from audiosubnet.errors import EngineError, InputError
+from audiosubnet.errors import EngineError
 
 log = logging.getLogger(__name__)
 
@@ -82,53 +83,17 @@ def recv_frame(s: socket.socket) -> Any:
     return pickle.loads(recv_exactly(s, n))
 
 
-def _error_payload(e: BaseException) -> tuple[str, str, str | None]:
-    name = type(e).__name__
-    if not isinstance(e, errors.AsnError):
-        log.exception("engine process: %s", name, exc_info=e)
-        return "EngineError", f"synthesis failed: {name}: {e}"[:500], None
-    return name, str(e), getattr(e, "hint", None)
+def _error_payload(e: BaseException) -> errors.Wire:
+    """Ours as it is; anything else an EngineError naming it (logged): rebuilt by class name in the parent."""
+    wire = errors.to_wire(as_item_error(e))
+    assert wire is not None
+    return wire
 
 
-def rebuild_error(payload: tuple[str, str, str | None]) -> Exception:
-    """The typed error of the child, as the parent raises it (class by name from audiosubnet.errors)."""
-    name, message, hint = payload
-    cls = getattr(errors, name, None)
-    if not (isinstance(cls, type) and issubclass(cls, errors.AsnError)):
-        cls = EngineError
-    e = cls.__new__(cls)
-    errors.AsnError.__init__(e, message, hint)
-    return e
+rebuild_error = errors.from_wire  # the typed error of the child, as the parent raises it
 
 
 # ---- the child ----------------------------------------------------------------------------------------
-def isolate_batch(engine: Any, requests: Sequence[SynthesisRequest]) -> list[Any]:
-    """One policy for a batch with bad items: reject bad items one by one (check), synthesize the rest
-    together; if that call fails, retry item by item so one bad item fails alone. Audio or the exception, per item."""
-    results: list[Any] = [None] * len(requests)
-    good: list[int] = []
-    for i, r in enumerate(requests):
-        try:
-            engine.check(r)
-            good.append(i)
-        except InputError as e:
-            results[i] = e
-    if good:
-        try:
-            for i, a in zip(good, engine.synthesize([requests[i] for i in good]), strict=True):
-                results[i] = a
-        except Exception as e:
-            if len(good) == 1:
-                results[good[0]] = e
-            else:
-                for i in good:
-                    try:
-                        results[i] = engine.synthesize([requests[i]])[0]
-                    except Exception as e1:
-                        results[i] = e1
-    return [r if r is not None else EngineError("no result") for r in results]
-
-
 class _Child:
     def __init__(self, sock: socket.socket, device: str, dtype: str, budget: Any, threads: int):
         from audiosubnet.engines.cache import build_cache, set_cache
@@ -206,9 +171,9 @@ class _Child:
                 return engine.scripts_for(arg)
             if op == "synth":
                 return engine.synthesize(arg)
-            if op == "each":
+            if op == "each":  # the one batch policy; a fatal error fails the whole call
                 return [r if not isinstance(r, BaseException) else _Failed(_error_payload(r))
-                        for r in isolate_batch(engine, arg)]
+                        for r in run_each(engine, arg)]
             if op == "warmup":
                 engine.warmup()
                 return None
@@ -220,7 +185,7 @@ class _Failed:
 
     __slots__ = ("payload",)
 
-    def __init__(self, payload: tuple[str, str, str | None]):
+    def __init__(self, payload: errors.Wire):
         self.payload = payload
 
     def __reduce__(self) -> tuple:
@@ -549,7 +514,8 @@ class RemoteEngine:
         return self.proc.call("scripts", self.model_id, request, self.wait_s)
 
     def synthesize_each(self, requests: Sequence[SynthesisRequest]) -> list:
-        """Audio or the exception, per request (`isolate_batch` in the child). EngineCrashed when it dies."""
+        """Audio or the typed error, per request (`batch_policy.run_each` in the child). EngineCrashed when it
+        dies; an error fatal for the batch (e.g. the model's files are gone) is raised."""
         out = self.proc.call("each", self.model_id, list(requests), self.wait_s, self.timeout_s)
         return [rebuild_error(r.payload) if isinstance(r, _Failed) else r for r in out]
 

@@ -42,6 +42,12 @@ def _eps() -> dict[str, object]:
     return _entry_points
 
 
+def reload_entry_points() -> None:
+    """Read the entry-point group again (a plugin installed while this process runs)."""
+    global _entry_points
+    _entry_points = None
+
+
 def register(cls: type[SpeechEngine], name: str | None = None) -> type[SpeechEngine]:
     """Register an engine class (usable as a decorator). A later registration wins."""
     key = name or cls.name

@@ -10,7 +10,8 @@ request; everything else is here, once:
   once as it has engine processes, each to the least-loaded one; the results are the same); each row is
   written (atomically, through an
   `OutputStore`: a folder or an fsspec URL) and recorded the moment the engine hands it over
-  (`synthesize_iter`); a batch that raises is retried row by row, so one bad row fails alone;
+  (`synthesize_iter`); failures follow the one batch policy (`audiosubnet/batch_policy.py`): a row whose engine
+  call raised fails alone, an error fatal for the job fails the model's remaining rows;
 - the manifest (`manifest.csv`): earlier rows are kept; each finished row is appended and flushed at once
   (Ctrl-C or a kill loses none), and at the end it is rewritten in CSV order (in an object store, where
   nothing can be appended, it is rewritten whole now and then instead);
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import errno
 import hashlib
 import io
 import logging
@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from audiosubnet import audio as audiolib
+from audiosubnet.batch_policy import STOP_ERRNOS, is_fatal, run_each
 from audiosubnet.engines import registry
 from audiosubnet.errors import AsnError, InputError, UsageError
 from audiosubnet.jobs.storage import OutputStore
@@ -46,8 +47,6 @@ log = logging.getLogger(__name__)
 MANIFEST_NAME = "manifest.csv"
 FLUSH_EVERY_S = 1.0  # an object-store manifest is rewritten at most this often (and less for long CSVs)
 ROWS_PER_FLUSH_S = 20_000  # ... at most one rewrite per this many rows' seconds
-#: a write that fails with one of these stops the batch (every later row would fail the same way)
-STOP_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO}
 
 
 # ---- manifest ----------------------------------------------------------------------------
@@ -366,8 +365,11 @@ class ManifestJob:
                 self.run_batches(engine, model, [ready[i:i + step] for i in range(0, len(ready), step)])
         except OutputError:
             raise
-        except (AsnError, ImportError) as e:
-            msg = str(e) + (f" ({e.hint})" if getattr(e, "hint", None) else "")
+        except Exception as e:  # the model cannot load, or a fatal error of the batch policy: its rows fail
+            if not (isinstance(e, AsnError) or is_fatal(e)):
+                raise
+            hint = getattr(e, "hint", None)
+            msg = str(e) + (f" ({hint})" if hint else "")
             for row in rows:
                 if row.id not in self.results:
                     self.fail(row, model, msg)
@@ -388,28 +390,25 @@ class ManifestJob:
             ex.shutdown(wait=False, cancel_futures=True)
 
     def run_batch(self, engine: Any, model: str, batch: list) -> None:
-        """Synthesize a batch; each row is written (and in the manifest) the moment the engine hands it over.
-        A batch that raises is retried row by row (the rows not yet handed over), so a bad row fails alone."""
-        finished: set[int] = set()
+        """Synthesize a batch under the one batch policy (`batch_policy.run_each`): each row is written (and in
+        the manifest) the moment the engine hands it over; a row whose engine call failed fails alone; a fatal
+        error (the model, the machine) propagates to `run_model`, which fails the model's remaining rows."""
         last = time.perf_counter()
-        try:
-            for i, audio in self.synthesize_iter(engine, [req for _, req in batch]):
+
+        def settle(k: int, result: Any) -> None:
+            nonlocal last
+            row, req = batch[k]
+            if isinstance(result, AsnError):
+                self.fail(row, model, str(result))
+            else:
                 took = time.perf_counter() - last  # the engine's time for this row (writes excluded)
                 with self._lock:
                     self.engine_seconds += took
-                finished.add(i)
-                self.write_row(*batch[i], model, audio, took)
-                last = time.perf_counter()
-        except OutputError:
-            raise
-        except AsnError as e:
-            rest = [item for k, item in enumerate(batch) if k not in finished]
-            if len(batch) > 1:
-                for item in rest:
-                    self.run_batch(engine, model, [item])
-                return
-            if rest:
-                self.fail(rest[0][0], model, str(e))
+                self.write_row(row, req, model, result, took)
+            last = time.perf_counter()
+
+        run_each(engine, [req for _, req in batch], check=False, on_item=settle,
+                 iterate=lambda e, requests: self.synthesize_iter(e, requests))
 
     def write_row(self, row: Any, req: Any, model: str, audio: Any, took: float) -> None:
         name = f"{row.id}.{self.opts.fmt}"

@@ -14,7 +14,8 @@ Rules:
   settle time waits for the rest, and fails only if it stays cut short for `orphan_timeout_s`;
 - a file whose partner has not arrived `orphan_timeout_s` after it did goes to vc_failed/;
 - stable pairs are validated (text, audio), batched and sent to the engine leased from the shared
-  ModelCache; one bad pair never blocks the others (a failed batch is retried pair by pair);
+  ModelCache; one bad pair never blocks the others (the one batch policy, `audiosubnet/batch_policy.py`: a
+  failed batch is retried pair by pair; an error fatal for the job stops the watcher with its inputs in place);
 - the output is written atomically (temp + fsync + rename); the inputs are then moved with
   link + unlink, so nothing is ever overwritten (collisions get `-1`, `-2`, ...).
 
@@ -32,24 +33,18 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from audiosubnet import audio as audiolib
+from audiosubnet.batch_policy import run_each
+from audiosubnet.config import CloneSettings, defaults, view
 from audiosubnet.engines.base import SynthesisRequest
 from audiosubnet.engines.cache import ModelCache
-from audiosubnet.errors import (
-    AsnError,
-    CacheBudgetError,
-    ConfigError,
-    DependencyError,
-    InputError,
-    ModelNotDownloadedError,
-    UnknownModelError,
-    UsageError,
-)
+from audiosubnet.errors import AsnError, InputError, UsageError
 from audiosubnet.jobs.clone_journal import (
     COMPACT_AFTER_LINES,
     ERROR_SUFFIX,
@@ -70,30 +65,37 @@ TEXT_SUFFIX = ".txt"
 IGNORED_PREFIXES = (".", "~", "#")
 IGNORED_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".download", ".filepart", ".swp",
                     ".swx", "~", ".lock", ":zone.identifier")
-#: errors that are the machine's or the model's, not the pair's: they stop the watcher, inputs stay
-FATAL_ERRORS = (ModelNotDownloadedError, DependencyError, CacheBudgetError, UnknownModelError, ConfigError,
-                UsageError)
 
 
 # ---- options and results -------------------------------------------------------------------
+_CLONE = defaults(CloneSettings)  # one source of defaults: the settings section
+
+
 @dataclass
 class WatchOptions:
-    source: Path = Path("vc_source")
-    target: Path = Path("vc_target")
-    processed: Path = Path("vc_processed")
-    failed: Path = Path("vc_failed")
-    model: str = "world"
-    fmt: str = "wav"
-    settle_s: float = 2.0
-    poll_s: float = 1.0
-    orphan_timeout_s: float = 600.0
-    max_batch: int = 8
-    max_text_chars: int = 1000
-    max_text_bytes: int = 64 * 1024
-    min_reference_s: float = 1.0
-    max_reference_s: float = 60.0
-    max_audio_bytes: int = 100 * 2**20
+    """The watcher's view of the `clone` settings section (`WatchOptions.of`); its defaults are that section's.
+    `model` "auto" is resolved by the watcher (`resolve_clone_model`)."""
+
+    source: Path = _CLONE["source"]
+    target: Path = _CLONE["target"]
+    processed: Path = _CLONE["processed"]
+    failed: Path = _CLONE["failed"]
+    model: str = _CLONE["model"]
+    fmt: str = _CLONE["format"]
+    settle_s: float = _CLONE["settle_s"]
+    poll_s: float = _CLONE["poll_s"]
+    orphan_timeout_s: float = _CLONE["orphan_timeout_s"]
+    max_batch: int = _CLONE["max_batch"]
+    max_text_chars: int = _CLONE["max_text_chars"]
+    max_text_bytes: int = _CLONE["max_text_bytes"]
+    min_reference_s: float = _CLONE["min_reference_s"]
+    max_reference_s: float = _CLONE["max_reference_s"]
+    max_audio_bytes: int = _CLONE["max_audio_bytes"]
     use_watchdog: bool = True
+
+    @classmethod
+    def of(cls, c: CloneSettings, **overrides: Any) -> WatchOptions:
+        return view(c, cls, fmt=c.format, **overrides)
 
 
 @dataclass
@@ -181,6 +183,8 @@ class CloneWatcher:
 
     def __init__(self, opts: WatchOptions, cache: ModelCache, *, fs: LocalFS | None = None,
                  clock: SystemClock | None = None, on_event: EventFn | None = None):
+        if opts.model == "auto":
+            opts = replace(opts, model=resolve_clone_model(opts.model))
         self.opts = opts
         self.cache = cache
         self.fs = fs or LocalFS()
@@ -439,28 +443,17 @@ class CloneWatcher:
         reqs = [SynthesisRequest(text=j.text, reference=j.reference, reference_text=None) for j in jobs]
         t0 = time.perf_counter()
         try:
-            audios: list = list(engine.synthesize(reqs))
-        except FATAL_ERRORS:
+            audios = run_each(engine, reqs)  # the one batch policy: a pair whose engine call failed fails alone
+        except Exception:  # fatal for the job (the machine's or the model's): the watcher stops, inputs stay
             self.journal.append(*({"op": "abort", "id": b["id"]} for b in begins))
             raise
-        except Exception as e:
-            if len(jobs) == 1:
-                audios = [e]
-            else:  # isolate the bad pair(s): one by one
-                self.journal.append(*({"op": "abort", "id": b["id"]} for b in begins))
-                log.info("batch of %d failed (%s); retrying pair by pair", len(jobs), e)
-                out = []
-                for j in jobs:
-                    out.extend(self._run_batch(engine, [j]))
-                return out
         elapsed = time.perf_counter() - t0
         self.summary.engine_seconds += elapsed
         results = []
         for job, rec, audio in zip(jobs, begins, audios, strict=True):
-            if isinstance(audio, BaseException):
+            if isinstance(audio, AsnError):
                 self.journal.append({"op": "abort", "id": rec["id"]})
-                reason = str(audio) if isinstance(audio, InputError) else \
-                    f"the engine failed on this pair ({type(audio).__name__}: {audio})"
+                reason = str(audio) if isinstance(audio, InputError) else f"the engine failed on this pair ({audio})"
                 results.append(self._fail(job.pair, reason))
                 continue
             results.append(self._commit(job, rec, audio, elapsed / len(jobs)))

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from audiosubnet.config import Settings, TtsSettings, defaults
 from audiosubnet.engines import longform
 from audiosubnet.engines import text as textlib
 from audiosubnet.engines.base import SynthesisRequest
@@ -62,14 +63,19 @@ class RowResult(core.JobResult):
     skipped: bool = field(default=False, compare=False)
 
 
+_TTS = defaults(TtsSettings)  # one source of defaults: the settings section
+
+
 @dataclass
 class BatchOptions:
-    out_dir: Path = Path("tts_target")
-    fmt: str = "wav"
-    model: str = "auto"
+    """The job's view of the `tts` settings section (and the top-level model); its defaults are theirs."""
+
+    out_dir: Path = _TTS["out_dir"]
+    fmt: str = _TTS["format"]
+    model: str = defaults(Settings)["model"]
     voice: str | None = None
     force: bool = False
-    max_batch: int = 16
+    max_batch: int = _TTS["max_batch"]
     allow_mixed: bool = False  # letters the engine cannot read: dropped with a warning, not a row error
     seed: int | None = None  # set: each row's noise comes from (seed, id), the same audio on any machine
 

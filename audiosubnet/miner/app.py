@@ -33,43 +33,52 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from audiosubnet import __version__, protocol
+from audiosubnet.config import MineSettings, defaults
 from audiosubnet.errors import InputError
 from audiosubnet.miner.metrics import MinerMetrics
-from audiosubnet.miner.policy import CallerPolicy
+from audiosubnet.miner.seams import Metrics, NonceStore, Policy, Service
 from audiosubnet.miner.seen_log import PromptLog, SeenLog
-from audiosubnet.miner.service import NotOffered, Overloaded, TtsService, Unavailable
+from audiosubnet.miner.service import NotOffered, Overloaded, Unavailable
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("audiosubnet.miner.access")
 
-DEFAULT_MAX_BODY = 64 * 1024
-DEFAULT_MAX_CLONE_BODY = 8 * 2**20
+_MINE = defaults(MineSettings)  # one source of defaults: the settings section
+DEFAULT_MAX_BODY = _MINE["max_body_bytes"]
+DEFAULT_MAX_CLONE_BODY = _MINE["max_clone_body_bytes"]
 MAX_SEEN_BODY = 4 * 1024
-DEFAULT_BODY_BUDGET = 16 * 2**20  # request bodies buffered at once (per process)
+DEFAULT_BODY_BUDGET = _MINE["body_budget_bytes"]  # request bodies buffered at once (per process)
 _CLOSE = {"Connection": "close"}
 
 
 @dataclass
 class MinerContext:
+    """The HTTP edge's parts, and its view of the `mine` settings section (`config.view(settings.mine,
+    MinerContext, ...)` in miner/server.py); its defaults are that section's."""
+
     hotkey: str  # our own hotkey: the receiver every request must be signed for
     netuid: int
-    service: TtsService  # or a worker's workers.RemoteService
-    policy: CallerPolicy
-    nonce_store: Any  # check_and_store(hotkey, nonce) -> bool, shared by every process of this miner
+    service: Service  # service.TtsService, or a worker's workers.RemoteService (miner/seams.py)
+    policy: Policy  # policy.CallerPolicy, or a worker's workers.HubPolicy
+    nonce_store: NonceStore  # shared by every process of this miner
     max_body_bytes: int = DEFAULT_MAX_BODY
     max_clone_body_bytes: int = DEFAULT_MAX_CLONE_BODY
-    auth_max_age_s: float = 10.0
+    auth_max_age_s: float = _MINE["auth_max_age_s"]
     auth_skew_s: float = 2.0
-    drain_timeout_s: float = 30.0
-    metrics: Any = field(default_factory=MinerMetrics)  # or a worker's workers.RelayMetrics
+    drain_timeout_s: float = _MINE["drain_timeout_s"]
+    metrics: Metrics = field(default_factory=MinerMetrics)  # or a worker's workers.RelayMetrics
     verify: Callable[..., Any] | None = None  # default: chain.bittensor.verify_request
     check_headers: Callable[..., Any] | None = None  # default: chain.bittensor.check_auth_headers
     body_budget_bytes: int = DEFAULT_BODY_BUDGET
-    body_timeout_s: float = 30.0  # a body must be read within this (408), and may wait this long for budget room
+    body_timeout_s: float = _MINE["body_timeout_s"]  # a body must be read within this (408); waits for budget room
     run_policy_refresh: bool = True
     role: str = "miner"  # in log lines: "miner", or "HTTP worker <pid>" (asn mine --workers N)
     started_at: float = field(default_factory=time.monotonic)
     seen_log: SeenLog = field(default_factory=PromptLog)  # or a worker's workers.RemoteSeenLog
+
+    #: the fields the `mine` section gives (its `seen_log` is a switch, this one the log)
+    FROM_SECTION = ("max_body_bytes", "max_clone_body_bytes", "auth_max_age_s", "drain_timeout_s", "body_timeout_s",
+                    "body_budget_bytes")
 
 
 class ApiError(Exception):

@@ -24,21 +24,34 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from audiosubnet.chain.base import Chain, Peer
+from audiosubnet.config import MineSettings, SubnetSettings, defaults
 
 log = logging.getLogger(__name__)
 
 
+_MINE = defaults(MineSettings)  # one source of defaults: the settings section
+
+
 @dataclass(frozen=True)
 class PolicyConfig:
-    netuid: int = 16
+    """The policy's view of the `mine` settings section (`PolicyConfig.of`)."""
+
+    netuid: int = defaults(SubnetSettings)["netuid"]
     min_stake: float = 0.0
-    require_permit: bool = True
-    allow: frozenset[str] = frozenset()
-    deny: frozenset[str] = frozenset()
-    rate_limit_per_min: float = 0.0  # 0: no per-caller limit
+    require_permit: bool = _MINE["require_validator_permit"]
+    allow: frozenset[str] = frozenset(_MINE["allow_hotkeys"])
+    deny: frozenset[str] = frozenset(_MINE["deny_hotkeys"])
+    rate_limit_per_min: float = _MINE["rate_limit_per_min"]  # 0: no per-caller limit
     burst_s: float = 10.0  # a caller may burst this many seconds' worth of requests
-    refresh_s: float = 120.0
-    max_age_s: float = 900.0  # an older snapshot admits nobody but the allow list (0: never too old)
+    refresh_s: float = _MINE["metagraph_refresh_s"]
+    max_age_s: float = _MINE["metagraph_max_age_s"]  # an older snapshot admits nobody but the allow list (0: never)
+
+    @classmethod
+    def of(cls, m: MineSettings, netuid: int, min_stake: float) -> PolicyConfig:
+        return cls(netuid=netuid, min_stake=min_stake, require_permit=m.require_validator_permit,
+                   allow=frozenset(m.allow_hotkeys), deny=frozenset(m.deny_hotkeys),
+                   rate_limit_per_min=m.rate_limit_per_min, refresh_s=m.metagraph_refresh_s,
+                   max_age_s=m.metagraph_max_age_s)
 
 
 @dataclass(frozen=True)
@@ -71,16 +84,16 @@ class _Bucket:
         self.tokens, self.stamp = tokens, stamp
 
 
-class CallerPolicy:
-    def __init__(self, chain: Chain, config: PolicyConfig, *, clock: Callable[[], float] = time.monotonic):
-        self.chain = chain
+class Admission:
+    """Admission from a metagraph snapshot (rules 1-4 above); where the snapshot comes from is the subclass's:
+    `CallerPolicy` reads the chain, a worker's `workers.HubPolicy` copies the hub's."""
+
+    def __init__(self, config: PolicyConfig, *, clock: Callable[[], float] = time.monotonic):
         self.config = config
         self._clock = clock
         self._peers: dict[str, Peer] = {}
         self._loaded_at: float | None = None
         self._block: int | None = None
-        self._buckets: dict[str, _Bucket] = {}
-        self.refresh_failures = 0
         self._stale_logged = False
 
     # ---- the snapshot --------------------------------------------------------------------------------
@@ -92,28 +105,6 @@ class CallerPolicy:
         if self._stale_logged:
             log.warning("metagraph refreshed; serving validators again")
             self._stale_logged = False
-
-    def refresh(self) -> int:
-        """Blocking: read the metagraph and replace the snapshot. Returns the number of neurons."""
-        peers = self.chain.peers(self.config.netuid)
-        self.update(peers)
-        validators = sum(1 for p in peers if p.validator_permit)
-        log.debug("metagraph of netuid %d: %d neurons, %d validators", self.config.netuid, len(peers), validators)
-        return len(peers)
-
-    async def run(self) -> None:
-        """Refresh forever (cancel to stop). Errors are logged in one line; the old snapshot stays."""
-        while True:
-            await asyncio.sleep(self.config.refresh_s)
-            try:
-                await asyncio.to_thread(self.refresh)
-                self.refresh_failures = 0
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                self.refresh_failures += 1
-                log.warning("metagraph refresh failed (%d in a row), keeping the snapshot from %.0f s ago: %s",
-                            self.refresh_failures, self.snapshot_age_s or 0.0, " ".join(str(e).split())[:200])
 
     @property
     def snapshot_age_s(self) -> float | None:
@@ -158,6 +149,38 @@ class CallerPolicy:
             return Decision(False, "low_stake", f"uid {p.uid} has stake {p.stake:g}, below the miner's minimum "
                                                 f"{c.min_stake:g}")
         return _OK
+
+
+class CallerPolicy(Admission):
+    """The main process's policy: the snapshot read from the chain (`refresh`, `run`), the rate limits (`take`)."""
+
+    def __init__(self, chain: Chain, config: PolicyConfig, *, clock: Callable[[], float] = time.monotonic):
+        super().__init__(config, clock=clock)
+        self.chain = chain
+        self._buckets: dict[str, _Bucket] = {}
+        self.refresh_failures = 0
+
+    def refresh(self) -> int:
+        """Blocking: read the metagraph and replace the snapshot. Returns the number of neurons."""
+        peers = self.chain.peers(self.config.netuid)
+        self.update(peers)
+        validators = sum(1 for p in peers if p.validator_permit)
+        log.debug("metagraph of netuid %d: %d neurons, %d validators", self.config.netuid, len(peers), validators)
+        return len(peers)
+
+    async def run(self) -> None:
+        """Refresh forever (cancel to stop). Errors are logged in one line; the old snapshot stays."""
+        while True:
+            await asyncio.sleep(self.config.refresh_s)
+            try:
+                await asyncio.to_thread(self.refresh)
+                self.refresh_failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                self.refresh_failures += 1
+                log.warning("metagraph refresh failed (%d in a row), keeping the snapshot from %.0f s ago: %s",
+                            self.refresh_failures, self.snapshot_age_s or 0.0, " ".join(str(e).split())[:200])
 
     async def take(self, hotkey: str) -> Decision:
         """`rate` as the HTTP edge calls it (a worker process asks the main process: miner/workers.py)."""

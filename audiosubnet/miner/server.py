@@ -15,7 +15,7 @@ from typing import Any
 
 from audiosubnet import heap
 from audiosubnet.chain.base import Chain, RateLimitedError, check_registered, is_sim, open_chain
-from audiosubnet.config import Settings
+from audiosubnet.config import Settings, view
 from audiosubnet.errors import AsnError, UsageError
 from audiosubnet.miner.app import MinerContext, create_app
 from audiosubnet.miner.deadlines import uvicorn_config
@@ -71,27 +71,20 @@ def build_miner(settings: Settings, *, wallet: Any = None, chain: Chain | None =
         models += (_clone_model(m.clone_model),)
     if m.music_model:
         models += (m.music_model,)
-    service = TtsService(ServiceConfig(models=models, voice=settings.voice, max_text_chars=m.max_text_chars,
-                                       max_batch=m.max_batch, max_wait_ms=m.max_wait_ms, queue_size=m.queue_size,
-                                       concurrency=m.concurrency * parallel), cache=cache, observer=metrics)
+    service = TtsService(ServiceConfig.of(m, models=models, voice=settings.voice, concurrency=m.concurrency * parallel),
+                         cache=cache, observer=metrics)
     service.load()
 
     min_stake = default_min_stake(s.network) if m.min_validator_stake is None else m.min_validator_stake
-    policy = CallerPolicy(chain, PolicyConfig(
-        netuid=s.netuid, min_stake=min_stake, require_permit=m.require_validator_permit,
-        allow=frozenset(m.allow_hotkeys), deny=frozenset(m.deny_hotkeys), rate_limit_per_min=m.rate_limit_per_min,
-        refresh_s=m.metagraph_refresh_s, max_age_s=m.metagraph_max_age_s))
+    policy = CallerPolicy(chain, PolicyConfig.of(m, s.netuid, min_stake))
     n = policy.refresh()
     log.info("metagraph of netuid %d: %d neurons, %d with a validator permit; validators need stake >= %g", s.netuid,
              n, sum(1 for p in policy.peers() if p.validator_permit), min_stake)
 
     nonces = SqliteNonceStore(settings.home / "miner" / f"nonces-{wallet.hotkey}.db",
                               retention=max(60.0, m.auth_max_age_s + 5.0))
-    ctx = MinerContext(hotkey=wallet.hotkey, netuid=s.netuid, service=service, policy=policy, nonce_store=nonces,
-                       max_body_bytes=m.max_body_bytes, max_clone_body_bytes=m.max_clone_body_bytes,
-                       auth_max_age_s=m.auth_max_age_s, drain_timeout_s=m.drain_timeout_s, metrics=metrics,
-                       body_timeout_s=m.body_timeout_s, body_budget_bytes=m.body_budget_bytes,
-                       seen_log=PromptLog() if m.seen_log else NoSeenLog())
+    ctx = view(m, MinerContext, MinerContext.FROM_SECTION, hotkey=wallet.hotkey, netuid=s.netuid, service=service,
+               policy=policy, nonce_store=nonces, metrics=metrics, seen_log=PromptLog() if m.seen_log else NoSeenLog())
     return Miner(settings, wallet, chain, uid, ctx, create_app(ctx))
 
 
@@ -216,7 +209,8 @@ def run_miner(settings: Settings) -> None:
             signal.signal(signal.SIGTERM, previous)
     finally:
         sock.close()
-        close = getattr(miner.context.service.cache, "close", None) if miner is not None else None
+        cache = getattr(miner.context.service, "cache", None) if miner is not None else None  # a TtsService's
+        close = getattr(cache, "close", None)
         if close is not None:  # the engine process (isolate_engine)
             close()
 

@@ -31,31 +31,32 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from audiosubnet import audio as audiolib
 from audiosubnet.audio import Audio
+from audiosubnet.config import MineSettings, Settings, defaults, view
 from audiosubnet.engines.base import Capabilities, SynthesisRequest
 from audiosubnet.engines.cache import ModelCache, get_cache
-from audiosubnet.errors import AudioDecodeError, EngineError, InputError, UsageError
+from audiosubnet.errors import (  # the service errors live in errors.py (rebuilt by name across processes)
+    AudioDecodeError,
+    EngineError,
+    InputError,
+    NotOffered,
+    Overloaded,
+    Unavailable,
+    UsageError,
+)
 from audiosubnet.protocol import MAX_REFERENCE_SECONDS, ModelInfo
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 log = logging.getLogger(__name__)
 
 RAW = "raw"  # the `fmt` that returns samples (Rendered.audio) instead of encoded bytes
-
-
-class Overloaded(Exception):
-    """The queue is full. `retry_after` seconds is a fair guess of when to come back."""
-
-    def __init__(self, message: str, retry_after: float):
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class Unavailable(Exception):
-    """Not started yet, or draining for shutdown."""
 
 
 def loaded_default(model_id: str | None) -> str:
@@ -65,22 +66,30 @@ def loaded_default(model_id: str | None) -> str:
     return model_id
 
 
-class NotOffered(Exception):
-    """This miner does not offer that task (e.g. voice cloning without a cloning engine)."""
+_MINE = defaults(MineSettings)  # one source of defaults: the settings section
 
 
 @dataclass(frozen=True)
 class ServiceConfig:
-    models: tuple[str, ...] = ("auto",)  # the first one is the default
+    """The service's view of a settings section (`ServiceConfig.of(settings.mine, models=...)`)."""
+
+    models: tuple[str, ...] = (defaults(Settings)["model"],)  # the first one is the default
     voice: str | None = None  # default voice of the default model
-    max_text_chars: int = 512
-    max_batch: int = 32
-    max_wait_ms: float = 5.0
-    queue_size: int = 256
-    concurrency: int = 1
+    max_text_chars: int = _MINE["max_text_chars"]
+    max_batch: int = _MINE["max_batch"]
+    max_wait_ms: float = _MINE["max_wait_ms"]
+    queue_size: int = _MINE["queue_size"]
+    concurrency: int = _MINE["concurrency"]
     warmup: bool = True
     lazy: bool = False  # load each model on its first request (not pinned) instead of all at start
     keep_alive_s: float | None = None  # lazy: unload a model idle this long (None: keep it loaded)
+
+    #: the fields a settings section gives (`mine.keep_alive_s` is the HTTP keep-alive, not `keep_alive_s`)
+    FROM_SECTION = ("max_text_chars", "max_batch", "max_wait_ms", "queue_size", "concurrency")
+
+    @classmethod
+    def of(cls, section: BaseModel, **overrides: Any) -> ServiceConfig:
+        return view(section, cls, cls.FROM_SECTION, **overrides)
 
 
 @dataclass(frozen=True)
@@ -512,15 +521,17 @@ class TtsService:
 
     def _engine_call(self, model_id: str, requests: Sequence[SynthesisRequest]) -> list[Audio | Exception]:
         """Worker thread: lease the engine, reject bad items one by one, synthesize the rest together, and retry
-        item by item when that call fails (`isolate_batch`, the one policy of the engine process and the jobs)."""
-        from audiosubnet.engines.isolated import EngineCrashed, RemoteEngine, isolate_batch
+        item by item when that call fails (`batch_policy.run_each`, the one policy of the engine process and the
+        jobs). An error fatal for the batch answers every request of it."""
+        from audiosubnet.batch_policy import run_each
+        from audiosubnet.engines.isolated import EngineCrashed, RemoteEngine
 
         try:
             with self.cache.engine(model_id) as engine:
                 self._adopt(model_id, engine.capabilities)
                 # in the engine's own process, a crash there costs this batch (EngineCrashed, below)
                 out = engine.synthesize_each(requests) if isinstance(engine, RemoteEngine) else \
-                    isolate_batch(engine, requests)
+                    run_each(engine, requests)
                 return [r if not isinstance(r, Exception) else _as_engine_error(r) for r in out]
         except EngineCrashed as e:  # the engine process died with this batch, or is restarting
             log.error("engine %s: %s (%d requests answered 503)", model_id, e, len(requests))

@@ -22,14 +22,17 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from audiosubnet import heap, protocol
-from audiosubnet.miner.policy import CallerPolicy, Decision, PolicyConfig
+from audiosubnet.errors import RateLimited, Unavailable
+from audiosubnet.miner.policy import Admission, Decision, PolicyConfig
 from audiosubnet.miner.seen_log import NoSeenLog
-from audiosubnet.miner.service import Unavailable
 from audiosubnet.service import hub as _hub
-from audiosubnet.service.hub import HubLink, RateLimited, RemoteService, blocking_call, hub_path, run_hub
+from audiosubnet.service.hub import HubLink, RemoteService, blocking_call, hub_path, run_hub
+
+if TYPE_CHECKING:
+    from audiosubnet.miner.app import MinerContext
 
 __all__ = ["Hub", "HubLink", "HubPolicy", "RateLimited", "RelayMetrics", "RemoteSeenLog", "RemoteService",
            "WorkerSpec", "hub_path", "serve_with_workers", "worker_context", "worker_main"]
@@ -39,7 +42,6 @@ log = logging.getLogger(__name__)
 PEERS_REFRESH_S = 5.0  # how often a worker copies the hub's metagraph snapshot
 _frame = _hub._frame
 _error_payload = _hub.error_payload
-_error = _hub.error_from
 
 
 class Hub(_hub.Hub):
@@ -50,13 +52,16 @@ class Hub(_hub.Hub):
     def __init__(self, ctx: Any, path: Path):
         self.ctx = ctx
         super().__init__(ctx.service, path, ops={"rate": self._rate, "peers": lambda _: ctx.policy.snapshot(),
-                                                 "metrics": lambda _: ctx.metrics.render(), "seen": self._seen},
+                                                 "metrics": self._metrics, "seen": self._seen},
                          observe=self._observe)
 
     def _rate(self, hotkey: str) -> None:
         d = self.ctx.policy.rate(hotkey)
         if not d.allowed:  # the worker counts the rejection (as a single-process miner does)
             raise RateLimited(d.message, d.retry_after)
+
+    async def _metrics(self, _: Any) -> bytes:
+        return await self.ctx.metrics.exposition()
 
     async def _seen(self, payload: tuple) -> list:
         request, asker = payload
@@ -70,19 +75,18 @@ class Hub(_hub.Hub):
                 self.ctx.seen_log.add(*args)
 
 
-class HubPolicy(CallerPolicy):
-    """Admission from a copy of the hub's metagraph snapshot; rate limits counted once, in the hub."""
+class HubPolicy(Admission):
+    """Admission from a copy of the hub's metagraph snapshot (never the chain); rate limits counted once, in the
+    hub."""
 
     def __init__(self, link: HubLink, config: PolicyConfig, snapshot: tuple[list, float | None]):
-        super().__init__(chain=None, config=config)  # type: ignore[arg-type]
+        super().__init__(config)
         self.link = link
         peers, age = snapshot
         self.update(peers, age_s=age)
 
-    def refresh(self) -> int:  # pragma: no cover - the hub refreshes from the chain, not the workers
-        raise NotImplementedError
-
     async def run(self) -> None:
+        """Copy the hub's snapshot every few seconds (cancel to stop)."""
         while True:
             await asyncio.sleep(min(PEERS_REFRESH_S, self.config.refresh_s))
             with contextlib.suppress(Unavailable):
@@ -183,12 +187,12 @@ class WorkerSpec:
                    seen_log=not isinstance(ctx.seen_log, NoSeenLog))
 
 
-def worker_context(spec: WorkerSpec, link: HubLink, peers: list) -> Any:
+def worker_context(spec: WorkerSpec, link: HubLink, peers: tuple[list, float | None]) -> MinerContext:
     """A worker's MinerContext: the real HTTP edge, with service, rate limits and metrics in the hub."""
     from audiosubnet.miner.app import MinerContext
     from audiosubnet.miner.nonces import SqliteNonceStore
 
-    return MinerContext(hotkey=spec.hotkey, netuid=spec.netuid, service=RemoteService(link),  # type: ignore[arg-type]
+    return MinerContext(hotkey=spec.hotkey, netuid=spec.netuid, service=RemoteService(link),
                         policy=HubPolicy(link, spec.policy, peers),
                         nonce_store=SqliteNonceStore(spec.nonce_path, retention=spec.nonce_retention),
                         metrics=RelayMetrics(link), seen_log=RemoteSeenLog(link) if spec.seen_log else NoSeenLog(),
@@ -203,12 +207,11 @@ def worker_main(spec: WorkerSpec, sock: socket.socket) -> None:
     """Entry point of a worker process: the miner app with the hub behind it, on the shared socket."""
     import uvicorn
 
-    from audiosubnet.commands._cli import setup_logging
+    from audiosubnet import logs
     from audiosubnet.miner.app import create_app
     from audiosubnet.miner.deadlines import uvicorn_config
 
-    setup_logging()
-    logging.getLogger("audiosubnet").setLevel(spec.log_level)
+    logs.install(spec.log_level)
     heap.limit_arenas()
     heap.start_trimmer()
     server: uvicorn.Server | None = None

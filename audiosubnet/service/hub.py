@@ -36,16 +36,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from audiosubnet import protocol
+from audiosubnet import errors, protocol
 from audiosubnet.engines.isolated import frame, recv_exactly
-from audiosubnet.errors import AudioDecodeError, EngineError, InputError
+from audiosubnet.errors import Unavailable
 from audiosubnet.miner.service import (
     ModelView,
-    NotOffered,
-    Overloaded,
     Rendered,
     ServiceConfig,
-    Unavailable,
     loaded_default,
     pick_model,
 )
@@ -78,30 +75,13 @@ async def send(writer: asyncio.StreamWriter, lock: asyncio.Lock, obj: Any) -> No
         pass
 
 
-class RateLimited(Exception):
-    def __init__(self, message: str, retry_after: float):
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-# errors that cross the socket, by kind; the first class that matches names it (subclasses before bases)
-_ERRORS: tuple[tuple[str, type[Exception]], ...] = (
-    ("rate_limited", RateLimited), ("overloaded", Overloaded), ("decode", AudioDecodeError), ("input", InputError),
-    ("not_offered", NotOffered), ("unavailable", Unavailable), ("engine", EngineError))
-_WITH_RETRY = (RateLimited, Overloaded)
-
-
-def error_payload(e: BaseException) -> tuple[str, str, float]:
-    for kind, cls in _ERRORS:
-        if isinstance(e, cls):
-            return kind, str(e), float(getattr(e, "retry_after", 0.0))
-    log.exception("hub: %s", type(e).__name__, exc_info=e)
-    return "engine", f"internal error ({type(e).__name__})", 0.0
-
-
-def error_from(kind: str, message: str, retry_after: float) -> Exception:
-    cls = dict(_ERRORS).get(kind, EngineError)
-    return cls(message, retry_after) if issubclass(cls, _WITH_RETRY) else cls(message)  # type: ignore[call-arg]
+def error_payload(e: BaseException) -> errors.Wire:
+    """An error for the other side: one of audiosubnet/errors.py's, rebuilt there by class name (`from_wire`)."""
+    wire = errors.to_wire(e)
+    if wire is None:
+        log.exception("hub: %s", type(e).__name__, exc_info=e)
+        return "EngineError", f"internal error ({type(e).__name__})", None, 0.0
+    return wire
 
 
 class HubState(NamedTuple):
@@ -290,7 +270,7 @@ class HubLink:
                 if ok:
                     fut.set_result(payload)
                 else:
-                    fut.set_exception(error_from(*payload))
+                    fut.set_exception(errors.from_wire(payload))
         except (asyncio.IncompleteReadError, ConnectionError, pickle.UnpicklingError):
             pass
         self.lost = True

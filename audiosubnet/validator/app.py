@@ -29,13 +29,10 @@ def state_dir(settings: Settings, hotkey: str) -> Path:
 
 
 def loop_config(settings: Settings) -> LoopConfig:
+    from audiosubnet.config import view
+
     v = settings.validator
-    return LoopConfig(netuid=settings.subnet.netuid, alpha=v.alpha, timeout_s=v.timeout_s,
-                      round_interval_s=v.round_interval_s, weights_every=v.weights_every,
-                      metagraph_refresh_s=v.metagraph_refresh_s, miners_per_round=v.miners_per_round,
-                      include_validators=v.include_validators, deny_hotkeys=tuple(v.deny_hotkeys),
-                      clone_ratio=v.clone_ratio, set_weights=v.set_weights, seed=v.seed,
-                      relay_check=v.relay_check, music_ratio=v.music_ratio)
+    return view(v, LoopConfig, netuid=settings.subnet.netuid, deny_hotkeys=tuple(v.deny_hotkeys))
 
 
 async def build_validator(settings: Settings, *, wallet: Any = None, chain: Any = None, cache: Any = None,

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from audiosubnet.chain.base import Chain, Peer, RateLimitedError, blocks_until_weights_allowed
+from audiosubnet.config import ValidateSettings, defaults
 from audiosubnet.errors import AsnError, ChainError
 from audiosubnet.scoring.fingerprint import FingerprintHistory
 from audiosubnet.validator.client import MinerClient, MinerResult, scaled_timeout
@@ -76,22 +77,28 @@ class RoundReport:
         return next(iter(self.prompts.values()), "")
 
 
+_V = defaults(ValidateSettings)  # one source of defaults: the settings section
+
+
 @dataclass
 class LoopConfig:
+    """The loop's view of the `validator` settings section (`validator/app.py:loop_config`); its defaults are
+    that section's."""
+
     netuid: int
-    alpha: float = 0.1
-    timeout_s: float = 12.0
-    round_interval_s: float = 60.0
-    weights_every: int = 20  # rounds
-    metagraph_refresh_s: float = 300.0
-    miners_per_round: int = 0  # 0: every queryable miner
-    include_validators: bool = False
-    deny_hotkeys: tuple[str, ...] = ()
-    clone_ratio: float = 0.0
-    music_ratio: float = 0.0
-    set_weights: bool = True
-    seed: int | None = None
-    relay_check: bool = True
+    alpha: float = _V["alpha"]
+    timeout_s: float = _V["timeout_s"]
+    round_interval_s: float = _V["round_interval_s"]
+    weights_every: int = _V["weights_every"]  # rounds
+    metagraph_refresh_s: float = _V["metagraph_refresh_s"]
+    miners_per_round: int = _V["miners_per_round"]  # 0: every queryable miner
+    include_validators: bool = _V["include_validators"]
+    deny_hotkeys: tuple[str, ...] = tuple(_V["deny_hotkeys"])
+    clone_ratio: float = _V["clone_ratio"]  # with a clone task in `tasks`
+    music_ratio: float = _V["music_ratio"]
+    set_weights: bool = _V["set_weights"]
+    seed: int | None = _V["seed"]
+    relay_check: bool = _V["relay_check"]
     relay_timeout_s: float = 3.0
 
 

@@ -45,6 +45,19 @@ def test_tts_batch_survives_a_row_that_crashes_the_engine(tmp_path):
     assert sorted(p.name for p in out.glob("*.wav")) == ["a.wav", "c.wav", "e.wav"]
 
 
+def test_tts_batch_fails_only_the_row_whose_engine_raised_an_untyped_error(tmp_path):
+    """RuntimeError('CUDA error: out of memory') on one of three rows (the one batch policy)."""
+    prompts = tmp_path / "prompts.csv"
+    prompts.write_text("id,text\na,First row.\nb,This row runs out of memory: oom.\nc,Third row.\n", encoding="utf-8")
+    out = tmp_path / "out"
+    r = run("tts", "batch", str(prompts), "--out", str(out), "--model", "fake:error=oom", "--json")
+    assert r.exit_code == 1, r.output  # one row failed
+    assert "Traceback" not in r.output
+    rows = _manifest(out)
+    assert {k: v["status"] for k, v in rows.items()} == {"a": "ok", "b": "error", "c": "ok"}
+    assert "RuntimeError" in rows["b"]["error"] and "out of memory" in rows["b"]["error"]
+
+
 def _voice(seconds=1.5, sr=16000) -> bytes:
     t = np.arange(int(seconds * sr)) / sr
     x = sum(np.sin(2 * np.pi * 140 * k * t) / k for k in range(1, 12)) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))

@@ -133,10 +133,13 @@ def test_config_show_reports_origins(tmp_path, monkeypatch):
     r = run("config", "show", "--json")
     assert r.exit_code == 0
     data = json.loads(r.stdout)
-    assert data["device"] == {"value": "cpu", "origin": "env ASN_DEVICE"}
-    assert data["tts.format"]["origin"] == "default"
+    assert data["device"] == {"value": "cpu", "origin": "env ASN_DEVICE", "env": "ASN_DEVICE"}
+    assert data["tts.format"]["origin"] == "default" and data["tts.format"]["env"] == "ASN_TTS__FORMAT"
     r = run("config", "show")
     assert r.exit_code == 0 and "ASN_DEVICE" in r.stdout
+    assert "ASN_NO_PROGRESS" in "".join(r.stdout.split())  # the other ASN_* variables, under the table
+    assert all(v["env"].startswith("ASN_") for v in data.values())
+    assert data["validator.round_interval_s"]["env"] == "ASN_VALIDATOR__ROUND_INTERVAL_S"
 
 
 def test_version_and_help():

@@ -88,3 +88,103 @@ def test_log_lines_follow_a_swapped_stderr(monkeypatch):
     logging.getLogger("audiosubnet.test").warning("still heard")
     assert "WARNING audiosubnet.test: still heard" in second.getvalue()
     assert "Logging error" not in second.getvalue()
+
+
+# ---- unknown keys are errors ---------------------------------------------------------------
+def test_unknown_env_variable_names_the_closest_setting(monkeypatch):
+    monkeypatch.setenv("ASN_TTS_FORMAT", "flac")  # one underscore: the section separator is two
+    with pytest.raises(ConfigError) as e:
+        load_settings()
+    msg = str(e.value)
+    assert "ASN_TTS_FORMAT" in msg and "environment" in msg and "ASN_TTS__FORMAT" in msg
+    assert "\n" not in msg
+
+
+def test_unknown_key_in_the_config_file_names_file_and_closest_key(tmp_path, monkeypatch):
+    cfg = tmp_path / "asn.toml"
+    cfg.write_text('[tts]\nformt = "flac"\n')
+    monkeypatch.setenv("ASN_CONFIG", str(cfg))
+    with pytest.raises(ConfigError) as e:
+        load_settings()
+    msg = str(e.value)
+    assert "tts.formt" in msg and str(cfg) in msg and "tts.format" in msg
+
+
+def test_unknown_section_and_top_level_key_in_the_file(tmp_path, monkeypatch):
+    cfg = tmp_path / "asn.toml"
+    monkeypatch.setenv("ASN_CONFIG", str(cfg))
+    cfg.write_text('[mien]\nport = 7000\n')
+    with pytest.raises(ConfigError, match="'mien'.*did you mean 'mine'"):
+        load_settings()
+    cfg.write_text('devcie = "cpu"\n')
+    with pytest.raises(ConfigError, match="'devcie'.*did you mean 'device'"):
+        load_settings()
+
+
+def test_unknown_flag_key_is_an_error():
+    with pytest.raises(ConfigError, match="mine.prot.*mine.port"):
+        load_settings(**{"mine.prot": 9000})
+
+
+@pytest.mark.parametrize("name", ["ASN_DEBUG", "ASN_HOME", "ASN_NO_PROGRESS", "ASN_CUDA_GRAPHS", "ASN_TORCH_THREADS",
+                                  "ASN_ORT_THREADS", "ASN_SCORE_THREADS", "ASN_HUB_TIMEOUT", "ASN_SPEECHT5_XVECTOR",
+                                  "ASN_SPEECHT5_VOCODER", "ASN_BENCH_OUT", "ASN_TEST_SEED", "ASN_LOG_LEVEL"])
+def test_documented_non_setting_variables_are_allowed(name, monkeypatch, tmp_path):
+    monkeypatch.setenv(name, str(tmp_path) if name == "ASN_HOME" else "1" if name != "ASN_LOG_LEVEL" else "debug")
+    load_settings()
+
+
+def test_every_asn_variable_the_code_reads_is_a_setting_or_allowed():
+    """Grep the package for os.environ reads of ASN_* names: each must be a setting or on the allow-list."""
+    import re
+    from pathlib import Path
+
+    import audiosubnet
+    from audiosubnet.config import ENV_NOT_SETTINGS, env_names
+
+    root = Path(audiosubnet.__file__).parent
+    read = set()
+    for path in root.rglob("*.py"):
+        read.update(re.findall(r"environ(?:\.get\(|\[)\s*[\"'](ASN_[A-Z0-9_]+)", path.read_text()))
+        read.update(re.findall(r"\(\s*\"(ASN_[A-Z0-9_]+)\",\s*\"ASN_", path.read_text()))  # tuples of names
+    assert read, "the grep found nothing: the pattern is stale"
+    unknown = read - ENV_NOT_SETTINGS - set(env_names())
+    assert not unknown
+
+
+def test_nested_env_for_a_dict_setting_is_allowed(monkeypatch):
+    monkeypatch.setenv("ASN_SERVE__VOICES__ALLOY", "piper:en_US-joe-medium")
+    assert load_settings().serve.voices == {"alloy": "piper:en_US-joe-medium"}
+    monkeypatch.setenv("ASN_MINE__PORT__X", "1")
+    with pytest.raises(ConfigError, match="ASN_MINE__PORT__X"):
+        load_settings()
+
+
+def test_unknown_key_exits_2_through_the_cli(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from audiosubnet.commands.app import app
+
+    monkeypatch.setenv("ASN_MINE_PORT", "9000")
+    r = CliRunner().invoke(app, ["config", "show"])
+    assert r.exit_code == 2
+    assert "ASN_MINE_PORT" in r.output and "ASN_MINE__PORT" in r.output
+    assert "Traceback" not in r.output
+
+
+def test_log_level_setting_sets_the_package_level(tmp_path, monkeypatch):
+    import logging
+
+    from audiosubnet.commands import _cli
+
+    cfg = tmp_path / "asn.toml"
+    cfg.write_text('log_level = "warning"\n')
+    monkeypatch.setenv("ASN_CONFIG", str(cfg))
+    assert load_settings().log_level == "WARNING"
+    _cli.setup_logging()
+    assert logging.getLogger("audiosubnet").level == logging.WARNING
+    _cli.setup_logging(verbosity=2)  # a flag beats the setting
+    assert logging.getLogger("audiosubnet").level == logging.DEBUG
+    monkeypatch.setenv("ASN_LOG_LEVEL", "loud")
+    with pytest.raises(ConfigError, match="log_level"):
+        load_settings()

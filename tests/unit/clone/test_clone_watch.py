@@ -215,6 +215,19 @@ def test_an_engine_error_on_one_pair_does_not_fail_the_batch(folders, fresh_cach
     assert pending(folders) == []
 
 
+def test_an_untyped_engine_error_on_one_pair_fails_that_pair_alone(folders, fresh_cache, clock):
+    """A RuntimeError('CUDA error: out of memory') of one pair (the batch policy of audiosubnet/batch_policy.py)."""
+    folders.drop("a", text="fine words")
+    folders.drop("b", text="this one says oom")
+    folders.drop("c", text="more fine words")
+    w = watcher(folders, fresh_cache, clock, model="fake:clone=true,error=oom")
+    summary = w.run_once()
+    w.close()
+    assert (summary.ok, summary.failed) == (2, 1)
+    assert "out of memory" in (folders.failed / "b.error.txt").read_text()
+    assert pending(folders) == []
+
+
 def test_a_model_that_cannot_load_stops_the_watcher_and_touches_nothing(folders, fresh_cache, clock):
     folders.drop("a")
 

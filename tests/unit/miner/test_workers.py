@@ -115,14 +115,14 @@ def test_worker_health_follows_the_hub_and_a_lost_hub_is_503(harness_factory, mo
 
 
 def test_frames_round_trip_and_errors_keep_their_kind():
-    from audiosubnet.errors import AudioDecodeError, InputError
+    from audiosubnet.errors import AudioDecodeError, InputError, from_wire
     from audiosubnet.miner.service import Overloaded
 
-    assert workers._error_payload(AudioDecodeError("bad wav"))[0] == "decode"
-    assert workers._error_payload(InputError("too long")) == ("input", "too long", 0.0)
-    assert workers._error_payload(Overloaded("full", 3.0)) == ("overloaded", "full", 3.0)
+    assert workers._error_payload(AudioDecodeError("bad wav"))[0] == "AudioDecodeError"
+    assert workers._error_payload(InputError("too long")) == ("InputError", "too long", None, 0.0)
+    assert workers._error_payload(Overloaded("full", 3.0)) == ("Overloaded", "full", None, 3.0)
     assert workers._error_payload(RuntimeError("secret path /x"))[1] == "internal error (RuntimeError)"
-    exc = workers._error("overloaded", "full", 3.0)
+    exc = from_wire(workers._error_payload(Overloaded("full", 3.0)))
     assert isinstance(exc, Overloaded) and exc.retry_after == 3.0
     frame = workers._frame((7, "tts", {"text": "x" * 10}))
     assert int.from_bytes(frame[:4], "big") == len(frame) - 4
