@@ -26,13 +26,13 @@ def main() -> None:
     ap.add_argument("--max-batch", type=int, default=16)
     a = ap.parse_args()
 
-    from audiosubnet.engines.cache import ModelCache
+    from audiosubnet.engines.registry import EngineCache
     from audiosubnet.jobs.tts_batch import BatchOptions, run_tts_batch
 
     tmp = Path(tempfile.mkdtemp(prefix="asn-ray-bench-"))
     opts = dict(model=a.model, seed=1, max_batch=a.max_batch)
     t0 = time.perf_counter()
-    local = run_tts_batch(a.csv, BatchOptions(out_dir=tmp / "local", **opts), ModelCache(budget_bytes=None,
+    local = run_tts_batch(a.csv, BatchOptions(out_dir=tmp / "local", **opts), EngineCache(budget_bytes=None,
                                                                                           device="cpu"))
     local_wall = time.perf_counter() - t0
 

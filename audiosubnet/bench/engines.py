@@ -1,5 +1,5 @@
 """Engine measurements of `asn bench` (mixed into runner._Run): per engine and dtype, the cold and warm load on a
-fresh ModelCache, time to first audio, one synthesize() of B items per batch size (texts sized to `duration`
+fresh EngineCache, time to first audio, one synthesize() of B items per batch size (texts sized to `duration`
 seconds for real voices, lengths forced for random weights: workloads.py), peak memory, the anchors, and
 quality on fixed prompts through the scoring package."""
 
@@ -101,7 +101,7 @@ class EngineBench:
         return self._built[key][0]
 
     def _engine(self, spec: str, dtype: str) -> None:
-        from audiosubnet.engines.cache import ModelCache, set_cache
+        from audiosubnet.engines.registry import EngineCache
 
         row = EngineResult(spec=spec, label=spec, device=self.device, dtype=dtype)
         self.result.engines.append(row)  # before measuring: an interrupted row still shows
@@ -122,8 +122,7 @@ class EngineBench:
             if _is_cuda(device) and not any(d.startswith("cuda") for d in devices):
                 device, row.device = "cpu", "cpu"
                 row.notes.append("runs on the CPU only")
-        cache = ModelCache(None, device, dtype)
-        old = set_cache(cache)  # engines that lease helpers (world's base voice, x-vectors) use this cache too
+        cache = EngineCache(None, device, dtype)  # engines that lease helpers are given it too
         try:
             self._engine_measure(row, cache, device, dtype)
         except KeyboardInterrupt:
@@ -136,7 +135,6 @@ class EngineBench:
             row.reason = row.reason or _short(e)
             self.emit(f"{row.label}: {row.status}: {row.reason}")
         finally:
-            set_cache(old)
             cache.clear()
             _free(device)
 
@@ -315,11 +313,11 @@ class EngineBench:
 
     def _quality_scoring(self):
         if self.quality_scoring is None:
-            from audiosubnet.engines.cache import ModelCache
+            from audiosubnet.engines.registry import EngineCache
             from audiosubnet.scoring import Scoring
 
             settings = self.cfg.score_settings or _user_score_settings()
-            self._own_quality_cache = ModelCache(None, self.device, self._scorer_dtype())
+            self._own_quality_cache = EngineCache(None, self.device, self._scorer_dtype())
             self.quality_scoring = Scoring(settings, cache=self._own_quality_cache)
         return self.quality_scoring
 

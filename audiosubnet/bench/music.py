@@ -49,7 +49,7 @@ def random_clap(workdir: Path, tiny: bool) -> Path:
 def music_scorer_row(run: Any, dtype: str, weights: str) -> ScorerResult:
     """Measure the music scoring of `run` (a runner._Run) and return its row."""
     from audiosubnet.audio import encode, write_atomic
-    from audiosubnet.engines.cache import ModelCache
+    from audiosubnet.engines.registry import EngineCache
     from audiosubnet.scoring.music import DEFAULT_CLAP, MusicItem, MusicScoring, MusicScoringConfig
 
     secs = min(float(run.cfg.duration), 30.0)
@@ -63,7 +63,7 @@ def music_scorer_row(run: Any, dtype: str, weights: str) -> ScorerResult:
         refs.mkdir(parents=True, exist_ok=True)
         for i in range(8):
             write_atomic(refs / f"ref{i}.wav", encode(melody(1000 + i, secs), "wav"))
-        cache = ModelCache(None, run.device, "float32")
+        cache = EngineCache(None, run.device, "float32")
         scoring = MusicScoring(MusicScoringConfig(clap_model=clap, reference_dir=str(refs), min_window=2), cache)
         t0 = time.perf_counter()
         scoring.ensure_ready()

@@ -4,7 +4,7 @@
     result = run_bench(BenchConfig(engines=["piper", "espeak"], batch_sizes=[1, 8]), on_event=print)
     result.to_dict()            # JSON-ready; BenchResult.from_dict() reads it back
 
-Per engine (one row per engine and dtype): cold load (first lease on a fresh ModelCache: registry
+Per engine (one row per engine and dtype): cold load (first lease on a fresh EngineCache: registry
 create + setup), warm load (a second lease: cache hit), time to first audio (the first synthesize()
 of one short sentence after the load: lazy initialisation included), then per batch size B one
 synthesize() of B items, each sized to about `duration` seconds of speech (texts sized from the
@@ -152,8 +152,8 @@ class _Run(EngineBench, ScorerBench):
     references), and the engine and scorer measurements (engines.py, scorers.py)."""
 
     def __init__(self, cfg: BenchConfig, on_event, quality_scoring):
-        from audiosubnet.engines.device import Placement
         from audiosubnet.errors import UsageError
+        from audiosubnet.runtime.device import Placement
 
         if not cfg.batch_sizes or any(int(b) < 1 for b in cfg.batch_sizes):
             raise UsageError("batch sizes must be positive integers", hint="e.g. --batch-sizes 1,8,32")
@@ -227,7 +227,7 @@ class _Run(EngineBench, ScorerBench):
             return
         import torch  # noqa: F401
 
-        from audiosubnet.engines.device import set_cpu_threads
+        from audiosubnet.runtime.device import set_cpu_threads
 
         set_cpu_threads()
 
@@ -240,10 +240,10 @@ class _Run(EngineBench, ScorerBench):
         return Path(self._tmp.name)
 
     def _support_cache(self):
-        from audiosubnet.engines.cache import ModelCache
+        from audiosubnet.engines.registry import EngineCache
 
         if self._support is None:
-            self._support = ModelCache(None, "cpu", "float32")
+            self._support = EngineCache(None, "cpu", "float32")
         return self._support
 
     def _offline_voice(self):

@@ -38,7 +38,7 @@ class ScorerBench:
 
     # -- scorers -----------------------------------------------------------------------------------
     def _scorers(self) -> None:
-        from audiosubnet.engines.cache import ModelCache
+        from audiosubnet.engines.registry import EngineCache
         from audiosubnet.scoring import Scoring
 
         if self._own_quality_cache is not None:  # the quality models are not part of the scorers' memory
@@ -56,7 +56,7 @@ class ScorerBench:
         individual = [n for n in self.scorer_names if not n.startswith("pipeline") and n != "music"]
         try:
             settings = self._score_settings()
-            cache = ModelCache(None, self.device, dtype)
+            cache = EngineCache(None, self.device, dtype)
             scoring = Scoring(settings, cache=cache)
         except KeyboardInterrupt:
             raise

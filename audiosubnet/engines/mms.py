@@ -28,7 +28,6 @@ import numpy as np
 
 from audiosubnet.audio import Audio
 from audiosubnet.engines.base import Capabilities, SynthesisRequest, request_seed
-from audiosubnet.engines.cuda_graphs import GraphCache
 from audiosubnet.engines.hf import (
     HFSpeechEngine,
     batch_bucket,
@@ -41,6 +40,7 @@ from audiosubnet.engines.hf import (
     strip_weight_norm,
 )
 from audiosubnet.errors import DependencyError, EngineError, InputError
+from audiosubnet.runtime.cuda_graphs import GraphCache
 
 # On CUDA, token and frame counts are padded up to these multiples (masked, so the audio is unchanged):
 # a bounded set of shapes, each paying cuDNN's plan building once (hf.batch_bucket).

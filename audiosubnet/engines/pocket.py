@@ -35,9 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from audiosubnet.audio import Audio
-from audiosubnet.engines import hub
 from audiosubnet.engines.base import Capabilities, ModelStatus, SpeechEngine, SynthesisRequest
 from audiosubnet.errors import DependencyError, EngineError, InputError, ModelNotDownloadedError
+from audiosubnet.runtime import hub
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +220,7 @@ class PocketCloneEngine(SpeechEngine):
         _require()
         from pocket_tts import TTSModel
 
-        from audiosubnet.engines.device import set_cpu_threads
+        from audiosubnet.runtime.device import set_cpu_threads
 
         config = self.resolved_config(download=True)
         with self._lock:

@@ -9,6 +9,10 @@ the same path a third-party package uses:
 `register()` adds a class at run time (tests, notebooks). Entry points are listed without
 importing their modules; a module is imported the first time its engine is asked for.
 
+`EngineCache` is the ModelCache that also leases engines by model id (`with cache.engine("piper") as e:`);
+an engine that leases other models (`uses_cache = True`: world's base voice, speecht5-clone's x-vector
+encoder) is given the cache it is leased from in its constructor.
+
 Model ids: `engine:model` (`piper:en_US-joe-medium`, `mms:facebook/mms-tts-fra`),
 `hf:<repo or folder>` (the engine is chosen by repo prefix or the folder's config.json),
 or a bare engine name (its default model). `auto` is the offline default.
@@ -20,11 +24,15 @@ import importlib.util
 import json
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.metadata import entry_points
 from pathlib import Path
 
 from audiosubnet.engines.base import SpeechEngine
 from audiosubnet.errors import DependencyError, UnknownEngineError, UnknownModelError
+from audiosubnet.runtime import cache as runtime_cache
+from audiosubnet.runtime.cache import ModelCache
 
 log = logging.getLogger(__name__)
 
@@ -154,10 +162,37 @@ def canonical_id(model_id: str) -> str:
     return f"{engine}:{model}"
 
 
-def create(model_id: str) -> SpeechEngine:
-    """A new, not yet loaded engine for `model_id`."""
+def create(model_id: str, cache: ModelCache | None = None) -> SpeechEngine:
+    """A new, not yet loaded engine for `model_id`. An engine class with `uses_cache` is given `cache`
+    (the one it will lease its helper models from)."""
     engine, model = parse_model_id(model_id)
-    return get_engine_class(engine)(model)
+    cls = get_engine_class(engine)
+    if cls.uses_cache:
+        return cls(model, cache=cache)  # type: ignore[call-arg]  # uses_cache engines take a cache
+    return cls(model)
+
+
+class EngineCache(ModelCache):
+    """A ModelCache that also leases speech engines by model id."""
+
+    @contextmanager
+    def engine(self, model_id: str, *, device: str | None = None, dtype: str | None = None
+               ) -> Iterator[SpeechEngine]:
+        """Lease a speech engine by model id (`piper:en_US-joe-medium`, `auto`, `hf:...`)."""
+        canonical = canonical_id(model_id)
+        dev, dt = device or self.device, dtype or self.dtype
+        with self.lease(self.key(canonical, dev, dt), lambda: create(canonical, self), device=dev, dtype=dt) as e:
+            yield e
+
+
+def build_cache(device: str = "auto", dtype: str = "auto", budget: str | int | None = "auto") -> EngineCache:
+    """An EngineCache for a device/dtype/budget (see runtime.cache.build_cache)."""
+    return runtime_cache.build_cache(device, dtype, budget, EngineCache)
+
+
+def configure_cache(device: str = "auto", dtype: str = "auto", budget: str | int | None = "auto") -> EngineCache:
+    """The EngineCache of a command's process (see runtime.cache.configure_cache)."""
+    return runtime_cache.configure_cache(device, dtype, budget, EngineCache)
 
 
 def default_model_id() -> str:

@@ -71,7 +71,7 @@ class _Renderer:
     config: dict = {}
 
     def __init__(self):
-        from audiosubnet.engines.cache import configure_cache
+        from audiosubnet.engines.registry import configure_cache
 
         c = self.config
         self.opts = BatchOptions(**{**c["opts"], "out_dir": Path(c["opts"]["out_dir"])})

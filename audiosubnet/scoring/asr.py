@@ -25,15 +25,16 @@ from pathlib import Path
 import numpy as np
 
 from audiosubnet.errors import DependencyError, ModelNotDownloadedError, UsageError
-from audiosubnet.scoring import dsp
-from audiosubnet.scoring._runtime import (
+from audiosubnet.runtime.frameworks import (
     cpu_threads,
     hf_folder,
     package_file,
     require_transformers,
     torch_device_dtype,
+    torch_module_bytes,
 )
-from audiosubnet.scoring.base import ScoreItem, Scorer, torch_module_bytes
+from audiosubnet.scoring import dsp
+from audiosubnet.scoring.base import ScoreItem, Scorer
 from audiosubnet.scoring.wer import error_rates, relatedness
 
 log = logging.getLogger(__name__)

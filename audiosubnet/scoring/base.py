@@ -1,7 +1,7 @@
 """The scorer contract and the item a scorer scores.
 
 A `Scorer` turns a batch of `ScoreItem`s into one dict of metrics per item, in order. Like a speech
-engine it is Loadable by the shared `ModelCache`:
+engine it is Loadable (runtime/loadable.py) by the shared `ModelCache`:
 
 - `__init__(model)` is cheap (no weights read); `key` (`score:<name>:<model>`) names it in the cache;
 - `setup(device, dtype)` loads the model (a no-op when already loaded, e.g. after `use_model`);
@@ -30,12 +30,13 @@ pipeline resamples it to 16 kHz once); garbage never reaches them, but they must
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from audiosubnet.audio import Audio
+from audiosubnet.runtime.loadable import Loadable
 
 Task = Literal["tts", "clone"]
 TASKS: tuple[str, ...] = ("tts", "clone")
@@ -78,7 +79,7 @@ class ScoreItem:
         return f"item {self.id}" if self.id is not None else "another item"
 
 
-class Scorer(ABC):
+class Scorer(Loadable):
     """A batch of items -> per-item metrics. Loadable by the ModelCache."""
 
     #: short name; also the cache-key prefix (`score:<name>:<model>`)
@@ -89,10 +90,8 @@ class Scorer(ABC):
     needs_reference: ClassVar[bool] = False
 
     def __init__(self, model: str = ""):
+        super().__init__()
         self.model = model
-        self.device = "cpu"
-        self.dtype = "float32"
-        self.loaded = False
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.model or '-'} {'loaded' if self.loaded else 'not loaded'}>"
@@ -110,29 +109,5 @@ class Scorer(ABC):
         return not self.needs_reference or item.reference is not None
 
     @abstractmethod
-    def setup(self, device: str = "cpu", dtype: str = "float32") -> None:
-        """Load the model onto `device`. Called once by the ModelCache."""
-
-    @abstractmethod
     def score(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
         """Metrics for each item, in order."""
-
-    def unload(self) -> None:
-        self.loaded = False
-
-    def memory_bytes(self) -> int:
-        return self.estimate_bytes()
-
-    def estimate_bytes(self) -> int:
-        return 64 * 2**20
-
-
-def torch_module_bytes(*modules) -> int:
-    """Bytes held by the parameters and buffers of torch modules."""
-    total = 0
-    for m in modules:
-        if m is None:
-            continue
-        for t in list(m.parameters()) + list(m.buffers()):
-            total += t.numel() * t.element_size()
-    return total

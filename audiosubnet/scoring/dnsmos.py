@@ -23,9 +23,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from audiosubnet.errors import DependencyError
+from audiosubnet.runtime.frameworks import package_file, require_torch, torch_module_bytes
 from audiosubnet.scoring import dsp
-from audiosubnet.scoring._runtime import package_file, require_torch
-from audiosubnet.scoring.base import ScoreItem, Scorer, torch_module_bytes
+from audiosubnet.scoring.base import ScoreItem, Scorer
 
 log = logging.getLogger(__name__)
 WINDOW = int(9.01 * dsp.SR)  # 144160 samples
@@ -113,7 +113,7 @@ class DnsmosScorer(Scorer):
         if backend == "torch":
             try:
                 require_torch("DNSMOS on torch")
-                from audiosubnet.scoring.onnx_torch import build_module
+                from audiosubnet.runtime.onnx_torch import build_module
 
                 self.p835, self.p808 = build_module(p835, device), build_module(p808, device)
             except DependencyError as e:
@@ -124,7 +124,7 @@ class DnsmosScorer(Scorer):
             else:
                 self.device = device
         if backend != "torch":
-            from audiosubnet.scoring._runtime import ort_session
+            from audiosubnet.runtime.frameworks import ort_session
 
             self.p835, self.p808 = ort_session(p835), ort_session(p808)
             self.device = "cpu"

@@ -1,7 +1,7 @@
 """The scoring pipeline: cheap checks first, then batched model scorers, then the composite.
 
     from audiosubnet.scoring import Scoring, ScoreItem
-    scoring = Scoring()                                   # settings + process ModelCache
+    scoring = Scoring(settings.score, cache=cache)        # the `score` settings + a ModelCache
     results = scoring.score([ScoreItem(text, wav_bytes, uid=3, hotkey=hk, elapsed_s=0.8), ...])
     results[0].composite, results[0].metrics, results[0].reason
 
@@ -28,11 +28,12 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from audiosubnet.audio import Audio
+from audiosubnet.runtime.cache import ModelCache
 from audiosubnet.scoring import asr as asr_mod
 from audiosubnet.scoring import dsp, sanity
 from audiosubnet.scoring import speaker as speaker_mod
@@ -46,6 +47,9 @@ from audiosubnet.scoring.fingerprint import (
     pairwise_duplicates,
     text_key,
 )
+
+if TYPE_CHECKING:
+    from audiosubnet.config import ScoreSettings
 
 log = logging.getLogger(__name__)
 _CPUS = os.cpu_count() or 1
@@ -139,15 +143,15 @@ class Scoring:
     - `warmup()` loads the models up front; `timings` holds the last batch's seconds per stage.
     """
 
-    def __init__(self, settings=None, *, cache=None, history: FingerprintHistory | None = None,
-                 scorers: Sequence[Callable[[], Scorer]] | None = None):
-        """`scorers` replaces the planned model scorers with these factories (tests, custom stacks);
-        each scorer runs on the CPU under the key `score:<name>:<model>`."""
+    def __init__(self, settings: ScoreSettings | None = None, *, cache: ModelCache,
+                 history: FingerprintHistory | None = None, scorers: Sequence[Callable[[], Scorer]] | None = None):
+        """`settings`: the `score` section (the caller loads it; None: the defaults). `scorers` replaces the
+        planned model scorers with these factories (tests, custom stacks); each scorer runs on the CPU under
+        the key `score:<name>:<model>`."""
         from audiosubnet.config import ScoreSettings
-        from audiosubnet.engines.cache import get_cache
 
-        self.settings = settings if settings is not None else _load_score_settings() or ScoreSettings()
-        self.cache = cache or get_cache()
+        self.settings = settings if settings is not None else ScoreSettings()
+        self.cache = cache
         self.plan = make_plan(self.settings, self.cache.device, self.cache.dtype)
         self.history = history if history is not None else FingerprintHistory(self.settings.history_size)
         self.timings: dict[str, float] = {}  # seconds per stage of the last batch ("checks", scorer keys)
@@ -446,17 +450,7 @@ def _short(e: BaseException) -> str:
     return s[:160]
 
 
-def _load_score_settings():
-    from audiosubnet.config import load_settings
-
-    try:
-        return load_settings().score
-    except Exception as e:
-        log.warning("using default score settings: %s", e)
-        return None
-
-
-def score_batch(items: Sequence[ScoreItem], settings=None, *, cache=None,
+def score_batch(items: Sequence[ScoreItem], settings: ScoreSettings | None = None, *, cache: ModelCache,
                 history: FingerprintHistory | None = None, remember: bool = True) -> list[ScoreResult]:
     """One-shot convenience: `Scoring(settings, cache=cache, history=history).score(items)`."""
     return Scoring(settings, cache=cache, history=history).score(items, remember=remember)

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from audiosubnet.runtime.frameworks import hf_folder, require_transformers, torch_device_dtype, torch_module_bytes
 from audiosubnet.scoring import dsp
-from audiosubnet.scoring._runtime import hf_folder, require_transformers, torch_device_dtype
-from audiosubnet.scoring.base import ScoreItem, Scorer, torch_module_bytes
+from audiosubnet.scoring.base import ScoreItem, Scorer
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ import pytest
 from audiosubnet.bench.measuring import measure
 from audiosubnet.bench.runner import BenchConfig, EngineResult, run_bench
 from audiosubnet.bench.workloads import SENTENCES, letters, sized_text
-from audiosubnet.engines.cache import ModelCache
 from audiosubnet.engines.fake import FakeEngine
+from audiosubnet.engines.registry import EngineCache
 from audiosubnet.scoring import Scorer
 
 
@@ -103,7 +103,7 @@ def test_quality_goes_through_the_scoring_package():
     from audiosubnet.config import ScoreSettings
     from audiosubnet.scoring import Scoring
 
-    scoring = Scoring(ScoreSettings(speaker_model="dvector"), cache=ModelCache(),
+    scoring = Scoring(ScoreSettings(speaker_model="dvector"), cache=EngineCache(),
                       scorers=[_FakeAsr, _FakeMos, _FakeSpeaker])
     result = run_bench(cfg(engines=["espeak", "world:espeak:en-us", "fake:fail=e"], batch_sizes=[1], quality=True),
                        quality_scoring=scoring)
