@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import os
 import sys
 from collections.abc import Callable
@@ -18,14 +17,12 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from audiosubnet import logs
 from audiosubnet.errors import AsnError
+from audiosubnet.logs import debug_enabled
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
-
-
-def debug_enabled() -> bool:
-    return os.environ.get("ASN_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
 
 
 def interactive() -> bool:
@@ -115,42 +112,9 @@ class AsnTyper(typer.Typer):
         return decorator
 
 
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever `sys.stderr` is at the time (a test runner or a daemon may swap it after setup)."""
-
-    @property
-    def stream(self):  # type: ignore[override]
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:
-        pass
-
-
 def setup_logging(verbosity: int = 0, quiet: bool = False) -> None:
-    """Library code logs with getLogger(__name__); only the CLI installs handlers."""
-    from rich.logging import RichHandler
-
-    level = logging.WARNING if quiet else logging.DEBUG if verbosity >= 2 else logging.INFO
-    env_level = os.environ.get("ASN_LOG_LEVEL")
-    if env_level:
-        level = getattr(logging, env_level.upper(), level)
-    root = logging.getLogger()
-    for h in list(root.handlers):
-        if getattr(h, "_asn", False):
-            root.removeHandler(h)
-    if err.is_terminal:
-        handler: logging.Handler = RichHandler(console=err, show_path=False, rich_tracebacks=debug_enabled(),
-                                               log_time_format="[%X]")
-    else:
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler._asn = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
-    root.setLevel(logging.WARNING)
-    logging.getLogger("audiosubnet").setLevel(level)
-    for noisy in ("httpx", "httpcore", "urllib3", "huggingface_hub", "filelock", "numba", "asyncio"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    """Library code logs with getLogger(__name__); only the CLI installs handlers (on `err`)."""
+    logs.setup_logging(verbosity, quiet, console=err)
 
 
 def print_json(data: Any) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
@@ -89,6 +90,9 @@ class SpeechEngine(Loadable):
     test_only: ClassVar[bool] = False
     #: leases other models (a base voice, an encoder): `__init__(model, *, cache)` is given the ModelCache
     uses_cache: ClassVar[bool] = False
+    #: requests per forward pass, for engines that split a batch into passes (set per device in `setup`);
+    #: 0: the engine has no such knob
+    forward_batch: int = 0
 
     def __init__(self, model: str | None = None):
         super().__init__()
@@ -114,6 +118,25 @@ class SpeechEngine(Loadable):
 
     def cuda_graph_stats(self) -> dict:
         """{stage: cuda_graphs.GraphStats} for an engine that replays CUDA graphs; {} for the others."""
+        return {}
+
+    # ---- benchmark hooks -----------------------------------------------------------------
+    @contextmanager
+    def one_pass(self, size: int) -> Iterator[None]:
+        """While inside, a batch of up to `size` requests runs in one forward pass (engines with a
+        `forward_batch` knob; the others are unchanged). The benchmark measures batches this way."""
+        old = self.forward_batch
+        if old:
+            self.forward_batch = size
+        try:
+            yield
+        finally:
+            if old:
+                self.forward_batch = old
+
+    def bench_extras(self, reference: Audio | None) -> dict[str, float]:
+        """Engine-specific numbers for the benchmark (e.g. the seconds to turn a reference into a voice
+        state); may use the loaded model. {} for most engines."""
         return {}
 
     # ---- shared behaviour ----------------------------------------------------------------

@@ -249,6 +249,22 @@ class PocketCloneEngine(SpeechEngine):
             return self.estimate_bytes()
         return int(sum(p.numel() * p.element_size() for p in self._tts.parameters())) + 32 * 2**20
 
+    def bench_extras(self, reference: Audio | None) -> dict[str, float]:
+        """`voice_prompt_s`: the seconds to turn `reference` into a voice state (not cached)."""
+        if reference is None or self._tts is None:
+            return {}
+        import time
+
+        import torch
+
+        with self._lock:
+            self._states.clear()
+            t0 = time.perf_counter()
+            self._state(reference)
+            if self.device.startswith("cuda"):
+                torch.cuda.synchronize(self.device)
+            return {"voice_prompt_s": time.perf_counter() - t0}
+
     def warmup(self) -> None:
         t = np.arange(24000, dtype=np.float32) / 24000
         tone = (0.2 * np.sin(2 * np.pi * 140 * t)).astype(np.float32)

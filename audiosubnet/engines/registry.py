@@ -23,50 +23,40 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from importlib.metadata import entry_points
 from pathlib import Path
 
 from audiosubnet.engines.base import SpeechEngine
 from audiosubnet.errors import DependencyError, UnknownEngineError, UnknownModelError
 from audiosubnet.runtime import cache as runtime_cache
 from audiosubnet.runtime.cache import ModelCache
+from audiosubnet.runtime.plugins import PluginRegistry
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "audiosubnet.engines"
 
-_lock = threading.Lock()
-_registered: dict[str, type[SpeechEngine]] = {}
-_entry_points: dict[str, object] | None = None
+
+def _unknown(name: str, known: list[str]) -> Exception:  # the engines users are shown, not test-only ones
+    return UnknownEngineError(f"unknown engine '{name}'",
+                              hint=f"Registered engines: {', '.join(listed_engine_names())}.")
 
 
-def _eps() -> dict[str, object]:
-    global _entry_points
-    if _entry_points is None:
-        _entry_points = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-    return _entry_points
+_registry: PluginRegistry[SpeechEngine] = PluginRegistry(ENTRY_POINT_GROUP, "engine", _unknown)
 
 
 def register(cls: type[SpeechEngine], name: str | None = None) -> type[SpeechEngine]:
     """Register an engine class (usable as a decorator). A later registration wins."""
-    key = name or cls.name
-    if not key:
-        raise ValueError(f"{cls.__name__} has no name")
-    with _lock:
-        _registered[key] = cls
-    return cls
+    return _registry.register(cls, name)
 
 
 def unregister(name: str) -> None:
-    with _lock:
-        _registered.pop(name, None)
+    _registry.unregister(name)
 
 
 def engine_names() -> list[str]:
-    return sorted(set(_eps()) | set(_registered))
+    return _registry.names()
 
 
 def listed_engine_names() -> list[str]:
@@ -83,22 +73,7 @@ def listed_engine_names() -> list[str]:
 
 
 def get_engine_class(name: str) -> type[SpeechEngine]:
-    with _lock:
-        if name in _registered:
-            return _registered[name]
-    ep = _eps().get(name)
-    if ep is None:
-        raise UnknownEngineError(
-            f"unknown engine '{name}'", hint=f"Registered engines: {', '.join(listed_engine_names())}."
-        )
-    try:
-        cls = ep.load()  # type: ignore[attr-defined]
-    except ImportError as e:
-        missing = getattr(e, "name", None) or str(e)
-        raise DependencyError(missing, "all", f"engine '{name}'") from e
-    with _lock:
-        _registered.setdefault(name, cls)
-        return _registered[name]
+    return _registry.get(name)
 
 
 def _engine_for_hf(repo: str) -> str:

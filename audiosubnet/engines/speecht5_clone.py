@@ -24,6 +24,7 @@ import hashlib
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
 
@@ -98,6 +99,9 @@ class SpeechT5CloneEngine(SpeechEngine):
         self.inner.unload()
         self._xvectors.clear()
         super().unload()
+
+    def one_pass(self, size: int) -> AbstractContextManager[None]:
+        return self.inner.one_pass(size)  # the wrapped speecht5 engine splits batches into passes
 
     def warmup(self) -> None:
         self.inner.warmup()

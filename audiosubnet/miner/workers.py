@@ -516,7 +516,7 @@ def worker_main(spec: WorkerSpec, sock: socket.socket) -> None:
     """Entry point of a worker process: the miner app with the hub behind it, on the shared socket."""
     import uvicorn
 
-    from audiosubnet.commands._cli import setup_logging
+    from audiosubnet.logs import setup_logging
     from audiosubnet.miner.app import create_app
     from audiosubnet.miner.deadlines import uvicorn_config
 

@@ -21,6 +21,7 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -34,8 +35,11 @@ from audiosubnet.runtime.frameworks import (
     torch_module_bytes,
 )
 from audiosubnet.scoring import dsp
-from audiosubnet.scoring.base import ScoreItem, Scorer
+from audiosubnet.scoring.base import Plan, ScoreItem, Scorer, ScorerSpec
 from audiosubnet.scoring.wer import error_rates, relatedness
+
+if TYPE_CHECKING:
+    from audiosubnet.config import ScoreSettings
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +107,14 @@ class AsrScorer(Scorer):
 
     name = "asr"
     metrics = ("wer", "cer", "relatedness")
+    role = "asr"
     max_batch = 16
+
+    @classmethod
+    def spec(cls, plan: Plan, settings: ScoreSettings) -> ScorerSpec:
+        """The plan's ASR model (faster-whisper or transformers) on the plan's device."""
+        return ScorerSpec("asr", plan.asr, plan.device, lambda: create_asr_scorer(
+            plan.asr, beam_size=settings.asr_beam_size, max_batch=settings.asr_batch))
 
     def __init__(self, model: str, beam_size: int = 1, max_batch: int | None = None):
         super().__init__(model)

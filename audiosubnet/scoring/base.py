@@ -10,7 +10,10 @@ engine it is Loadable (runtime/loadable.py) by the shared `ModelCache`:
   per item, batched (on the GPU when there is one); `score_details(items)` may add strings per item
   (the ASR's transcript);
 - `needs_reference` / `applies_to(item)`: clone-only scorers (speaker similarity) see only items
-  that carry a reference.
+  that carry a reference;
+- `role` and `spec(plan, settings)`: a scorer class registers under an id in the entry-point group
+  `audiosubnet.scorers` (registry.py); the pipeline builds its stages from ids and asks each class for
+  the `ScorerSpec` to run (model, device, factory).
 
 Callers lease scorers, so each model loads once per process and is evicted under the memory budget
 like any engine:
@@ -31,12 +34,15 @@ pipeline resamples it to 16 kHz once); garbage never reaches them, but they must
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from audiosubnet.audio import Audio
 from audiosubnet.runtime.loadable import Loadable
+
+if TYPE_CHECKING:
+    from audiosubnet.config import ScoreSettings
 
 Task = Literal["tts", "clone"]
 TASKS: tuple[str, ...] = ("tts", "clone")
@@ -79,6 +85,30 @@ class ScoreItem:
         return f"item {self.id}" if self.id is not None else "another item"
 
 
+@dataclass(frozen=True)
+class Plan:
+    """Resolved model ids and where each runs."""
+
+    asr: str
+    mos: tuple[str, ...]
+    speaker: str
+    device: str
+    dtype: str
+
+    def models(self) -> dict[str, str]:
+        return {"asr": self.asr, "mos": ",".join(self.mos), "speaker": self.speaker}
+
+
+@dataclass(frozen=True)
+class ScorerSpec:
+    """One scorer a pipeline runs: cached as `score:<name>:<model>` on `device`, made by `factory`."""
+
+    name: str
+    model: str
+    device: str
+    factory: Callable[[], Scorer]
+
+
 class Scorer(Loadable):
     """A batch of items -> per-item metrics. Loadable by the ModelCache."""
 
@@ -88,6 +118,9 @@ class Scorer(Loadable):
     metrics: ClassVar[tuple[str, ...]] = ()
     #: only items with a reference (clone tasks) are scored
     needs_reference: ClassVar[bool] = False
+    #: the pipeline stage a registered scorer fills: "asr" (transcripts), "speaker" (clone items) or "mos"
+    #: (naturalness: those named in `score.mos_models`)
+    role: ClassVar[str] = "mos"
 
     def __init__(self, model: str = ""):
         super().__init__()
@@ -107,6 +140,12 @@ class Scorer(Loadable):
 
     def applies_to(self, item: ScoreItem) -> bool:
         return not self.needs_reference or item.reference is not None
+
+    @classmethod
+    def spec(cls, plan: Plan, settings: ScoreSettings) -> ScorerSpec:
+        """What the pipeline runs for this registered scorer under `plan` and the `score` settings. The
+        default: `cls()` under its own name on the plan's device."""
+        return ScorerSpec(cls.name, "", plan.device, cls)
 
     @abstractmethod
     def score(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:

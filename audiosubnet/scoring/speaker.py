@@ -24,6 +24,7 @@ import logging
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -40,7 +41,10 @@ from audiosubnet.runtime.frameworks import (
 )
 from audiosubnet.runtime.speaker_embedding import XVectorEncoder, embed_prepared, l2_rows
 from audiosubnet.scoring import dsp
-from audiosubnet.scoring.base import ScoreItem, Scorer
+from audiosubnet.scoring.base import Plan, ScoreItem, Scorer, ScorerSpec
+
+if TYPE_CHECKING:
+    from audiosubnet.config import ScoreSettings
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +73,14 @@ class SpeakerScorer(Scorer):
     name = "speaker"
     metrics = ("speaker_sim",)
     needs_reference = True
+    role = "speaker"
     max_batch = 32
+
+    @classmethod
+    def spec(cls, plan: Plan, settings: ScoreSettings) -> ScorerSpec:
+        """The plan's speaker encoder: the d-vector on the CPU (onnxruntime), the others on the plan's device."""
+        return ScorerSpec("speaker", plan.speaker, "cpu" if plan.speaker == "dvector" else plan.device,
+                          lambda: create_speaker_scorer(plan.speaker))
 
     def embed_16k(self, wavs: Sequence[np.ndarray]) -> np.ndarray:
         """(n, dim) L2-normalised embeddings of 16 kHz waveforms."""

@@ -199,12 +199,12 @@ def test_tiny_random_scorers():
 
 
 def test_anchor_points_only_for_full_random_weights_on_cuda():
-    from audiosubnet.bench.runner import _Run
+    from audiosubnet.bench.engines import anchor_x
 
-    run = _Run(cfg(engines=[], anchors=True), None, None)
-    assert run._anchor("mms", 64, "float16", "random-full", "cuda") == 2358.0
-    assert run._anchor("speecht5", 1, "float32", "random-full", "cuda") == 4.0
-    assert run._anchor("mms", 64, "float16", "random-tiny", "cuda") is None
-    assert run._anchor("mms", 64, "float16", "random-full", "cpu") is None
-    assert run._anchor("mms", 8, "float16", "random-full", "cuda") is None
-    assert _Run(cfg(engines=[]), None, None)._anchor("mms", 64, "float16", "random-full", "cuda") is None
+    on = cfg(engines=[], anchors=True)
+    assert anchor_x(on, "mms", 64, "float16", "random-full", "cuda") == 2358.0
+    assert anchor_x(on, "speecht5", 1, "float32", "random-full", "cuda") == 4.0
+    assert anchor_x(on, "mms", 64, "float16", "random-tiny", "cuda") is None
+    assert anchor_x(on, "mms", 64, "float16", "random-full", "cpu") is None
+    assert anchor_x(on, "mms", 8, "float16", "random-full", "cuda") is None
+    assert anchor_x(cfg(engines=[]), "mms", 64, "float16", "random-full", "cuda") is None
