@@ -240,6 +240,15 @@ def rms_db(x: np.ndarray) -> float:
     return 20.0 * float(np.log10(max(r, 1e-12)))
 
 
+def to_16k(audio: Audio) -> np.ndarray:
+    """Finite float32 samples at 16 kHz, what the scorers and speaker encoders take (NaN/inf become 0)."""
+    a = audio if audio.sample_rate == 16000 else resample(audio, 16000)
+    x = np.asarray(a.samples, dtype=np.float32)
+    if not np.all(np.isfinite(x)):
+        x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+    return x
+
+
 def frame_rms_db(x: np.ndarray, sr: int, frame_s: float = 0.02) -> np.ndarray:
     """Per-frame RMS level in dBFS over non-overlapping frames (-120 for digital silence)."""
     n = max(1, int(sr * frame_s))

@@ -103,6 +103,14 @@ def torch_device_dtype(device: str, dtype: str, *, cpu_dtype: str = "float32"):
     return dev, torch_dtype(name)
 
 
+def from_pretrained(cls: Any, folder: Path, dtype: Any) -> Any:
+    """`cls.from_pretrained(folder)` in a torch dtype, on transformers 5 (`dtype=`) and 4 (`torch_dtype=`)."""
+    try:
+        return cls.from_pretrained(str(folder), dtype=dtype)
+    except TypeError:  # transformers 4.x
+        return cls.from_pretrained(str(folder), torch_dtype=dtype)
+
+
 def torch_module_bytes(*modules: Any) -> int:
     """Bytes held by the parameters and buffers of torch modules (None entries are skipped)."""
     total = 0

@@ -16,28 +16,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from audiosubnet.audio import Audio, resample, trim_silence
+from audiosubnet.audio import Audio, to_16k, trim_silence
 from audiosubnet.runtime.cache import ModelCache
-from audiosubnet.runtime.frameworks import hf_folder, require_transformers, torch_device_dtype, torch_module_bytes
+from audiosubnet.runtime.frameworks import (
+    from_pretrained,
+    hf_folder,
+    require_transformers,
+    torch_device_dtype,
+    torch_module_bytes,
+)
 from audiosubnet.runtime.loadable import Loadable
 
 SR = 16000
 MIN_SAMPLES = SR // 10  # 0.1 s
 MAX_BATCH = 32
-
-
-def at_16k(audio: Audio) -> np.ndarray:
-    """Finite float32 samples at 16 kHz (NaN/inf become 0)."""
-    a = audio if audio.sample_rate == SR else resample(audio, SR)
-    x = np.asarray(a.samples, dtype=np.float32)
-    if not np.all(np.isfinite(x)):
-        x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-    return x
 
 
 def prepare(x: np.ndarray) -> np.ndarray:
@@ -77,7 +73,7 @@ class XVectorEncoder(Loadable):
         transformers = require_transformers("the x-vector speaker encoder")
         folder = hf_folder(self.source, what="The x-vector speaker encoder")
         dev, tdt = torch_device_dtype(device, dtype)
-        net = _from_pretrained(transformers.AutoModelForAudioXVector, folder, tdt)
+        net = from_pretrained(transformers.AutoModelForAudioXVector, folder, tdt)
         extractor = transformers.AutoFeatureExtractor.from_pretrained(str(folder))
         self.use_model(net.to(dev).eval(), extractor, device=str(dev), dtype=str(tdt).replace("torch.", ""))
 
@@ -114,7 +110,7 @@ class XVectorEncoder(Loadable):
         return embed_prepared(self.forward, wavs)
 
     def embed(self, audios: Sequence[Audio]) -> np.ndarray:
-        return self.embed_16k([at_16k(a) for a in audios])
+        return self.embed_16k([to_16k(a) for a in audios])
 
 
 def embed_prepared(forward: Any, wavs: Sequence[np.ndarray], max_batch: int = MAX_BATCH) -> np.ndarray:
@@ -132,10 +128,3 @@ def lease(cache: ModelCache, source: str) -> AbstractContextManager[XVectorEncod
     dev = cache.device
     dt = cache.dtype if dev != "cpu" else "float32"
     return cache.lease(cache.key(enc.key, dev, dt), lambda: enc, device=dev, dtype=dt)
-
-
-def _from_pretrained(cls: Any, folder: Path, tdt: Any) -> Any:
-    try:
-        return cls.from_pretrained(str(folder), dtype=tdt)
-    except TypeError:  # transformers 4.x
-        return cls.from_pretrained(str(folder), torch_dtype=tdt)

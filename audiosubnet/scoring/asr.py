@@ -28,6 +28,7 @@ import numpy as np
 from audiosubnet.errors import DependencyError, ModelNotDownloadedError, UsageError
 from audiosubnet.runtime.frameworks import (
     cpu_threads,
+    from_pretrained,
     hf_folder,
     package_file,
     require_transformers,
@@ -240,10 +241,7 @@ class TransformersWhisperAsr(AsrScorer):
         transformers = require_transformers("transformers Whisper ASR")
         folder = hf_folder(self.source, what="The Whisper ASR model")
         dev, tdt = torch_device_dtype(device, dtype)
-        try:
-            net = transformers.WhisperForConditionalGeneration.from_pretrained(str(folder), dtype=tdt)
-        except TypeError:  # transformers 4.x
-            net = transformers.WhisperForConditionalGeneration.from_pretrained(str(folder), torch_dtype=tdt)
+        net = from_pretrained(transformers.WhisperForConditionalGeneration, folder, tdt)
         extractor = transformers.WhisperFeatureExtractor.from_pretrained(str(folder))
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
         self.use_model(net.to(dev).eval(), extractor, tokenizer, device=str(dev))

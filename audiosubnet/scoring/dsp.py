@@ -12,18 +12,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from audiosubnet.audio import Audio, resample
+from audiosubnet.audio import to_16k  # noqa: F401  (the scorers' `dsp.to_16k`)
 
 SR = 16000  # every model scorer works at 16 kHz
-
-
-def to_16k(audio: Audio) -> np.ndarray:
-    """Finite float32 samples at 16 kHz (NaN/inf become 0)."""
-    a = audio if audio.sample_rate == SR else resample(audio, SR)
-    x = np.asarray(a.samples, dtype=np.float32)
-    if not np.all(np.isfinite(x)):
-        x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-    return x
 
 
 def hz_to_mel(f: np.ndarray | float, htk: bool = False) -> np.ndarray:
