@@ -238,3 +238,32 @@ def rms_db(x: np.ndarray) -> float:
         return -240.0
     r = float(np.sqrt(np.mean(np.square(x.astype(np.float64)))))
     return 20.0 * float(np.log10(max(r, 1e-12)))
+
+
+def to_16k(audio: Audio) -> np.ndarray:
+    """Finite float32 samples at 16 kHz, what the scorers and speaker encoders take (NaN/inf become 0)."""
+    a = audio if audio.sample_rate == 16000 else resample(audio, 16000)
+    x = np.asarray(a.samples, dtype=np.float32)
+    if not np.all(np.isfinite(x)):
+        x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+    return x
+
+
+def frame_rms_db(x: np.ndarray, sr: int, frame_s: float = 0.02) -> np.ndarray:
+    """Per-frame RMS level in dBFS over non-overlapping frames (-120 for digital silence)."""
+    n = max(1, int(sr * frame_s))
+    usable = (len(x) // n) * n
+    if usable == 0:
+        return np.full(1, -120.0)
+    f = x[:usable].astype(np.float64).reshape(-1, n)
+    return 10.0 * np.log10(np.maximum(np.mean(f * f, axis=1), 1e-12))
+
+
+def trim_silence(x: np.ndarray, sr: int = 16000, top_db: float = 40.0, frame_s: float = 0.01) -> np.ndarray:
+    """Drop leading and trailing frames quieter than (loudest frame - top_db); keeps all if none qualify."""
+    db = frame_rms_db(x, sr, frame_s)
+    n = max(1, int(sr * frame_s))
+    active = np.flatnonzero(db > max(db.max() - top_db, -90.0))
+    if len(active) == 0:
+        return x
+    return x[active[0] * n:(active[-1] + 1) * n]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from audiosubnet.engines import registry
-from audiosubnet.engines.cache import get_cache
 from audiosubnet.errors import AsnError
+from audiosubnet.runtime.cache import ModelCache
 
 
-def list_models() -> list[dict]:
-    cache = get_cache()
+def list_models(cache: ModelCache | None = None) -> list[dict]:
+    """One row per catalog model; `loaded` says whether `cache` holds it (False without a cache)."""
     rows: list[dict] = []
     for name in registry.listed_engine_names():  # test-only engines (fake) are usable but not listed
         try:
@@ -25,6 +25,6 @@ def list_models() -> list[dict]:
                                  loaded=False, source="", license="", notes=f"error: {e}"))
                 continue
             rows.append(dict(model=st.model_id, engine=name, downloaded=st.downloaded, size_bytes=st.size_bytes,
-                             loaded=cache.is_loaded(st.model_id), source=st.source, license=st.license,
-                             notes=st.notes))
+                             loaded=cache is not None and cache.is_loaded(st.model_id), source=st.source,
+                             license=st.license, notes=st.notes))
     return rows

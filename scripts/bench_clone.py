@@ -45,11 +45,10 @@ VOICES = ["en-us", "en-gb", "en-us+f3", "en-us+m7", "en+f4", "en-us+klatt", "en-
 def bench_cpu(pairs: int, model: str, max_batch: int) -> dict:
     from audiosubnet import audio as audiolib
     from audiosubnet.engines.base import SynthesisRequest
-    from audiosubnet.engines.cache import ModelCache, set_cache
+    from audiosubnet.engines.registry import EngineCache
     from audiosubnet.jobs.clone_watch import CloneWatcher, WatchOptions
 
-    cache = ModelCache(device="cpu", dtype="float32")
-    set_cache(cache)
+    cache = EngineCache(device="cpu", dtype="float32")
     with cache.engine("espeak:en-us") as e:
         refs = [e.synthesize([SynthesisRequest(REF_TEXT, voice=v)])[0] for v in VOICES]
     with tempfile.TemporaryDirectory() as tmp:

@@ -19,7 +19,7 @@ from audiosubnet import audio as audiolib
 from audiosubnet import protocol
 from audiosubnet.chain.base import Peer
 from audiosubnet.engines.base import SynthesisRequest
-from audiosubnet.engines.cache import ModelCache
+from audiosubnet.engines.registry import EngineCache
 from audiosubnet.miner.seen_log import PromptLog, make_entry_parts
 from audiosubnet.scoring.fingerprint import DEFAULT_THRESHOLD
 from audiosubnet.validator.prompts import PromptSource
@@ -41,7 +41,7 @@ def main() -> None:
     ap.add_argument("--entries", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
-    cache = ModelCache(budget_bytes=None)
+    cache = EngineCache(budget_bytes=None)
     prompts = PromptSource([], seed=0).issue(args.miners)
     with cache.engine("espeak:en-us") as e:
         clip = e.synthesize([SynthesisRequest(prompts[0].text)])[0]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from audiosubnet.engines import registry
 from audiosubnet.engines.base import SynthesisRequest
-from audiosubnet.engines.cache import build_cache
+from audiosubnet.engines.registry import build_cache
 from audiosubnet.jobs.tts_batch import BatchOptions, read_prompts, run_tts_batch
 
 

@@ -31,7 +31,7 @@ from audiosubnet.chain.bittensor import create_wallet  # noqa: E402
 from audiosubnet.chain.sim import SimChain  # noqa: E402
 from audiosubnet.config import ScoreSettings  # noqa: E402
 from audiosubnet.engines.base import SynthesisRequest  # noqa: E402
-from audiosubnet.engines.cache import build_cache  # noqa: E402
+from audiosubnet.engines.registry import build_cache  # noqa: E402
 from audiosubnet.protocol import AudioMeta  # noqa: E402
 from audiosubnet.scoring.base import Scorer  # noqa: E402
 from audiosubnet.scoring.pipeline import Scoring  # noqa: E402

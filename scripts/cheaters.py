@@ -33,7 +33,7 @@ from audiosubnet import audio as audiolib
 from audiosubnet.chain.bittensor import load_wallet
 from audiosubnet.chain.sim import SimChain
 from audiosubnet.engines.base import SynthesisRequest
-from audiosubnet.engines.cache import ModelCache
+from audiosubnet.engines.registry import EngineCache
 from audiosubnet.protocol import AudioMeta, TtsRequest
 from audiosubnet.validator.client import MinerClient
 
@@ -67,7 +67,7 @@ def edit(a: audiolib.Audio, edits: list[str], rng: np.random.Generator) -> audio
     return audiolib.Audio(np.clip(x, -1, 1), sr)
 
 
-def make_app(name: str, behaviour: str, args: list[str], cache: ModelCache, relay_wallet) -> Starlette:
+def make_app(name: str, behaviour: str, args: list[str], cache: EngineCache, relay_wallet) -> Starlette:
     rng = np.random.default_rng(abs(hash(name)) % 2**32)
     target = (f"{args[0]}:{args[1]}", args[2]) if behaviour == "relay" else None
     edits = args[3].split("+") if behaviour == "relay" and len(args) > 3 and args[3] else []
@@ -118,7 +118,7 @@ def make_app(name: str, behaviour: str, args: list[str], cache: ModelCache, rela
 
 
 async def serve(specs: list[str], sim: str, wallets: str, netuid: int, relay: str | None) -> None:
-    cache = ModelCache(budget_bytes=None)
+    cache = EngineCache(budget_bytes=None)
     relay_wallet = load_wallet(relay, "default", wallets) if relay else None
     servers = []
     for spec in specs:

@@ -137,9 +137,9 @@ def fp_of(x: np.ndarray, sr: int) -> fpm.Fingerprint:
 def synthesize(texts: list[str], seed: int) -> dict[str, list[tuple[np.ndarray, int]]]:
     """{rendering name: [(samples, rate) per text]}."""
     from audiosubnet.engines.base import SynthesisRequest
-    from audiosubnet.engines.cache import ModelCache
+    from audiosubnet.engines.registry import EngineCache
 
-    cache = ModelCache(device="cpu", dtype="float32")
+    cache = EngineCache(device="cpu", dtype="float32")
     out: dict[str, list[tuple[np.ndarray, int]]] = {}
 
     def run(engine, name: str, **kw) -> None:

@@ -5,7 +5,7 @@ against the H100 kernel-level anchors: a thin wrapper over `asn bench --random-w
 
 FULL-SIZE random-weight models (`audiosubnet.bench.random_models`: `VitsConfig()` = facebook/mms-tts-eng,
 `SpeechT5Config()` + `SpeechT5HifiGanConfig()`, Bark small/large) are saved to a temp folder, loaded through
-the engine's real `setup()` (a fresh ModelCache), and timed at each batch size and dtype (one forward pass
+the engine's real `setup()` (a fresh EngineCache), and timed at each batch size and dtype (one forward pass
 per batch, warm-up, CUDA synchronize, median of --reps). Workloads match ../shared/tools/gpu_anchor.py:
   mms       469 characters = 939 VITS tokens, durations forced to 2 frames/token -> 30 s per item
   speecht5  120 tokens, stop head off, 480 decoder steps = 960 frames = 15.4 s per item
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     from audiosubnet.bench import report
     from audiosubnet.bench.runner import BenchConfig, run_bench
     from audiosubnet.bench.workloads import ANCHOR_TARGET
-    from audiosubnet.engines.device import cuda_available
+    from audiosubnet.runtime.device import cuda_available
 
     device = args.device or ("cpu" if args.tiny or not cuda_available() else "cuda")
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]

@@ -43,11 +43,11 @@ def main() -> int:
 
     from audiosubnet.bench import random_models
     from audiosubnet.engines.base import SynthesisRequest
-    from audiosubnet.engines.cache import ModelCache
+    from audiosubnet.engines.registry import EngineCache
 
     folder = Path(tempfile.mkdtemp()) / args.engine
     getattr(random_models, f"build_{args.engine}")(folder, size=args.random)
-    cache = ModelCache(None, args.device, args.dtype)
+    cache = EngineCache(None, args.device, args.dtype)
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     with cache.engine(f"{args.engine}:{folder}") as engine:
         model = engine._model

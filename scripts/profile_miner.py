@@ -48,7 +48,7 @@ async def main_async(args) -> None:
     from audiosubnet.chain.sim import SimChain
     from audiosubnet.config import load_settings
     from audiosubnet.engines.base import SynthesisRequest
-    from audiosubnet.engines.cache import ModelCache
+    from audiosubnet.engines.registry import EngineCache
     from audiosubnet.miner.server import build_miner
 
     tmp = Path(tempfile.mkdtemp(prefix="asn-prof-"))
@@ -67,7 +67,7 @@ async def main_async(args) -> None:
     settings = load_settings(**{"subnet.network": "sim", "subnet.sim_path": tmp / "sim.db", "home": tmp / "home",
                                 "model": model, "device": args.device, "dtype": args.dtype,
                                 "mine.max_batch": max(args.batch), "mine.rate_limit_per_min": 0})
-    cache = ModelCache(None, args.device if args.device != "auto" else "cpu",
+    cache = EngineCache(None, args.device if args.device != "auto" else "cpu",
                        "float32" if args.device == "cpu" else args.dtype)
     miner = build_miner(settings, wallet=miner_w, chain=chain, cache=cache)
     svc = miner.context.service

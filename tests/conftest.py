@@ -41,14 +41,11 @@ def _isolated_env(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="session")
 def cpu_cache():
-    """The process ModelCache on CPU/fp32 (models load once per test session)."""
-    from audiosubnet.engines.cache import ModelCache, get_cache, set_cache
+    """The commands' EngineCache on CPU/fp32: models load once per test session, for library tests and the
+    commands run in this process alike."""
+    from audiosubnet.engines.registry import configure_cache
 
-    cache = get_cache()
-    if cache.device != "cpu":
-        cache = ModelCache(budget_bytes=None, device="cpu", dtype="float32")
-        set_cache(cache)
-    return cache
+    return configure_cache("cpu", "float32", None)
 
 
 @pytest.fixture(scope="session")

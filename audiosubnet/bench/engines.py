@@ -1,21 +1,21 @@
-"""Engine measurements of `asn bench` (mixed into runner._Run): per engine and dtype, the cold and warm load on a
-fresh ModelCache, time to first audio, one synthesize() of B items per batch size (texts sized to `duration`
-seconds for real voices, lengths forced for random weights: workloads.py), peak memory, the anchors, and
-quality on fixed prompts through the scoring package."""
+"""Engine measurements of `asn bench`: per engine and dtype, the cold and warm load on a fresh EngineCache, time
+to first audio, one synthesize() of B items per batch size (texts sized to `duration` seconds for real voices,
+lengths forced for random weights: workloads.py), peak memory, the anchors, and quality on fixed prompts through
+the scoring package. Plain functions over the run's BenchContext (context.py); engines are measured through
+their contract (`one_pass`, `bench_extras`, `cuda_graph_stats`)."""
 
 from __future__ import annotations
 
 import contextlib
 import gc
-import importlib
 import statistics
 import time
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
+from audiosubnet.bench.context import BenchContext
 from audiosubnet.bench.measuring import _free, _is_cuda, _Peak, _short, _sync, _unavailable, measure, memory_now_mb
-from audiosubnet.bench.results import EngineResult, Point
-from audiosubnet.bench.scorers import _user_score_settings
+from audiosubnet.bench.results import BenchConfig, EngineResult, Point
 from audiosubnet.bench.workloads import (
     ANCHOR_TARGET,
     ANCHORS,
@@ -30,298 +30,251 @@ from audiosubnet.bench.workloads import (
     workload,
 )
 
-if TYPE_CHECKING:
-    from audiosubnet.bench.runner import BenchConfig, BenchResult
 
-# Built-in engines (as in pyproject's entry points), registered when running from a checkout.
-BUILTIN_ENGINES = {
-    "piper": "audiosubnet.engines.piper:PiperEngine", "espeak": "audiosubnet.engines.espeak:EspeakEngine",
-    "speecht5": "audiosubnet.engines.speecht5:SpeechT5Engine", "mms": "audiosubnet.engines.mms:MmsEngine",
-    "bark": "audiosubnet.engines.bark:BarkEngine", "fake": "audiosubnet.engines.fake:FakeEngine",
-    "world": "audiosubnet.engines.world:WorldCloneEngine",
-    "speecht5-clone": "audiosubnet.engines.speecht5_clone:SpeechT5CloneEngine",
-    "pocket": "audiosubnet.engines.pocket:PocketCloneEngine",
-    "musicgen": "audiosubnet.engines.musicgen:MusicgenEngine",
-}
-
-
-def ensure_engine(name: str) -> None:
-    """Register a built-in engine that has no entry point (a checkout that is not pip-installed)."""
+def _resolve(ctx: BenchContext, spec: str, row: EngineResult) -> str:
+    """The model id to load: the spec itself, or a random-weight model built for it."""
     from audiosubnet.engines import registry
-    from audiosubnet.errors import DependencyError
 
-    if name in registry.engine_names() or name not in BUILTIN_ENGINES:
-        return
-    module, cls = BUILTIN_ENGINES[name].split(":")
+    name = spec.split(":", 1)[0].strip().lower()
+    if name == "hf":
+        name = registry.parse_model_id(spec)[0]
+    row.engine = name
+    if not (ctx.cfg.random_weights and name in RANDOM_ENGINES):
+        return registry.canonical_id(spec)
+    size = "tiny" if ctx.cfg.tiny else "full"
+    if name == "bark" and not ctx.cfg.tiny:
+        size = "full" if spec.split(":", 1)[-1].strip() == "suno/bark" else "small"
+    row.weights = f"random-{size}"
+    row.label = f"{spec} (random {size})"
+    key = f"{name}:{size}"
+    if key not in ctx.built:
+        t0 = time.perf_counter()
+        folder = build_random(name, size, ctx.workdir(), ctx.cfg.bark_tokens)
+        ctx.built[key] = (f"{name}:{folder}", size, time.perf_counter() - t0)
+        ctx.emit(f"built a {size} random-weight {name} in {ctx.built[key][2]:.1f} s")
+    row.build_s = ctx.built[key][2]
+    return ctx.built[key][0]
+
+
+def measure_engine(ctx: BenchContext, spec: str, dtype: str) -> None:
+    """Measure one engine spec in one dtype: appends its row to the result (never raises but for Ctrl-C)."""
+    from audiosubnet.engines.registry import EngineCache
+
+    row = EngineResult(spec=spec, label=spec, device=ctx.device, dtype=dtype)
+    ctx.result.engines.append(row)  # before measuring: an interrupted row still shows
     try:
-        registry.register(getattr(importlib.import_module(module), cls))
-    except ImportError as e:
-        raise DependencyError(getattr(e, "name", None) or str(e), "all", f"engine '{name}'") from e
-
-
-class EngineBench:
-    """The engine half of a bench run. The run (runner._Run) provides the state below and the methods
-    `_workdir()` (where random models are built), `references()` (clone references) and `_scorer_dtype()`."""
-
-    cfg: BenchConfig
-    device: str
-    batches: list[int]
-    emit: Callable[[str], None]
-    result: BenchResult
-    quality_scoring: Any
-    quality_error: str | None
-    _own_quality_cache: Any
-    _built: dict[str, tuple[str, str, float]]
-
-    # -- engines -----------------------------------------------------------------------------------
-    def _resolve(self, spec: str, row: EngineResult) -> str:
-        """The model id to load: the spec itself, or a random-weight model built for it."""
+        row.model_id = _resolve(ctx, spec, row)
+    except KeyboardInterrupt:
+        row.status = "interrupted"
+        raise
+    except Exception as e:
+        row.status, row.reason = ("unavailable" if _unavailable(e) else "error"), _short(e)
+        ctx.emit(f"{row.label}: {row.status}: {row.reason}")
+        return
+    device = ctx.device
+    with contextlib.suppress(Exception):
         from audiosubnet.engines import registry
 
-        name = spec.split(":", 1)[0].strip().lower()
-        ensure_engine(name)
-        if name == "hf":
-            name = registry.parse_model_id(spec)[0]
-            ensure_engine(name)
-        row.engine = name
-        if not (self.cfg.random_weights and name in RANDOM_ENGINES):
-            return registry.canonical_id(spec)
-        size = "tiny" if self.cfg.tiny else "full"
-        if name == "bark" and not self.cfg.tiny:
-            size = "full" if spec.split(":", 1)[-1].strip() == "suno/bark" else "small"
-        row.weights = f"random-{size}"
-        row.label = f"{spec} (random {size})"
-        key = f"{name}:{size}"
-        if key not in self._built:
-            t0 = time.perf_counter()
-            folder = build_random(name, size, self._workdir(), self.cfg.bark_tokens)
-            self._built[key] = (f"{name}:{folder}", size, time.perf_counter() - t0)
-            self.emit(f"built a {size} random-weight {name} in {self._built[key][2]:.1f} s")
-        row.build_s = self._built[key][2]
-        return self._built[key][0]
-
-    def _engine(self, spec: str, dtype: str) -> None:
-        from audiosubnet.engines.cache import ModelCache, set_cache
-
-        row = EngineResult(spec=spec, label=spec, device=self.device, dtype=dtype)
-        self.result.engines.append(row)  # before measuring: an interrupted row still shows
-        try:
-            row.model_id = self._resolve(spec, row)
-        except KeyboardInterrupt:
+        devices = registry.create(row.model_id).capabilities.devices
+        if _is_cuda(device) and not any(d.startswith("cuda") for d in devices):
+            device, row.device = "cpu", "cpu"
+            row.notes.append("runs on the CPU only")
+    cache = EngineCache(None, device, dtype)  # engines that lease helpers are given it too
+    try:
+        _engine_measure(ctx, row, cache, device, dtype)
+    except KeyboardInterrupt:
+        if not row.points:
             row.status = "interrupted"
-            raise
-        except Exception as e:
-            row.status, row.reason = ("unavailable" if _unavailable(e) else "error"), _short(e)
-            self.emit(f"{row.label}: {row.status}: {row.reason}")
-            return
-        device = self.device
-        with contextlib.suppress(Exception):
-            from audiosubnet.engines import registry
+        raise
+    except Exception as e:
+        if row.status == "ok" and not row.points:
+            row.status = "unavailable" if _unavailable(e) else "error"
+        row.reason = row.reason or _short(e)
+        ctx.emit(f"{row.label}: {row.status}: {row.reason}")
+    finally:
+        cache.clear()
+        _free(device)
 
-            devices = registry.create(row.model_id).capabilities.devices
-            if _is_cuda(device) and not any(d.startswith("cuda") for d in devices):
-                device, row.device = "cpu", "cpu"
-                row.notes.append("runs on the CPU only")
-        cache = ModelCache(None, device, dtype)
-        old = set_cache(cache)  # engines that lease helpers (world's base voice, x-vectors) use this cache too
-        try:
-            self._engine_measure(row, cache, device, dtype)
-        except KeyboardInterrupt:
-            if not row.points:
-                row.status = "interrupted"
-            raise
-        except Exception as e:
-            if row.status == "ok" and not row.points:
-                row.status = "unavailable" if _unavailable(e) else "error"
-            row.reason = row.reason or _short(e)
-            self.emit(f"{row.label}: {row.status}: {row.reason}")
-        finally:
-            set_cache(old)
-            cache.clear()
-            _free(device)
 
-    def _engine_measure(self, row: EngineResult, cache, device: str, dtype: str) -> None:
-        from audiosubnet.engines.base import SynthesisRequest
+def _engine_measure(ctx: BenchContext, row: EngineResult, cache, device: str, dtype: str) -> None:
+    from audiosubnet.engines.base import SynthesisRequest
 
-        gc.collect()
-        row.extra["baseline_mb"] = memory_now_mb(device)
+    gc.collect()
+    row.extra["baseline_mb"] = memory_now_mb(device)
+    t0 = time.perf_counter()
+    with cache.engine(row.model_id) as engine:
+        row.cold_load_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        with cache.engine(row.model_id) as engine:
-            row.cold_load_s = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            with cache.engine(row.model_id):
-                row.warm_load_s = time.perf_counter() - t0
-            caps = engine.capabilities
-            row.kind = "music" if caps.music else "clone" if caps.clone else "tts"
-            row.sample_rate, row.model_id = caps.sample_rate, engine.model_id
-            row.device, row.dtype = engine.device or device, engine.dtype or dtype
-            if any(o is not row and (o.spec, o.device, o.dtype) == (row.spec, row.device, row.dtype) and o.points
-                   for o in self.result.engines):  # runs in one dtype whatever is asked (CPU engines, pocket)
-                row.status, row.reason = "skipped", f"runs in {row.dtype} on {row.device} only: measured above"
-                return
-            with contextlib.suppress(Exception):
-                row.weights_mb = engine.memory_bytes() / 2**20
-            self.emit(f"{row.label} [{row.device}/{row.dtype}]: cold load {row.cold_load_s:.2f} s")
-            ref = self.references()[0] if caps.clone else None
-            texts, note = workload(row, engine, self.cfg)
-            if note:
-                row.notes.append(note)
-            first = FIRST_TEXT
-            t0 = time.perf_counter()
-            audio = engine.synthesize([music_request(first, 0, 1.0) if caps.music else SynthesisRequest(
-                first, reference=ref, reference_text=REF_TEXT if ref else None, seed=0)])[0]
-            _sync(row.device)
-            row.first_audio_s = time.perf_counter() - t0
-            if not texts:
-                texts = self._sized_texts(row, engine, first, audio, ref)
-            self._extras(row, engine, ref)
-            self.emit(f"{row.label}: first audio {row.first_audio_s:.2f} s")
-            skipped = []
-            for b in self.batches:
-                if b > 1 and not caps.batching:
-                    skipped.append(b)
-                    continue
-                row.points.append(self._point(row, engine, b, texts, ref))
-            if skipped:
-                row.notes.append(f"runs one request at a time: batch {', '.join(map(str, skipped))} not measured")
-            graphs = engine.cuda_graph_stats()
-            if graphs:
-                row.notes.append("CUDA graphs: " + ", ".join(
-                    f"{stage} {s.captured} shapes" + (f" (off: {s.failed})" if s.failed else "")
-                    for stage, s in graphs.items()))
-            peaks = [p.peak_mb for p in row.points if p.peak_mb]
-            row.peak_mb = max(peaks) if peaks else None
-            if row.points and all(p.error for p in row.points):
-                row.status, row.reason = "error", row.points[0].error
-            self._quality(row, engine)
+        with cache.engine(row.model_id):
+            row.warm_load_s = time.perf_counter() - t0
+        caps = engine.capabilities
+        row.kind = "music" if caps.music else "clone" if caps.clone else "tts"
+        row.sample_rate, row.model_id = caps.sample_rate, engine.model_id
+        row.device, row.dtype = engine.device or device, engine.dtype or dtype
+        if any(o is not row and (o.spec, o.device, o.dtype) == (row.spec, row.device, row.dtype) and o.points
+               for o in ctx.result.engines):  # runs in one dtype whatever is asked (CPU engines, pocket)
+            row.status, row.reason = "skipped", f"runs in {row.dtype} on {row.device} only: measured above"
+            return
+        with contextlib.suppress(Exception):
+            row.weights_mb = engine.memory_bytes() / 2**20
+        ctx.emit(f"{row.label} [{row.device}/{row.dtype}]: cold load {row.cold_load_s:.2f} s")
+        ref = ctx.references()[0] if caps.clone else None
+        texts, note = workload(row, engine, ctx.cfg)
+        if note:
+            row.notes.append(note)
+        first = FIRST_TEXT
+        t0 = time.perf_counter()
+        audio = engine.synthesize([music_request(first, 0, 1.0) if caps.music else SynthesisRequest(
+            first, reference=ref, reference_text=REF_TEXT if ref else None, seed=0)])[0]
+        _sync(row.device)
+        row.first_audio_s = time.perf_counter() - t0
+        if not texts:
+            texts = _sized_texts(ctx, row, engine, first, audio, ref)
+        _extras(row, engine, ref)
+        ctx.emit(f"{row.label}: first audio {row.first_audio_s:.2f} s")
+        skipped = []
+        for b in ctx.batches:
+            if b > 1 and not caps.batching:
+                skipped.append(b)
+                continue
+            row.points.append(_point(ctx, row, engine, b, texts, ref))
+        if skipped:
+            row.notes.append(f"runs one request at a time: batch {', '.join(map(str, skipped))} not measured")
+        graphs = engine.cuda_graph_stats()
+        if graphs:
+            row.notes.append("CUDA graphs: " + ", ".join(
+                f"{stage} {s.captured} shapes" + (f" (off: {s.failed})" if s.failed else "")
+                for stage, s in graphs.items()))
+        peaks = [p.peak_mb for p in row.points if p.peak_mb]
+        row.peak_mb = max(peaks) if peaks else None
+        if row.points and all(p.error for p in row.points):
+            row.status, row.reason = "error", row.points[0].error
+        _quality(ctx, row, engine)
 
-    def _sized_texts(self, row: EngineResult, engine, first: str, audio, ref) -> list[str]:
-        """Real weights: texts of about `duration` seconds for this voice, from the first call's characters
-        per second, refined once with one item of that size when that is cheap (under the budget)."""
-        from audiosubnet.engines.base import SynthesisRequest
 
-        limit = int(engine.capabilities.max_text_chars * 0.95)
-        want = self.cfg.duration * len(first) / max(0.05, audio.duration)
+def _sized_texts(ctx: BenchContext, row: EngineResult, engine, first: str, audio, ref) -> list[str]:
+    """Real weights: texts of about `duration` seconds for this voice, from the first call's characters
+    per second, refined once with one item of that size when that is cheap (under the budget)."""
+    from audiosubnet.engines.base import SynthesisRequest
+
+    limit = int(engine.capabilities.max_text_chars * 0.95)
+    want = ctx.cfg.duration * len(first) / max(0.05, audio.duration)
+    chars = min(int(want), limit)
+    if (row.first_audio_s or 0) * chars / len(first) < ctx.cfg.budget_s / 2:
+        probe = engine.synthesize([SynthesisRequest(sized_text(chars), reference=ref, seed=0,
+                                                    reference_text=REF_TEXT if ref is not None else None)])[0]
+        want = chars * ctx.cfg.duration / max(0.05, probe.duration)
         chars = min(int(want), limit)
-        if (row.first_audio_s or 0) * chars / len(first) < self.cfg.budget_s / 2:
-            probe = engine.synthesize([SynthesisRequest(sized_text(chars), reference=ref, seed=0,
-                                                        reference_text=REF_TEXT if ref is not None else None)])[0]
-            want = chars * self.cfg.duration / max(0.05, probe.duration)
-            chars = min(int(want), limit)
-        if chars < want - 1:
-            row.notes.append(f"texts capped at {chars} characters (the engine's limit)")
-        return [sized_text(chars, offset=i) for i in range(4)]
+    if chars < want - 1:
+        row.notes.append(f"texts capped at {chars} characters (the engine's limit)")
+    return [sized_text(chars, offset=i) for i in range(4)]
 
-    def _point(self, row: EngineResult, engine, b: int, texts: list[str], ref) -> Point:
-        from audiosubnet.engines.base import SynthesisRequest
 
-        reqs = [music_request(texts[i % len(texts)], i, self.cfg.duration) if row.kind == "music" else
-                SynthesisRequest(texts[i % len(texts)], seed=i, reference=ref,
-                                 reference_text=REF_TEXT if ref is not None else None) for i in range(b)]
-        knobs = [(o, o.forward_batch) for o in (engine, getattr(engine, "inner", None)) if hasattr(o, "forward_batch")]
-        p = Point(batch=b)
-        try:
-            for o, _ in knobs:  # the whole batch in one forward pass
-                o.forward_batch = b
-            with _Peak(row.device, row.extra.get("baseline_mb")) as peak:
-                times, audios, warmed = measure(lambda: engine.synthesize(reqs), row.device, self.cfg.budget_s,
-                                                self.cfg.min_reps, self.cfg.max_reps)
-            p.seconds, p.reps, p.warmed, p.peak_mb = statistics.median(times), len(times), warmed, peak.mb
-            p.audio_s = sum(a.duration for a in audios)
-            p.per_item_s = p.audio_s / b
-            p.rtf = p.seconds / max(1e-9, p.audio_s)
-            p.x_realtime = p.audio_s / max(1e-9, p.seconds)
-            old = OLD_SUBNET.get(f"{row.kind}_rtf")
-            p.vs_old_subnet = old / p.rtf if p.rtf and old else None
-            anchor = self._anchor(row.engine, b, row.dtype, row.weights, row.device)
-            if anchor:
-                p.anchor_x, p.pct_of_anchor = anchor, 100 * p.x_realtime / anchor
-                p.meets_target = p.x_realtime >= ANCHOR_TARGET * anchor
-            self.emit(f"{row.label} b{b}: RTF {p.rtf:.4f}, {p.x_realtime:.1f}x real time ({p.reps} reps)")
-        except KeyboardInterrupt:
-            raise
-        except Exception as e:
-            p.error = _short(e)
-            self.emit(f"{row.label} b{b}: failed: {p.error}")
-            _free(row.device)
-        finally:
-            for o, value in knobs:
-                o.forward_batch = value
-        return p
+def _point(ctx: BenchContext, row: EngineResult, engine, b: int, texts: list[str], ref) -> Point:
+    from audiosubnet.engines.base import SynthesisRequest
 
-    def _anchor(self, name: str, b: int, dtype: str, weights: str, device: str) -> float | None:
-        if not (self.cfg.anchors and weights == "random-full" and _is_cuda(device)):
-            return None
-        return ANCHORS.get((name, b, dtype))
+    reqs = [music_request(texts[i % len(texts)], i, ctx.cfg.duration) if row.kind == "music" else
+            SynthesisRequest(texts[i % len(texts)], seed=i, reference=ref,
+                             reference_text=REF_TEXT if ref is not None else None) for i in range(b)]
+    p = Point(batch=b)
+    try:
+        with engine.one_pass(b), _Peak(row.device, row.extra.get("baseline_mb")) as peak:  # the batch in one pass
+            times, audios, warmed = measure(lambda: engine.synthesize(reqs), row.device, ctx.cfg.budget_s,
+                                            ctx.cfg.min_reps, ctx.cfg.max_reps)
+        p.seconds, p.reps, p.warmed, p.peak_mb = statistics.median(times), len(times), warmed, peak.mb
+        p.audio_s = sum(a.duration for a in audios)
+        p.per_item_s = p.audio_s / b
+        p.rtf = p.seconds / max(1e-9, p.audio_s)
+        p.x_realtime = p.audio_s / max(1e-9, p.seconds)
+        old = OLD_SUBNET.get(f"{row.kind}_rtf")
+        p.vs_old_subnet = old / p.rtf if p.rtf and old else None
+        anchor = anchor_x(ctx.cfg, row.engine, b, row.dtype, row.weights, row.device)
+        if anchor:
+            p.anchor_x, p.pct_of_anchor = anchor, 100 * p.x_realtime / anchor
+            p.meets_target = p.x_realtime >= ANCHOR_TARGET * anchor
+        ctx.emit(f"{row.label} b{b}: RTF {p.rtf:.4f}, {p.x_realtime:.1f}x real time ({p.reps} reps)")
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:
+        p.error = _short(e)
+        ctx.emit(f"{row.label} b{b}: failed: {p.error}")
+        _free(row.device)
+    return p
 
-    def _extras(self, row: EngineResult, engine, ref) -> None:
-        """Engine-specific numbers: the time Pocket TTS takes to turn a reference into a voice state."""
-        if ref is not None and hasattr(engine, "_states") and hasattr(engine, "_state"):
-            with contextlib.suppress(Exception):
-                engine._states.clear()
-                t0 = time.perf_counter()
-                engine._state(ref)
-                _sync(row.device)
-                row.extra["voice_prompt_s"] = time.perf_counter() - t0
 
-    # -- quality -----------------------------------------------------------------------------------
-    def _quality(self, row: EngineResult, engine) -> None:
-        if not self.cfg.quality:
-            row.quality_note = "skipped (quality off)"
-            return
-        if row.weights != "real":
-            row.quality_note = "skipped: random weights (meaningless)"
-            return
-        if row.kind == "music":
-            row.quality_note = "skipped: music is scored by scoring/music.py against private references"
-            return
-        if self.quality_error:
-            row.quality_note = f"unavailable: {self.quality_error}"
-            return
-        from audiosubnet.engines.base import SynthesisRequest
-        from audiosubnet.scoring import ScoreItem
+def anchor_x(cfg: BenchConfig, name: str, b: int, dtype: str, weights: str, device: str) -> float | None:
+    """The kernel-level anchor (x real time) for a point, when the run asks for anchors and the point is one."""
+    if not (cfg.anchors and weights == "random-full" and _is_cuda(device)):
+        return None
+    return ANCHORS.get((name, b, dtype))
 
-        clone = row.kind == "clone"
-        refs = self.references() if clone else [None]
-        reqs = [SynthesisRequest(t, seed=i, reference=refs[i % len(refs)],
-                                 reference_text=REF_TEXT if clone else None) for i, t in enumerate(QUALITY_PROMPTS)]
-        try:
-            caps = engine.capabilities
-            step = max(1, caps.max_batch) if caps.batching else 1
-            audios = []
-            for i in range(0, len(reqs), step):
-                audios += engine.synthesize(reqs[i:i + step])
-        except KeyboardInterrupt:
-            raise
-        except Exception as e:
-            row.quality_note = f"failed to synthesize the prompts: {_short(e)}"
-            return
-        items = [ScoreItem(r.text, a, task="clone" if clone else "tts", reference=r.reference, uid=0, hotkey="bench",
-                           id=str(i)) for i, (r, a) in enumerate(zip(reqs, audios, strict=True))]
-        try:
-            scoring = self._quality_scoring()
-            results = scoring.score(items, remember=False)
-        except KeyboardInterrupt:
-            raise
-        except Exception as e:
-            self.quality_error = _short(e)
-            row.quality_note = f"unavailable: {self.quality_error}"
-            self.emit(f"quality scoring unavailable: {self.quality_error}")
-            return
-        row.quality = summarize_quality(results, getattr(scoring, "settings", None))
-        row.quality["scoring"] = getattr(scoring, "version", "")
-        self.emit(f"{row.label}: quality " + ", ".join(f"{k} {v:.3f}" for k, v in row.quality.items()
-                                                       if isinstance(v, float)))
 
-    def _quality_scoring(self):
-        if self.quality_scoring is None:
-            from audiosubnet.engines.cache import ModelCache
-            from audiosubnet.scoring import Scoring
+def _extras(row: EngineResult, engine, ref) -> None:
+    """Engine-specific numbers (`bench_extras`): e.g. the time Pocket TTS takes to turn a reference into a
+    voice state."""
+    with contextlib.suppress(Exception):
+        row.extra.update(engine.bench_extras(ref))
 
-            settings = self.cfg.score_settings or _user_score_settings()
-            self._own_quality_cache = ModelCache(None, self.device, self._scorer_dtype())
-            self.quality_scoring = Scoring(settings, cache=self._own_quality_cache)
-        return self.quality_scoring
+
+# -- quality -----------------------------------------------------------------------------------
+def _quality(ctx: BenchContext, row: EngineResult, engine) -> None:
+    if not ctx.cfg.quality:
+        row.quality_note = "skipped (quality off)"
+        return
+    if row.weights != "real":
+        row.quality_note = "skipped: random weights (meaningless)"
+        return
+    if row.kind == "music":
+        row.quality_note = "skipped: music is scored by scoring/music.py against private references"
+        return
+    if ctx.quality_error:
+        row.quality_note = f"unavailable: {ctx.quality_error}"
+        return
+    from audiosubnet.engines.base import SynthesisRequest
+    from audiosubnet.scoring import ScoreItem
+
+    clone = row.kind == "clone"
+    refs = ctx.references() if clone else [None]
+    reqs = [SynthesisRequest(t, seed=i, reference=refs[i % len(refs)],
+                             reference_text=REF_TEXT if clone else None) for i, t in enumerate(QUALITY_PROMPTS)]
+    try:
+        caps = engine.capabilities
+        step = max(1, caps.max_batch) if caps.batching else 1
+        audios = []
+        for i in range(0, len(reqs), step):
+            audios += engine.synthesize(reqs[i:i + step])
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:
+        row.quality_note = f"failed to synthesize the prompts: {_short(e)}"
+        return
+    items = [ScoreItem(r.text, a, task="clone" if clone else "tts", reference=r.reference, uid=0, hotkey="bench",
+                       id=str(i)) for i, (r, a) in enumerate(zip(reqs, audios, strict=True))]
+    try:
+        scoring = _quality_scoring(ctx, )
+        results = scoring.score(items, remember=False)
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:
+        ctx.quality_error = _short(e)
+        row.quality_note = f"unavailable: {ctx.quality_error}"
+        ctx.emit(f"quality scoring unavailable: {ctx.quality_error}")
+        return
+    row.quality = summarize_quality(results, getattr(scoring, "settings", None))
+    row.quality["scoring"] = getattr(scoring, "version", "")
+    ctx.emit(f"{row.label}: quality " + ", ".join(f"{k} {v:.3f}" for k, v in row.quality.items()
+                                                   if isinstance(v, float)))
+
+
+def _quality_scoring(ctx: BenchContext):
+    if ctx.quality_scoring is None:
+        from audiosubnet.engines.registry import EngineCache
+        from audiosubnet.scoring import Scoring
+
+        settings = ctx.score_settings
+        ctx.quality_cache = EngineCache(None, ctx.device, ctx.scorer_dtype())
+        ctx.quality_scoring = Scoring(settings, cache=ctx.quality_cache)
+    return ctx.quality_scoring
 
 
 def summarize_quality(results: Sequence[Any], settings: Any = None) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """The measuring primitives of `asn bench`: timing (`measure`: warmed up, CUDA synchronised, repeated within a
 budget), memory (`memory_now_mb`, `_Peak` above a baseline), the environment that makes two runs comparable,
-and how an exception becomes a row's status and reason (`_short`, `_unavailable`)."""
+how an exception becomes a row's status and reason (`_short`, `_unavailable`), and one timed point of a scorer
+row (`score_point`)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,16 @@ import gc
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from audiosubnet.bench.results import BenchConfig, Point, ScorerResult
+from audiosubnet.bench.workloads import ANCHOR_TARGET, ANCHORS
 
 
 def _short(e: BaseException) -> str:
@@ -211,3 +216,33 @@ def _git() -> dict[str, Any]:
         return {"git_commit": commit.stdout.strip() or None, "git_dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
         return {"git_commit": None}
+
+
+def score_point(cfg: BenchConfig, emit: Callable[[str], None], row: ScorerResult, fn: Callable[[], Any], b: int,
+                items: Sequence[Any], baseline_mb: float | None) -> Point:
+    """One batch size of a scorer row: `fn()` scores the first `b` of `items` (anything with an `audio`)."""
+    p = Point(batch=b)
+    try:
+        with _Peak(row.device, baseline_mb) as peak:
+            times, _, warmed = measure(fn, row.device, cfg.budget_s, cfg.min_reps, cfg.max_reps)
+        p.seconds, p.reps, p.warmed, p.peak_mb = statistics.median(times), len(times), warmed, peak.mb
+        p.audio_s = sum(it.audio.duration for it in items[:b])
+        p.per_item_s = p.audio_s / b
+        p.clips_per_s = b / max(1e-9, p.seconds)
+        p.x_realtime = p.audio_s / max(1e-9, p.seconds)
+        p.rtf = p.seconds / max(1e-9, p.audio_s)
+        anchor = None
+        if (cfg.anchors and row.weights == "random-full" and _is_cuda(row.device) and row.name == "asr"
+                and abs(cfg.duration - 30) < 0.5 and cfg.new_tokens == 100):
+            anchor = ANCHORS.get(("asr", b, row.dtype))
+        if anchor:
+            p.anchor_x, p.pct_of_anchor = anchor, 100 * p.x_realtime / anchor
+            p.meets_target = p.x_realtime >= ANCHOR_TARGET * anchor
+        emit(f"scorer {row.name} b{b}: {p.clips_per_s:.2f} clips/s, {p.x_realtime:.1f}x real time ({p.reps} reps)")
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:
+        p.error = _short(e)
+        emit(f"scorer {row.name} b{b}: failed: {p.error}")
+        _free(row.device)
+    return p

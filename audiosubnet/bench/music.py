@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
-from audiosubnet.bench.measuring import _short, _unavailable, memory_now_mb
+from audiosubnet.bench.context import BenchContext
+from audiosubnet.bench.measuring import _short, _unavailable, memory_now_mb, score_point
 from audiosubnet.bench.results import ScorerResult
 
 
@@ -46,46 +46,46 @@ def random_clap(workdir: Path, tiny: bool) -> Path:
     return path
 
 
-def music_scorer_row(run: Any, dtype: str, weights: str) -> ScorerResult:
-    """Measure the music scoring of `run` (a runner._Run) and return its row."""
+def music_scorer_row(ctx: BenchContext, dtype: str, weights: str) -> ScorerResult:
+    """Measure the music scoring of the run and return its row."""
     from audiosubnet.audio import encode, write_atomic
-    from audiosubnet.engines.cache import ModelCache
+    from audiosubnet.engines.registry import EngineCache
     from audiosubnet.scoring.music import DEFAULT_CLAP, MusicItem, MusicScoring, MusicScoringConfig
 
-    secs = min(float(run.cfg.duration), 30.0)
-    row = ScorerResult("music", device=run.device, dtype="float32", weights=weights, clip_s=secs)
+    secs = min(float(ctx.cfg.duration), 30.0)
+    row = ScorerResult("music", device=ctx.device, dtype="float32", weights=weights, clip_s=secs)
     try:
         t0 = time.perf_counter()
-        clap = str(random_clap(run._workdir(), run.cfg.tiny)) if run.cfg.random_weights else DEFAULT_CLAP
-        if run.cfg.random_weights:
+        clap = str(random_clap(ctx.workdir(), ctx.cfg.tiny)) if ctx.cfg.random_weights else DEFAULT_CLAP
+        if ctx.cfg.random_weights:
             row.notes.append(f"random-weight CLAP built in {time.perf_counter() - t0:.1f} s")
-        refs = run._workdir() / "music-references"
+        refs = ctx.workdir() / "music-references"
         refs.mkdir(parents=True, exist_ok=True)
         for i in range(8):
             write_atomic(refs / f"ref{i}.wav", encode(melody(1000 + i, secs), "wav"))
-        cache = ModelCache(None, run.device, "float32")
+        cache = EngineCache(None, ctx.device, "float32")
         scoring = MusicScoring(MusicScoringConfig(clap_model=clap, reference_dir=str(refs), min_window=2), cache)
         t0 = time.perf_counter()
         scoring.ensure_ready()
         row.load_s = time.perf_counter() - t0
-        row.model = clap if not run.cfg.random_weights else f"random CLAP ({'tiny' if run.cfg.tiny else 'full'})"
+        row.model = clap if not ctx.cfg.random_weights else f"random CLAP ({'tiny' if ctx.cfg.tiny else 'full'})"
         items = [MusicItem("calm lo-fi beat with soft piano", melody(i, secs), secs, hotkey=f"bench{i}", uid=i)
-                 for i in range(max(run.batches))]
-        for b in run.batches:
+                 for i in range(max(ctx.batches))]
+        for b in ctx.batches:
             scoring.score(items[:b])  # each miner's window holds an answer: quality is computed, not neutral
-            row.points.append(run._score_point(row, lambda b=b: scoring.score(items[:b]), b,
-                                               [_Clip(it.audio) for it in items], memory_now_mb(run.device)))
+            row.points.append(score_point(ctx.cfg, ctx.emit, row, lambda b=b: scoring.score(items[:b]), b,
+                                          [_Clip(it.audio) for it in items], memory_now_mb(ctx.device)))
         row.notes.append("synthetic melodies; sanity + fingerprints + CLAP + relevance + KID window per call")
     except KeyboardInterrupt:
         raise
     except Exception as e:
         row.status, row.reason = ("unavailable" if _unavailable(e) else "error"), _short(e)
-        run.emit(f"scorer music: {row.status}: {row.reason}")
+        ctx.emit(f"scorer music: {row.status}: {row.reason}")
     return row
 
 
 class _Clip:
-    """What `_score_point` reads of an item: its audio."""
+    """What `score_point` reads of an item: its audio."""
 
     def __init__(self, audio):
         self.audio = audio

@@ -15,7 +15,7 @@ from typing import Any
 
 
 def _torch_dtype(device: str, dtype: str):
-    from audiosubnet.scoring._runtime import torch_device_dtype
+    from audiosubnet.runtime.frameworks import torch_device_dtype
 
     return torch_device_dtype(device, dtype)
 

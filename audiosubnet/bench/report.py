@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from audiosubnet.bench.runner import BenchResult
+from audiosubnet.bench.results import BenchResult
 
 ENGINE_COLUMNS = ("label", "model_id", "kind", "weights", "device", "dtype", "batch", "status", "reason", "seconds",
                   "audio_s", "per_item_s", "rtf", "x_realtime", "reps", "peak_mb", "cold_load_s", "warm_load_s",

@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from audiosubnet.bench.results import EngineResult
-    from audiosubnet.bench.runner import BenchConfig
+    from audiosubnet.bench.results import BenchConfig, EngineResult
 
 OFFLINE_ENGINES = ("piper", "espeak", "world")
 RANDOM_ENGINES = ("mms", "speecht5", "bark", "speecht5-clone", "pocket", "musicgen")

@@ -36,8 +36,8 @@ def gen(
     """
     from audiosubnet import audio as audiolib
     from audiosubnet.config import load_settings
-    from audiosubnet.engines.cache import configure_cache
     from audiosubnet.engines.music import MusicRequest, music_engine_check
+    from audiosubnet.engines.registry import configure_cache
     from audiosubnet.errors import UsageError
     from audiosubnet.jobs.music_batch import DEFAULT_MUSIC_MODEL
 
@@ -87,7 +87,7 @@ def batch(
     """
     from audiosubnet.commands.tts import _Progress
     from audiosubnet.config import load_settings
-    from audiosubnet.engines.cache import configure_cache
+    from audiosubnet.engines.registry import configure_cache
     from audiosubnet.errors import UsageError
     from audiosubnet.jobs.batch import BatchInterrupted, BatchStopped
     from audiosubnet.jobs.music_batch import DEFAULT_MUSIC_MODEL, MusicBatchOptions, run_music_batch

@@ -49,7 +49,7 @@ def score(
     Exit status: 0 when scored, 2 for bad input (missing file, undecodable audio, no manifest).
     """
     from audiosubnet.config import load_settings
-    from audiosubnet.engines.cache import configure_cache
+    from audiosubnet.engines.registry import configure_cache
     from audiosubnet.errors import UsageError
     from audiosubnet.scoring import Scoring
     from audiosubnet.scoring.files import score_file, score_folder

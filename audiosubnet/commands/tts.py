@@ -132,7 +132,7 @@ def say(
     from audiosubnet.engines import longform, registry
     from audiosubnet.engines import text as textlib
     from audiosubnet.engines.base import SynthesisRequest
-    from audiosubnet.engines.cache import configure_cache
+    from audiosubnet.engines.registry import configure_cache
     from audiosubnet.errors import InputError, ModelNotDownloadedError, UsageError
 
     to_stdout = out == "-"

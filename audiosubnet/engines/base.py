@@ -1,8 +1,9 @@
 """The SpeechEngine contract.
 
 An engine turns a batch of `SynthesisRequest`s into a list of `Audio`, one per request, in order.
-Constructing one is cheap and safe (no weights are read); `setup(device, dtype)` loads;
-`unload()` frees. The ModelCache decides when `setup` and `unload` run.
+An engine is Loadable (runtime/loadable.py): constructing one is cheap and safe (no weights are
+read); `setup(device, dtype)` loads; `unload()` frees. The ModelCache decides when `setup` and
+`unload` run.
 
 Third-party engines subclass `SpeechEngine` and register under the entry-point group
 `audiosubnet.engines` (see `registry.py`), exactly as the built-ins do.
@@ -11,14 +12,16 @@ Third-party engines subclass `SpeechEngine` and register under the entry-point g
 from __future__ import annotations
 
 import random
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 from audiosubnet.audio import Audio
 from audiosubnet.engines import text
 from audiosubnet.errors import InputError
+from audiosubnet.runtime.loadable import Loadable
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,7 @@ class ModelStatus:
     extra: dict = field(default_factory=dict)
 
 
-class SpeechEngine(ABC):
+class SpeechEngine(Loadable):
     #: registry name, the part before ':' in a model id
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
@@ -85,12 +88,15 @@ class SpeechEngine(ABC):
     license: ClassVar[str] = ""
     #: an engine for tests and benchmarks only: usable by id, never listed to users
     test_only: ClassVar[bool] = False
+    #: leases other models (a base voice, an encoder): `__init__(model, *, cache)` is given the ModelCache
+    uses_cache: ClassVar[bool] = False
+    #: requests per forward pass, for engines that split a batch into passes (set per device in `setup`);
+    #: 0: the engine has no such knob
+    forward_batch: int = 0
 
     def __init__(self, model: str | None = None):
+        super().__init__()
         self.model = model or self.default_model
-        self.device = "cpu"
-        self.dtype = "float32"
-        self.loaded = False
 
     # ---- identity ------------------------------------------------------------------------
     @property
@@ -107,27 +113,30 @@ class SpeechEngine(ABC):
         """Declared capabilities. May read small metadata files, never weights."""
 
     @abstractmethod
-    def setup(self, device: str = "cpu", dtype: str = "float32") -> None:
-        """Load weights onto `device` in `dtype`. Called once by the ModelCache."""
-
-    @abstractmethod
     def _synthesize(self, requests: Sequence[SynthesisRequest]) -> list[Audio]:
         """Engine-specific synthesis of already-checked requests."""
 
-    def unload(self) -> None:
-        """Drop references to weights. The cache empties the CUDA allocator afterwards."""
-        self.loaded = False
-
-    def memory_bytes(self) -> int:
-        """Bytes the loaded model holds (device memory on CUDA, RAM on CPU)."""
-        return self.estimate_bytes()
-
-    def estimate_bytes(self) -> int:
-        """Bytes the model will hold once loaded; known before loading (size on disk or config)."""
-        return 64 * 2**20
-
     def cuda_graph_stats(self) -> dict:
         """{stage: cuda_graphs.GraphStats} for an engine that replays CUDA graphs; {} for the others."""
+        return {}
+
+    # ---- benchmark hooks -----------------------------------------------------------------
+    @contextmanager
+    def one_pass(self, size: int) -> Iterator[None]:
+        """While inside, a batch of up to `size` requests runs in one forward pass (engines with a
+        `forward_batch` knob; the others are unchanged). The benchmark measures batches this way."""
+        old = self.forward_batch
+        if old:
+            self.forward_batch = size
+        try:
+            yield
+        finally:
+            if old:
+                self.forward_batch = old
+
+    def bench_extras(self, reference: Audio | None) -> dict[str, float]:
+        """Engine-specific numbers for the benchmark (e.g. the seconds to turn a reference into a voice
+        state); may use the loaded model. {} for most engines."""
         return {}
 
     # ---- shared behaviour ----------------------------------------------------------------

@@ -23,13 +23,12 @@ from typing import ClassVar
 
 import numpy as np
 
-from audiosubnet.engines import hub
 from audiosubnet.engines.base import Capabilities, ModelStatus, SpeechEngine
 from audiosubnet.errors import DependencyError, EngineError, ModelNotDownloadedError
+from audiosubnet.runtime import hub
 
 log = logging.getLogger(__name__)
 
-_WEIGHT_SUFFIXES = (".safetensors", ".bin")
 _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
                 "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
 
@@ -176,17 +175,13 @@ def safetensors_numel(path: Path) -> tuple[int, int]:
 
 def weights_numel(folder: Path) -> int | None:
     """Parameter count of the weights in a model folder (safetensors header, else .bin size / 4)."""
-    files = [p for p in folder.rglob("*") if p.suffix in _WEIGHT_SUFFIXES and p.is_file()]
+    files = [p for p in folder.rglob("*") if p.suffix in hub.WEIGHT_SUFFIXES and p.is_file()]
     st = [p for p in files if p.suffix == ".safetensors"]
     if st:
         return sum(safetensors_numel(p)[0] for p in st)
     if files:
         return sum(p.stat().st_size for p in files) // 4
     return None
-
-
-def has_weights(folder: Path) -> bool:
-    return any(p.suffix in _WEIGHT_SUFFIXES for p in folder.iterdir() if p.is_file())
 
 
 class HFSpeechEngine(SpeechEngine):
@@ -241,11 +236,11 @@ class HFSpeechEngine(SpeechEngine):
     def local(self, repo: str, *, download: bool) -> Path:
         """A local folder for `repo`: the folder itself, the HF cache, or a download."""
         folder = hub.resolve(repo, model_id=self.model_id, allow_patterns=self.allow_patterns, download=download)
-        if folder.is_dir() and not has_weights(folder) and not hub.is_local(repo):
+        if folder.is_dir() and not hub.has_weights(folder) and not hub.is_local(repo):
             if not download or hub.offline():
                 raise ModelNotDownloadedError(self.model_id, f"no weights for {repo} in the cache")
             folder = hub.pull(repo, model_id=self.model_id, allow_patterns=(*self.allow_patterns, "*.bin"))
-        if folder.is_dir() and not has_weights(folder):
+        if folder.is_dir() and not hub.has_weights(folder):
             raise ModelNotDownloadedError(self.model_id, f"no model weights in {folder}")
         return folder
 
@@ -289,7 +284,7 @@ class HFSpeechEngine(SpeechEngine):
             import transformers  # noqa: F401
         except ImportError as e:
             raise DependencyError(getattr(e, "name", None) or "transformers", "hf", f"the {self.name} engine") from e
-        from audiosubnet.engines.device import set_cpu_threads, torch_dtype
+        from audiosubnet.runtime.device import set_cpu_threads, torch_dtype
 
         if device.startswith("cuda"):
             import torch

@@ -96,11 +96,10 @@ rebuild_error = errors.from_wire  # the typed error of the child, as the parent 
 # ---- the child ----------------------------------------------------------------------------------------
 class _Child:
     def __init__(self, sock: socket.socket, device: str, dtype: str, budget: Any, threads: int):
-        from audiosubnet.engines.cache import build_cache, set_cache
+        from audiosubnet.engines.registry import build_cache
 
         self.sock = sock
-        self.cache = build_cache(device, dtype, budget)
-        set_cache(self.cache)  # engines that lease others (world -> its base voice) use this one
+        self.cache = build_cache(device, dtype, budget)  # engines that lease others are given this one
         self.send_lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="asn-engine")
         self.cancelled: set[int] = set()  # `iter` calls whose caller stopped listening

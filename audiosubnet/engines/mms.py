@@ -30,7 +30,6 @@ import numpy as np
 
 from audiosubnet.audio import Audio
 from audiosubnet.engines.base import Capabilities, SynthesisRequest, request_seed
-from audiosubnet.engines.cuda_graphs import GraphCache
 from audiosubnet.engines.hf import (
     HFSpeechEngine,
     batch_bucket,
@@ -43,6 +42,7 @@ from audiosubnet.engines.hf import (
     strip_weight_norm,
 )
 from audiosubnet.errors import DependencyError, EngineError, InputError
+from audiosubnet.runtime.cuda_graphs import GraphCache
 
 log = logging.getLogger(__name__)
 

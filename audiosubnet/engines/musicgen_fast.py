@@ -56,7 +56,7 @@ class FastMusicgen:
         p = next(self.dec.parameters())
         self.device, self.dtype = p.device, p.dtype
         if graph is None:  # ASN_CUDA_GRAPHS=0 runs the same steps eagerly
-            from audiosubnet.engines.cuda_graphs import graphs_enabled
+            from audiosubnet.runtime.cuda_graphs import graphs_enabled
 
             graph = self.device.type == "cuda" and graphs_enabled()
         self.graph_on = graph

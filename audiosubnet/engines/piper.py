@@ -175,7 +175,7 @@ class PiperEngine(SpeechEngine):
         except Exception:
             if not download:
                 raise ModelNotDownloadedError(self.model_id, "not in the Hugging Face cache") from None
-        from audiosubnet.engines import hub
+        from audiosubnet.runtime import hub
 
         if hub.offline():
             raise ModelNotDownloadedError(self.model_id, hub.offline_detail())

@@ -35,9 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from audiosubnet.audio import Audio
-from audiosubnet.engines import hub
 from audiosubnet.engines.base import Capabilities, ModelStatus, SpeechEngine, SynthesisRequest
 from audiosubnet.errors import DependencyError, EngineError, InputError, ModelNotDownloadedError
+from audiosubnet.runtime import hub
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +220,7 @@ class PocketCloneEngine(SpeechEngine):
         _require()
         from pocket_tts import TTSModel
 
-        from audiosubnet.engines.device import set_cpu_threads
+        from audiosubnet.runtime.device import set_cpu_threads
 
         config = self.resolved_config(download=True)
         with self._lock:
@@ -248,6 +248,22 @@ class PocketCloneEngine(SpeechEngine):
         if self._tts is None:
             return self.estimate_bytes()
         return int(sum(p.numel() * p.element_size() for p in self._tts.parameters())) + 32 * 2**20
+
+    def bench_extras(self, reference: Audio | None) -> dict[str, float]:
+        """`voice_prompt_s`: the seconds to turn `reference` into a voice state (not cached)."""
+        if reference is None or self._tts is None:
+            return {}
+        import time
+
+        import torch
+
+        with self._lock:
+            self._states.clear()
+            t0 = time.perf_counter()
+            self._state(reference)
+            if self.device.startswith("cuda"):
+                torch.cuda.synchronize(self.device)
+            return {"voice_prompt_s": time.perf_counter() - t0}
 
     def warmup(self) -> None:
         t = np.arange(24000, dtype=np.float32) / 24000

@@ -9,6 +9,10 @@ the same path a third-party package uses:
 `register()` adds a class at run time (tests, notebooks). Entry points are listed without
 importing their modules; a module is imported the first time its engine is asked for.
 
+`EngineCache` is the ModelCache that also leases engines by model id (`with cache.engine("piper") as e:`);
+an engine that leases other models (`uses_cache = True`: world's base voice, speecht5-clone's x-vector
+encoder) is given the cache it is leased from in its constructor.
+
 Model ids: `engine:model` (`piper:en_US-joe-medium`, `mms:facebook/mms-tts-fra`),
 `hf:<repo or folder>` (the engine is chosen by repo prefix or the folder's config.json),
 or a bare engine name (its default model). `auto` is the offline default.
@@ -19,27 +23,27 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import threading
-from importlib.metadata import entry_points
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from audiosubnet.engines.base import SpeechEngine
 from audiosubnet.errors import DependencyError, UnknownEngineError, UnknownModelError
+from audiosubnet.runtime import cache as runtime_cache
+from audiosubnet.runtime.cache import ModelCache
+from audiosubnet.runtime.plugins import PluginRegistry
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "audiosubnet.engines"
 
-_lock = threading.Lock()
-_registered: dict[str, type[SpeechEngine]] = {}
-_entry_points: dict[str, object] | None = None
+
+def _unknown(name: str, known: list[str]) -> Exception:  # the engines users are shown, not test-only ones
+    return UnknownEngineError(f"unknown engine '{name}'",
+                              hint=f"Registered engines: {', '.join(listed_engine_names())}.")
 
 
-def _eps() -> dict[str, object]:
-    global _entry_points
-    if _entry_points is None:
-        _entry_points = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-    return _entry_points
+_registry: PluginRegistry[SpeechEngine] = PluginRegistry(ENTRY_POINT_GROUP, "engine", _unknown)
 
 
 def reload_entry_points() -> None:
@@ -50,21 +54,15 @@ def reload_entry_points() -> None:
 
 def register(cls: type[SpeechEngine], name: str | None = None) -> type[SpeechEngine]:
     """Register an engine class (usable as a decorator). A later registration wins."""
-    key = name or cls.name
-    if not key:
-        raise ValueError(f"{cls.__name__} has no name")
-    with _lock:
-        _registered[key] = cls
-    return cls
+    return _registry.register(cls, name)
 
 
 def unregister(name: str) -> None:
-    with _lock:
-        _registered.pop(name, None)
+    _registry.unregister(name)
 
 
 def engine_names() -> list[str]:
-    return sorted(set(_eps()) | set(_registered))
+    return _registry.names()
 
 
 def listed_engine_names() -> list[str]:
@@ -81,22 +79,7 @@ def listed_engine_names() -> list[str]:
 
 
 def get_engine_class(name: str) -> type[SpeechEngine]:
-    with _lock:
-        if name in _registered:
-            return _registered[name]
-    ep = _eps().get(name)
-    if ep is None:
-        raise UnknownEngineError(
-            f"unknown engine '{name}'", hint=f"Registered engines: {', '.join(listed_engine_names())}."
-        )
-    try:
-        cls = ep.load()  # type: ignore[attr-defined]
-    except ImportError as e:
-        missing = getattr(e, "name", None) or str(e)
-        raise DependencyError(missing, "all", f"engine '{name}'") from e
-    with _lock:
-        _registered.setdefault(name, cls)
-        return _registered[name]
+    return _registry.get(name)
 
 
 def _engine_for_hf(repo: str) -> str:
@@ -160,10 +143,37 @@ def canonical_id(model_id: str) -> str:
     return f"{engine}:{model}"
 
 
-def create(model_id: str) -> SpeechEngine:
-    """A new, not yet loaded engine for `model_id`."""
+def create(model_id: str, cache: ModelCache | None = None) -> SpeechEngine:
+    """A new, not yet loaded engine for `model_id`. An engine class with `uses_cache` is given `cache`
+    (the one it will lease its helper models from)."""
     engine, model = parse_model_id(model_id)
-    return get_engine_class(engine)(model)
+    cls = get_engine_class(engine)
+    if cls.uses_cache:
+        return cls(model, cache=cache)  # type: ignore[call-arg]  # uses_cache engines take a cache
+    return cls(model)
+
+
+class EngineCache(ModelCache):
+    """A ModelCache that also leases speech engines by model id."""
+
+    @contextmanager
+    def engine(self, model_id: str, *, device: str | None = None, dtype: str | None = None
+               ) -> Iterator[SpeechEngine]:
+        """Lease a speech engine by model id (`piper:en_US-joe-medium`, `auto`, `hf:...`)."""
+        canonical = canonical_id(model_id)
+        dev, dt = device or self.device, dtype or self.dtype
+        with self.lease(self.key(canonical, dev, dt), lambda: create(canonical, self), device=dev, dtype=dt) as e:
+            yield e
+
+
+def build_cache(device: str = "auto", dtype: str = "auto", budget: str | int | None = "auto") -> EngineCache:
+    """An EngineCache for a device/dtype/budget (see runtime.cache.build_cache)."""
+    return runtime_cache.build_cache(device, dtype, budget, EngineCache)
+
+
+def configure_cache(device: str = "auto", dtype: str = "auto", budget: str | int | None = "auto") -> EngineCache:
+    """The EngineCache of a command's process (see runtime.cache.configure_cache)."""
+    return runtime_cache.configure_cache(device, dtype, budget, EngineCache)
 
 
 def default_model_id() -> str:

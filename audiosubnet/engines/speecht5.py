@@ -34,7 +34,6 @@ from typing import ClassVar
 import numpy as np
 
 from audiosubnet.audio import Audio
-from audiosubnet.engines import hub
 from audiosubnet.engines.base import Capabilities, SynthesisRequest, request_seed
 from audiosubnet.engines.hf import (
     HFSpeechEngine,
@@ -44,6 +43,7 @@ from audiosubnet.engines.hf import (
     strip_weight_norm,
 )
 from audiosubnet.errors import EngineError, InputError
+from audiosubnet.runtime import hub
 
 log = logging.getLogger(__name__)
 

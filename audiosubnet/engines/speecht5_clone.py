@@ -1,10 +1,10 @@
 """SpeechT5 voice cloning: the `speecht5` engine speaking with an x-vector taken from the reference.
 
 SpeechT5 is conditioned on a 512-dim speaker x-vector; this engine computes one from each
-request's reference audio with a transformers x-vector model (`AutoModelForAudioXVector`), leased
-from the shared ModelCache through the scoring package's encoder (so a validator that scores
-speaker similarity with the same model holds its weights once), and hands it to the wrapped
-`speecht5` engine. Requests without a reference fall back to the engine's preset voices.
+request's reference audio with a transformers x-vector model (`AutoModelForAudioXVector`, the
+runtime's `XVectorEncoder`, which the speaker-similarity scorer uses too), leased from the ModelCache
+the engine is given, and hands it to the wrapped `speecht5` engine. Requests without a reference fall
+back to the engine's preset voices.
 
 Model ids: `speecht5-clone` (= `speecht5-clone:microsoft/speecht5_tts`), `speecht5-clone:<folder>`,
 `speecht5-clone:MODEL+VOCODER` (as for `speecht5`). The x-vector encoder is, in order: an `xvector/`
@@ -24,16 +24,19 @@ import hashlib
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from audiosubnet.audio import Audio
-from audiosubnet.engines import hub
 from audiosubnet.engines.base import Capabilities, ModelStatus, SpeechEngine, SynthesisRequest
 from audiosubnet.engines.speecht5 import SpeechT5Engine
 from audiosubnet.errors import EngineError, InputError
+from audiosubnet.runtime import hub, speaker_embedding
+from audiosubnet.runtime.cache import ModelCache
+from audiosubnet.runtime.frameworks import hf_folder
 
 DEFAULT_XVECTOR = "microsoft/wavlm-base-plus-sv"
 MAX_REFERENCE_S = 30.0
@@ -44,9 +47,11 @@ class SpeechT5CloneEngine(SpeechEngine):
     description = "SpeechT5 + HiFi-GAN speaking with an x-vector computed from the reference (transformers)"
     default_model = SpeechT5Engine.default_model
     license = "transformers Apache-2.0; SpeechT5/HiFi-GAN weights MIT; WavLM-base-plus-sv MIT"
+    uses_cache = True  # the x-vector encoder is its own cache entry
 
-    def __init__(self, model: str | None = None):
+    def __init__(self, model: str | None = None, *, cache: ModelCache | None = None):
         super().__init__(model)
+        self.cache = cache
         self.inner = SpeechT5Engine(self.model)
         self._xvectors: OrderedDict[str, np.ndarray] = OrderedDict()
 
@@ -83,9 +88,10 @@ class SpeechT5CloneEngine(SpeechEngine):
 
     def setup(self, device: str = "cpu", dtype: str = "float32") -> None:
         self.inner.setup(device, dtype)
+        if self.cache is None:
+            raise EngineError(f"{self.model_id} leases its x-vector encoder from a ModelCache; "
+                              "lease the engine from one (cache.engine(...))")
         # fail at load time, not on the first request, when the encoder is missing
-        from audiosubnet.scoring._runtime import hf_folder
-
         hf_folder(self.xvector_repo(), what="speecht5-clone's x-vector encoder")
         self.device, self.dtype, self.loaded = self.inner.device, self.inner.dtype, True
 
@@ -94,20 +100,21 @@ class SpeechT5CloneEngine(SpeechEngine):
         self._xvectors.clear()
         super().unload()
 
+    def one_pass(self, size: int) -> AbstractContextManager[None]:
+        return self.inner.one_pass(size)  # the wrapped speecht5 engine splits batches into passes
+
     def warmup(self) -> None:
         self.inner.warmup()
 
     # ---- x-vectors -----------------------------------------------------------------------------
     def xvectors(self, references: Sequence[Audio]) -> list[np.ndarray]:
         """One x-vector per reference (L2-normalised), computed in one batch, cached by content."""
-        from audiosubnet.engines.cache import get_cache
-        from audiosubnet.scoring import speaker
-
+        assert self.cache is not None  # setup() checked it
         keys = [_key(a) for a in references]
         todo = {k: a for k, a in zip(keys, references, strict=True) if k not in self._xvectors}
         if todo:
             clips = [Audio(a.samples[: int(MAX_REFERENCE_S * a.sample_rate)], a.sample_rate) for a in todo.values()]
-            with speaker.lease(get_cache(), model=f"hf:{self.xvector_repo()}") as enc:
+            with speaker_embedding.lease(self.cache, self.xvector_repo()) as enc:
                 emb = enc.embed(clips)
             dim = int(self.inner._model.config.speaker_embedding_dim)
             if emb.shape[1] != dim:

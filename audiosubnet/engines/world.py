@@ -40,12 +40,16 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from audiosubnet.audio import Audio
 from audiosubnet.engines.base import Capabilities, ModelStatus, SpeechEngine, SynthesisRequest
-from audiosubnet.errors import DependencyError, InputError
+from audiosubnet.errors import DependencyError, EngineError, InputError
+
+if TYPE_CHECKING:
+    from audiosubnet.engines.registry import EngineCache
 
 log = logging.getLogger(__name__)
 
@@ -303,9 +307,11 @@ class WorldCloneEngine(SpeechEngine):
     description = "offline voice-cloning fallback: the offline voice converted with WORLD (LOW quality)"
     default_model = "auto"
     license = "pyworld MIT (WORLD modified-BSD); base voice per its engine"
+    uses_cache = True  # the base voice is its own cache entry
 
-    def __init__(self, model: str | None = None):
+    def __init__(self, model: str | None = None, *, cache: EngineCache | None = None):
         super().__init__(model)
+        self.cache = cache
         self._refs: OrderedDict[str, VoiceStats] = OrderedDict()
         self._refs_lock = threading.Lock()
 
@@ -343,6 +349,9 @@ class WorldCloneEngine(SpeechEngine):
         return 16 * 2**20  # analysis buffers; the base voice is its own cache entry
 
     def setup(self, device: str = "cpu", dtype: str = "float32") -> None:
+        if self.cache is None:
+            raise EngineError(f"{self.model_id} leases its base voice from a ModelCache; "
+                              "lease the engine from one (cache.engine(...))")
         load_pyworld()
         self.device, self.dtype, self.loaded = "cpu", "float32", True
 
@@ -379,10 +388,9 @@ class WorldCloneEngine(SpeechEngine):
         return stats
 
     def _synthesize(self, requests: Sequence[SynthesisRequest]) -> list[Audio]:
-        from audiosubnet.engines.cache import get_cache
-
+        assert self.cache is not None  # setup() checked it
         base_requests = [SynthesisRequest(text=r.text, voice=r.voice, speed=r.speed, seed=r.seed) for r in requests]
-        with get_cache().engine(self.base_model) as base:
+        with self.cache.engine(self.base_model) as base:
             spoken = base.synthesize(base_requests)
         fs = self.capabilities.sample_rate
         out = []

@@ -3,7 +3,7 @@
 A user drops `vc_source/audio01.wav` (the voice) and `vc_source/audio01.txt` (what to say); the
 watcher writes `vc_target/audio01.wav` and moves both inputs to `vc_processed/`. Bad inputs go to
 `vc_failed/` with `<stem>.error.txt` giving the reason. Pure logic: the CLI passes options, a
-ModelCache and an event callback; the filesystem (`LocalFS`) and the clock (`SystemClock`) are
+EngineCache and an event callback; the filesystem (`LocalFS`) and the clock (`SystemClock`) are
 injectable.
 
 Rules:
@@ -14,7 +14,7 @@ Rules:
   settle time waits for the rest, and fails only if it stays cut short for `orphan_timeout_s`;
 - a file whose partner has not arrived `orphan_timeout_s` after it did goes to vc_failed/;
 - stable pairs are validated (text, audio), batched and sent to the engine leased from the shared
-  ModelCache; one bad pair never blocks the others (the one batch policy, `audiosubnet/batch_policy.py`: a
+  EngineCache; one bad pair never blocks the others (the one batch policy, `audiosubnet/batch_policy.py`: a
   failed batch is retried pair by pair; an error fatal for the job stops the watcher with its inputs in place);
 - the output is written atomically (temp + fsync + rename); the inputs are then moved with
   link + unlink, so nothing is ever overwritten (collisions get `-1`, `-2`, ...).
@@ -43,7 +43,7 @@ from audiosubnet import audio as audiolib
 from audiosubnet.batch_policy import run_each
 from audiosubnet.config import CloneSettings, defaults, view
 from audiosubnet.engines.base import SynthesisRequest
-from audiosubnet.engines.cache import ModelCache
+from audiosubnet.engines.registry import EngineCache
 from audiosubnet.errors import AsnError, InputError, UsageError
 from audiosubnet.jobs.clone_journal import (
     COMPACT_AFTER_LINES,
@@ -181,7 +181,7 @@ EventFn = Callable[[str, object], None]
 class CloneWatcher:
     """Scan -> stable pairs -> journal -> engine -> atomic output -> move inputs -> journal done."""
 
-    def __init__(self, opts: WatchOptions, cache: ModelCache, *, fs: LocalFS | None = None,
+    def __init__(self, opts: WatchOptions, cache: EngineCache, *, fs: LocalFS | None = None,
                  clock: SystemClock | None = None, on_event: EventFn | None = None):
         if opts.model == "auto":
             opts = replace(opts, model=resolve_clone_model(opts.model))

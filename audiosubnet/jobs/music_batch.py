@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from audiosubnet.engines.cache import ModelCache
 from audiosubnet.engines.music import MAX_DURATION_S, MusicRequest, music_engine_check
+from audiosubnet.engines.registry import EngineCache
 from audiosubnet.jobs import batch as job
 from audiosubnet.jobs import prompts_csv
 from audiosubnet.jobs.batch import BatchSummary
@@ -156,7 +156,7 @@ class MusicJob(job.ManifestJob):
         return MusicRowResult(**prev, skipped=True)
 
 
-def run_music_batch(csv_path: Path, opts: MusicBatchOptions, cache: ModelCache,
+def run_music_batch(csv_path: Path, opts: MusicBatchOptions, cache: EngineCache,
                     progress: Callable[[MusicRowResult], None] | None = None,
                     on_rows: Callable[[int], None] | None = None) -> BatchSummary:
     """Render every row of `csv_path` into `opts.out_dir`. Raises UsageError for file-level problems;

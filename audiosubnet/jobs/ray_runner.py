@@ -208,7 +208,7 @@ class _Renderer(PoolActor):
     disk ends the batch with a stop record (the driver then stops the job)."""
 
     def setup(self) -> None:
-        from audiosubnet.engines.cache import configure_cache
+        from audiosubnet.engines.registry import configure_cache
         from audiosubnet.jobs.storage import OutputStore
 
         c = self.config

@@ -1,7 +1,7 @@
 """`asn tts batch`: a CSV of prompts -> one audio file per row + a manifest.
 
 Pure logic: the CLI passes paths, options and a progress callback; the engines come from the
-process ModelCache. The job core (`jobs/batch.py`, shared with `asn music batch` and the Ray runner)
+process EngineCache. The job core (`jobs/batch.py`, shared with `asn music batch` and the Ray runner)
 gives the guarantees:
 - bad rows get a manifest row with status `error` and a reason; the rest continues;
 - outputs are written atomically (temp + rename), so an interrupted run never leaves a truncated
@@ -26,7 +26,7 @@ from audiosubnet.config import Settings, TtsSettings, defaults
 from audiosubnet.engines import longform
 from audiosubnet.engines import text as textlib
 from audiosubnet.engines.base import SynthesisRequest
-from audiosubnet.engines.cache import ModelCache
+from audiosubnet.engines.registry import EngineCache
 from audiosubnet.jobs import batch as core
 from audiosubnet.jobs.batch import (  # noqa: F401  (re-exported: the job's public names)
     MANIFEST_NAME,
@@ -139,7 +139,7 @@ def load_rows(source: Path | bytes) -> list[PromptRow]:
     return parse_prompts(source, "the prompts on stdin") if isinstance(source, bytes) else read_prompts(source)
 
 
-def run_tts_batch(csv_path: Path | bytes, opts: BatchOptions, cache: ModelCache,
+def run_tts_batch(csv_path: Path | bytes, opts: BatchOptions, cache: EngineCache,
                   progress: Callable[[RowResult], None] | None = None,
                   on_rows: Callable[[int], None] | None = None, store: OutputStore | None = None) -> BatchSummary:
     """Render every row of `csv_path` (or of CSV bytes, e.g. stdin's) into `opts.out_dir` (or `store`).

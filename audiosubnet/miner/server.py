@@ -40,7 +40,7 @@ class Miner:
 
 def build_miner(settings: Settings, *, wallet: Any = None, chain: Chain | None = None, cache: Any = None) -> Miner:
     """Every blocking start-up step except binding and publishing. Raises typed errors with hints."""
-    from audiosubnet.engines.cache import configure_cache
+    from audiosubnet.engines.registry import configure_cache
 
     s, m = settings.subnet, settings.mine
     if wallet is None:

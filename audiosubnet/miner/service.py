@@ -9,7 +9,7 @@ No HTTP here: the front ends (`miner/app.py`, `serve/app.py`) turn a parsed requ
 Batching: one queue and one batcher task per served model. The batcher takes the first waiting job, waits
 for a free engine slot (`concurrency` calls in flight at once), then takes every job already waiting (up to
 the batch limit) and, if the batch is still short, waits until `max_wait_ms` after the first job arrived
-for more. Engines that do not batch get batches of one. The engine is leased from the process ModelCache
+for more. Engines that do not batch get batches of one. The engine is leased from the EngineCache it is given
 in a worker thread; encoding (and resampling) runs in the default thread pool, outside the engine slot: the
 slot is free as soon as the engine call returns, so the next batch runs while this one is encoded.
 A job with a lower `priority` is taken first, in arrival order among equals (asn serve: the first sentence of a
@@ -39,7 +39,7 @@ from audiosubnet import audio as audiolib
 from audiosubnet.audio import Audio
 from audiosubnet.config import MineSettings, Settings, defaults, view
 from audiosubnet.engines.base import Capabilities, SynthesisRequest
-from audiosubnet.engines.cache import ModelCache, get_cache
+from audiosubnet.engines.registry import EngineCache
 from audiosubnet.errors import (  # the service errors live in errors.py (rebuilt by name across processes)
     AudioDecodeError,
     EngineError,
@@ -177,9 +177,9 @@ class Observer:
 
 
 class TtsService:
-    def __init__(self, config: ServiceConfig, cache: ModelCache | None = None, observer: Observer | None = None):
+    def __init__(self, config: ServiceConfig, cache: EngineCache, observer: Observer | None = None):
         self.config = config
-        self.cache = cache or get_cache()
+        self.cache = cache
         self.observer = observer or Observer()
         self._models: dict[str, _Model] = {}
         self._default: str | None = None

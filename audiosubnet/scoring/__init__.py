@@ -2,7 +2,7 @@
 sanity and anti-gaming checks (perceptual fingerprints), and the composite score.
 
     from audiosubnet.scoring import Scoring, ScoreItem
-    results = Scoring().score([ScoreItem(text="Hello there.", audio=wav_bytes, uid=1)])
+    results = Scoring(settings.score, cache=cache).score([ScoreItem(text="Hello there.", audio=wav_bytes, uid=1)])
 
 The contract of a scorer is in `base.py`, the pipeline in `pipeline.py`, the formula in
 `composite.py`. Importing this package is cheap (no torch, no onnxruntime): models load on first use

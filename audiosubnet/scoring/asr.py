@@ -21,20 +21,26 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from audiosubnet.errors import DependencyError, ModelNotDownloadedError, UsageError
-from audiosubnet.scoring import dsp
-from audiosubnet.scoring._runtime import (
+from audiosubnet.runtime.frameworks import (
     cpu_threads,
+    from_pretrained,
     hf_folder,
     package_file,
     require_transformers,
     torch_device_dtype,
+    torch_module_bytes,
 )
-from audiosubnet.scoring.base import ScoreItem, Scorer, torch_module_bytes
+from audiosubnet.scoring import dsp
+from audiosubnet.scoring.base import Plan, ScoreItem, Scorer, ScorerSpec
 from audiosubnet.scoring.wer import error_rates, relatedness
+
+if TYPE_CHECKING:
+    from audiosubnet.config import ScoreSettings
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +108,14 @@ class AsrScorer(Scorer):
 
     name = "asr"
     metrics = ("wer", "cer", "relatedness")
+    role = "asr"
     max_batch = 16
+
+    @classmethod
+    def spec(cls, plan: Plan, settings: ScoreSettings) -> ScorerSpec:
+        """The plan's ASR model (faster-whisper or transformers) on the plan's device."""
+        return ScorerSpec("asr", plan.asr, plan.device, lambda: create_asr_scorer(
+            plan.asr, beam_size=settings.asr_beam_size, max_batch=settings.asr_batch))
 
     def __init__(self, model: str, beam_size: int = 1, max_batch: int | None = None):
         super().__init__(model)
@@ -228,10 +241,7 @@ class TransformersWhisperAsr(AsrScorer):
         transformers = require_transformers("transformers Whisper ASR")
         folder = hf_folder(self.source, what="The Whisper ASR model")
         dev, tdt = torch_device_dtype(device, dtype)
-        try:
-            net = transformers.WhisperForConditionalGeneration.from_pretrained(str(folder), dtype=tdt)
-        except TypeError:  # transformers 4.x
-            net = transformers.WhisperForConditionalGeneration.from_pretrained(str(folder), torch_dtype=tdt)
+        net = from_pretrained(transformers.WhisperForConditionalGeneration, folder, tdt)
         extractor = transformers.WhisperFeatureExtractor.from_pretrained(str(folder))
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
         self.use_model(net.to(dev).eval(), extractor, tokenizer, device=str(dev))

@@ -1,7 +1,7 @@
 """The scorer contract and the item a scorer scores.
 
 A `Scorer` turns a batch of `ScoreItem`s into one dict of metrics per item, in order. Like a speech
-engine it is Loadable by the shared `ModelCache`:
+engine it is Loadable (runtime/loadable.py) by the shared `ModelCache`:
 
 - `__init__(model)` is cheap (no weights read); `key` (`score:<name>:<model>`) names it in the cache;
 - `setup(device, dtype)` loads the model (a no-op when already loaded, e.g. after `use_model`);
@@ -10,7 +10,10 @@ engine it is Loadable by the shared `ModelCache`:
   per item, batched (on the GPU when there is one); `score_details(items)` may add strings per item
   (the ASR's transcript);
 - `needs_reference` / `applies_to(item)`: clone-only scorers (speaker similarity) see only items
-  that carry a reference.
+  that carry a reference;
+- `role` and `spec(plan, settings)`: a scorer class registers under an id in the entry-point group
+  `audiosubnet.scorers` (registry.py); the pipeline builds its stages from ids and asks each class for
+  the `ScorerSpec` to run (model, device, factory).
 
 Callers lease scorers, so each model loads once per process and is evicted under the memory budget
 like any engine:
@@ -30,12 +33,16 @@ pipeline resamples it to 16 kHz once); garbage never reaches them, but they must
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from abc import abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from audiosubnet.audio import Audio
+from audiosubnet.runtime.loadable import Loadable
+
+if TYPE_CHECKING:
+    from audiosubnet.config import ScoreSettings
 
 Task = Literal["tts", "clone"]
 TASKS: tuple[str, ...] = ("tts", "clone")
@@ -78,7 +85,31 @@ class ScoreItem:
         return f"item {self.id}" if self.id is not None else "another item"
 
 
-class Scorer(ABC):
+@dataclass(frozen=True)
+class Plan:
+    """Resolved model ids and where each runs."""
+
+    asr: str
+    mos: tuple[str, ...]
+    speaker: str
+    device: str
+    dtype: str
+
+    def models(self) -> dict[str, str]:
+        return {"asr": self.asr, "mos": ",".join(self.mos), "speaker": self.speaker}
+
+
+@dataclass(frozen=True)
+class ScorerSpec:
+    """One scorer a pipeline runs: cached as `score:<name>:<model>` on `device`, made by `factory`."""
+
+    name: str
+    model: str
+    device: str
+    factory: Callable[[], Scorer]
+
+
+class Scorer(Loadable):
     """A batch of items -> per-item metrics. Loadable by the ModelCache."""
 
     #: short name; also the cache-key prefix (`score:<name>:<model>`)
@@ -87,12 +118,13 @@ class Scorer(ABC):
     metrics: ClassVar[tuple[str, ...]] = ()
     #: only items with a reference (clone tasks) are scored
     needs_reference: ClassVar[bool] = False
+    #: the pipeline stage a registered scorer fills: "asr" (transcripts), "speaker" (clone items) or "mos"
+    #: (naturalness: those named in `score.mos_models`)
+    role: ClassVar[str] = "mos"
 
     def __init__(self, model: str = ""):
+        super().__init__()
         self.model = model
-        self.device = "cpu"
-        self.dtype = "float32"
-        self.loaded = False
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.model or '-'} {'loaded' if self.loaded else 'not loaded'}>"
@@ -109,30 +141,12 @@ class Scorer(ABC):
     def applies_to(self, item: ScoreItem) -> bool:
         return not self.needs_reference or item.reference is not None
 
-    @abstractmethod
-    def setup(self, device: str = "cpu", dtype: str = "float32") -> None:
-        """Load the model onto `device`. Called once by the ModelCache."""
+    @classmethod
+    def spec(cls, plan: Plan, settings: ScoreSettings) -> ScorerSpec:
+        """What the pipeline runs for this registered scorer under `plan` and the `score` settings. The
+        default: `cls()` under its own name on the plan's device."""
+        return ScorerSpec(cls.name, "", plan.device, cls)
 
     @abstractmethod
     def score(self, items: Sequence[ScoreItem]) -> list[dict[str, float]]:
         """Metrics for each item, in order."""
-
-    def unload(self) -> None:
-        self.loaded = False
-
-    def memory_bytes(self) -> int:
-        return self.estimate_bytes()
-
-    def estimate_bytes(self) -> int:
-        return 64 * 2**20
-
-
-def torch_module_bytes(*modules) -> int:
-    """Bytes held by the parameters and buffers of torch modules."""
-    total = 0
-    for m in modules:
-        if m is None:
-            continue
-        for t in list(m.parameters()) + list(m.buffers()):
-            total += t.numel() * t.element_size()
-    return total

@@ -19,13 +19,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from audiosubnet.errors import DependencyError
+from audiosubnet.runtime.frameworks import package_file, require_torch, torch_module_bytes
 from audiosubnet.scoring import dsp
-from audiosubnet.scoring._runtime import package_file, require_torch
-from audiosubnet.scoring.base import ScoreItem, Scorer, torch_module_bytes
+from audiosubnet.scoring.base import Plan, ScoreItem, Scorer, ScorerSpec
+
+if TYPE_CHECKING:
+    from audiosubnet.config import ScoreSettings
 
 log = logging.getLogger(__name__)
 WINDOW = int(9.01 * dsp.SR)  # 144160 samples
@@ -90,6 +94,15 @@ class DnsmosScorer(Scorer):
     metrics = ("dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl", "dnsmos_p808")
     windows_per_call = 64
 
+    @classmethod
+    def spec(cls, plan: Plan, settings: ScoreSettings) -> ScorerSpec:
+        """onnxruntime on the CPU, or (backend torch; auto on CUDA) the same graphs on torch on the plan's device."""
+        backend = settings.dnsmos_backend
+        if backend == "auto":
+            backend = "torch" if plan.device.startswith("cuda") else "onnxruntime"
+        return ScorerSpec("dnsmos", backend, plan.device if backend == "torch" else "cpu",
+                          lambda: cls(backend=settings.dnsmos_backend, max_windows=settings.dnsmos_max_windows))
+
     def __init__(self, model: str = "dnsmos", backend: str = "auto", hop_s: float | None = None,
                  max_windows: int = 4):
         super().__init__(model)
@@ -113,7 +126,7 @@ class DnsmosScorer(Scorer):
         if backend == "torch":
             try:
                 require_torch("DNSMOS on torch")
-                from audiosubnet.scoring.onnx_torch import build_module
+                from audiosubnet.runtime.onnx_torch import build_module
 
                 self.p835, self.p808 = build_module(p835, device), build_module(p808, device)
             except DependencyError as e:
@@ -124,7 +137,7 @@ class DnsmosScorer(Scorer):
             else:
                 self.device = device
         if backend != "torch":
-            from audiosubnet.scoring._runtime import ort_session
+            from audiosubnet.runtime.frameworks import ort_session
 
             self.p835, self.p808 = ort_session(p835), ort_session(p808)
             self.device = "cpu"

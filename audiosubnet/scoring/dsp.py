@@ -12,18 +12,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from audiosubnet.audio import Audio, resample
+from audiosubnet.audio import to_16k  # noqa: F401  (the scorers' `dsp.to_16k`)
 
 SR = 16000  # every model scorer works at 16 kHz
-
-
-def to_16k(audio: Audio) -> np.ndarray:
-    """Finite float32 samples at 16 kHz (NaN/inf become 0)."""
-    a = audio if audio.sample_rate == SR else resample(audio, SR)
-    x = np.asarray(a.samples, dtype=np.float32)
-    if not np.all(np.isfinite(x)):
-        x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-    return x
 
 
 def hz_to_mel(f: np.ndarray | float, htk: bool = False) -> np.ndarray:
@@ -127,23 +118,3 @@ def power_to_db(s: np.ndarray, ref: float | np.ndarray = 1.0, amin: float = 1e-1
         peak = log_spec.max(axis=axis, keepdims=axis is not None)
         log_spec = np.maximum(log_spec, peak - top_db)
     return log_spec
-
-
-def frame_rms_db(x: np.ndarray, sr: int, frame_s: float = 0.02) -> np.ndarray:
-    """Per-frame RMS level in dBFS over non-overlapping frames (-120 for digital silence)."""
-    n = max(1, int(sr * frame_s))
-    usable = (len(x) // n) * n
-    if usable == 0:
-        return np.full(1, -120.0)
-    f = x[:usable].astype(np.float64).reshape(-1, n)
-    return 10.0 * np.log10(np.maximum(np.mean(f * f, axis=1), 1e-12))
-
-
-def trim_silence(x: np.ndarray, sr: int = SR, top_db: float = 40.0, frame_s: float = 0.01) -> np.ndarray:
-    """Drop leading and trailing frames quieter than (loudest frame - top_db); keeps all if none qualify."""
-    db = frame_rms_db(x, sr, frame_s)
-    n = max(1, int(sr * frame_s))
-    active = np.flatnonzero(db > max(db.max() - top_db, -90.0))
-    if len(active) == 0:
-        return x
-    return x[active[0] * n:(active[-1] + 1) * n]

@@ -25,7 +25,7 @@ class _Scorer(PoolActor):
     """A scorer replica: its own Scoring (the driver's settings and scorers, its own models) measures a batch."""
 
     def setup(self) -> None:
-        from audiosubnet.engines.cache import configure_cache
+        from audiosubnet.engines.registry import configure_cache
 
         c = self.config
         self.scoring = Scoring(c["settings"], cache=configure_cache(c["device"], c["dtype"], "auto"),

@@ -38,6 +38,8 @@ from pathlib import Path
 import numpy as np
 
 from audiosubnet.audio import Audio
+from audiosubnet.runtime.cache import ModelCache
+from audiosubnet.runtime.loadable import Loadable
 from audiosubnet.scoring import fingerprint as fp
 from audiosubnet.scoring.dsp import to_16k
 from audiosubnet.scoring.music_sanity import MusicLimits, check_music
@@ -88,15 +90,15 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 
 # ---- CLAP ----------------------------------------------------------------------------------------
-class ClapEmbedder:
+class ClapEmbedder(Loadable):
     """transformers ClapModel + tokenizer + feature extractor; Loadable by the ModelCache."""
 
     window_s = 10.0
     max_windows = 3
 
     def __init__(self, model: str = DEFAULT_CLAP):
+        super().__init__()
         self.model = model
-        self.device, self.dtype, self.loaded = "cpu", "float32", False
         self._clap = self._tok = self._fe = None
         self._lock = threading.Lock()
 
@@ -129,7 +131,7 @@ class ClapEmbedder:
         self.loaded = False
 
     def memory_bytes(self) -> int:
-        from audiosubnet.scoring.base import torch_module_bytes
+        from audiosubnet.runtime.frameworks import torch_module_bytes
 
         return torch_module_bytes(self._clap) if self._clap is not None else self.estimate_bytes()
 
@@ -190,13 +192,12 @@ def clap_folder(model: str, download: bool = True) -> Path:
     """A local folder with the CLAP files: safetensors weights, else (repos without them) the .bin ones."""
     import os
 
-    from audiosubnet.engines import hub
-    from audiosubnet.engines.hf import has_weights
     from audiosubnet.errors import ModelNotDownloadedError
+    from audiosubnet.runtime import hub
 
     mid = f"clap:{model}"
     folder = hub.resolve(model, model_id=mid, allow_patterns=CLAP_FILES, download=download)
-    if folder.is_dir() and not has_weights(folder) and not hub.is_local(model):
+    if folder.is_dir() and not hub.has_weights(folder) and not hub.is_local(model):
         if not download or os.environ.get("HF_HUB_OFFLINE") == "1":
             raise ModelNotDownloadedError(mid, f"no weights for {model} in the cache")
         folder = hub.pull(model, model_id=mid, allow_patterns=(*CLAP_FILES, "*.bin"))
@@ -322,11 +323,9 @@ class MusicScoringConfig:
 
 
 class MusicScoring:
-    def __init__(self, config: MusicScoringConfig = MusicScoringConfig(), cache=None):
-        from audiosubnet.engines.cache import get_cache
-
+    def __init__(self, config: MusicScoringConfig, cache: ModelCache):
         self.config = config
-        self.cache = cache or get_cache()
+        self.cache = cache
         self.references = ReferenceSet(config.reference_dir) if config.reference_dir else None
         self.windows = MinerWindows(config.window)
         self.history = fp.FingerprintHistory()

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from audiosubnet.audio import Audio
-from audiosubnet.scoring.dsp import frame_rms_db
+from audiosubnet.audio import Audio, frame_rms_db
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The scoring pipeline: cheap checks first, then batched model scorers, then the composite.
 
     from audiosubnet.scoring import Scoring, ScoreItem
-    scoring = Scoring()                                   # settings + process ModelCache
+    scoring = Scoring(settings.score, cache=cache)        # the `score` settings + a ModelCache
     results = scoring.score([ScoreItem(text, wav_bytes, uid=3, hotkey=hk, elapsed_s=0.8), ...])
     results[0].composite, results[0].metrics, results[0].reason
 
@@ -28,15 +28,17 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from audiosubnet.audio import Audio
+from audiosubnet.errors import ConfigError
+from audiosubnet.runtime.cache import ModelCache
 from audiosubnet.scoring import asr as asr_mod
-from audiosubnet.scoring import dsp, sanity
+from audiosubnet.scoring import dsp, registry, sanity
 from audiosubnet.scoring import speaker as speaker_mod
-from audiosubnet.scoring.base import TASKS, ScoreItem, Scorer
+from audiosubnet.scoring.base import TASKS, Plan, ScoreItem, Scorer
 from audiosubnet.scoring.composite import SCORING_VERSION, composite, profile
 from audiosubnet.scoring.fingerprint import (
     Fingerprint,
@@ -47,8 +49,14 @@ from audiosubnet.scoring.fingerprint import (
     text_key,
 )
 
+if TYPE_CHECKING:
+    from audiosubnet.config import ScoreSettings
+
 log = logging.getLogger(__name__)
 _CPUS = os.cpu_count() or 1
+
+#: the MOS predictors `score.mos_models = "auto"` runs: both on the GPU stack, DNSMOS alone offline
+DEFAULT_MOS_GPU, DEFAULT_MOS_CPU = ("dnsmos", "utmos"), ("dnsmos",)
 
 
 @dataclass
@@ -75,40 +83,28 @@ class ScoreResult:
                 "metrics": {k: round(float(v), 6) for k, v in self.metrics.items()}}
 
 
-@dataclass(frozen=True)
-class Plan:
-    """Resolved model ids and where each runs."""
-
-    asr: str
-    mos: tuple[str, ...]
-    speaker: str
-    device: str
-    dtype: str
-
-    def models(self) -> dict[str, str]:
-        return {"asr": self.asr, "mos": ",".join(self.mos), "speaker": self.speaker}
-
-
-def make_plan(s, device: str, dtype: str) -> Plan:
+def make_plan(s: ScoreSettings, device: str, dtype: str) -> Plan:
     preset = (s.preset or "auto").lower()
     if preset not in ("auto", "offline", "gpu"):
-        from audiosubnet.errors import ConfigError
-
         raise ConfigError(f"unknown scoring preset '{s.preset}'", hint="Use auto, offline or gpu.")
     gpu = preset == "gpu" or (preset == "auto" and device.startswith("cuda"))
     dev = device if gpu else "cpu"
     mos_names = [m.strip().lower() for m in s.mos_models.split(",") if m.strip()]
     if mos_names in ([], ["auto"]):
-        mos_names = ["dnsmos", "utmos"] if gpu else ["dnsmos"]
+        mos_names = list(DEFAULT_MOS_GPU if gpu else DEFAULT_MOS_CPU)
+    known = registry.scorer_names(role="mos")
     for m in mos_names:
-        if m not in ("dnsmos", "utmos"):
-            from audiosubnet.errors import ConfigError
-
-            raise ConfigError(f"unknown MOS model '{m}'", hint="score.mos_models takes dnsmos and/or utmos.")
+        if m not in known:
+            raise ConfigError(f"unknown MOS model '{m}'", hint=f"score.mos_models takes {' and/or '.join(known)}.")
     stack = "cuda" if gpu else "cpu"  # which defaults "auto" picks: the GPU stack or the offline one
     return Plan(asr=asr_mod.canonical_model(s.asr_model, stack), mos=tuple(mos_names),
                 speaker=speaker_mod.canonical_model(s.speaker_model, stack), device=dev,
                 dtype=dtype if dev != "cpu" else "float32")
+
+
+def stage_ids(plan: Plan, clone: bool) -> list[str]:
+    """The registered scorer ids a batch runs: the ASR, the plan's MOS predictors, the speaker encoder (clones)."""
+    return [registry.ASR, *plan.mos, *([registry.SPEAKER] if clone else [])]
 
 
 @dataclass
@@ -143,15 +139,15 @@ class Scoring:
     - `measure(items)` then `settle(work)`: `score` in two halves, for many machines (`asn score DIR --ray`).
     """
 
-    def __init__(self, settings=None, *, cache=None, history: FingerprintHistory | None = None,
-                 scorers: Sequence[Callable[[], Scorer]] | None = None):
-        """`scorers` replaces the planned model scorers with these factories (tests, custom stacks);
-        each scorer runs on the CPU under the key `score:<name>:<model>`."""
+    def __init__(self, settings: ScoreSettings | None = None, *, cache: ModelCache,
+                 history: FingerprintHistory | None = None, scorers: Sequence[Callable[[], Scorer]] | None = None):
+        """`settings`: the `score` section (the caller loads it; None: the defaults). `scorers` replaces the
+        planned model scorers with these factories (tests, custom stacks); each scorer runs on the CPU under
+        the key `score:<name>:<model>`."""
         from audiosubnet.config import ScoreSettings
-        from audiosubnet.engines.cache import get_cache
 
-        self.settings = settings if settings is not None else _load_score_settings() or ScoreSettings()
-        self.cache = cache or get_cache()
+        self.settings = settings if settings is not None else ScoreSettings()
+        self.cache = cache
         self.plan = make_plan(self.settings, self.cache.device, self.cache.dtype)
         self.history = history if history is not None else FingerprintHistory(self.settings.history_size)
         self.timings: dict[str, float] = {}  # seconds per stage of the last batch ("checks", scorer keys)
@@ -186,28 +182,10 @@ class Scoring:
                     out.append((self.cache.key(probe.key, "cpu", "float32"), "cpu", "float32", f))
             return out
 
-        def add(name: str, model: str, device: str, factory) -> None:
-            dt = p.dtype if device != "cpu" else "float32"
-            out.append((self.cache.key(f"score:{name}:{model}", device, dt), device, dt, factory))
-
-        add("asr", p.asr, p.device, lambda: asr_mod.create_asr_scorer(p.asr, beam_size=s.asr_beam_size,
-                                                                       max_batch=s.asr_batch))
-        if "dnsmos" in p.mos:
-            from audiosubnet.scoring.dnsmos import DnsmosScorer
-
-            backend = s.dnsmos_backend
-            if backend == "auto":
-                backend = "torch" if p.device.startswith("cuda") else "onnxruntime"
-            add("dnsmos", backend, p.device if backend == "torch" else "cpu",
-                lambda: DnsmosScorer(backend=s.dnsmos_backend, max_windows=s.dnsmos_max_windows))
-        if "utmos" in p.mos:
-            from audiosubnet.scoring.utmos import UtmosScorer
-
-            add("utmos", s.utmos_model, p.device, lambda: UtmosScorer(s.utmos_model))
-        if clone:
-            on_cpu = p.speaker == "dvector"
-            add("speaker", p.speaker, "cpu" if on_cpu else p.device,
-                lambda: speaker_mod.create_speaker_scorer(p.speaker))
+        for sid in stage_ids(p, clone):
+            sp = registry.get_scorer_class(sid).spec(p, s)
+            dt = p.dtype if sp.device != "cpu" else "float32"
+            out.append((self.cache.key(f"score:{sp.name}:{sp.model}", sp.device, dt), sp.device, dt, sp.factory))
         return out
 
     def warmup(self, clone: bool = True) -> None:
@@ -497,17 +475,7 @@ def _short(e: BaseException) -> str:
     return s[:160]
 
 
-def _load_score_settings():
-    from audiosubnet.config import load_settings
-
-    try:
-        return load_settings().score
-    except Exception as e:
-        log.warning("using default score settings: %s", e)
-        return None
-
-
-def score_batch(items: Sequence[ScoreItem], settings=None, *, cache=None,
+def score_batch(items: Sequence[ScoreItem], settings: ScoreSettings | None = None, *, cache: ModelCache,
                 history: FingerprintHistory | None = None, remember: bool = True) -> list[ScoreResult]:
     """One-shot convenience: `Scoring(settings, cache=cache, history=history).score(items)`."""
     return Scoring(settings, cache=cache, history=history).score(items, remember=remember)

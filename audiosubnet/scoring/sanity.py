@@ -15,9 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from audiosubnet import audio as audiolib
-from audiosubnet.audio import Audio
+from audiosubnet.audio import Audio, frame_rms_db
 from audiosubnet.errors import AsnError
-from audiosubnet.scoring.dsp import frame_rms_db
 
 
 @dataclass(frozen=True)

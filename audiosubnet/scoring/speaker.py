@@ -22,30 +22,35 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from audiosubnet.audio import Audio
 from audiosubnet.errors import UsageError
-from audiosubnet.scoring import dsp
-from audiosubnet.scoring._runtime import (
-    hf_folder,
+from audiosubnet.runtime.cache import ModelCache
+from audiosubnet.runtime.frameworks import (
     ort_metadata,
     ort_session,
     package_file,
     require_torch,
-    require_transformers,
     torch_device_dtype,
+    torch_module_bytes,
 )
-from audiosubnet.scoring.base import ScoreItem, Scorer, torch_module_bytes
+from audiosubnet.runtime.speaker_embedding import XVectorEncoder, embed_prepared, l2_rows
+from audiosubnet.scoring import dsp
+from audiosubnet.scoring.base import Plan, ScoreItem, Scorer, ScorerSpec
+
+if TYPE_CHECKING:
+    from audiosubnet.config import ScoreSettings
 
 log = logging.getLogger(__name__)
 
 WAVLM_REPO = "microsoft/wavlm-base-plus-sv"
 ALIASES = {"wavlm": f"hf:{WAVLM_REPO}", "xvector": f"hf:{WAVLM_REPO}", "d-vector": "dvector",
            "resemblyzer": "ge2e"}
-MIN_SAMPLES = dsp.SR // 10  # 0.1 s
 
 
 def canonical_model(model: str | None, device: str = "cpu") -> str:
@@ -62,36 +67,24 @@ def canonical_model(model: str | None, device: str = "cpu") -> str:
                      hint="Use auto, dvector, ge2e, wavlm or hf:<repo or folder>.")
 
 
-def _prepare(x: np.ndarray) -> np.ndarray:
-    x = dsp.trim_silence(np.asarray(x, dtype=np.float32))
-    if len(x) < MIN_SAMPLES:
-        x = np.pad(x, (0, MIN_SAMPLES - len(x)))
-    return x
-
-
-def _l2(e: np.ndarray) -> np.ndarray:
-    e = np.nan_to_num(np.asarray(e, dtype=np.float32))
-    n = np.linalg.norm(e, axis=-1, keepdims=True)
-    return (e / np.maximum(n, 1e-12)).astype(np.float32)
-
-
 class SpeakerScorer(Scorer):
     """Cosine similarity between each output and its reference (clone tasks)."""
 
     name = "speaker"
     metrics = ("speaker_sim",)
     needs_reference = True
+    role = "speaker"
     max_batch = 32
+
+    @classmethod
+    def spec(cls, plan: Plan, settings: ScoreSettings) -> ScorerSpec:
+        """The plan's speaker encoder: the d-vector on the CPU (onnxruntime), the others on the plan's device."""
+        return ScorerSpec("speaker", plan.speaker, "cpu" if plan.speaker == "dvector" else plan.device,
+                          lambda: create_speaker_scorer(plan.speaker))
 
     def embed_16k(self, wavs: Sequence[np.ndarray]) -> np.ndarray:
         """(n, dim) L2-normalised embeddings of 16 kHz waveforms."""
-        if not wavs:
-            return np.zeros((0, 1), np.float32)
-        prepared = [_prepare(w) for w in wavs]
-        out = []
-        for i in range(0, len(prepared), self.max_batch):
-            out.append(self._embed(prepared[i:i + self.max_batch]))
-        return _l2(np.concatenate(out, axis=0))
+        return embed_prepared(self._embed, wavs, self.max_batch)
 
     def _embed(self, wavs: list[np.ndarray]) -> np.ndarray:
         raise NotImplementedError
@@ -155,7 +148,7 @@ class DVectorScorer(SpeakerScorer):
         out = []
         for w in wavs:
             win = np.ascontiguousarray(self._windows(w), dtype=np.float32)
-            emb = _l2(self.session.run(None, {"mel_window": win})[0])
+            emb = l2_rows(self.session.run(None, {"mel_window": win})[0])
             out.append(emb.mean(axis=0))
         return np.stack(out)
 
@@ -243,60 +236,35 @@ def _ge2e_module(torch):
 
 
 class XVectorScorer(SpeakerScorer):
-    """A transformers x-vector model (`AutoModelForAudioXVector`, e.g. WavLM-base-plus-sv)."""
+    """A transformers x-vector model (`AutoModelForAudioXVector`, e.g. WavLM-base-plus-sv): the runtime's
+    `XVectorEncoder`, which the `speecht5-clone` engine uses too."""
 
     def __init__(self, model: str = f"hf:{WAVLM_REPO}"):
         super().__init__(model)
-        self.source = model[3:] if model.startswith("hf:") else model
-        self.net = None
-        self.extractor = None
+        self.encoder = XVectorEncoder(model)
+        self.source = self.encoder.source
 
     def estimate_bytes(self) -> int:
-        return 400 * 2**20
+        return self.encoder.estimate_bytes()
 
     def setup(self, device: str = "cpu", dtype: str = "float32") -> None:
-        if self.loaded:  # already built (e.g. adopted with use_model)
-            return
-        transformers = require_transformers("the x-vector speaker encoder")
-        folder = hf_folder(self.source, what="The x-vector speaker encoder")
-        dev, tdt = torch_device_dtype(device, dtype)
-        net = _from_pretrained(transformers.AutoModelForAudioXVector, folder, tdt)
-        extractor = transformers.AutoFeatureExtractor.from_pretrained(str(folder))
-        self.use_model(net.to(dev).eval(), extractor, device=str(dev), dtype=str(tdt).replace("torch.", ""))
+        self.encoder.setup(device, dtype)
+        self.device, self.dtype, self.loaded = self.encoder.device, self.encoder.dtype, True
 
     def use_model(self, net, extractor, *, device: str, dtype: str) -> None:
         """Adopt an already built model (tests and benchmarks with random weights)."""
-        self.net, self.extractor = net, extractor
+        self.encoder.use_model(net, extractor, device=device, dtype=dtype)
         self.device, self.dtype, self.loaded = device, dtype, True
 
     def unload(self) -> None:
-        self.net = self.extractor = None
+        self.encoder.unload()
         self.loaded = False
 
     def memory_bytes(self) -> int:
-        return torch_module_bytes(self.net) or self.estimate_bytes()
+        return self.encoder.memory_bytes()
 
     def _embed(self, wavs: list[np.ndarray]) -> np.ndarray:
-        import torch
-
-        order = np.argsort([-len(w) for w in wavs])
-        inputs = self.extractor([wavs[i] for i in order], sampling_rate=dsp.SR, padding=True,
-                                return_attention_mask=True, return_tensors="pt")
-        dtype = next(self.net.parameters()).dtype
-        feed = {k: (v.to(self.device, dtype) if v.is_floating_point() else v.to(self.device))
-                for k, v in inputs.items()}
-        with torch.inference_mode():
-            emb = self.net(**feed).embeddings.float().cpu().numpy()
-        out = np.empty_like(emb)
-        out[order] = emb
-        return out
-
-
-def _from_pretrained(cls, folder, tdt):
-    try:
-        return cls.from_pretrained(str(folder), dtype=tdt)
-    except TypeError:  # transformers 4.x
-        return cls.from_pretrained(str(folder), torch_dtype=tdt)
+        return self.encoder.forward(wavs)
 
 
 def create_speaker_scorer(model: str) -> SpeakerScorer:
@@ -310,15 +278,9 @@ def create_speaker_scorer(model: str) -> SpeakerScorer:
     raise UsageError(f"unknown speaker encoder '{model}'", hint="Use auto, dvector, ge2e, wavlm or hf:<repo>.")
 
 
-def lease(cache=None, model: str | None = None):
-    """`with lease() as enc:` the speaker encoder from the ModelCache (loaded once per process)."""
-    from audiosubnet.engines.cache import get_cache
-
-    cache = cache or get_cache()
-    if model is None:
-        from audiosubnet.config import load_settings
-
-        model = load_settings().score.speaker_model
+def lease(cache: ModelCache, model: str) -> AbstractContextManager[SpeakerScorer]:
+    """`with lease(cache, model) as enc:` the speaker encoder for a model id (`auto`, `dvector`, `hf:...`)
+    from the ModelCache (loaded once per process)."""
     canonical = canonical_model(model, cache.device)
     dev = cache.device if canonical.startswith("hf:") or canonical == "ge2e" else "cpu"
     dt = cache.dtype if dev != "cpu" else "float32"
@@ -326,13 +288,13 @@ def lease(cache=None, model: str | None = None):
     return cache.lease(key, lambda: create_speaker_scorer(canonical), device=dev, dtype=dt)
 
 
-def embed(audios: list[Audio], cache=None, *, model: str | None = None) -> np.ndarray:
+def embed(audios: list[Audio], cache: ModelCache, *, model: str = "auto") -> np.ndarray:
     """(len(audios), dim) float32 speaker embeddings, rows L2-normalised."""
     with lease(cache, model) as enc:
         return enc.embed(list(audios))
 
 
-def similarity(a: Audio, b: Audio, cache=None, *, model: str | None = None) -> float:
+def similarity(a: Audio, b: Audio, cache: ModelCache, *, model: str = "auto") -> float:
     """Cosine similarity of the speakers of two clips (higher = more alike; same encoder only)."""
     e = embed([a, b], cache, model=model)
     return float(np.clip(np.dot(e[0], e[1]), -1.0, 1.0))

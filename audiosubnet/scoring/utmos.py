@@ -21,12 +21,16 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from audiosubnet.runtime.frameworks import hf_folder, require_transformers, torch_device_dtype, torch_module_bytes
 from audiosubnet.scoring import dsp
-from audiosubnet.scoring._runtime import hf_folder, require_transformers, torch_device_dtype
-from audiosubnet.scoring.base import ScoreItem, Scorer, torch_module_bytes
+from audiosubnet.scoring.base import Plan, ScoreItem, Scorer, ScorerSpec
+
+if TYPE_CHECKING:
+    from audiosubnet.config import ScoreSettings
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +119,10 @@ class UtmosScorer(Scorer):
     name = "utmos"
     metrics = ("utmos",)
     max_batch = 16
+
+    @classmethod
+    def spec(cls, plan: Plan, settings: ScoreSettings) -> ScorerSpec:
+        return ScorerSpec("utmos", settings.utmos_model, plan.device, lambda: cls(settings.utmos_model))
 
     def __init__(self, model: str = "utmos"):
         super().__init__(model)

@@ -41,7 +41,7 @@ def parse_duration(value: str | float | int) -> float | None:
 def build_serve(settings: Settings, *, cache: Any = None) -> tuple[ServeContext, Any]:
     """(context, FastAPI app); raises UsageError for an open public bind or a bad setting."""
     from audiosubnet.engines import registry
-    from audiosubnet.engines.cache import configure_cache
+    from audiosubnet.engines.registry import configure_cache
 
     s = settings.serve
     api_keys = tuple(k.get_secret_value() for k in s.api_keys)

@@ -38,7 +38,7 @@ def loop_config(settings: Settings) -> LoopConfig:
 async def build_validator(settings: Settings, *, wallet: Any = None, chain: Any = None, cache: Any = None,
                           on_round: Callable[[RoundReport], None] | None = None):
     """Every blocking start-up step. Returns (validator, client); raises typed errors with hints."""
-    from audiosubnet.engines.cache import configure_cache
+    from audiosubnet.engines.registry import configure_cache
     from audiosubnet.scoring.pipeline import Scoring
     from audiosubnet.validator.client import MinerClient
     from audiosubnet.validator.tasks import CloneTask, TtsTask

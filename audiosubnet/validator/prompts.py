@@ -59,7 +59,7 @@ def load_dataset_prompts(repo: str = DATASET, *, download: bool = True) -> list[
     try:
         folder = Path(snapshot_download(repo, repo_type="dataset", allow_patterns=patterns, local_files_only=True))
     except Exception:
-        from audiosubnet.engines import hub
+        from audiosubnet.runtime import hub
 
         if not download or hub.offline():  # no half-minute of retries on a machine without internet
             return []

@@ -20,15 +20,15 @@ def run(*args, **kw):
 
 # ---- 10: models list, voices, --json, flags ----------------------------------------------------------
 def test_models_list_is_fast_whole_and_has_no_test_engine(monkeypatch):
-    from audiosubnet.engines.cache import get_cache
+    from audiosubnet.engines.registry import EngineCache
     from audiosubnet.models_info import list_models
 
-    list_models()  # imports the engine modules once, as any command does
-    loaded_before = get_cache().loaded()
+    cache = EngineCache(None, "cpu", "float32")
+    list_models(cache)  # imports the engine modules once, as any command does
     t0 = time.perf_counter()
-    rows = list_models()
+    rows = list_models(cache)
     assert time.perf_counter() - t0 < 1.0
-    assert get_cache().loaded() == loaded_before  # nothing was loaded to list them
+    assert cache.loaded() == [] and cache.misses == 0  # nothing was loaded to list them
     assert rows and not any(r["engine"] == "fake" for r in rows)
 
     monkeypatch.setenv("COLUMNS", "80")

@@ -10,8 +10,8 @@ import pytest
 from audiosubnet.bench.measuring import measure
 from audiosubnet.bench.runner import BenchConfig, EngineResult, run_bench
 from audiosubnet.bench.workloads import SENTENCES, letters, sized_text
-from audiosubnet.engines.cache import ModelCache
 from audiosubnet.engines.fake import FakeEngine
+from audiosubnet.engines.registry import EngineCache
 from audiosubnet.scoring import Scorer
 
 
@@ -103,7 +103,7 @@ def test_quality_goes_through_the_scoring_package():
     from audiosubnet.config import ScoreSettings
     from audiosubnet.scoring import Scoring
 
-    scoring = Scoring(ScoreSettings(speaker_model="dvector"), cache=ModelCache(),
+    scoring = Scoring(ScoreSettings(speaker_model="dvector"), cache=EngineCache(),
                       scorers=[_FakeAsr, _FakeMos, _FakeSpeaker])
     result = run_bench(cfg(engines=["espeak", "world:espeak:en-us", "fake:fail=e"], batch_sizes=[1], quality=True),
                        quality_scoring=scoring)
@@ -199,12 +199,12 @@ def test_tiny_random_scorers():
 
 
 def test_anchor_points_only_for_full_random_weights_on_cuda():
-    from audiosubnet.bench.runner import _Run
+    from audiosubnet.bench.engines import anchor_x
 
-    run = _Run(cfg(engines=[], anchors=True), None, None)
-    assert run._anchor("mms", 64, "float16", "random-full", "cuda") == 2358.0
-    assert run._anchor("speecht5", 1, "float32", "random-full", "cuda") == 4.0
-    assert run._anchor("mms", 64, "float16", "random-tiny", "cuda") is None
-    assert run._anchor("mms", 64, "float16", "random-full", "cpu") is None
-    assert run._anchor("mms", 8, "float16", "random-full", "cuda") is None
-    assert _Run(cfg(engines=[]), None, None)._anchor("mms", 64, "float16", "random-full", "cuda") is None
+    on = cfg(engines=[], anchors=True)
+    assert anchor_x(on, "mms", 64, "float16", "random-full", "cuda") == 2358.0
+    assert anchor_x(on, "speecht5", 1, "float32", "random-full", "cuda") == 4.0
+    assert anchor_x(on, "mms", 64, "float16", "random-tiny", "cuda") is None
+    assert anchor_x(on, "mms", 64, "float16", "random-full", "cpu") is None
+    assert anchor_x(on, "mms", 8, "float16", "random-full", "cuda") is None
+    assert anchor_x(cfg(engines=[]), "mms", 64, "float16", "random-full", "cuda") is None

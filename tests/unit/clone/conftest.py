@@ -90,10 +90,8 @@ def make_voice():
 @pytest.fixture
 def fresh_cache():
     """A private CPU cache (engines load per test; the fake engine loads instantly)."""
-    from audiosubnet.engines.cache import ModelCache, set_cache
+    from audiosubnet.engines.registry import EngineCache
 
-    cache = ModelCache(budget_bytes=None, device="cpu", dtype="float32")
-    old = set_cache(cache)
+    cache = EngineCache(budget_bytes=None, device="cpu", dtype="float32")
     yield cache
     cache.clear()
-    set_cache(old)

@@ -14,8 +14,8 @@ pytest.importorskip("pocket_tts")
 from audiosubnet.audio import Audio  # noqa: E402
 from audiosubnet.engines import registry  # noqa: E402
 from audiosubnet.engines.base import SynthesisRequest as R  # noqa: E402
-from audiosubnet.engines.cache import ModelCache  # noqa: E402
 from audiosubnet.engines.pocket import PocketCloneEngine, build_random_pocket, parse_hf_path  # noqa: E402
+from audiosubnet.engines.registry import EngineCache  # noqa: E402
 from audiosubnet.errors import InputError, ModelNotDownloadedError  # noqa: E402
 
 REV = "0123456789abcdef0123456789abcdef01234567"
@@ -29,7 +29,7 @@ def folder(tmp_path_factory):
 @pytest.fixture
 def cache(monkeypatch):
     monkeypatch.setenv("ASN_TORCH_THREADS", "1")
-    return ModelCache(device="cpu", dtype="float32")
+    return EngineCache(device="cpu", dtype="float32")
 
 
 def tone(f0: float, seconds: float = 1.5, sr: int = 16000) -> Audio:
@@ -102,7 +102,7 @@ def test_hub_paths_resolve_from_the_cache_offline(cache, folder, tmp_path, monke
     (snap / "model.safetensors").unlink()  # the cloning weights missing: never fall back, never hang
     assert not PocketCloneEngine.status(str(conf)).downloaded
     with pytest.raises(ModelNotDownloadedError, match="not in the Hugging Face cache"), \
-            ModelCache(device="cpu").engine(f"pocket:{conf}"):
+            EngineCache(device="cpu").engine(f"pocket:{conf}"):
         pass
 
 

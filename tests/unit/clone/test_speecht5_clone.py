@@ -14,7 +14,7 @@ from audiosubnet.audio import Audio  # noqa: E402
 from audiosubnet.bench.random_models import build_speecht5  # noqa: E402
 from audiosubnet.engines import registry  # noqa: E402
 from audiosubnet.engines.base import SynthesisRequest as R  # noqa: E402
-from audiosubnet.engines.cache import ModelCache, set_cache  # noqa: E402
+from audiosubnet.engines.registry import EngineCache  # noqa: E402
 from audiosubnet.errors import EngineError, InputError, ModelNotDownloadedError  # noqa: E402
 
 
@@ -43,13 +43,11 @@ def folder(tmp_path_factory):
 @pytest.fixture
 def engine(folder, monkeypatch):
     monkeypatch.setenv("ASN_TORCH_THREADS", "1")
-    cache = ModelCache(device="cpu", dtype="float32")
-    old = set_cache(cache)  # the x-vector encoder is leased from the process cache
+    cache = EngineCache(device="cpu", dtype="float32")  # the engine leases its x-vector encoder from it
     with cache.engine(f"speecht5-clone:{folder}") as e:
         e.inner.maxlenratio = 6.0  # keeps the tiny decoder's runs short
         yield e
     cache.clear()
-    set_cache(old)
 
 
 def tone(f0: float, seconds: float = 1.5, sr: int = 16000) -> Audio:
@@ -78,7 +76,7 @@ def test_clones_with_the_references_xvector(engine):
     assert np.allclose(out[0].samples, out[2].samples, atol=1e-5)  # same reference, same seed: same voice
     assert len(out[0].samples) != len(out[1].samples) or not np.allclose(out[0].samples, out[1].samples, atol=1e-3)
     # the vector handed to SpeechT5 is the encoder's embedding of the reference
-    with speaker.lease(model=f"hf:{engine.xvector_repo()}") as enc:
+    with speaker.lease(engine.cache, f"hf:{engine.xvector_repo()}") as enc:  # the scorer, its own instance
         expect = enc.embed([low])[0]
     assert np.allclose(engine.xvectors([low])[0], expect, atol=1e-5)
     assert len(engine._xvectors) == 2  # two distinct references, each embedded once
@@ -105,6 +103,6 @@ def test_bad_references_and_dimension_mismatch(engine, folder, tmp_path):
 def test_a_missing_encoder_fails_at_load_time(tmp_path, monkeypatch):
     f = build_speecht5(tmp_path / "st5-noxv")
     monkeypatch.setenv("ASN_SPEECHT5_XVECTOR", "some-org/not-downloaded-xvector")
-    cache = ModelCache(device="cpu", dtype="float32")
+    cache = EngineCache(device="cpu", dtype="float32")
     with pytest.raises(ModelNotDownloadedError), cache.engine(f"speecht5-clone:{f}"):
         pass

@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("transformers")
 
 from audiosubnet.engines import registry  # noqa: E402
-from audiosubnet.engines.cache import ModelCache  # noqa: E402
+from audiosubnet.engines.registry import EngineCache  # noqa: E402
 from audiosubnet.errors import ModelNotDownloadedError  # noqa: E402
 
 HUB_IDS = ["mms:facebook/mms-tts-eng", "speecht5:microsoft/speecht5_tts", "bark:suno/bark-small"]
@@ -52,7 +52,7 @@ def test_defaults_and_catalog():
 
 @pytest.mark.parametrize("model_id", HUB_IDS)
 def test_missing_model_fails_fast_naming_pull(empty_hub, model_id):
-    cache = ModelCache(device="cpu")
+    cache = EngineCache(device="cpu")
     t0 = time.perf_counter()
     with pytest.raises(ModelNotDownloadedError) as err, cache.engine(model_id):
         pass

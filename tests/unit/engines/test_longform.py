@@ -11,8 +11,8 @@ from audiosubnet import audio as audiolib
 from audiosubnet.commands.app import app
 from audiosubnet.engines import longform
 from audiosubnet.engines.base import SynthesisRequest
-from audiosubnet.engines.cache import ModelCache
 from audiosubnet.engines.fake import FakeEngine
+from audiosubnet.engines.registry import EngineCache
 from audiosubnet.errors import InputError
 
 LONG = " ".join(f"Sentence number {i} is here, and it goes on for a little while." for i in range(80))
@@ -20,7 +20,7 @@ LONG = " ".join(f"Sentence number {i} is here, and it goes on for a little while
 
 @pytest.fixture
 def fake():
-    cache = ModelCache(budget_bytes=None)
+    cache = EngineCache(budget_bytes=None)
     with cache.engine("fake:ms_per_char=10,max_batch=8") as engine:
         yield engine
     cache.clear()

@@ -14,7 +14,7 @@ pytest.importorskip("transformers")
 from audiosubnet.bench.random_models import build_mms  # noqa: E402
 from audiosubnet.engines import registry  # noqa: E402
 from audiosubnet.engines.base import SynthesisRequest  # noqa: E402
-from audiosubnet.engines.cache import ModelCache  # noqa: E402
+from audiosubnet.engines.registry import EngineCache  # noqa: E402
 from audiosubnet.errors import DependencyError, InputError  # noqa: E402
 
 TEXTS = ["Hello there.", "A much longer sentence, with 12 words and some punctuation in it!", "Hi"]
@@ -134,7 +134,7 @@ def test_uroman_languages_need_uroman(engine, monkeypatch):
 
 def test_unload_drops_the_weights(folder, monkeypatch):
     monkeypatch.setenv("ASN_TORCH_THREADS", "1")
-    cache = ModelCache(device="cpu")
+    cache = EngineCache(device="cpu")
     with cache.engine(f"hf:{folder}") as e:
         assert e.loaded
     key = cache.loaded()[0]
@@ -171,7 +171,7 @@ def test_own_spline_equals_transformers_inverse_spline():
 def test_the_stages_run_as_graphs_equal_eager(engine, fake_capture):
     """The CUDA path's two stages through GraphCache (a fake capture with a graph's semantics, on the CPU):
     static buffers reused across calls of one shape bucket give the same audio as the eager pass."""
-    from audiosubnet.engines.cuda_graphs import GraphCache
+    from audiosubnet.runtime.cuda_graphs import GraphCache
 
     texts = [TEXTS[i % 3] + " " + "la " * i for i in range(5)]
     engine.forward_batch, engine.bucket_shapes = 8, True
@@ -232,7 +232,7 @@ def test_cuda_graphs_equal_eager(folder, monkeypatch, dtype):
     """The real capture on a GPU: each stage is recorded once per shape bucket and replays the eager audio."""
     monkeypatch.setenv("ASN_CUDA_GRAPHS", "1")
     texts = [TEXTS[i % 3] + " " + "la " * i for i in range(11)]
-    with ModelCache(device="cuda", dtype=dtype).engine(f"mms:{folder}") as e:
+    with EngineCache(device="cuda", dtype=dtype).engine(f"mms:{folder}") as e:
         graphs = e._graphs
         graphs["waveform"].max_numel = None  # the tiny model's hop is 16 samples: its batches are many frames
         e._graphs = None

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from audiosubnet.engines import registry
@@ -61,3 +62,33 @@ def test_third_party_engine_registers_through_the_same_path():
     finally:
         registry.unregister("echo-test")
     assert "echo-test" not in registry.engine_names()
+
+
+def test_engine_lease_by_model_id_uses_registry_and_canonical_key():
+    cache = registry.EngineCache(budget_bytes=None)
+    with cache.engine("fake") as e1:
+        assert e1.model_id == "fake:default" and e1.loaded
+    with cache.engine("fake:default") as e2:
+        assert e2 is e1
+    assert cache.is_loaded("fake:default")
+    cache.clear()
+    assert not e1.loaded and cache.loaded() == []
+
+
+def test_an_engine_that_leases_others_is_given_the_cache_it_is_leased_from():
+    pytest.importorskip("pyworld")
+    from audiosubnet.audio import Audio
+    from audiosubnet.engines.base import SynthesisRequest
+    from audiosubnet.errors import EngineError
+
+    cache = registry.EngineCache(budget_bytes=None)
+    other = registry.EngineCache(budget_bytes=None)
+    with cache.engine("world:fake:default") as world:
+        assert world.cache is cache
+        ref = Audio((0.3 * np.sin(np.arange(22050) * 2 * np.pi * 140 / 22050)).astype(np.float32), 22050)
+        world.synthesize([SynthesisRequest("Hello there.", reference=ref)])
+        assert cache.is_loaded("fake:default") and not other.is_loaded("fake:default")  # its base voice
+    cache.clear()
+    loose = registry.create("world:fake:default")  # not from a cache: nothing to lease the base voice from
+    with pytest.raises(EngineError, match="ModelCache"):
+        loose.setup()

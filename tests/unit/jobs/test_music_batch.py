@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from audiosubnet import audio
-from audiosubnet.engines.cache import ModelCache
+from audiosubnet.engines.registry import EngineCache
 from audiosubnet.jobs.batch import BatchInterrupted
 from audiosubnet.jobs.music_batch import MusicBatchOptions, read_music_prompts, run_music_batch
 
@@ -22,7 +22,7 @@ def manifest(out: Path) -> dict[str, dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def cache():
-    return ModelCache(budget_bytes=None)
+    return EngineCache(budget_bytes=None)
 
 
 def test_parsing_marks_bad_rows(tmp_path):

@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from audiosubnet.engines.cache import ModelCache
+from audiosubnet.engines.registry import EngineCache
 from audiosubnet.errors import UsageError
 from audiosubnet.jobs.storage import OutputStore, is_url
 from audiosubnet.jobs.tts_batch import BatchOptions, row_seed, run_tts_batch
@@ -49,12 +49,12 @@ def test_the_local_job_runs_through_a_url_store_and_resumes(tmp_path):
     csv_path = _write(tmp_path / "p.csv", "id,text\na,One.\nb,Two.\nc,\n")
     store = OutputStore("memory://asn-test/job")
     opts = BatchOptions(out_dir=tmp_path / "unused", model="fake")
-    run_tts_batch(csv_path, opts, ModelCache(budget_bytes=None), store=store)
+    run_tts_batch(csv_path, opts, EngineCache(budget_bytes=None), store=store)
     manifest = list(csv.DictReader(io.StringIO(store.read("manifest.csv").decode())))
     assert [(r["id"], r["status"]) for r in manifest] == [("a", "ok"), ("b", "ok"), ("c", "error")]
     assert store.size("a.wav") == int(manifest[0]["bytes"])
     assert not (tmp_path / "unused").exists()
-    s = run_tts_batch(csv_path, opts, ModelCache(budget_bytes=None), store=store)
+    s = run_tts_batch(csv_path, opts, EngineCache(budget_bytes=None), store=store)
     assert (s.ok, s.skipped, s.failed) == (0, 2, 1)
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from audiosubnet import audio
-from audiosubnet.engines.cache import ModelCache
 from audiosubnet.engines.fake import FakeEngine
+from audiosubnet.engines.registry import EngineCache
 from audiosubnet.errors import UsageError
 from audiosubnet.jobs.tts_batch import BatchInterrupted, BatchOptions, read_prompts, run_tts_batch
 
@@ -26,7 +26,7 @@ def manifest(out: Path) -> dict[str, dict[str, str]]:
 
 @pytest.fixture
 def cache():
-    return ModelCache(budget_bytes=None)
+    return EngineCache(budget_bytes=None)
 
 
 @pytest.fixture(autouse=True)

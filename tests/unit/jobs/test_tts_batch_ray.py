@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from audiosubnet.engines.cache import ModelCache
+from audiosubnet.engines.registry import EngineCache
 from audiosubnet.jobs.tts_batch import BatchOptions, run_tts_batch
 
 ray = pytest.importorskip("ray")
@@ -54,7 +54,7 @@ def test_ray_job_matches_the_local_job_with_the_default_voice(cluster, tmp_path)
     csv_path = tmp_path / "p.csv"
     csv_path.write_text("\n".join(rows) + "\n")
     local = run_tts_batch(csv_path, BatchOptions(out_dir=tmp_path / "local", seed=5, max_batch=2),
-                          ModelCache(budget_bytes=None, device="cpu", dtype="float32"))
+                          EngineCache(budget_bytes=None, device="cpu", dtype="float32"))
     seen = []
     dist = run_tts_batch_ray(csv_path, BatchOptions(out_dir=tmp_path / "ray", seed=5, max_batch=2),
                              progress=seen.append)  # the default pool: one actor per (declared) GPU

@@ -22,7 +22,7 @@ import pytest
 from audiosubnet.chain.bittensor import create_wallet, sign_request
 from audiosubnet.chain.sim import SimChain
 from audiosubnet.config import load_settings
-from audiosubnet.engines.cache import ModelCache
+from audiosubnet.engines.registry import EngineCache
 from audiosubnet.miner.server import build_miner, isolated_cache
 from audiosubnet.miner.workers import Hub, HubLink, WorkerSpec, hub_path, worker_context
 
@@ -87,7 +87,7 @@ class Harness:
         if isolate or devices:  # the engine in its own supervised process(es), as `asn mine` runs it
             self.cache = isolated_cache(self.settings)
         else:
-            self.cache = ModelCache(budget_bytes=None, device="cpu", dtype="float32")
+            self.cache = EngineCache(budget_bytes=None, device="cpu", dtype="float32")
         self.miner = build_miner(self.settings, wallet=keys.miner, chain=self.chain, cache=self.cache)
         self.ctx = self.miner.context
         self.ctx.run_policy_refresh = False

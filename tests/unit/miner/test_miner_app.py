@@ -1,5 +1,5 @@
 """The miner app end to end in process: real btauth/1 signatures, the SimChain policy, the fake engine
-through the real ModelCache, queue and HTTP stack; and the same matrix on a real loopback port."""
+through the real EngineCache, queue and HTTP stack; and the same matrix on a real loopback port."""
 
 from __future__ import annotations
 

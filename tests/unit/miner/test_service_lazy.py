@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
-from audiosubnet.engines.cache import ModelCache
 from audiosubnet.engines.fake import FakeEngine
+from audiosubnet.engines.registry import EngineCache
 from audiosubnet.miner.service import ServiceConfig, TtsService
 
 
 def test_a_lazy_model_batches_once_loaded():
     model = "fake:batching=loaded,delay_ms=60,max_batch=16"
     svc = TtsService(ServiceConfig(models=(model,), lazy=True, max_wait_ms=20.0),
-                     cache=ModelCache(None, "cpu", "float32"))
+                     cache=EngineCache(None, "cpu", "float32"))
 
     async def go():
         await svc.start()

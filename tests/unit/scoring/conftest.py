@@ -1,4 +1,4 @@
-"""Shared fixtures for the scoring tests: one ModelCache, offline voices and models loaded once per
+"""Shared fixtures for the scoring tests: one EngineCache, offline voices and models loaded once per
 session, and one scored "evidence" batch that several tests read."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Model loading code: the offline faster-whisper model on long clips, and transformers Whisper,
 UTMOS and x-vector scorers loaded from tiny random stand-ins saved into tmp_path, through the
-ModelCache exactly as a real checkpoint would be."""
+EngineCache exactly as a real checkpoint would be."""
 
 from __future__ import annotations
 
@@ -183,10 +183,10 @@ def test_gpu_stack_runs_end_to_end_with_tiny_random_models(voices, prompts):
     pytest.importorskip("transformers")
     from audiosubnet.bench.random_scorers import install_random_scorers
     from audiosubnet.config import ScoreSettings
-    from audiosubnet.engines.cache import ModelCache
+    from audiosubnet.engines.registry import EngineCache
     from audiosubnet.scoring import Scoring
 
-    scoring = Scoring(ScoreSettings(preset="gpu"), cache=ModelCache(None, "cpu", "float32"))
+    scoring = Scoring(ScoreSettings(preset="gpu"), cache=EngineCache(None, "cpu", "float32"))
     assert scoring.plan.asr == "hf:openai/whisper-large-v3-turbo" and scoring.plan.mos == ("dnsmos", "utmos")
     installed = install_random_scorers(scoring, tiny=True, new_tokens=4)
     assert len(installed) == 3

@@ -8,7 +8,7 @@ import pytest
 
 from audiosubnet import audio as audiolib
 from audiosubnet.audio import Audio
-from audiosubnet.engines.cache import ModelCache
+from audiosubnet.engines.registry import EngineCache
 from audiosubnet.errors import ConfigError, ModelNotDownloadedError
 from audiosubnet.scoring.music import MusicItem, MusicScoring, MusicScoringConfig, kid, rank_relevance
 from audiosubnet.scoring.music_sanity import check_music
@@ -89,7 +89,7 @@ def refs(tmp_path_factory):
 def scoring(tiny_clap, refs=None, **kw) -> MusicScoring:
     cfg = MusicScoringConfig(clap_model=str(tiny_clap), reference_dir=str(refs) if refs else None, min_window=4,
                              decoys=("white noise", "a choir", "drums", "a piano"), **kw)
-    return MusicScoring(cfg, ModelCache(budget_bytes=None))
+    return MusicScoring(cfg, EngineCache(budget_bytes=None))
 
 
 def wav(a: Audio) -> bytes:
@@ -143,7 +143,7 @@ def test_failed_sanity_is_reported_and_not_embedded(tiny_clap):
 
 
 def test_missing_clap_names_asn_models_pull():
-    s = MusicScoring(MusicScoringConfig(clap_model="laion/larger_clap_music"), ModelCache(budget_bytes=None))
+    s = MusicScoring(MusicScoringConfig(clap_model="laion/larger_clap_music"), EngineCache(budget_bytes=None))
     with pytest.raises(ModelNotDownloadedError) as e:
         s.ensure_ready()
     assert "asn models pull clap:laion/larger_clap_music" in e.value.hint

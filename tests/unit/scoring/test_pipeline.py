@@ -10,7 +10,7 @@ import pytest
 
 from audiosubnet import audio as audiolib
 from audiosubnet.config import ScoreSettings
-from audiosubnet.engines.cache import ModelCache
+from audiosubnet.engines.registry import EngineCache
 from audiosubnet.scoring import SCORING_VERSION, FingerprintHistory, ScoreItem, Scorer, Scoring
 from audiosubnet.scoring.composite import composite
 
@@ -57,7 +57,7 @@ class FakeSpeaker(Scorer):
 @pytest.fixture
 def fake_scoring():
     def make(settings: ScoreSettings | None = None, history=None) -> Scoring:
-        return Scoring(settings or ScoreSettings(preset="offline"), cache=ModelCache(None, "cpu", "float32"),
+        return Scoring(settings or ScoreSettings(preset="offline"), cache=EngineCache(None, "cpu", "float32"),
                        history=history, scorers=[FakeAsr, FakeMos, FakeSpeaker])
     CALLS.clear()
     return make

@@ -27,10 +27,10 @@ SCRIPT = r"""
 import json, sys
 from audiosubnet import audio as audiolib
 from audiosubnet.config import ScoreSettings
-from audiosubnet.engines.cache import ModelCache
+from audiosubnet.engines.registry import EngineCache
 from audiosubnet.scoring import ScoreItem, Scoring
 jobs = json.loads(sys.argv[1])
-scoring = Scoring(ScoreSettings(preset="offline"), cache=ModelCache(None, "cpu", "float32"))
+scoring = Scoring(ScoreSettings(preset="offline"), cache=EngineCache(None, "cpu", "float32"))
 out = {}
 for batch in jobs:
     items = [ScoreItem(t, audiolib.read(p), uid=i) for i, (p, t) in enumerate(batch)]

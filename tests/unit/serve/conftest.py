@@ -12,19 +12,19 @@ import pytest
 
 from audiosubnet.audio import Audio, wav_bytes
 from audiosubnet.config import load_settings
-from audiosubnet.engines.cache import ModelCache
+from audiosubnet.engines.registry import EngineCache
 from audiosubnet.serve.server import build_serve
 
 
 class Served:
-    """One app, its own ModelCache and event loop; `post`/`get` go through httpx's ASGI transport."""
+    """One app, its own EngineCache and event loop; `post`/`get` go through httpx's ASGI transport."""
 
     def __init__(self, home, budget_bytes=None, **serve):
         flags = {"model": "fake:default", "device": "cpu", "dtype": "float32", "serve.clone_model": "fake:clone=true",
                  "serve.max_wait_ms": 1.0}
         flags.update({f"serve.{k}": v for k, v in serve.items()})
         self.settings = load_settings(home=home, **flags)
-        self.cache = ModelCache(budget_bytes=budget_bytes, device="cpu", dtype="float32")
+        self.cache = EngineCache(budget_bytes=budget_bytes, device="cpu", dtype="float32")
         self.ctx, self.app = build_serve(self.settings, cache=self.cache)
         self.loop = asyncio.new_event_loop()
         self.loop.run_until_complete(self.ctx.service.start())

@@ -19,6 +19,7 @@ from audiosubnet.chain.base import RateLimitedError
 from audiosubnet.chain.bittensor import create_wallet
 from audiosubnet.chain.sim import SimChain
 from audiosubnet.engines.base import SynthesisRequest
+from audiosubnet.runtime.cache import ModelCache
 from audiosubnet.scoring.base import Scorer
 from audiosubnet.scoring.pipeline import Scoring
 from audiosubnet.validator.client import MinerClient
@@ -116,7 +117,7 @@ def world(tmp_path, clips, kit):
 
 def make_validator(world, tmp_path, **cfg):
     client = MinerClient(world["wallet"], timeout_s=2.0, transport=world["transport"], max_bytes=4 * 2**20)
-    scoring = Scoring(scorers=[InstantScorer])
+    scoring = Scoring(scorers=[InstantScorer], cache=ModelCache(None, "cpu", "float32"))
     config = LoopConfig(**{"netuid": NETUID, "alpha": 0.5, "timeout_s": 2.0, "round_interval_s": 0.0,
                            "weights_every": 2, **cfg})
     chain = SimChain(world["path"], hotkey=world["wallet"].hotkey, clock=lambda: world["now"][0])

@@ -12,7 +12,7 @@ import pytest
 from audiosubnet import audio as audiolib
 from audiosubnet.audio import Audio
 from audiosubnet.chain.sim import SimChain
-from audiosubnet.engines.cache import ModelCache
+from audiosubnet.engines.registry import EngineCache
 from audiosubnet.errors import ConfigError
 from audiosubnet.scoring.base import Scorer
 from audiosubnet.scoring.music import MusicScoring, MusicScoringConfig
@@ -89,7 +89,7 @@ def test_music_rounds_score_and_deadline(tmp_path, kit, tiny_clap, refs):
     world = kit.make_world(tmp_path, behaviours(kit, asked))
     scoring = MusicScoring(MusicScoringConfig(clap_model=str(tiny_clap), reference_dir=str(refs), min_window=2,
                                               decoys=("white noise", "a choir", "drums")),
-                           ModelCache(budget_bytes=None))
+                           EngineCache(budget_bytes=None))
     windows = tmp_path / "state" / "music_windows.npz"
     task = MusicTask(scoring, seed=3, durations=(1.0,), base_s=2.0, per_s=1.0, windows_path=windows)
     assert task.timeout_s(asyncio.run(task.prepare("x")), 12.0) == 12.0
@@ -98,7 +98,7 @@ def test_music_rounds_score_and_deadline(tmp_path, kit, tiny_clap, refs):
     client = MinerClient(world["wallet"], timeout_s=2.0, transport=world["transport"], max_bytes=4 * 2**20)
     chain = SimChain(world["path"], hotkey=world["wallet"].hotkey, clock=lambda: world["now"][0])
     v = Validator(chain=chain, own_hotkey=world["wallet"].hotkey, client=client,
-                  scoring=Scoring(scorers=[NoSpeechScorer]), prompts=PromptSource(["Hello there."], seed=1),
+                  scoring=Scoring(scorers=[NoSpeechScorer], cache=EngineCache(None)), prompts=PromptSource(["Hello there."], seed=1),
                   config=LoopConfig(netuid=kit.NETUID, alpha=0.5, timeout_s=2.0, round_interval_s=0.0,
                                     music_ratio=1.0),
                   state_dir=tmp_path / "state", tasks={"music": task})
@@ -114,7 +114,7 @@ def test_music_rounds_score_and_deadline(tmp_path, kit, tiny_clap, refs):
     assert short.status == "ok" and short.metrics["duration_factor"] == pytest.approx(0.625)
     assert short.score < composer.score
     assert none.score == 0.0 and none.status != "ok"
-    restarted = MusicScoring(MusicScoringConfig(clap_model=str(tiny_clap)), ModelCache(budget_bytes=None))
+    restarted = MusicScoring(MusicScoringConfig(clap_model=str(tiny_clap)), EngineCache(budget_bytes=None))
     MusicTask(restarted, windows_path=windows)  # a restart reloads every miner's quality window
     composer_hk = next(o.hotkey for o in reports[-1].outcomes if o.uid == uid["composer"])
     np.testing.assert_allclose(restarted.windows.get(composer_hk), scoring.windows.get(composer_hk))
@@ -134,7 +134,7 @@ def test_build_music_task_refuses_without_references_or_clap(tmp_path, refs):
 
     from audiosubnet.errors import ModelNotDownloadedError
 
-    cache = ModelCache(budget_bytes=None)
+    cache = EngineCache(budget_bytes=None)
     v = SimpleNamespace(music_references=None, music_clap_model="laion/larger_clap_music", music_window=8, seed=0)
     with pytest.raises(ConfigError, match="reference folder"):
         build_music_task(v, cache)

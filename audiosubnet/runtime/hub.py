@@ -192,6 +192,14 @@ def remove(repo: str) -> int:
     return freed
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+def has_weights(folder: Path) -> bool:
+    """Whether a model folder holds weight files (safetensors or .bin) at its top level."""
+    return any(p.suffix in WEIGHT_SUFFIXES for p in folder.iterdir() if p.is_file())
+
+
 def folder_size(p: Path) -> int:
     if p.is_file():
         return p.stat().st_size

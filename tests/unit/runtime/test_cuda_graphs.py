@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from audiosubnet.engines.cuda_graphs import GraphCache  # noqa: E402
+from audiosubnet.runtime.cuda_graphs import GraphCache  # noqa: E402
 
 
 def stage(x, y):
@@ -85,7 +85,7 @@ def test_a_failed_capture_turns_the_cache_off_with_one_warning_and_the_answer_is
     cache = GraphCache(stage, name="mms durations", after=0,
                        capture=fake_capture(fail=RuntimeError("operation not permitted when stream is capturing")),
                        enabled=True)
-    with caplog.at_level(logging.WARNING, logger="audiosubnet.engines.cuda_graphs"):
+    with caplog.at_level(logging.WARNING, logger="audiosubnet.runtime.cuda_graphs"):
         for _ in range(3):
             out, total = cache(torch.ones(2, 2), torch.ones(2, 2))
     assert torch.equal(out, torch.full((2, 2), 3.0)) and torch.equal(total, torch.full((2,), 2.0))
@@ -126,7 +126,7 @@ def test_a_real_capture_that_syncs_falls_back_and_cuda_still_works(caplog):
         return (x * float(x.sum().item()),)  # .item() asks the host: not allowed while capturing
 
     cache = GraphCache(syncs, after=0, enabled=True)
-    with caplog.at_level(logging.WARNING, logger="audiosubnet.engines.cuda_graphs"):
+    with caplog.at_level(logging.WARNING, logger="audiosubnet.runtime.cuda_graphs"):
         (out,) = cache(torch.ones(3, device="cuda"))
         (again,) = cache(torch.ones(3, device="cuda"))
     assert not cache.enabled and cache.stats.failed and len(caplog.records) == 1

@@ -7,13 +7,14 @@ import time
 
 import pytest
 
-from audiosubnet.engines.cache import ModelCache
 from audiosubnet.errors import CacheBudgetError
+from audiosubnet.runtime.cache import ModelCache
+from audiosubnet.runtime.loadable import Loadable
 
 MiB = 2**20
 
 
-class Model:
+class Model(Loadable):
     """A Loadable with a known size that records what happens to it."""
 
     live_bytes = 0  # bytes of all loaded Model objects (checked against the budget)
@@ -21,6 +22,7 @@ class Model:
     lock = threading.Lock()
 
     def __init__(self, name: str, size: int, load_s: float = 0.0, fail: bool = False):
+        super().__init__()
         self.name, self.size, self.load_s, self.fail = name, size, load_s, fail
         self.setups = 0
         self.unloaded = False
@@ -216,14 +218,3 @@ def test_stats_report_models_bytes_and_load_seconds():
     assert s.used_bytes == 3 * MiB and s.budget_bytes == 100 * MiB
     assert [m.key for m in s.models] == ["a"] and s.models[0].hits == 1
     assert s.load_seconds >= 0.05 and s.misses == 1 and s.hits == 1
-
-
-def test_engine_lease_by_model_id_uses_registry_and_canonical_key():
-    cache = ModelCache(budget_bytes=None)
-    with cache.engine("fake") as e1:
-        assert e1.model_id == "fake:default" and e1.loaded
-    with cache.engine("fake:default") as e2:
-        assert e2 is e1
-    assert cache.is_loaded("fake:default")
-    cache.clear()
-    assert not e1.loaded and cache.loaded() == []

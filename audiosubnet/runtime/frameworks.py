@@ -1,4 +1,4 @@
-"""Runtime helpers for scorers: onnxruntime sessions, threads, bundled files, Hub folders, torch."""
+"""Framework helpers for engines and scorers: onnxruntime sessions, threads, bundled files, Hub folders, torch."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import importlib.util
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 from audiosubnet.errors import DependencyError, ModelNotDownloadedError
 
@@ -59,7 +60,7 @@ def ort_metadata(session) -> dict[str, str]:
 
 def hf_folder(repo_or_path: str, *, what: str, allow_patterns: list[str] | None = None) -> Path:
     """A local folder for a Hub repo or a path; offline and not cached -> ModelNotDownloadedError."""
-    from audiosubnet.engines import hub
+    from audiosubnet.runtime import hub
 
     try:
         return hub.resolve(repo_or_path, model_id=repo_or_path, allow_patterns=allow_patterns)
@@ -75,7 +76,7 @@ def require_torch(what: str):
         import torch
     except ImportError as e:
         raise DependencyError("torch", "hf", what) from e
-    from audiosubnet.engines.device import set_cpu_threads
+    from audiosubnet.runtime.device import set_cpu_threads
 
     with _lock:
         set_cpu_threads()
@@ -95,8 +96,27 @@ def torch_device_dtype(device: str, dtype: str, *, cpu_dtype: str = "float32"):
     """(torch.device, torch.dtype): fp32 on CPU whatever was asked (half precision is slow there)."""
     import torch
 
-    from audiosubnet.engines.device import torch_dtype
+    from audiosubnet.runtime.device import torch_dtype
 
     dev = torch.device(device)
     name = dtype if dev.type == "cuda" else cpu_dtype
     return dev, torch_dtype(name)
+
+
+def from_pretrained(cls: Any, folder: Path, dtype: Any) -> Any:
+    """`cls.from_pretrained(folder)` in a torch dtype, on transformers 5 (`dtype=`) and 4 (`torch_dtype=`)."""
+    try:
+        return cls.from_pretrained(str(folder), dtype=dtype)
+    except TypeError:  # transformers 4.x
+        return cls.from_pretrained(str(folder), torch_dtype=dtype)
+
+
+def torch_module_bytes(*modules: Any) -> int:
+    """Bytes held by the parameters and buffers of torch modules (None entries are skipped)."""
+    total = 0
+    for m in modules:
+        if m is None:
+            continue
+        for t in list(m.parameters()) + list(m.buffers()):
+            total += t.numel() * t.element_size()
+    return total

@@ -1,6 +1,6 @@
 """ModelCache: the only owner of loaded weights in a process.
 
-    cache = get_cache()
+    cache = build_cache("auto", "auto", "auto")   # a command builds one and passes it down
     with cache.engine("piper:en_US-joe-medium") as engine:     # speech engines
         audio = engine.synthesize([SynthesisRequest("Hello.")])
     with cache.lease("asr:tiny.en", make_asr) as asr:          # anything Loadable (scorers)
@@ -26,26 +26,20 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TypeVar
 
 from audiosubnet.errors import CacheBudgetError
+from audiosubnet.runtime.loadable import Loadable
 
 log = logging.getLogger(__name__)
 
-
-@runtime_checkable
-class Loadable(Protocol):
-    def setup(self, device: str, dtype: str) -> None: ...
-
-    def unload(self) -> None: ...
-
-    def memory_bytes(self) -> int: ...
+L = TypeVar("L", bound=Loadable)
 
 
 @dataclass
 class _Entry:
     key: str
-    obj: Any = None
+    obj: Loadable | None = None
     bytes: int = 0
     leases: int = 0
     pinned: bool = False
@@ -101,28 +95,20 @@ class ModelCache:
 
     # ---- leases ----------------------------------------------------------------------------
     @contextmanager
-    def lease(self, key: str, factory: Callable[[], Any], *, device: str | None = None,
-              dtype: str | None = None) -> Iterator[Any]:
+    def lease(self, key: str, factory: Callable[[], L], *, device: str | None = None,
+              dtype: str | None = None) -> Iterator[L]:
         """Yield the loaded object for `key`, loading it with `factory()` + `setup()` on a miss."""
         entry = self._acquire(key, factory, device or self.device, dtype or self.dtype)
         try:
-            yield entry.obj
+            yield entry.obj  # type: ignore[misc]  # the object `factory` made for this key
         finally:
             self._release(entry)
-
-    def engine(self, model_id: str, *, device: str | None = None, dtype: str | None = None):
-        """Lease a speech engine by model id (`piper:en_US-joe-medium`, `auto`, `hf:...`)."""
-        from audiosubnet.engines import registry
-
-        canonical = registry.canonical_id(model_id)
-        dev, dt = device or self.device, dtype or self.dtype
-        return self.lease(self.key(canonical, dev, dt), lambda: registry.create(canonical), device=dev, dtype=dt)
 
     @staticmethod
     def key(name: str, device: str, dtype: str) -> str:
         return f"{name}@{device}/{dtype}"
 
-    def _acquire(self, key: str, factory: Callable[[], Any], device: str, dtype: str) -> _Entry:
+    def _acquire(self, key: str, factory: Callable[[], Loadable], device: str, dtype: str) -> _Entry:
         with self._cond:
             entry = self._entries.get(key)
             if entry is None:
@@ -148,9 +134,9 @@ class ModelCache:
         entry.last_used = time.monotonic()
         return entry
 
-    def _load(self, entry: _Entry, factory: Callable[[], Any], device: str, dtype: str) -> None:
+    def _load(self, entry: _Entry, factory: Callable[[], Loadable], device: str, dtype: str) -> None:
         obj = factory()
-        estimate = int(getattr(obj, "estimate_bytes", lambda: 0)() or 0)
+        estimate = int(obj.estimate_bytes() or 0)
         with self._cond:
             self.misses += 1
             self._make_room(estimate, entry.key)
@@ -312,56 +298,43 @@ def _free_memory() -> None:
             torch.cuda.empty_cache()
 
 
-# ---- the process-wide cache --------------------------------------------------------------
-_cache: ModelCache | None = None
-_cache_lock = threading.Lock()
+# ---- building one -----------------------------------------------------------------------
+C = TypeVar("C", bound=ModelCache)
 
 
-def build_cache(device: str = "auto", dtype: str = "auto", budget: str | int | None = "auto") -> ModelCache:
-    """A ModelCache for a device/dtype; budget 'auto' is 90% of GPU memory on CUDA, 50% of RAM on CPU."""
+def build_cache(device: str = "auto", dtype: str = "auto", budget: str | int | None = "auto",
+                cls: type[C] = ModelCache) -> C:  # type: ignore[assignment]  # the default is a C
+    """A cache for a device/dtype; budget 'auto' is 90% of GPU memory on CUDA, 50% of RAM on CPU."""
     from audiosubnet.config import parse_bytes
-    from audiosubnet.engines.device import Placement, total_memory_bytes
+    from audiosubnet.runtime.device import Placement, total_memory_bytes
 
     place = Placement.resolve(device, dtype)
     budget_bytes = parse_bytes(budget)
     if budget_bytes is None:
         frac = 0.9 if place.device.startswith("cuda") else 0.5
         budget_bytes = int(total_memory_bytes(place.device) * frac)
-    return ModelCache(budget_bytes, place.device, place.dtype)
+    return cls(budget_bytes, place.device, place.dtype)
 
 
-def get_cache() -> ModelCache:
-    """The one ModelCache of this process, built from settings on first use."""
-    global _cache
-    with _cache_lock:
-        if _cache is None:
-            from audiosubnet.config import load_settings
-
-            s = load_settings()
-            _cache = build_cache(s.device, s.dtype, s.cache_budget)
-        return _cache
+_command_cache: ModelCache | None = None
+_command_lock = threading.Lock()
 
 
-def configure_cache(device: str = "auto", dtype: str = "auto", budget: str | int | None = "auto") -> ModelCache:
-    """Set the process cache for a command's --device/--dtype/--cache-budget.
+def configure_cache(device: str = "auto", dtype: str = "auto", budget: str | int | None = "auto",
+                    cls: type[C] = ModelCache) -> C:  # type: ignore[assignment]  # the default is a C
+    """The cache of a command's process, for its --device/--dtype/--cache-budget.
 
-    A cache that already holds models is kept (one cache per process), with a warning if the
-    placement asked for differs.
+    Only commands (the owners of a process) call this; they pass the cache down to what they run. A cache
+    that already holds models is kept (several commands run in one process under the tests), with a
+    warning if the placement asked for differs.
     """
-    global _cache
-    new = build_cache(device, dtype, budget)
-    with _cache_lock:
-        if _cache is not None and _cache.loaded():
-            if (_cache.device, _cache.dtype) != (new.device, new.dtype):
-                log.warning("model cache already holds models on %s/%s; keeping it", _cache.device, _cache.dtype)
-            return _cache
-        _cache = new
-        return _cache
-
-
-def set_cache(cache: ModelCache | None) -> ModelCache | None:
-    """Replace the process cache (tests). Returns the old one."""
-    global _cache
-    with _cache_lock:
-        old, _cache = _cache, cache
-        return old
+    global _command_cache
+    new = build_cache(device, dtype, budget, cls)
+    with _command_lock:
+        old = _command_cache
+        if isinstance(old, cls) and old.loaded():
+            if (old.device, old.dtype) != (new.device, new.dtype):
+                log.warning("model cache already holds models on %s/%s; keeping it", old.device, old.dtype)
+            return old
+        _command_cache = new
+        return new
