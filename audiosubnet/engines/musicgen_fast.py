@@ -21,6 +21,12 @@ torch.Generator per item: an item's music depends on its own seed, not on its ba
 differences of batched kernels). One instance has a capacity (batch rows, steps, text tokens) and serves any
 shorter run: a smaller batch is padded with copies of its last prompt, fewer steps just stop early (the delay
 pattern is set per run), so one captured graph serves many requests.
+
+Fewer, larger kernels per step (each of MusicGen's 24-48 layers is a dozen small kernels, and at batch 1 their
+count, not their work, sets the step time): the weights are repacked once, in place, so that each layer's query,
+key and value projections are one matrix, the codebooks' heads one matrix and their embeddings one table (the
+model's own modules keep views into them: no copy, `generate` still works); the Gumbel noise is transformed when
+it is drawn, outside the step; and top-k sampling draws among the k candidates only (`sample_top_k`).
 """
 
 from __future__ import annotations
@@ -31,6 +37,30 @@ import math
 log = logging.getLogger(__name__)
 
 GRAPH_WARMUP = 3
+
+
+def sample_top_k(logits, gumbel, k: int):
+    """The Gumbel-max draw from softmax(logits) restricted to the k largest: argmax of logits + gumbel over the
+    top k only (the same choice as masking the rest to -inf, without touching the whole vocabulary again)."""
+    import torch
+
+    vals, idx = torch.topk(logits, k, dim=-1)
+    pick = (vals + torch.gather(gumbel, -1, idx)).argmax(-1, keepdim=True)
+    return torch.gather(idx, -1, pick).squeeze(-1)
+
+
+def _pack(weights: list) -> object:
+    """One tensor holding `weights` (each (out, in), same `in`) stacked along `out`; each original parameter's
+    data becomes a view into it (no copy kept)."""
+    import torch
+
+    packed = torch.cat([w.data for w in weights])
+    start = 0
+    for w in weights:
+        n = w.shape[0]
+        w.data = packed[start:start + n]
+        start += n
+    return packed
 
 
 class FastMusicgen:
@@ -76,6 +106,32 @@ class FastMusicgen:
         self.chunk = chunk
         self.noise = torch.rand(batch, chunk, self.K, self.V, device=self.device)
         self._graph = None
+        self._repack()
+
+    def _repack(self) -> None:
+        """Query/key/value weights of each layer's self-attention as one (3E, E) matrix, the K heads as one
+        (K*V, E) matrix and the K embedding tables as one (K, V+1, E) tensor, each module keeping a view."""
+        import torch
+
+        self.qkv = []
+        for layer in self.core.layers:
+            att = layer.self_attn
+            packed = getattr(att, "_asn_qkv", None)
+            if packed is None or packed.data_ptr() != att.q_proj.weight.data_ptr():
+                packed = att._asn_qkv = _pack([att.q_proj.weight, att.k_proj.weight, att.v_proj.weight])
+            self.qkv.append(packed)
+        heads = [h.weight for h in self.dec.lm_heads]
+        packed = getattr(self.dec, "_asn_heads", None)
+        if packed is None or packed.data_ptr() != heads[0].data_ptr():
+            packed = self.dec._asn_heads = _pack(heads)
+        self.heads = packed
+        tables = [e.weight for e in self.core.embed_tokens]
+        emb = getattr(self.core, "_asn_embed", None)
+        if emb is None or emb.data_ptr() != tables[0].data_ptr():
+            emb = _pack(tables)
+            emb = self.core._asn_embed = emb.view(self.K, -1, self.E)
+        self.embed = emb
+        self.k_offsets = (torch.arange(self.K, device=self.device) * self.embed.shape[1])[None, :]
 
     # ---- set-up ------------------------------------------------------------------------------------
     def _positions(self, n: int):
@@ -143,16 +199,16 @@ class FastMusicgen:
 
         rows, H, D, E = self.rows, self.H, self.D, self.E
         tok = self.seq.index_select(2, self.pos).squeeze(2)  # (rows, K)
-        x = sum(self.core.embed_tokens[k](tok[:, k]) for k in range(self.K)) * self.core.embed_scale
+        x = F.embedding(tok + self.k_offsets, self.embed.view(-1, E)).sum(1) * self.core.embed_scale
         x = (x + self.positions.index_select(0, self.pos)).unsqueeze(1)  # (rows, 1, E)
         self_mask = torch.where(self.t_index <= self.pos, 0.0, torch.finfo(self.dtype).min).to(self.dtype)
         self_mask = self_mask[None, None, None]  # (1, 1, 1, T): positions after `pos` are not attended
         for i, layer in enumerate(self.core.layers):
             att = layer.self_attn
             h = layer.self_attn_layer_norm(x)
-            q = att.q_proj(h).view(rows, 1, H, D).transpose(1, 2)
-            self.k_cache[i].index_copy_(2, self.pos, att.k_proj(h).view(rows, 1, H, D).transpose(1, 2))
-            self.v_cache[i].index_copy_(2, self.pos, att.v_proj(h).view(rows, 1, H, D).transpose(1, 2))
+            q, k, v = F.linear(h, self.qkv[i]).view(rows, 1, 3, H, D).transpose(1, 3).unbind(2)  # (rows, H, 1, D)
+            self.k_cache[i].index_copy_(2, self.pos, k)
+            self.v_cache[i].index_copy_(2, self.pos, v)
             o = F.scaled_dot_product_attention(q, self.k_cache[i], self.v_cache[i], attn_mask=self_mask)
             x = x + att.out_proj(o.transpose(1, 2).reshape(rows, 1, E))
             catt = layer.encoder_attn
@@ -163,7 +219,7 @@ class FastMusicgen:
             h = layer.final_layer_norm(x)
             x = x + layer.fc2(layer.activation_fn(layer.fc1(h)))
         x = self.core.layer_norm(x)[:, 0]
-        logits = torch.stack([head(x) for head in self.dec.lm_heads], dim=1).float()  # (rows, K, V)
+        logits = F.linear(x, self.heads).view(rows, self.K, self.V).float()  # (rows, K, V)
         if self.guidance:
             cond, uncond = logits[: self.B], logits[self.B:]
             logits = uncond + (cond - uncond) * self.guidance
@@ -171,12 +227,9 @@ class FastMusicgen:
             nxt = logits.argmax(-1)
         else:
             logits = logits / max(self.temperature, 1e-5)
-            if 0 < self.top_k < self.V:
-                kth = torch.topk(logits, self.top_k, dim=-1).values[..., -1:]
-                logits = logits.masked_fill(logits < kth, float("-inf"))
-            u = self.noise.index_select(1, torch.remainder(self.pos, self.chunk)).squeeze(1)  # (B, K, V)
-            gumbel = -torch.log(-torch.log(u.clamp(1e-10, 1.0 - 1e-7)))
-            nxt = (logits + gumbel).argmax(-1)  # (B, K): a draw from softmax(logits)
+            gumbel = self.noise.index_select(1, torch.remainder(self.pos, self.chunk)).squeeze(1)  # (B, K, V)
+            # (B, K): a draw from softmax(logits), among the top k
+            nxt = sample_top_k(logits, gumbel, self.top_k) if 0 < self.top_k < self.V else (logits + gumbel).argmax(-1)
         nxt_pos = self.pos + 1
         forced = self.forced.index_select(1, nxt_pos).squeeze(1)  # (K,)
         nxt = torch.where(forced[None, :], torch.full_like(nxt, self.pad), nxt)
@@ -200,14 +253,15 @@ class FastMusicgen:
             self.step()
 
     def _refill(self, generators) -> None:
-        """The next `chunk` steps' uniform noise, per item from its own generator (else the default one)."""
+        """The next `chunk` steps' Gumbel noise, per item from its own generator (else the default one)."""
         if generators is None:
             self.noise.uniform_()
-            return
-        for b, g in enumerate(generators):
-            self.noise[b].uniform_(generator=g)
-        for b in range(len(generators), self.B):  # filler rows
-            self.noise[b].uniform_()
+        else:
+            for b, g in enumerate(generators):
+                self.noise[b].uniform_(generator=g)
+            for b in range(len(generators), self.B):  # filler rows
+                self.noise[b].uniform_()
+        self.noise.clamp_(1e-10, 1.0 - 1e-7).log_().neg_().log_().neg_()  # -log(-log(u))
 
     def decode(self, input_ids, attention_mask, steps: int | None = None, generators=None):
         """Codes (n, K, frames) for the n prompts: `steps` decoder steps (default: the capacity), replayed from
