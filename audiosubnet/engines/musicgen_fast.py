@@ -65,7 +65,8 @@ def _pack(weights: list) -> object:
 
 class FastMusicgen:
     def __init__(self, model, batch: int, steps: int, text_len: int, *, guidance_scale: float = 3.0,
-                 top_k: int = 250, temperature: float = 1.0, graph: bool | None = None, chunk: int = 64):
+                 top_k: int = 250, temperature: float = 1.0, graph: bool | None = None, chunk: int = 64,
+                 window: int = 64):
         import torch
 
         self.model = model
@@ -92,8 +93,8 @@ class FastMusicgen:
         self.graph_on = graph
         L, rows, T = len(self.core.layers), self.rows, steps + 1
         z = dict(device=self.device, dtype=self.dtype)
-        self.k_cache = torch.zeros(L, rows, self.H, T, self.D, **z)
-        self.v_cache = torch.zeros(L, rows, self.H, T, self.D, **z)
+        self.kv_cache = torch.zeros(L, 2, rows, self.H, T, self.D, **z)  # keys and values: one write a layer
+        self.T, self.window = T, max(1, int(window))
         self.cross_k = torch.zeros(L, rows, self.H, text_len, self.D, **z)
         self.cross_v = torch.zeros(L, rows, self.H, text_len, self.D, **z)
         self.cross_mask = torch.zeros(rows, 1, 1, text_len, **z)
@@ -105,8 +106,13 @@ class FastMusicgen:
         self.t_index = torch.arange(T, device=self.device)
         self.chunk = chunk
         self.noise = torch.rand(batch, chunk, self.K, self.V, device=self.device)
-        self._graph = None
+        self._graphs: dict[int, object] = {}  # attended length -> the step's CUDA graph
         self._repack()
+        # the unconditional half attends to zero text states through bias-free projections: its cross-attention
+        # output is exactly zero, so only the conditional rows are computed (as `generate` would find)
+        att = self.core.layers[0].encoder_attn
+        self.cond_only = bool(self.guidance) and all(
+            getattr(getattr(att, n), "bias", None) is None for n in ("k_proj", "v_proj", "out_proj"))
 
     def _repack(self) -> None:
         """Query/key/value weights of each layer's self-attention as one (3E, E) matrix, the K heads as one
@@ -186,39 +192,52 @@ class FastMusicgen:
             self.cross_k[i].copy_(att.k_proj(enc).view(self.rows, self.S, self.H, self.D).transpose(1, 2))
             self.cross_v[i].copy_(att.v_proj(enc).view(self.rows, self.S, self.H, self.D).transpose(1, 2))
         self.forced.copy_(self._delay_pattern(self.forced.shape[1], steps or self.steps))
-        self.k_cache.zero_()
-        self.v_cache.zero_()
+        self.kv_cache.zero_()
         self.seq.fill_(self.pad)
         self.pos.zero_()
 
     # ---- one step ------------------------------------------------------------------------------------
-    def step(self) -> None:
-        """Tokens at `pos` -> tokens at `pos + 1`, `pos += 1`. Only device work (capturable)."""
+    def windows(self, steps: int | None = None) -> list[int]:
+        """The attended lengths a run of `steps` uses: multiples of `window` up to the buffer's length."""
+        steps = self.steps if steps is None else steps
+        return sorted({min(self.T, (t // self.window + 1) * self.window) for t in range(steps)})
+
+    def step(self, attend: int | None = None) -> None:
+        """Tokens at `pos` -> tokens at `pos + 1`, `pos += 1`. Only device work (capturable). Self-attention
+        reads the first `attend` cache positions (default: all; must cover `pos`): at batch 32 reading the whole
+        cache was half of a step's time."""
         import torch
         import torch.nn.functional as F
 
-        rows, H, D, E = self.rows, self.H, self.D, self.E
+        rows, H, D, E, B = self.rows, self.H, self.D, self.E, self.B
+        n = self.T if attend is None else attend
         tok = self.seq.index_select(2, self.pos).squeeze(2)  # (rows, K)
         x = F.embedding(tok + self.k_offsets, self.embed.view(-1, E)).sum(1) * self.core.embed_scale
-        x = (x + self.positions.index_select(0, self.pos)).unsqueeze(1)  # (rows, 1, E)
-        self_mask = torch.where(self.t_index <= self.pos, 0.0, torch.finfo(self.dtype).min).to(self.dtype)
-        self_mask = self_mask[None, None, None]  # (1, 1, 1, T): positions after `pos` are not attended
+        x = x + self.positions.index_select(0, self.pos)  # (rows, E)
+        self_mask = torch.where(self.t_index[:n] <= self.pos, 0.0, torch.finfo(self.dtype).min).to(self.dtype)
+        self_mask = self_mask[None, None, None]  # (1, 1, 1, n): positions after `pos` are not attended
+        crows = B if self.cond_only else rows
         for i, layer in enumerate(self.core.layers):
             att = layer.self_attn
             h = layer.self_attn_layer_norm(x)
-            q, k, v = F.linear(h, self.qkv[i]).view(rows, 1, 3, H, D).transpose(1, 3).unbind(2)  # (rows, H, 1, D)
-            self.k_cache[i].index_copy_(2, self.pos, k)
-            self.v_cache[i].index_copy_(2, self.pos, v)
-            o = F.scaled_dot_product_attention(q, self.k_cache[i], self.v_cache[i], attn_mask=self_mask)
-            x = x + att.out_proj(o.transpose(1, 2).reshape(rows, 1, E))
+            qkv = F.linear(h, self.qkv[i]).view(rows, 1, 3, H, D)
+            self.kv_cache[i].index_copy_(3, self.pos, qkv[:, :, 1:].permute(2, 0, 3, 1, 4))
+            q = qkv[:, :, 0].transpose(1, 2)  # (rows, H, 1, D)
+            kv = self.kv_cache[i, :, :, :, :n]
+            o = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=self_mask)
+            x = torch.addmm(x, o.reshape(rows, E), att.out_proj.weight.t())  # the residual added in the GEMM
             catt = layer.encoder_attn
-            h = layer.encoder_attn_layer_norm(x)
-            q = catt.q_proj(h).view(rows, 1, H, D).transpose(1, 2)
-            o = F.scaled_dot_product_attention(q, self.cross_k[i], self.cross_v[i], attn_mask=self.cross_mask)
-            x = x + catt.out_proj(o.transpose(1, 2).reshape(rows, 1, E))
+            h = layer.encoder_attn_layer_norm(x[:crows])
+            q = F.linear(h, catt.q_proj.weight).view(crows, 1, H, D).transpose(1, 2)
+            o = F.scaled_dot_product_attention(q, self.cross_k[i, :crows], self.cross_v[i, :crows],
+                                               attn_mask=self.cross_mask[:crows])
+            if crows == rows:
+                x = torch.addmm(x, o.reshape(rows, E), catt.out_proj.weight.t())
+            else:
+                x = torch.cat([torch.addmm(x[:crows], o.reshape(crows, E), catt.out_proj.weight.t()), x[crows:]])
             h = layer.final_layer_norm(x)
-            x = x + layer.fc2(layer.activation_fn(layer.fc1(h)))
-        x = self.core.layer_norm(x)[:, 0]
+            x = torch.addmm(x, layer.activation_fn(F.linear(h, layer.fc1.weight)), layer.fc2.weight.t())
+        x = self.core.layer_norm(x)
         logits = F.linear(x, self.heads).view(rows, self.K, self.V).float()  # (rows, K, V)
         if self.guidance:
             cond, uncond = logits[: self.B], logits[self.B:]
@@ -240,17 +259,22 @@ class FastMusicgen:
 
     # ---- runs ----------------------------------------------------------------------------------------
     def _capture(self) -> None:
+        """One graph per attended length (one memory pool: they replay one at a time), shortest first: the
+        warm-up steps move `pos` by a few positions per graph, always inside the window being captured."""
         import torch
 
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for _ in range(GRAPH_WARMUP):
-                self.step()
-        torch.cuda.current_stream().wait_stream(stream)
-        self._graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self._graph):
-            self.step()
+        pool = torch.cuda.graph_pool_handle()
+        for j, n in enumerate(self.windows()):
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(GRAPH_WARMUP if j == 0 else 1):
+                    self.step(n)
+            torch.cuda.current_stream().wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=pool):
+                self.step(n)
+            self._graphs[n] = graph
 
     def _refill(self, generators) -> None:
         """The next `chunk` steps' Gumbel noise, per item from its own generator (else the default one)."""
@@ -265,27 +289,29 @@ class FastMusicgen:
 
     def decode(self, input_ids, attention_mask, steps: int | None = None, generators=None):
         """Codes (n, K, frames) for the n prompts: `steps` decoder steps (default: the capacity), replayed from
-        one graph on CUDA. `generators`: one torch.Generator per prompt on this device (optional)."""
+        graphs on CUDA (one per attended length). `generators`: one torch.Generator per prompt on this device
+        (optional)."""
         import torch
 
         n_items = input_ids.shape[0]
         steps = self.steps if steps is None else steps
         with torch.inference_mode():
-            if self.graph_on and self._graph is None:
+            if self.graph_on and not self._graphs:
                 self.prepare(input_ids, attention_mask, steps)
                 try:
                     self._capture()  # the warm-up steps moved the state: start again below
                 except Exception as e:  # never worse than without the graph: eager steps from now on
                     log.warning("MusicGen decode step not captured as a CUDA graph (%s); running it eagerly", e)
-                    self.graph_on, self._graph = False, None
+                    self.graph_on, self._graphs = False, {}
             self.prepare(input_ids, attention_mask, steps)
             for t in range(steps):
                 if t % self.chunk == 0:
                     self._refill(generators)
-                if self._graph is not None:
-                    self._graph.replay()
+                n = min(self.T, (t // self.window + 1) * self.window)
+                if self._graphs:
+                    self._graphs[n].replay()
                 else:
-                    self.step()
+                    self.step(n)
             seq = self.seq[:n_items]
             n = self.frames(steps)
             return torch.stack([seq[:, k, k + 1: k + 1 + n] for k in range(self.K)], dim=1)
