@@ -37,6 +37,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--skip-plain", action="store_true", help="time only the fast path")
     p.add_argument("--no-graph", action="store_true", help="fast path without the CUDA graph (eager steps)")
     p.add_argument("--check", action="store_true", help="greedy equality check of the two paths first")
+    p.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                   help="also profile this many eager decoder steps per batch size (kernel table by GPU time)")
     p.add_argument("--json", type=Path, help="also write the rows here")
     return p.parse_args()
 
@@ -58,6 +60,31 @@ def timed(fn, device: str, reps: int) -> tuple[float, object]:
         sync(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times), out
+
+
+def profile_steps(fast, ids, mask, n: int, device: str) -> None:
+    """`n` eager decoder steps from the middle of a run under torch.profiler: the kernels by total GPU (or CPU)
+    time."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+    with torch.inference_mode():
+        fast.prepare(ids, mask)
+        fast.pos.fill_(fast.steps // 2)
+        attend = min(fast.T, (fast.steps // 2 + n + 3) // fast.window * fast.window + fast.window)
+        for _ in range(3):
+            fast.step(attend)
+        sync(device)
+        t0 = time.perf_counter()
+        with profile(activities=acts) as prof:
+            for _ in range(n):
+                fast.step(attend)
+            sync(device)
+        wall = time.perf_counter() - t0
+    key = "cuda_time_total" if device.startswith("cuda") else "cpu_time_total"
+    print(f"# profile: {n} eager steps in {wall * 1000:.1f} ms ({wall * 1000 / n:.2f} ms a step, profiler on)")
+    print(prof.key_averages().table(sort_by=key, row_limit=18, max_name_column_width=60), flush=True)
 
 
 def main() -> int:
@@ -140,6 +167,10 @@ def main() -> int:
             s, audio = timed(quick, a.device, a.reps)
             row["fast_s"] = s
             row["fast_finite"] = bool(torch.isfinite(audio).all())
+            codes = fast.decode(ids, mask)
+            row["fast_audio_s"], _ = timed(lambda codes=codes, fast=fast: fast.audio(codes), a.device, 1)
+            if a.profile:
+                profile_steps(fast, ids, mask, a.profile, a.device)
             del fast
         except torch.OutOfMemoryError as e:
             row["fast_error"] = f"out of memory: {str(e)[:80]}"

@@ -8,7 +8,9 @@ Load (all on loopback, in this process): `--clients` signed validator clients in
 replayed, wrong-receiver and stranger requests; garbage bodies; connections that trickle headers or bodies or
 hang up mid-body; idle keep-alive connections. The miner runs with the engine in its own process (the default).
 Memory (RSS of the miner plus its engine process) and open file descriptors are sampled every `--sample-s`;
-growth is measured from the first sample after the warm-up (10% of the run) to the last.
+growth is measured between two windows of 10% of the run (at least a minute each): the one right after the
+warm-up (the first 10%: bounded state such as the seen log and the nonce store fills up) and the last one, each
+summarised by its median (the heap is trimmed every minute, so single samples swing by tens of MiB).
 Exit status 0 when memory and open files grew <= `--max-growth` (5%) and the log holds no unexpected error.
 """
 
@@ -23,6 +25,7 @@ import random
 import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -234,14 +237,19 @@ def main() -> int:
                 proc.wait(60)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    warm = [s for s in samples if s["t"] - samples[0]["t"] >= 0.1 * args.minutes * 60] or samples
-    base, last = warm[0], samples[-1]
+    span = max(60.0, 0.1 * args.minutes * 60)
+    t0, t1 = samples[0]["t"] + 0.1 * args.minutes * 60, samples[-1]["t"]
+    first = [s for s in samples if t0 <= s["t"] <= t0 + span] or samples[:1]
+    final = [s for s in samples if s["t"] >= t1 - span] or samples[-1:]
+    base = {k: statistics.median(s[k] for s in first) for k in ("rss_mib", "fds")}
+    last = {k: statistics.median(s[k] for s in final) for k in ("rss_mib", "fds")}
     unexpected = [line for line in log_path.read_text().splitlines()
                   if ("ERROR" in line or "Traceback" in line or "status=5" in line) and not EXPECTED_LOG.search(line)]
     report = {
         "minutes": args.minutes, "model": args.model, "clients": args.clients, "invalid_clients": args.invalid,
         "slow_connections": args.slow,
         "rss_mib": {"after_warmup": round(base["rss_mib"], 1), "end": round(last["rss_mib"], 1),
+                    "window_s": span,
                     "peak": round(max(s["rss_mib"] for s in samples), 1),
                     "growth": round(last["rss_mib"] / base["rss_mib"] - 1, 4)},
         "open_files": {"after_warmup": base["fds"], "end": last["fds"], "peak": max(s["fds"] for s in samples),

@@ -21,6 +21,12 @@ torch.Generator per item: an item's music depends on its own seed, not on its ba
 differences of batched kernels). One instance has a capacity (batch rows, steps, text tokens) and serves any
 shorter run: a smaller batch is padded with copies of its last prompt, fewer steps just stop early (the delay
 pattern is set per run), so one captured graph serves many requests.
+
+Fewer, larger kernels per step (each of MusicGen's 24-48 layers is a dozen small kernels, and at batch 1 their
+count, not their work, sets the step time): the weights are repacked once, in place, so that each layer's query,
+key and value projections are one matrix, the codebooks' heads one matrix and their embeddings one table (the
+model's own modules keep views into them: no copy, `generate` still works); the Gumbel noise is transformed when
+it is drawn, outside the step; and top-k sampling draws among the k candidates only (`sample_top_k`).
 """
 
 from __future__ import annotations
@@ -33,9 +39,34 @@ log = logging.getLogger(__name__)
 GRAPH_WARMUP = 3
 
 
+def sample_top_k(logits, gumbel, k: int):
+    """The Gumbel-max draw from softmax(logits) restricted to the k largest: argmax of logits + gumbel over the
+    top k only (the same choice as masking the rest to -inf, without touching the whole vocabulary again)."""
+    import torch
+
+    vals, idx = torch.topk(logits, k, dim=-1)
+    pick = (vals + torch.gather(gumbel, -1, idx)).argmax(-1, keepdim=True)
+    return torch.gather(idx, -1, pick).squeeze(-1)
+
+
+def _pack(weights: list) -> object:
+    """One tensor holding `weights` (each (out, in), same `in`) stacked along `out`; each original parameter's
+    data becomes a view into it (no copy kept)."""
+    import torch
+
+    packed = torch.cat([w.data for w in weights])
+    start = 0
+    for w in weights:
+        n = w.shape[0]
+        w.data = packed[start:start + n]
+        start += n
+    return packed
+
+
 class FastMusicgen:
     def __init__(self, model, batch: int, steps: int, text_len: int, *, guidance_scale: float = 3.0,
-                 top_k: int = 250, temperature: float = 1.0, graph: bool | None = None, chunk: int = 64):
+                 top_k: int = 250, temperature: float = 1.0, graph: bool | None = None, chunk: int = 64,
+                 window: int = 64):
         import torch
 
         self.model = model
@@ -62,8 +93,8 @@ class FastMusicgen:
         self.graph_on = graph
         L, rows, T = len(self.core.layers), self.rows, steps + 1
         z = dict(device=self.device, dtype=self.dtype)
-        self.k_cache = torch.zeros(L, rows, self.H, T, self.D, **z)
-        self.v_cache = torch.zeros(L, rows, self.H, T, self.D, **z)
+        self.kv_cache = torch.zeros(L, 2, rows, self.H, T, self.D, **z)  # keys and values: one write a layer
+        self.T, self.window = T, max(1, int(window))
         self.cross_k = torch.zeros(L, rows, self.H, text_len, self.D, **z)
         self.cross_v = torch.zeros(L, rows, self.H, text_len, self.D, **z)
         self.cross_mask = torch.zeros(rows, 1, 1, text_len, **z)
@@ -75,7 +106,38 @@ class FastMusicgen:
         self.t_index = torch.arange(T, device=self.device)
         self.chunk = chunk
         self.noise = torch.rand(batch, chunk, self.K, self.V, device=self.device)
-        self._graph = None
+        self._graphs: dict[int, object] = {}  # attended length -> the step's CUDA graph
+        self._repack()
+        # the unconditional half attends to zero text states through bias-free projections: its cross-attention
+        # output is exactly zero, so only the conditional rows are computed (as `generate` would find)
+        att = self.core.layers[0].encoder_attn
+        self.cond_only = bool(self.guidance) and all(
+            getattr(getattr(att, n), "bias", None) is None for n in ("k_proj", "v_proj", "out_proj"))
+
+    def _repack(self) -> None:
+        """Query/key/value weights of each layer's self-attention as one (3E, E) matrix, the K heads as one
+        (K*V, E) matrix and the K embedding tables as one (K, V+1, E) tensor, each module keeping a view."""
+        import torch
+
+        self.qkv = []
+        for layer in self.core.layers:
+            att = layer.self_attn
+            packed = getattr(att, "_asn_qkv", None)
+            if packed is None or packed.data_ptr() != att.q_proj.weight.data_ptr():
+                packed = att._asn_qkv = _pack([att.q_proj.weight, att.k_proj.weight, att.v_proj.weight])
+            self.qkv.append(packed)
+        heads = [h.weight for h in self.dec.lm_heads]
+        packed = getattr(self.dec, "_asn_heads", None)
+        if packed is None or packed.data_ptr() != heads[0].data_ptr():
+            packed = self.dec._asn_heads = _pack(heads)
+        self.heads = packed
+        tables = [e.weight for e in self.core.embed_tokens]
+        emb = getattr(self.core, "_asn_embed", None)
+        if emb is None or emb.data_ptr() != tables[0].data_ptr():
+            emb = _pack(tables)
+            emb = self.core._asn_embed = emb.view(self.K, -1, self.E)
+        self.embed = emb
+        self.k_offsets = (torch.arange(self.K, device=self.device) * self.embed.shape[1])[None, :]
 
     # ---- set-up ------------------------------------------------------------------------------------
     def _positions(self, n: int):
@@ -130,40 +192,53 @@ class FastMusicgen:
             self.cross_k[i].copy_(att.k_proj(enc).view(self.rows, self.S, self.H, self.D).transpose(1, 2))
             self.cross_v[i].copy_(att.v_proj(enc).view(self.rows, self.S, self.H, self.D).transpose(1, 2))
         self.forced.copy_(self._delay_pattern(self.forced.shape[1], steps or self.steps))
-        self.k_cache.zero_()
-        self.v_cache.zero_()
+        self.kv_cache.zero_()
         self.seq.fill_(self.pad)
         self.pos.zero_()
 
     # ---- one step ------------------------------------------------------------------------------------
-    def step(self) -> None:
-        """Tokens at `pos` -> tokens at `pos + 1`, `pos += 1`. Only device work (capturable)."""
+    def windows(self, steps: int | None = None) -> list[int]:
+        """The attended lengths a run of `steps` uses: multiples of `window` up to the buffer's length."""
+        steps = self.steps if steps is None else steps
+        return sorted({min(self.T, (t // self.window + 1) * self.window) for t in range(steps)})
+
+    def step(self, attend: int | None = None) -> None:
+        """Tokens at `pos` -> tokens at `pos + 1`, `pos += 1`. Only device work (capturable). Self-attention
+        reads the first `attend` cache positions (default: all; must cover `pos`): at batch 32 reading the whole
+        cache was half of a step's time."""
         import torch
         import torch.nn.functional as F
 
-        rows, H, D, E = self.rows, self.H, self.D, self.E
+        rows, H, D, E, B = self.rows, self.H, self.D, self.E, self.B
+        n = self.T if attend is None else attend
         tok = self.seq.index_select(2, self.pos).squeeze(2)  # (rows, K)
-        x = sum(self.core.embed_tokens[k](tok[:, k]) for k in range(self.K)) * self.core.embed_scale
-        x = (x + self.positions.index_select(0, self.pos)).unsqueeze(1)  # (rows, 1, E)
-        self_mask = torch.where(self.t_index <= self.pos, 0.0, torch.finfo(self.dtype).min).to(self.dtype)
-        self_mask = self_mask[None, None, None]  # (1, 1, 1, T): positions after `pos` are not attended
+        x = F.embedding(tok + self.k_offsets, self.embed.view(-1, E)).sum(1) * self.core.embed_scale
+        x = x + self.positions.index_select(0, self.pos)  # (rows, E)
+        self_mask = torch.where(self.t_index[:n] <= self.pos, 0.0, torch.finfo(self.dtype).min).to(self.dtype)
+        self_mask = self_mask[None, None, None]  # (1, 1, 1, n): positions after `pos` are not attended
+        crows = B if self.cond_only else rows
         for i, layer in enumerate(self.core.layers):
             att = layer.self_attn
             h = layer.self_attn_layer_norm(x)
-            q = att.q_proj(h).view(rows, 1, H, D).transpose(1, 2)
-            self.k_cache[i].index_copy_(2, self.pos, att.k_proj(h).view(rows, 1, H, D).transpose(1, 2))
-            self.v_cache[i].index_copy_(2, self.pos, att.v_proj(h).view(rows, 1, H, D).transpose(1, 2))
-            o = F.scaled_dot_product_attention(q, self.k_cache[i], self.v_cache[i], attn_mask=self_mask)
-            x = x + att.out_proj(o.transpose(1, 2).reshape(rows, 1, E))
+            qkv = F.linear(h, self.qkv[i]).view(rows, 1, 3, H, D)
+            self.kv_cache[i].index_copy_(3, self.pos, qkv[:, :, 1:].permute(2, 0, 3, 1, 4))
+            q = qkv[:, :, 0].transpose(1, 2)  # (rows, H, 1, D)
+            kv = self.kv_cache[i, :, :, :, :n]
+            o = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=self_mask)
+            x = torch.addmm(x, o.reshape(rows, E), att.out_proj.weight.t())  # the residual added in the GEMM
             catt = layer.encoder_attn
-            h = layer.encoder_attn_layer_norm(x)
-            q = catt.q_proj(h).view(rows, 1, H, D).transpose(1, 2)
-            o = F.scaled_dot_product_attention(q, self.cross_k[i], self.cross_v[i], attn_mask=self.cross_mask)
-            x = x + catt.out_proj(o.transpose(1, 2).reshape(rows, 1, E))
+            h = layer.encoder_attn_layer_norm(x[:crows])
+            q = F.linear(h, catt.q_proj.weight).view(crows, 1, H, D).transpose(1, 2)
+            o = F.scaled_dot_product_attention(q, self.cross_k[i, :crows], self.cross_v[i, :crows],
+                                               attn_mask=self.cross_mask[:crows])
+            if crows == rows:
+                x = torch.addmm(x, o.reshape(rows, E), catt.out_proj.weight.t())
+            else:
+                x = torch.cat([torch.addmm(x[:crows], o.reshape(crows, E), catt.out_proj.weight.t()), x[crows:]])
             h = layer.final_layer_norm(x)
-            x = x + layer.fc2(layer.activation_fn(layer.fc1(h)))
-        x = self.core.layer_norm(x)[:, 0]
-        logits = torch.stack([head(x) for head in self.dec.lm_heads], dim=1).float()  # (rows, K, V)
+            x = torch.addmm(x, layer.activation_fn(F.linear(h, layer.fc1.weight)), layer.fc2.weight.t())
+        x = self.core.layer_norm(x)
+        logits = F.linear(x, self.heads).view(rows, self.K, self.V).float()  # (rows, K, V)
         if self.guidance:
             cond, uncond = logits[: self.B], logits[self.B:]
             logits = uncond + (cond - uncond) * self.guidance
@@ -171,12 +246,9 @@ class FastMusicgen:
             nxt = logits.argmax(-1)
         else:
             logits = logits / max(self.temperature, 1e-5)
-            if 0 < self.top_k < self.V:
-                kth = torch.topk(logits, self.top_k, dim=-1).values[..., -1:]
-                logits = logits.masked_fill(logits < kth, float("-inf"))
-            u = self.noise.index_select(1, torch.remainder(self.pos, self.chunk)).squeeze(1)  # (B, K, V)
-            gumbel = -torch.log(-torch.log(u.clamp(1e-10, 1.0 - 1e-7)))
-            nxt = (logits + gumbel).argmax(-1)  # (B, K): a draw from softmax(logits)
+            gumbel = self.noise.index_select(1, torch.remainder(self.pos, self.chunk)).squeeze(1)  # (B, K, V)
+            # (B, K): a draw from softmax(logits), among the top k
+            nxt = sample_top_k(logits, gumbel, self.top_k) if 0 < self.top_k < self.V else (logits + gumbel).argmax(-1)
         nxt_pos = self.pos + 1
         forced = self.forced.index_select(1, nxt_pos).squeeze(1)  # (K,)
         nxt = torch.where(forced[None, :], torch.full_like(nxt, self.pad), nxt)
@@ -187,51 +259,59 @@ class FastMusicgen:
 
     # ---- runs ----------------------------------------------------------------------------------------
     def _capture(self) -> None:
+        """One graph per attended length (one memory pool: they replay one at a time), shortest first: the
+        warm-up steps move `pos` by a few positions per graph, always inside the window being captured."""
         import torch
 
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for _ in range(GRAPH_WARMUP):
-                self.step()
-        torch.cuda.current_stream().wait_stream(stream)
-        self._graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self._graph):
-            self.step()
+        pool = torch.cuda.graph_pool_handle()
+        for j, n in enumerate(self.windows()):
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(GRAPH_WARMUP if j == 0 else 1):
+                    self.step(n)
+            torch.cuda.current_stream().wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=pool):
+                self.step(n)
+            self._graphs[n] = graph
 
     def _refill(self, generators) -> None:
-        """The next `chunk` steps' uniform noise, per item from its own generator (else the default one)."""
+        """The next `chunk` steps' Gumbel noise, per item from its own generator (else the default one)."""
         if generators is None:
             self.noise.uniform_()
-            return
-        for b, g in enumerate(generators):
-            self.noise[b].uniform_(generator=g)
-        for b in range(len(generators), self.B):  # filler rows
-            self.noise[b].uniform_()
+        else:
+            for b, g in enumerate(generators):
+                self.noise[b].uniform_(generator=g)
+            for b in range(len(generators), self.B):  # filler rows
+                self.noise[b].uniform_()
+        self.noise.clamp_(1e-10, 1.0 - 1e-7).log_().neg_().log_().neg_()  # -log(-log(u))
 
     def decode(self, input_ids, attention_mask, steps: int | None = None, generators=None):
         """Codes (n, K, frames) for the n prompts: `steps` decoder steps (default: the capacity), replayed from
-        one graph on CUDA. `generators`: one torch.Generator per prompt on this device (optional)."""
+        graphs on CUDA (one per attended length). `generators`: one torch.Generator per prompt on this device
+        (optional)."""
         import torch
 
         n_items = input_ids.shape[0]
         steps = self.steps if steps is None else steps
         with torch.inference_mode():
-            if self.graph_on and self._graph is None:
+            if self.graph_on and not self._graphs:
                 self.prepare(input_ids, attention_mask, steps)
                 try:
                     self._capture()  # the warm-up steps moved the state: start again below
                 except Exception as e:  # never worse than without the graph: eager steps from now on
                     log.warning("MusicGen decode step not captured as a CUDA graph (%s); running it eagerly", e)
-                    self.graph_on, self._graph = False, None
+                    self.graph_on, self._graphs = False, {}
             self.prepare(input_ids, attention_mask, steps)
             for t in range(steps):
                 if t % self.chunk == 0:
                     self._refill(generators)
-                if self._graph is not None:
-                    self._graph.replay()
+                n = min(self.T, (t // self.window + 1) * self.window)
+                if self._graphs:
+                    self._graphs[n].replay()
                 else:
-                    self.step()
+                    self.step(n)
             seq = self.seq[:n_items]
             n = self.frames(steps)
             return torch.stack([seq[:, k, k + 1: k + 1 + n] for k in range(self.K)], dim=1)

@@ -27,7 +27,7 @@ def test_greedy_fast_path_reproduces_generate(tiny_musicgen):
     with torch.inference_mode():
         ref = model.generate(**enc, max_new_tokens=steps, min_new_tokens=steps, do_sample=False, guidance_scale=3.0)
     n = enc["input_ids"].shape[1]  # the same text length: padding more changes float sums, and a random model
-    fast = FastMusicgen(model, 2, steps, text_len=n, guidance_scale=3.0, top_k=1)  # has near-ties to flip
+    fast = FastMusicgen(model, 2, steps, text_len=n, guidance_scale=3.0, top_k=1, window=8)  # near-ties to flip
     codes = fast.decode(enc["input_ids"], enc["attention_mask"])
     assert codes.shape == (2, 4, 25) and fast.frames() == 25  # 0.5 s at 50 frames/s
     torch.testing.assert_close(fast.audio(codes), ref[:, 0], rtol=0, atol=1e-6)
@@ -53,3 +53,37 @@ def test_bench_script_smoke_on_cpu(tmp_path):
     for row in rows:
         assert row["fast_finite"] and row["plain_x_realtime"] > 0 and row["fast_x_realtime"] > 0
         assert row["fast_tokens_per_s"] == pytest.approx(row["batch"] * row["steps"] / row["fast_s"])
+
+
+@pytest.mark.parametrize("k", [1, 7, 250])
+def test_top_k_draw_among_the_candidates_equals_masking_the_rest(k):
+    import torch
+
+    from audiosubnet.engines.musicgen_fast import sample_top_k
+
+    gen = torch.Generator().manual_seed(k)
+    logits = torch.randn(3, 4, 2048, generator=gen)
+    gumbel = -torch.log(-torch.log(torch.rand(3, 4, 2048, generator=gen)))
+    kth = torch.topk(logits, k, dim=-1).values[..., -1:]
+    masked = (logits.masked_fill(logits < kth, float("-inf")) + gumbel).argmax(-1)
+    assert torch.equal(sample_top_k(logits, gumbel, k), masked)
+
+
+def test_repacked_weights_are_views_and_generate_still_runs(tiny_musicgen):
+    import torch
+    from transformers import MusicgenForConditionalGeneration
+
+    from audiosubnet.engines.musicgen_fast import FastMusicgen
+
+    model = MusicgenForConditionalGeneration.from_pretrained(tiny_musicgen).eval()
+    before = sum(p.numel() for p in model.parameters())
+    a = FastMusicgen(model, 1, 8, text_len=4)
+    b = FastMusicgen(model, 1, 8, text_len=4)  # a second instance reuses the packing
+    att = model.decoder.model.decoder.layers[0].self_attn
+    assert att.q_proj.weight.data_ptr() == a.qkv[0].data_ptr() == b.qkv[0].data_ptr()
+    assert model.decoder.lm_heads[1].weight.data_ptr() == a.heads[a.V:].data_ptr()
+    assert sum(p.numel() for p in model.parameters()) == before
+    ids = torch.ones(1, 3, dtype=torch.long)
+    with torch.inference_mode():
+        out = model.generate(input_ids=ids, max_new_tokens=4, do_sample=False)
+    assert out.shape[0] == 1
