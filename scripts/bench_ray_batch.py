@@ -22,11 +22,11 @@ from pathlib import Path
 
 def jobs(a, tmp: Path):
     """(local run, Ray run, rows, compare) for the job: each run takes a progress callback."""
-    from audiosubnet.engines.cache import ModelCache
+    from audiosubnet.engines.registry import EngineCache
     from audiosubnet.jobs.ray_runner import RayOptions
 
     ray_opts = RayOptions(replicas=a.replicas, device=a.device)
-    cache = ModelCache(budget_bytes=None, device=a.device)
+    cache = EngineCache(budget_bytes=None, device=a.device)
     if a.job == "score":
         from audiosubnet.config import load_settings
         from audiosubnet.scoring import Scoring

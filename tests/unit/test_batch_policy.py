@@ -6,8 +6,8 @@ import errno
 
 import pytest
 
-from audiosubnet.engines.cache import ModelCache
 from audiosubnet.engines.fake import FakeEngine
+from audiosubnet.engines.registry import EngineCache
 from audiosubnet.errors import (
     AsnError,
     CacheBudgetError,
@@ -20,7 +20,7 @@ from audiosubnet.errors import (
 
 @pytest.fixture
 def cache():
-    return ModelCache(budget_bytes=None, device="cpu", dtype="float32")
+    return EngineCache(budget_bytes=None, device="cpu", dtype="float32")
 
 
 @pytest.fixture(autouse=True)

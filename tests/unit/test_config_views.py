@@ -44,11 +44,11 @@ def test_the_clone_watchers_default_model_is_the_settings_auto():
 
 
 def test_the_watcher_resolves_auto_to_a_clone_model(tmp_path):
-    from audiosubnet.engines.cache import ModelCache
+    from audiosubnet.engines.registry import EngineCache
     from audiosubnet.jobs.clone_watch import CloneWatcher
 
     opts = WatchOptions(source=tmp_path / "s", target=tmp_path / "t", processed=tmp_path / "p", failed=tmp_path / "f")
-    w = CloneWatcher(opts, ModelCache(budget_bytes=None, device="cpu", dtype="float32"))
+    w = CloneWatcher(opts, EngineCache(budget_bytes=None, device="cpu", dtype="float32"))
     assert w.opts.model == "world"  # no pocket weights offline: the WORLD fallback, as `asn clone watch` picks
 
 

@@ -193,8 +193,8 @@ def test_warm_up_captures_every_single_request_bucket_so_fresh_texts_never_run_e
     """On CUDA a validator's prompts are all new: warm-up captures each stage for every token bucket (up to the
     longest text taken) and every frame bucket (up to `warm_graph_seconds`), so a single request of any fresh
     text replays graphs only, with the eager pass's audio."""
-    from audiosubnet.engines.cuda_graphs import GraphCache
     from audiosubnet.engines.mms import FRAME_BUCKET, TOKEN_BUCKET
+    from audiosubnet.runtime.cuda_graphs import GraphCache
 
     texts = ["Mina counted seven green kettles.", "A much longer sentence, with twelve words and punctuation!",
              "Hi there", "The quick brown fox jumps over the lazy dog near the riverbank at dawn."]

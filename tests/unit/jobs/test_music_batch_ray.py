@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from audiosubnet.engines.cache import ModelCache
+from audiosubnet.engines.registry import EngineCache
 from audiosubnet.jobs.music_batch import MusicBatchOptions, run_music_batch, run_music_batch_ray
 
 ray = pytest.importorskip("ray")
@@ -52,7 +52,7 @@ def test_ray_music_job_matches_the_local_job_and_resumes_a_partial_run(cluster, 
     src.write_text(CSV)
     model = f"musicgen:{tiny_musicgen}"
     local = run_music_batch(src, MusicBatchOptions(out_dir=tmp_path / "local", model=model, max_batch=2),
-                            ModelCache(budget_bytes=None, device="cpu", dtype="float32"))
+                            EngineCache(budget_bytes=None, device="cpu", dtype="float32"))
     seen = []
     opts = MusicBatchOptions(out_dir=tmp_path / "ray", model=model, max_batch=2)
     dist = run_music_batch_ray(src, opts, RayOptions(replicas=2, device="cpu"), progress=seen.append)
@@ -76,7 +76,7 @@ def test_ray_music_job_matches_the_local_job_and_resumes_a_partial_run(cluster, 
         (out / "amb.wav").unlink()
     before = (opts.out_dir / "lofi.wav").stat().st_mtime_ns
     resumed = run_music_batch(src, MusicBatchOptions(out_dir=tmp_path / "local2", model=model, max_batch=2),
-                              ModelCache(budget_bytes=None, device="cpu", dtype="float32"))
+                              EngineCache(budget_bytes=None, device="cpu", dtype="float32"))
 
     from typer.testing import CliRunner
 

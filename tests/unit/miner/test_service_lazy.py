@@ -31,7 +31,7 @@ def test_a_lazy_model_batches_once_loaded():
 
 def test_a_lower_priority_number_is_served_first_fifo_among_equals():
     model = "fake:batching=false,delay_ms=40"
-    svc = TtsService(ServiceConfig(models=(model,), max_wait_ms=1.0), cache=ModelCache(None, "cpu", "float32"))
+    svc = TtsService(ServiceConfig(models=(model,), max_wait_ms=1.0), cache=EngineCache(None, "cpu", "float32"))
     done: list[str] = []
 
     async def one(name: str, priority: int) -> None:

@@ -12,7 +12,7 @@ import pytest
 from audiosubnet import audio
 from audiosubnet.config import ScoreSettings
 from audiosubnet.engines.base import SynthesisRequest
-from audiosubnet.engines.cache import ModelCache
+from audiosubnet.engines.registry import EngineCache
 from audiosubnet.scoring import Scoring
 from audiosubnet.scoring import files as files_mod
 from audiosubnet.scoring.files import score_folder
@@ -44,7 +44,7 @@ def cluster():
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     """Three clips, two copies of them in later batches, a missing file, an unreadable one, a failed row."""
-    cache = ModelCache(budget_bytes=None, device="cpu", dtype="float32")
+    cache = EngineCache(budget_bytes=None, device="cpu", dtype="float32")
     with cache.engine("piper:en_US-joe-medium") as e:
         clips = e.synthesize([SynthesisRequest(t) for t in TEXTS])
     d = tmp_path_factory.mktemp("clips")
@@ -62,7 +62,7 @@ def folder(tmp_path_factory):
 
 def scoring(policy: str) -> Scoring:
     return Scoring(ScoreSettings(preset="offline", duplicate_policy=policy),
-                   cache=ModelCache(budget_bytes=None, device="cpu", dtype="float32"), scorers=[DnsmosScorer])
+                   cache=EngineCache(budget_bytes=None, device="cpu", dtype="float32"), scorers=[DnsmosScorer])
 
 
 @pytest.mark.parametrize("policy", ["share", "first"])

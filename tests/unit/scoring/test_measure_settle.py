@@ -10,7 +10,7 @@ import pytest
 
 from audiosubnet import audio as audiolib
 from audiosubnet.config import ScoreSettings
-from audiosubnet.engines.cache import ModelCache
+from audiosubnet.engines.registry import EngineCache
 from audiosubnet.scoring import ScoreItem, Scorer, Scoring
 
 
@@ -41,7 +41,7 @@ class LevelMos(Scorer):
 
 
 def make(policy: str) -> Scoring:
-    return Scoring(ScoreSettings(preset="offline", duplicate_policy=policy), cache=ModelCache(None, "cpu", "float32"),
+    return Scoring(ScoreSettings(preset="offline", duplicate_policy=policy), cache=EngineCache(None, "cpu", "float32"),
                    scorers=[WordAsr, LevelMos])
 
 
