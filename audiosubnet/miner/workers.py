@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from audiosubnet import heap, protocol
+from audiosubnet import protocol
 from audiosubnet.errors import RateLimited, Unavailable
 from audiosubnet.miner.policy import Admission, Decision, PolicyConfig
 from audiosubnet.miner.seen_log import NoSeenLog
 from audiosubnet.service import hub as _hub
-from audiosubnet.service.hub import HubLink, RemoteService, blocking_call, hub_path, run_hub
+from audiosubnet.service.hub import HubLink, RemoteService, blocking_call, hub_path, run_hub, run_worker
 
 if TYPE_CHECKING:
     from audiosubnet.miner.app import MinerContext
@@ -205,27 +205,14 @@ _blocking_call = blocking_call
 
 def worker_main(spec: WorkerSpec, sock: socket.socket) -> None:
     """Entry point of a worker process: the miner app with the hub behind it, on the shared socket."""
-    import uvicorn
-
     from audiosubnet import logs
     from audiosubnet.miner.app import create_app
     from audiosubnet.miner.deadlines import uvicorn_config
 
     logs.install(spec.log_level)
-    heap.limit_arenas()
-    heap.start_trimmer()
-    server: uvicorn.Server | None = None
-
-    def lost() -> None:
-        if server is not None and not server.should_exit:
-            log.error("HTTP worker %d: the engine process went away; exiting", os.getpid())
-            server.should_exit = True
-
-    link = HubLink(spec.hub_path, on_lost=lost)
-    ctx = worker_context(spec, link, _blocking_call(spec.hub_path, "peers"))
-    server = uvicorn.Server(uvicorn_config(create_app(ctx), spec.uvicorn))
-    server.run(sockets=[sock])
-    os._exit(3 if link.lost else 0)  # skip interpreter teardown: nothing is left to flush
+    peers = _blocking_call(spec.hub_path, "peers")
+    run_worker(sock, spec.hub_path,
+               lambda link: uvicorn_config(create_app(worker_context(spec, link, peers)), spec.uvicorn))
 
 
 def serve_with_workers(ctx: Any, sock: socket.socket, workers: int, uvicorn: dict[str, Any]) -> int:

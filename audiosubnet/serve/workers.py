@@ -16,18 +16,16 @@ request | served | first_audio | auth_failure | rate_limit.
 from __future__ import annotations
 
 import logging
-import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from audiosubnet import heap
 from audiosubnet.serve.app import ServeContext, create_app, serving
 from audiosubnet.serve.security import RateLimiter
 from audiosubnet.serve.voices import VoiceStore
-from audiosubnet.service.hub import Hub, HubLink, RemoteService, hub_path, run_hub
+from audiosubnet.service.hub import Hub, HubLink, RemoteService, hub_path, run_hub, run_worker
 
 log = logging.getLogger(__name__)
 
@@ -132,19 +130,8 @@ def worker_main(spec: ServeWorkerSpec, sock: socket.socket) -> None:
     if spec.log_setup is not None:
         spec.log_setup()
     logging.getLogger("audiosubnet").setLevel(spec.log_level)
-    heap.limit_arenas()
-    heap.start_trimmer()
-    server: uvicorn.Server | None = None
-
-    def lost() -> None:
-        if server is not None and not server.should_exit:
-            log.error("HTTP worker %d: the engine process went away; exiting", os.getpid())
-            server.should_exit = True
-
-    link = HubLink(spec.hub_path, on_lost=lost)
-    server = uvicorn.Server(uvicorn.Config(create_app(worker_context(spec, link)), **spec.uvicorn))
-    server.run(sockets=[sock])
-    os._exit(3 if link.lost else 0)  # skip interpreter teardown: nothing is left to flush
+    run_worker(sock, spec.hub_path,
+               lambda link: uvicorn.Config(create_app(worker_context(spec, link)), **spec.uvicorn))
 
 
 def serve_with_workers(ctx: ServeContext, sock: socket.socket, workers: int, uvicorn: dict[str, Any],

@@ -389,6 +389,29 @@ class RemoteService:
                 self._idle.set()
 
 
+def run_worker(sock: socket.socket, path: str, config_for: Callable[[HubLink], Any]) -> None:
+    """The body of an HTTP worker process (after its logging is set up): heap hygiene, a link to the hub at
+    `path` (the worker exits when the hub goes away), then uvicorn on the shared socket with the config
+    `config_for(link)` builds. Never returns: exit status 3 when the hub was lost, else 0."""
+    import uvicorn
+
+    from audiosubnet import heap
+
+    heap.limit_arenas()
+    heap.start_trimmer()
+    server: uvicorn.Server | None = None
+
+    def lost() -> None:
+        if server is not None and not server.should_exit:
+            log.error("HTTP worker %d: the engine process went away; exiting", os.getpid())
+            server.should_exit = True
+
+    link = HubLink(path, on_lost=lost)
+    server = uvicorn.Server(config_for(link))
+    server.run(sockets=[sock])
+    os._exit(3 if link.lost else 0)  # skip interpreter teardown: nothing is left to flush
+
+
 def blocking_call(path: str, op: str, payload: Any = None, timeout: float = 30.0) -> Any:
     """One call to the hub from a worker before its event loop runs (start-up)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:

@@ -68,10 +68,11 @@ def test_two_workers_serve_every_answer_share_voices_limits_metrics_and_survive_
             return kind, sum(len(base64.b64decode(e["audio"])) for e in events[:-1])
         return kind, len(body)
 
-    with ThreadPoolExecutor(6) as pool:
-        for _ in range(5):
+    with ThreadPoolExecutor(6) as pool:  # the kernel hands connections to whichever worker accepts first:
+        deadline = time.monotonic() + 90  # on a loaded box one worker may take many rounds alone
+        while True:
             done = list(pool.map(one, range(12)))
-            if _pids_in_log(s) >= first:
+            if _pids_in_log(s) >= first or time.monotonic() > deadline:
                 break
     assert _pids_in_log(s) >= first, "one worker answered every request"
     sizes = {kind: {n for k, n in done if k == kind} for kind in ("wav", "pcm", "sse")}
