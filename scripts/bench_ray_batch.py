@@ -29,9 +29,9 @@ def jobs(a, tmp: Path):
     cache = EngineCache(budget_bytes=None, device=a.device)
     if a.job == "score":
         from audiosubnet.config import load_settings
+        from audiosubnet.jobs.score_ray import score_folder_ray
         from audiosubnet.scoring import Scoring
         from audiosubnet.scoring.files import score_folder
-        from audiosubnet.scoring.files_ray import score_folder_ray
 
         def scoring():
             return Scoring(load_settings(**{"score.preset": a.preset}).score, cache=cache)

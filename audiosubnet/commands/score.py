@@ -77,7 +77,7 @@ def score(
     with _Progress(interactive() and not json_out) as progress:
         if on_ray:
             from audiosubnet.jobs.ray_runner import RayOptions
-            from audiosubnet.scoring.files_ray import score_folder_ray
+            from audiosubnet.jobs.score_ray import score_folder_ray
 
             ray_opts = RayOptions(address=ray_address, replicas=ray_replicas, device=s.device, dtype=s.dtype)
             summary = score_folder_ray(path, scoring, scores_out, ray_opts, progress=progress.advance,

@@ -121,7 +121,7 @@ class MusicgenEngine(HFSpeechEngine):
         return [self._model]
 
     def extra_tensors(self) -> list:
-        return [t for r in self._runners.values() for t in (r.k_cache, r.v_cache, r.cross_k, r.cross_v, r.noise)]
+        return [t for r in self._runners.values() for t in (r.kv_cache, r.cross_k, r.cross_v, r.noise)]
 
     def drop(self) -> None:
         self._model = self._tokenizer = None

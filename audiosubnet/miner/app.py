@@ -38,7 +38,7 @@ from audiosubnet.errors import InputError
 from audiosubnet.miner.metrics import MinerMetrics
 from audiosubnet.miner.seams import Metrics, NonceStore, Policy, Service
 from audiosubnet.miner.seen_log import PromptLog, SeenLog
-from audiosubnet.miner.service import NotOffered, Overloaded, Unavailable
+from audiosubnet.service.batching import NotOffered, Overloaded, Unavailable
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("audiosubnet.miner.access")

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from audiosubnet.errors import UsageError
-from audiosubnet.miner.service import Unavailable
+from audiosubnet.service.batching import Unavailable
 
 DEFAULT_RETENTION_S = 60.0
 _PURGE_EVERY = 1024  # inserts between expiry sweeps

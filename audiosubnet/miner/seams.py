@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from audiosubnet.miner.policy import Decision, PolicyConfig
-    from audiosubnet.miner.service import Rendered, ServiceConfig
     from audiosubnet.protocol import ModelInfo
+    from audiosubnet.service.batching import Rendered, ServiceConfig
 
 
 class Service(Protocol):

@@ -23,7 +23,7 @@ from audiosubnet.miner.metrics import MinerMetrics
 from audiosubnet.miner.nonces import SqliteNonceStore
 from audiosubnet.miner.policy import CallerPolicy, PolicyConfig, default_min_stake
 from audiosubnet.miner.seen_log import NoSeenLog, PromptLog
-from audiosubnet.miner.service import ServiceConfig, TtsService
+from audiosubnet.service.batching import ServiceConfig, TtsService
 
 log = logging.getLogger(__name__)
 

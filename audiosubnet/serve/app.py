@@ -34,7 +34,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from audiosubnet import __version__
 from audiosubnet.errors import AsnError, AudioDecodeError, InputError
-from audiosubnet.miner.service import NotOffered, Overloaded, TtsService, Unavailable
 from audiosubnet.serve import encode as enc
 from audiosubnet.serve import speech
 from audiosubnet.serve.metrics import CONTENT_TYPE, MetricsSink, ServeMetrics
@@ -48,6 +47,7 @@ from audiosubnet.serve.openai_api import (
 )
 from audiosubnet.serve.security import KeyCheck, Limiter, RateLimiter, retry_after
 from audiosubnet.serve.voices import VoiceNotFound, VoiceStore
+from audiosubnet.service.batching import NotOffered, Overloaded, TtsService, Unavailable
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("audiosubnet.serve.access")

@@ -16,11 +16,11 @@ from audiosubnet import heap
 from audiosubnet.config import Settings
 from audiosubnet.errors import AsnError, UsageError
 from audiosubnet.miner.server import bind
-from audiosubnet.miner.service import ServiceConfig, TtsService
 from audiosubnet.serve.app import ServeContext, create_app
 from audiosubnet.serve.metrics import ServeMetrics
 from audiosubnet.serve.security import check_bind, is_loopback
 from audiosubnet.serve.voices import VoiceStore
+from audiosubnet.service.batching import ServiceConfig, TtsService
 
 log = logging.getLogger(__name__)
 

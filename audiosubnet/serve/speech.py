@@ -25,10 +25,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from audiosubnet.audio import Audio
-from audiosubnet.miner.service import RAW, Overloaded, Rendered, TtsService
 from audiosubnet.serve import encode as enc
 from audiosubnet.serve.openai_api import OPENAI_MODELS, OPENAI_VOICES, ApiError, SpeechRequest, sse_event
 from audiosubnet.serve.voices import VoiceStore, is_voice_id
+from audiosubnet.service.batching import RAW, Overloaded, Rendered, TtsService
 from audiosubnet.text import chunk_text, wrap
 
 log = logging.getLogger(__name__)

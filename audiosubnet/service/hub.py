@@ -39,7 +39,7 @@ from typing import Any, NamedTuple
 from audiosubnet import errors, protocol
 from audiosubnet.engines.isolated import frame, recv_exactly
 from audiosubnet.errors import Unavailable
-from audiosubnet.miner.service import (
+from audiosubnet.service.batching import (
     ModelView,
     Rendered,
     ServiceConfig,

@@ -133,7 +133,7 @@ def test_tts_batch_stops_using_a_model_on_a_fatal_error(tmp_path, cache, monkeyp
 def test_the_miner_service_fails_only_the_request_whose_engine_call_raised(cache):
     import asyncio
 
-    from audiosubnet.miner.service import ServiceConfig, TtsService
+    from audiosubnet.service.batching import ServiceConfig, TtsService
 
     async def main():
         svc = TtsService(ServiceConfig(models=("fake:error=oom",), max_wait_ms=50, warmup=False), cache=cache)

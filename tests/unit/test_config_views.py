@@ -11,7 +11,7 @@ from audiosubnet.jobs.clone_watch import WatchOptions
 from audiosubnet.jobs.tts_batch import BatchOptions
 from audiosubnet.miner.app import MinerContext
 from audiosubnet.miner.policy import PolicyConfig
-from audiosubnet.miner.service import ServiceConfig
+from audiosubnet.service.batching import ServiceConfig
 from audiosubnet.validator.loop import LoopConfig
 
 RENAMED = {"fmt": "format", "require_permit": "require_validator_permit", "refresh_s": "metagraph_refresh_s",

@@ -33,8 +33,8 @@ def test_asn_mine_with_the_fake_model_is_an_unknown_model_in_a_normal_install(tm
     """The registry as a normal install has it: the package's own entry points, nothing registered in process."""
     shipped = {ep.name: ep for ep in distribution("audiosubnet").entry_points if ep.group == registry.ENTRY_POINT_GROUP}
     assert "fake" not in shipped, "stale install metadata: run `pip install -e .` again"
-    monkeypatch.setattr(registry, "_entry_points", shipped)
-    monkeypatch.setattr(registry, "_registered", {})
+    monkeypatch.setattr(registry._registry, "_entry_points", shipped)
+    monkeypatch.setattr(registry._registry, "_registered", {})
     w = str(tmp_path / "wallets")
     runner = CliRunner()
     assert runner.invoke(app, ["sim", "wallet", "m1", "--wallet.path", w]).exit_code == 0
@@ -47,6 +47,6 @@ def test_asn_mine_with_the_fake_model_is_an_unknown_model_in_a_normal_install(tm
 
 
 def test_the_tests_register_it_as_an_entry_point_of_this_environment():
-    eps = {ep.name: ep for ep in registry._eps().values()}
+    eps = {ep.name: ep for ep in registry._registry._eps().values()}
     assert eps["fake"].dist.name == "asn-test-engines"
     assert registry.create("fake:default").model_id == "fake:default"

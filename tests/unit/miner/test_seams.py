@@ -8,7 +8,7 @@ from audiosubnet.miner import seams, workers
 from audiosubnet.miner.metrics import MinerMetrics
 from audiosubnet.miner.nonces import SqliteNonceStore
 from audiosubnet.miner.policy import CallerPolicy, PolicyConfig
-from audiosubnet.miner.service import ServiceConfig, TtsService
+from audiosubnet.service.batching import ServiceConfig, TtsService
 
 
 class NoChain:

@@ -6,7 +6,7 @@ import asyncio
 
 from audiosubnet.engines.fake import FakeEngine
 from audiosubnet.engines.registry import EngineCache
-from audiosubnet.miner.service import ServiceConfig, TtsService
+from audiosubnet.service.batching import ServiceConfig, TtsService
 
 
 def test_a_lazy_model_batches_once_loaded():

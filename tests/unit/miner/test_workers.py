@@ -116,7 +116,7 @@ def test_worker_health_follows_the_hub_and_a_lost_hub_is_503(harness_factory, mo
 
 def test_frames_round_trip_and_errors_keep_their_kind():
     from audiosubnet.errors import AudioDecodeError, InputError, from_wire
-    from audiosubnet.miner.service import Overloaded
+    from audiosubnet.service.batching import Overloaded
 
     assert workers._error_payload(AudioDecodeError("bad wav"))[0] == "AudioDecodeError"
     assert workers._error_payload(InputError("too long")) == ("InputError", "too long", None, 0.0)

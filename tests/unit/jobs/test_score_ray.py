@@ -22,8 +22,8 @@ pytest.importorskip("ray.data")
 pytest.importorskip("speechmos")
 
 from audiosubnet.jobs.ray_runner import RayOptions  # noqa: E402
+from audiosubnet.jobs.score_ray import score_folder_ray  # noqa: E402
 from audiosubnet.scoring.dnsmos import DnsmosScorer  # noqa: E402
-from audiosubnet.scoring.files_ray import score_folder_ray  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
