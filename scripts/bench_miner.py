@@ -18,9 +18,9 @@ when ASN_BENCH_OUT is set, or --json PATH).
 `--random-mms full|tiny` builds a random-weight MMS (VITS) model with audiosubnet.bench.random_models.build_mms
 and serves `mms:<folder>` (needs torch + transformers). `--model` serves any other model id.
 
-GPU box (torch 2.11 + transformers 5.17 image; it has httpx, anyio, h11, prometheus-client, typer, rich, numpy,
-huggingface-hub, uvloop, but NOT bittensor, fastapi, starlette, uvicorn, httptools, pydantic, pydantic-settings,
-soundfile, soxr): download the missing wheels here into .whl/ (git-ignored; about 18 MB) and carry them:
+A GPU machine without internet, whose image has torch and transformers (and typically httpx, anyio, h11,
+prometheus-client, typer, rich, numpy, huggingface-hub, uvloop) but not the rest: on a machine with PyPI, download
+the missing wheels for its Python into a folder (`.whl/` is git-ignored; about 18 MB) and copy it along:
 
     pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 \
       --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux_2_5_x86_64 -d .whl \
@@ -30,7 +30,7 @@ soundfile, soxr): download the missing wheels here into .whl/ (git-ignored; abou
       websockets==16.1.1 fastapi==0.165.0 starlette==1.10.0 opentelemetry-api==1.45.2 uvicorn==0.54.0 \
       pydantic==2.14.4 pydantic-core==2.50.5 pydantic-settings==2.16.3 python-dotenv==1.2.4 annotated-types==0.8.0 \
       typing-inspection==0.4.5 soundfile==0.14.0 soxr==1.1.0 cffi==2.1.1 pycparser==3.12 httptools==0.9.0
-    # on the H100 (carry [".whl"]), from the repository root:
+    # on the GPU machine, from the repository root (the folder copied along):
     python3 -m pip install -q --no-index --no-deps .whl/*.whl && \
       python3 scripts/bench_miner.py --random-mms full --device cuda --client-procs 4 --json results/bench_h100.json
 
