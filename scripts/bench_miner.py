@@ -74,16 +74,10 @@ LONG_BASE = ("The history of the river town is written in its bridges. The oldes
 
 # ---- the miner process (--serve) ---------------------------------------------------------------------
 def _test_engines() -> None:
-    """The fake engine is tests-only: make it an entry point of this environment, as the tests do
-    (tests/asn_test_engines.py), so the processes this script starts find it too."""
-    import importlib.util
+    """The fake engine is tests-only: register it as the tests do (scripts/_test_engines.py)."""
+    import _test_engines as for_tests
 
-    path = Path(__file__).resolve().parents[1] / "tests" / "asn_test_engines.py"
-    spec = importlib.util.spec_from_file_location("asn_test_engines", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.install()
+    for_tests.install()
 
 
 def _ensure_engines() -> None:

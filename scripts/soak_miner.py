@@ -148,16 +148,10 @@ async def _slow_client(ctx: dict, stop: float, counts: Counter) -> None:
 
 
 def _test_engines() -> None:
-    """The fake engine is tests-only: make it an entry point of this environment, as the tests do
-    (tests/asn_test_engines.py), so the processes this script starts find it too."""
-    import importlib.util
+    """The fake engine is tests-only: register it as the tests do (scripts/_test_engines.py)."""
+    import _test_engines as for_tests
 
-    path = Path(__file__).resolve().parents[1] / "tests" / "asn_test_engines.py"
-    spec = importlib.util.spec_from_file_location("asn_test_engines", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.install()
+    for_tests.install()
 
 
 def main() -> int:

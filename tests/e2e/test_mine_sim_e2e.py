@@ -8,7 +8,6 @@ in-flight request and exit 0.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import signal
@@ -113,19 +112,6 @@ def test_asn_mine_on_sim_serves_speech_to_a_signed_validator(tmp_path, procs):
     assert "status=200" in log and "status=403" in log and "miner stopped (drained)" in log, log[-2000:]
 
 
-def _workers_of(pid: int) -> set[int]:
-    """Worker processes (multiprocessing spawn children) of `pid`, from /proc."""
-    out = set()
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/children") as f:
-            for child in f.read().split():
-                with contextlib.suppress(OSError), open(f"/proc/{child}/cmdline", "rb") as c:
-                    if b"spawn_main" in c.read():
-                        out.add(int(child))
-    return out
-
-
-@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads worker pids from /proc")
 def test_asn_mine_with_workers_restarts_a_killed_worker_and_drains(tmp_path, procs):
     """`asn mine --workers 2`: one queue and one registry behind two HTTP processes; a worker killed with -9 is
     replaced; SIGTERM finishes the request in flight and leaves no process behind."""
@@ -150,7 +136,7 @@ def test_asn_mine_with_workers_restarts_a_killed_worker_and_drains(tmp_path, pro
     try:
         procs.wait_healthy(proc, port, log_path, timeout=90.0)
         deadline = time.monotonic() + 30
-        while len(first := _workers_of(proc.pid)) < 2 and time.monotonic() < deadline:
+        while len(first := procs.workers_of(proc.pid)) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert len(first) == 2, first
 
@@ -174,7 +160,7 @@ def test_asn_mine_with_workers_restarts_a_killed_worker_and_drains(tmp_path, pro
         victim = min(first)
         os.kill(victim, signal.SIGKILL)
         deadline = time.monotonic() + 30
-        while (len(now := _workers_of(proc.pid)) < 2 or victim in now) and time.monotonic() < deadline:
+        while (len(now := procs.workers_of(proc.pid)) < 2 or victim in now) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert len(now) == 2 and victim not in now, now
         procs.wait_healthy(proc, port, log_path, timeout=30.0)

@@ -24,16 +24,6 @@ CSV = ("id,prompt,duration,seed\nlofi,lo-fi beat with soft piano,0.6,1\nedm,upbe
        "bad,too long,45,\nshort,smooth jazz trio,0.4,\namb,ambient pads,0.5,\n")  # short: the engine refuses it
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    ray.init(num_cpus=2, object_store_memory=100 * 1024 * 1024, include_dashboard=False, log_to_driver=False,
-             logging_level="ERROR")
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
-
 def manifest(out: Path) -> list[dict[str, str]]:
     with (out / "manifest.csv").open(newline="") as f:
         return list(csv.DictReader(f))

@@ -32,16 +32,6 @@ TEXTS = ["The quick brown fox jumps over the lazy dog.", "Please remember to bri
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    ray.init(num_cpus=2, object_store_memory=100 * 1024 * 1024, include_dashboard=False, log_to_driver=False,
-             logging_level="ERROR")
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     """Three clips, two copies of them in later batches, a missing file, an unreadable one, a failed row."""
     cache = EngineCache(budget_bytes=None, device="cpu", dtype="float32")
