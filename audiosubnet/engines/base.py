@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 from abc import abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
@@ -149,7 +149,7 @@ class SpeechEngine(Loadable):
             raise RuntimeError(f"{self.model_id} returned {len(out)} clips for {len(requests)} requests")
         return out
 
-    def synthesize_iter(self, requests: Sequence[SynthesisRequest]) -> Iterator[tuple[int, Audio]]:
+    def synthesize_iter(self, requests: Sequence[SynthesisRequest]) -> Generator[tuple[int, Audio], None, None]:
         """As `synthesize`, yielding (index, audio) as each request is done: an engine that finishes the
         requests of a batch at different times (Piper's sentence pool) hands each over at once, so a
         caller can keep it even if the rest is interrupted. Closing the iterator early stops the work."""

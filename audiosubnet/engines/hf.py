@@ -19,7 +19,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -122,6 +122,7 @@ def hifigan_forward(vocoder, x, lengths=None, cond=None):
 
     slope = vocoder.config.leaky_relu_slope
     batch, _, frames = x.shape
+    lens: Any  # per-item lengths on the device (a tensor), or None when nothing is masked
     if torch.is_tensor(lengths):
         host, masked, lens = None, True, lengths
     else:
@@ -153,6 +154,7 @@ def hifigan_forward(vocoder, x, lengths=None, cond=None):
                 r_h = c1(act(r_h, rb.leaky_relu_slope))
                 r_h = c2(act(r_h, rb.leaky_relu_slope)).add_(res)
             acc = r_h if acc is None else acc.add_(r_h)
+        assert acc is not None  # n_k >= 1 resblocks per upsampler
         h = acc.div_(n_k)
     h = vocoder.conv_post(act(h, 0.01))
     return torch.tanh(h).squeeze(1), (hifigan_lengths(vocoder, host) if host is not None else None)

@@ -30,6 +30,11 @@ def is_local(repo_or_path: str) -> bool:
     return p.exists() or repo_or_path.startswith((".", "/", "~"))
 
 
+def _patterns(allow_patterns: Sequence[str] | None) -> list[str] | None:
+    """huggingface_hub takes a list (a bare string would be one pattern, a tuple is not accepted by its types)."""
+    return None if allow_patterns is None else list(allow_patterns)
+
+
 def resolve(repo_or_path: str, *, model_id: str | None = None, allow_patterns: Sequence[str] | None = None,
             download: bool = True) -> Path:
     """A local folder holding the model files, downloading on machines with internet."""
@@ -41,7 +46,7 @@ def resolve(repo_or_path: str, *, model_id: str | None = None, allow_patterns: S
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(repo_or_path, allow_patterns=allow_patterns, local_files_only=True))
+        return Path(snapshot_download(repo_or_path, allow_patterns=_patterns(allow_patterns), local_files_only=True))
     except Exception:
         pass
     if not download:
@@ -116,7 +121,7 @@ def pull(repo: str, *, model_id: str | None = None, allow_patterns: Sequence[str
     global _scanned
     _scanned = None
     try:
-        return Path(snapshot_download(repo, allow_patterns=allow_patterns))
+        return Path(snapshot_download(repo, allow_patterns=_patterns(allow_patterns)))
     except Exception as e:
         raise download_error(model_id or repo, repo, e) from e
 

@@ -24,7 +24,7 @@ import logging
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -107,7 +107,7 @@ class DVectorScorer(SpeakerScorer):
 
     def __init__(self, model: str = "dvector"):
         super().__init__("dvector")
-        self.session = None
+        self.session: Any = None  # onnxruntime.InferenceSession (untyped package)
         self.cfg: dict = {}
 
     def estimate_bytes(self) -> int:
@@ -162,7 +162,7 @@ class Ge2eScorer(SpeakerScorer):
     def __init__(self, model: str = "ge2e", weights: str | None = None):
         super().__init__("ge2e")
         self.weights = weights
-        self.net = None
+        self.net: Any = None  # resemblyzer VoiceEncoder (untyped package)
 
     def estimate_bytes(self) -> int:
         return 24 * 2**20

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -126,7 +126,7 @@ class UtmosScorer(Scorer):
 
     def __init__(self, model: str = "utmos"):
         super().__init__(model)
-        self.net = None
+        self.net: Any = None  # the loaded torch model
         self.normalize = False
         self.use_mask = False
 
