@@ -390,7 +390,8 @@ def _multipart_fields(body: bytes, content_type: str) -> dict:
         name = part.get_param("name", header="content-disposition")
         if not name or not isinstance(name, str):
             continue
-        payload = part.get_payload(decode=True) or b""
+        raw = part.get_payload(decode=True)  # bytes (None for a multipart part)
+        payload = raw if isinstance(raw, bytes) else b""
         if name == "reference_audio":
             out[name] = payload
             continue

@@ -14,9 +14,9 @@ from __future__ import annotations
 import random
 from abc import abstractmethod
 from collections.abc import Generator, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
-from typing import ClassVar
+from typing import Any, ClassVar, Protocol
 
 from audiosubnet.audio import Audio
 from audiosubnet.engines import text
@@ -231,3 +231,24 @@ class SpeechEngine(Loadable):
     def remove(cls, model: str) -> int:
         """Delete downloaded files; returns bytes freed."""
         return 0
+
+
+class EngineLease(Protocol):
+    """What a job holds while it runs a batch: an engine in this process (`SpeechEngine`) or one in an engine
+    process (`RemoteEngine`, `PooledEngine`)."""
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    def check(self, request: SynthesisRequest) -> None: ...
+
+    def synthesize(self, requests: Sequence[SynthesisRequest]) -> list[Any]: ...
+
+    def synthesize_iter(self, requests: Sequence[SynthesisRequest]) -> Iterator[tuple[int, Any]]: ...
+
+
+class EngineSource(Protocol):
+    """Where jobs lease speech engines by model id: the process `EngineCache`, an `IsolatedCache` (one engine
+    process) or an `EnginePool` (one per device)."""
+
+    def engine(self, model_id: str) -> AbstractContextManager[EngineLease]: ...

@@ -35,15 +35,14 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from audiosubnet import audio as audiolib
 from audiosubnet.batch_policy import run_each
 from audiosubnet.config import CloneSettings, defaults, view
-from audiosubnet.engines.base import SynthesisRequest
-from audiosubnet.engines.registry import EngineCache
+from audiosubnet.engines.base import EngineSource, SynthesisRequest
 from audiosubnet.errors import AsnError, InputError, UsageError
 from audiosubnet.jobs.clone_journal import (
     COMPACT_AFTER_LINES,
@@ -58,6 +57,9 @@ from audiosubnet.jobs.clone_journal import (
     free_names,
     recover_record,
 )
+
+if TYPE_CHECKING:
+    from watchdog.observers.api import BaseObserver
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +183,7 @@ EventFn = Callable[[str, object], None]
 class CloneWatcher:
     """Scan -> stable pairs -> journal -> engine -> atomic output -> move inputs -> journal done."""
 
-    def __init__(self, opts: WatchOptions, cache: EngineCache, *, fs: LocalFS | None = None,
+    def __init__(self, opts: WatchOptions, cache: EngineSource, *, fs: LocalFS | None = None,
                  clock: SystemClock | None = None, on_event: EventFn | None = None):
         if opts.model == "auto":
             opts = replace(opts, model=resolve_clone_model(opts.model))
@@ -198,7 +200,7 @@ class CloneWatcher:
         self._stuck: dict[str, tuple[int, int] | None] = {}
         self._partial: dict[str, tuple[tuple[int, int], float]] = {}  # incomplete audio: (sig, since)
         self._wake = threading.Event()
-        self._observer = None
+        self._observer: BaseObserver | None = None
         self.waiting = 0
 
     # ---- lifecycle -------------------------------------------------------------------------

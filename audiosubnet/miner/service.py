@@ -107,6 +107,13 @@ class Rendered:
     batch_size: int
     audio: Audio | None = None  # fmt "raw": the samples (data is empty)
 
+    @property
+    def raw_audio(self) -> Audio:
+        """The samples of a fmt "raw" result."""
+        if self.audio is None:
+            raise ValueError(f"a {self.fmt} result has no samples")
+        return self.audio
+
 
 @dataclass(frozen=True)
 class ModelView:

@@ -390,7 +390,8 @@ def _voice_fields(body: bytes, content_type: str | None) -> dict:
         name = part.get_param("name", header="content-disposition")
         if not isinstance(name, str) or not name:
             continue
-        payload = part.get_payload(decode=True) or b""
+        raw = part.get_payload(decode=True)  # bytes (None for a multipart part)
+        payload = raw if isinstance(raw, bytes) else b""
         if part.get_filename() is not None or name in ("file", "audio_sample"):
             out[name] = payload
             continue

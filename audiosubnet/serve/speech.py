@@ -21,7 +21,7 @@ import collections
 import logging
 import statistics
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 
 from audiosubnet.audio import Audio
@@ -167,7 +167,7 @@ async def _patient(service: TtsService, p: Plan, text: str, deadline: float) -> 
             pause = min(0.5, pause * 2)
 
 
-async def rendered(service: TtsService, p: Plan, deadline: float) -> AsyncIterator[Rendered]:
+async def rendered(service: TtsService, p: Plan, deadline: float) -> AsyncGenerator[Rendered, None]:
     """Each chunk's audio, in order. The first sentence goes alone; then groups of 1, 2, 4 ... `LOOKAHEAD`
     sentences (each group one batch for a batching engine), the next group submitted as soon as the current
     one's first result is back, so the engine works on it while the current group is encoded and sent."""
@@ -232,16 +232,16 @@ async def produce(service: TtsService, p: Plan, deadline: float, out: Outcome, p
         pace.observe(p.model_id, len(p.chunks[0]), first.engine_ms)
     if len(p.chunks) == 1 and not p.sse:
         await chunks.aclose()
-        data, rate = await asyncio.to_thread(enc.encode_whole, first.audio, p.fmt)
+        data, rate = await asyncio.to_thread(enc.encode_whole, first.raw_audio, p.fmt)
         return data, None, rate
     encoder = enc.StreamEncoder(p.fmt, first.sample_rate)
-    head = await asyncio.to_thread(encoder.feed, first.audio)
+    head = await asyncio.to_thread(encoder.feed, first.raw_audio)
 
     async def rest() -> AsyncIterator[bytes]:
         try:
             async for r in chunks:
                 out.audio_s += r.duration_s
-                data = await asyncio.to_thread(encoder.feed, r.audio)
+                data = await asyncio.to_thread(encoder.feed, r.raw_audio)
                 if data:
                     yield _frame(data, p.sse)
             tail = await asyncio.to_thread(encoder.finish)
