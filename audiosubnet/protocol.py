@@ -241,8 +241,12 @@ class InfoResponse(BaseModel):
     music: bool = False  # a model serves POST /v1/music
 
 
+#: A service's lifecycle state, as /health reports it.
+ServiceState = Literal["ok", "starting", "draining"]
+
+
 class HealthResponse(BaseModel):
-    status: Literal["ok", "starting", "draining"]
+    status: ServiceState
     protocol_version: str = PROTOCOL_VERSION
     uptime_s: float
     queue_depth: int

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import math
@@ -31,7 +32,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -49,7 +50,7 @@ from audiosubnet.errors import (  # the service errors live in errors.py (rebuil
     Unavailable,
     UsageError,
 )
-from audiosubnet.protocol import MAX_REFERENCE_SECONDS, ModelInfo
+from audiosubnet.protocol import MAX_REFERENCE_SECONDS, ModelInfo, ServiceState
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -125,8 +126,10 @@ class ModelView:
     aliases: frozenset[str]
 
 
-def pick_model(models: Sequence[ModelView | _Model], default: str, requested: str | None, *,
-               clone: bool = False) -> ModelView | _Model:
+_M = TypeVar("_M", "ModelView", "_Model")
+
+
+def pick_model(models: Sequence[_M], default: str, requested: str | None, *, clone: bool = False) -> _M:
     """The served model a request names (None: the default; for clone, the first cloning model)."""
     if requested is None:
         if clone:
@@ -296,7 +299,7 @@ class TtsService:
         return self._executor is not None
 
     @property
-    def state(self) -> str:
+    def state(self) -> ServiceState:
         """starting | ok | draining (also after stop)."""
         return "ok" if self._accepting else ("draining" if self._ever_started else "starting")
 
@@ -329,7 +332,7 @@ class TtsService:
 
     def resolve_model(self, requested: str | None, *, clone: bool = False) -> _Model:
         """The served model a request names (None: the default; for clone, the first cloning model)."""
-        return pick_model(list(self._models.values()), self.default_model, requested, clone=clone)  # type: ignore[return-value]
+        return pick_model(list(self._models.values()), self.default_model, requested, clone=clone)
 
     def model_views(self) -> list[ModelView]:
         """The served models as `resolve_model` sees them (for HTTP worker processes; `revision` counts changes)."""
@@ -465,7 +468,7 @@ class TtsService:
             slot = _Slot(self._slots)
             task = loop.create_task(self._run_batch(m, batch, slot))
             self._tasks.add(task)
-            task.add_done_callback(lambda t, slot=slot: self._batch_done(t, slot))
+            task.add_done_callback(functools.partial(self._batch_done, slot=slot))
 
     def _batch_done(self, task: asyncio.Task, slot: _Slot) -> None:
         self._tasks.discard(task)
