@@ -19,13 +19,16 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from audiosubnet.engines.base import Capabilities, ModelStatus, SpeechEngine
 from audiosubnet.errors import DependencyError, EngineError, ModelNotDownloadedError
 from audiosubnet.runtime import hub
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +201,7 @@ class HFSpeechEngine(SpeechEngine):
     def __init__(self, model: str | None = None):
         super().__init__(model)
         self._lock = threading.RLock()
-        self._torch_dtype = None
+        self._torch_dtype: torch.dtype | None = None
         self._ids: OrderedDict[str, list[int]] = OrderedDict()  # text -> token ids (check() + synthesize)
         self._ids_lock = threading.Lock()
         self._caps: Capabilities | None = None

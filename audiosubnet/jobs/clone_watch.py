@@ -42,7 +42,7 @@ import numpy as np
 from audiosubnet import audio as audiolib
 from audiosubnet.batch_policy import run_each
 from audiosubnet.config import CloneSettings, defaults, view
-from audiosubnet.engines.base import EngineSource, SynthesisRequest
+from audiosubnet.engines.base import EngineLease, EngineSource, SynthesisRequest
 from audiosubnet.errors import AsnError, InputError, UsageError
 from audiosubnet.jobs.clone_journal import (
     COMPACT_AFTER_LINES,
@@ -59,6 +59,7 @@ from audiosubnet.jobs.clone_journal import (
 )
 
 if TYPE_CHECKING:
+    from watchdog.events import FileSystemEvent
     from watchdog.observers.api import BaseObserver
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ class WatchSummary:
         else:
             self.failed += 1
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -229,7 +230,7 @@ class CloneWatcher:
         self.open()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # ---- recovery --------------------------------------------------------------------------
@@ -422,7 +423,7 @@ class CloneWatcher:
         self.waiting += 1
         return None, None
 
-    def _run_batch(self, engine, jobs: list[_Job]) -> list[PairResult]:
+    def _run_batch(self, engine: EngineLease, jobs: list[_Job]) -> list[PairResult]:
         if not jobs:
             return []
         o = self.opts
@@ -461,7 +462,7 @@ class CloneWatcher:
             results.append(self._commit(job, rec, audio, elapsed / len(jobs)))
         return results
 
-    def _commit(self, job: _Job, rec: dict, audio: audiolib.Audio, elapsed: float) -> PairResult:
+    def _commit(self, job: _Job, rec: dict[str, Any], audio: audiolib.Audio, elapsed: float) -> PairResult:
         o = self.opts
         data = audiolib.encode(audio, o.fmt)
         self.fs.write_atomic(o.target / rec["output"], data)
@@ -551,7 +552,7 @@ class CloneWatcher:
         wake = self._wake
 
         class _Handler(FileSystemEventHandler):
-            def on_any_event(self, event) -> None:  # noqa: ANN001
+            def on_any_event(self, event: FileSystemEvent) -> None:
                 wake.set()
 
         try:

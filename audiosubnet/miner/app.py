@@ -34,11 +34,10 @@ from starlette.requests import ClientDisconnect
 
 from audiosubnet import __version__, protocol
 from audiosubnet.config import MineSettings, defaults
-from audiosubnet.errors import InputError
+from audiosubnet.errors import InputError, NotOffered, Overloaded, Unavailable
 from audiosubnet.miner.metrics import MinerMetrics
 from audiosubnet.miner.seams import Metrics, NonceStore, Policy, Service
 from audiosubnet.miner.seen_log import PromptLog, SeenLog
-from audiosubnet.miner.service import NotOffered, Overloaded, Unavailable
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("audiosubnet.miner.access")
@@ -208,7 +207,7 @@ def create_app(ctx: MinerContext) -> FastAPI:
     app = FastAPI(title="asn miner", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.state.ctx = ctx
-    records: set[asyncio.Task] = set()  # seen-log records in flight (kept referenced until done)
+    records: set[asyncio.Task[None]] = set()  # seen-log records in flight (kept referenced until done)
 
     def remember(caller: str, endpoint: str, text: str, audio: bytes) -> None:
         task = asyncio.create_task(ctx.seen_log.record(caller, endpoint, text, audio))

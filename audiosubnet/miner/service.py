@@ -155,7 +155,7 @@ class _Job:
     request: SynthesisRequest
     fmt: str
     sample_rate: int | None
-    future: asyncio.Future
+    future: asyncio.Future[Rendered]
     enqueued: float = field(default_factory=time.monotonic)
     priority: int = 0
     seq: int = field(default_factory=itertools.count().__next__)
@@ -170,8 +170,8 @@ class _Model:
     caps: Capabilities
     max_batch: int
     aliases: frozenset[str]
-    queue: asyncio.Queue | None = None
-    task: asyncio.Task | None = None
+    queue: asyncio.Queue[_Job] | None = None
+    task: asyncio.Task[None] | None = None
     last_used: float = field(default_factory=time.monotonic)
     busy: int = 0  # jobs admitted and not yet answered
 
@@ -200,9 +200,9 @@ class TtsService:
         self._slots: asyncio.Semaphore | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._batch_s_ema: float | None = None
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._ever_started = False
-        self._reaper: asyncio.Task | None = None
+        self._reaper: asyncio.Task[None] | None = None
         self.revision = 0  # bumped when a model's capabilities change (lazy models, once loaded)
 
     # ---- lifecycle ---------------------------------------------------------------------------------
@@ -427,7 +427,7 @@ class TtsService:
         return [m.model_id for m in self._models.values()
                 if self.cache.is_loaded(self.cache.key(m.model_id, self.cache.device, self.cache.dtype))]
 
-    def _release(self, future: asyncio.Future) -> None:
+    def _release(self, future: asyncio.Future[Rendered]) -> None:
         if not future.cancelled():
             future.exception()  # retrieved: no "exception was never retrieved" when the caller left
         self._pending -= 1
@@ -470,7 +470,7 @@ class TtsService:
             self._tasks.add(task)
             task.add_done_callback(functools.partial(self._batch_done, slot=slot))
 
-    def _batch_done(self, task: asyncio.Task, slot: _Slot) -> None:
+    def _batch_done(self, task: asyncio.Task[None], slot: _Slot) -> None:
         self._tasks.discard(task)
         slot.release()
         if not task.cancelled() and task.exception() is not None:

@@ -18,9 +18,13 @@ import socket
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from audiosubnet.errors import ModelNotDownloadedError
+
+if TYPE_CHECKING:
+    from huggingface_hub import HFCacheInfo
 
 log = logging.getLogger(__name__)
 
@@ -157,11 +161,11 @@ def status(repo: str) -> tuple[bool, int | None]:
     return False, None
 
 
-_scanned: tuple[float, object] | None = None
+_scanned: tuple[float, HFCacheInfo] | None = None
 SCAN_TTL_S = 5.0
 
 
-def _scan():
+def _scan() -> HFCacheInfo:
     """The HF cache listing, reused for a few seconds (`asn models list` asks once per model)."""
     global _scanned
     import time

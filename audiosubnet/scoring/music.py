@@ -267,7 +267,8 @@ class MinerWindows:
         buf = io.BytesIO()
         arrays = {f"m{i}": np.stack(list(w)) for i, w in enumerate(self.windows.values()) if w}
         names = [k for k, w in self.windows.items() if w]
-        np.savez(buf, names=np.array(names, dtype=str), **arrays)
+        # numpy's stub lets **arrays collide with its `allow_pickle: bool` keyword
+        np.savez(buf, names=np.array(names, dtype=str), **arrays)  # type: ignore[arg-type]
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         audiolib.write_atomic(Path(path), buf.getvalue())
 

@@ -21,6 +21,7 @@ Leading and trailing silence is trimmed before embedding.
 from __future__ import annotations
 
 import logging
+import types
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -220,8 +221,11 @@ class Ge2eScorer(SpeakerScorer):
         return np.stack(out)
 
 
-def _ge2e_module(torch):
-    class GE2E(torch.nn.Module):
+def _ge2e_module(torch: types.ModuleType) -> Any:
+    """A fresh GE2E network (torch passed in: the caller checked it is installed)."""
+    nn: Any = torch.nn
+
+    class GE2E(nn.Module):
         def __init__(self):
             super().__init__()
             self.lstm = torch.nn.LSTM(40, 256, 3, batch_first=True)

@@ -33,8 +33,8 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from audiosubnet import __version__
-from audiosubnet.errors import AsnError, AudioDecodeError, InputError
-from audiosubnet.miner.service import NotOffered, Overloaded, TtsService, Unavailable
+from audiosubnet.errors import AsnError, AudioDecodeError, InputError, NotOffered, Overloaded, Unavailable
+from audiosubnet.miner.service import TtsService
 from audiosubnet.serve import encode as enc
 from audiosubnet.serve import speech
 from audiosubnet.serve.metrics import CONTENT_TYPE, MetricsSink, ServeMetrics

@@ -25,7 +25,8 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 
 from audiosubnet.audio import Audio
-from audiosubnet.miner.service import RAW, Overloaded, Rendered, TtsService
+from audiosubnet.errors import Overloaded
+from audiosubnet.miner.service import RAW, Rendered, TtsService
 from audiosubnet.serve import encode as enc
 from audiosubnet.serve.openai_api import OPENAI_MODELS, OPENAI_VOICES, ApiError, SpeechRequest, sse_event
 from audiosubnet.serve.voices import VoiceStore, is_voice_id
@@ -116,7 +117,8 @@ def plan(req: SpeechRequest, service: TtsService, *, voice_map: dict[str, str], 
         caps = model.caps
         if voice and caps.voices and not caps.open_voices and voice not in caps.voices:
             shown = ", ".join(caps.voices[:12]) + (" ..." if len(caps.voices) > 12 else "")
-            raise ApiError(400, f"voice '{req.voice[:80]}' is not a voice of {model.model_id} (voices: {shown}; "
+            named = (req.voice or "")[:80]
+            raise ApiError(400, f"voice '{named}' is not a voice of {model.model_id} (voices: {shown}; "
                                 f"or one of {', '.join(OPENAI_VOICES)}, or a saved voice id)", param="voice",
                            code="invalid_voice")
     limit = max(1, min(model.caps.max_text_chars, service.config.max_text_chars))
