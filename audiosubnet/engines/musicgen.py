@@ -25,7 +25,7 @@ import functools
 import logging
 import math
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -42,6 +42,9 @@ from audiosubnet.engines.music import (
     trim,
 )
 from audiosubnet.errors import EngineError
+
+if TYPE_CHECKING:
+    from audiosubnet.engines.musicgen_fast import FastMusicgen
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +82,7 @@ class MusicgenEngine(HFSpeechEngine):
         self.temperature = TEMPERATURE
         self.forward_batch = self.cpu_batch
         self.fast = "auto"  # auto (CUDA) | on | off: the static-cache graph decoder instead of generate
-        self._runners: dict = {}  # batch bucket -> FastMusicgen (LRU order)
+        self._runners: dict[int, FastMusicgen] = {}  # batch bucket -> FastMusicgen (LRU order)
 
     # ---- capabilities -----------------------------------------------------------------------
     def _capabilities(self) -> Capabilities:
@@ -123,7 +126,7 @@ class MusicgenEngine(HFSpeechEngine):
         return [self._model]
 
     def extra_tensors(self) -> list:
-        return [t for r in self._runners.values() for t in (r.k_cache, r.v_cache, r.cross_k, r.cross_v, r.noise)]
+        return [t for r in self._runners.values() for t in (r.kv_cache, r.cross_k, r.cross_v, r.noise)]
 
     def drop(self) -> None:
         self._model = self._tokenizer = None
