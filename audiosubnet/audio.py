@@ -97,7 +97,7 @@ def decode(data: bytes | bytearray | memoryview, *, max_seconds: float | None = 
     return Audio(to_mono(x), int(sr))
 
 
-def read(path: str | os.PathLike, *, max_seconds: float | None = None) -> Audio:
+def read(path: str | os.PathLike[str], *, max_seconds: float | None = None) -> Audio:
     p = Path(path)
     try:
         data = p.read_bytes()
@@ -135,7 +135,7 @@ def wav_bytes(x: np.ndarray, sample_rate: int) -> bytes:
     return header + pcm
 
 
-def write_atomic(path: str | os.PathLike, data: bytes) -> None:
+def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     """Write bytes under `path` via a temp file in the same folder + fsync + rename.
 
     A reader never sees a truncated file under the final name, even after a crash. The file gets
@@ -219,7 +219,7 @@ def incomplete(data: bytes | bytearray | memoryview) -> str | None:
     return None
 
 
-def _wav_data_declared(data) -> tuple[int, int] | None:
+def _wav_data_declared(data: bytes | bytearray | memoryview) -> tuple[int, int] | None:
     """(bytes present, bytes declared) of a RIFF/WAVE file's data chunk, or None without one."""
     mv = memoryview(data)
     pos = 12
@@ -256,7 +256,8 @@ def frame_rms_db(x: np.ndarray, sr: int, frame_s: float = 0.02) -> np.ndarray:
     if usable == 0:
         return np.full(1, -120.0)
     f = x[:usable].astype(np.float64).reshape(-1, n)
-    return 10.0 * np.log10(np.maximum(np.mean(f * f, axis=1), 1e-12))
+    db: np.ndarray = 10.0 * np.log10(np.maximum(np.mean(f * f, axis=1), 1e-12))
+    return db
 
 
 def trim_silence(x: np.ndarray, sr: int = 16000, top_db: float = 40.0, frame_s: float = 0.01) -> np.ndarray:

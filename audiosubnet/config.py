@@ -358,6 +358,13 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def wallet_folder(self) -> Path:
+        """`subnet.wallet_path`, always set once the settings are validated (see `_default_wallet_path`)."""
+        if self.subnet.wallet_path is None:  # only a model built without validation
+            raise ValueError("subnet.wallet_path is not set")
+        return self.subnet.wallet_path
+
+    @property
     def cache_budget_bytes(self) -> int | None:
         return parse_bytes(self.cache_budget)
 

@@ -20,7 +20,7 @@ class StderrHandler(logging.StreamHandler):
     """Writes to whatever `sys.stderr` is at the time (a test runner or a daemon may swap it after setup)."""
 
     @property
-    def stream(self):  # type: ignore[override]
+    def stream(self):
         return sys.stderr
 
     @stream.setter

@@ -34,7 +34,7 @@ import email.policy
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
@@ -241,8 +241,12 @@ class InfoResponse(BaseModel):
     music: bool = False  # a model serves POST /v1/music
 
 
+#: A service's lifecycle state, as /health reports it.
+ServiceState = Literal["ok", "starting", "draining"]
+
+
 class HealthResponse(BaseModel):
-    status: Literal["ok", "starting", "draining"]
+    status: ServiceState
     protocol_version: str = PROTOCOL_VERSION
     uptime_s: float
     queue_depth: int
@@ -315,7 +319,7 @@ def _validation_message(e: ValidationError) -> str:
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 
 
-def _json_object(body: bytes) -> dict:
+def _json_object(body: bytes) -> dict[str, Any]:
     if not body:
         raise BodyError(400, E_MALFORMED, "empty body; expected a JSON object")
     try:
@@ -327,7 +331,10 @@ def _json_object(body: bytes) -> dict:
     return data
 
 
-def _validate(model: type[BaseModel], data: dict, max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) -> Any:
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def _validate(model: type[_Model], data: dict[str, Any], max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) -> _Model:
     try:
         return model.model_validate(data, context={"max_text_chars": max_text_chars})
     except ValidationError as e:
@@ -340,8 +347,8 @@ def _media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-def _parse_json(model: type[BaseModel], body: bytes, content_type: str | None,
-                max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) -> Any:
+def _parse_json(model: type[_Model], body: bytes, content_type: str | None,
+                max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) -> _Model:
     """A JSON body (application/json or no type) validated as `model`: 400 for the body, 422 for a field."""
     mt = _media_type(content_type)
     if mt not in ("", "application/json"):
@@ -374,7 +381,7 @@ def parse_seen(body: bytes, content_type: str | None) -> SeenRequest:
 _INT_FIELDS = {"sample_rate", "seed"}
 
 
-def _multipart_fields(body: bytes, content_type: str) -> dict:
+def _multipart_fields(body: bytes, content_type: str) -> dict[str, Any]:
     """Form fields of a multipart/form-data body (the stdlib MIME parser; no extra dependency)."""
     if "boundary=" not in content_type:
         raise BodyError(400, E_MALFORMED, "multipart body without a boundary")
@@ -390,7 +397,8 @@ def _multipart_fields(body: bytes, content_type: str) -> dict:
         name = part.get_param("name", header="content-disposition")
         if not name or not isinstance(name, str):
             continue
-        payload = part.get_payload(decode=True) or b""
+        raw = part.get_payload(decode=True)  # bytes (None for a multipart part)
+        payload = raw if isinstance(raw, bytes) else b""
         if name == "reference_audio":
             out[name] = payload
             continue

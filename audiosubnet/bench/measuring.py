@@ -13,6 +13,7 @@ import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -82,8 +83,9 @@ class _Peak:
     _hwm_ok: bool | None = None
 
     def __init__(self, device: str, baseline_mb: float | None = None):
-        self.device, self.baseline, self.mb = device, baseline_mb or 0.0, None
-        self._stop = None
+        self.device, self.baseline = device, baseline_mb or 0.0
+        self.mb: float | None = None
+        self._stop: tuple[threading.Event, threading.Thread, list[int]] | None = None
 
     @classmethod
     def _reset_hwm(cls) -> bool:
@@ -124,7 +126,7 @@ class _Peak:
         self._stop = (stop, t, box)
 
     def __exit__(self, *exc) -> None:
-        peak = None
+        peak: float | None = None
         with contextlib.suppress(Exception):
             if _is_cuda(self.device):
                 import torch

@@ -5,6 +5,7 @@ folder of such melodies. Real weights: the CLAP model from the HF cache; random 
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def music_scorer_row(ctx: BenchContext, dtype: str, weights: str) -> ScorerResul
                  for i in range(max(ctx.batches))]
         for b in ctx.batches:
             scoring.score(items[:b])  # each miner's window holds an answer: quality is computed, not neutral
-            row.points.append(score_point(ctx.cfg, ctx.emit, row, lambda b=b: scoring.score(items[:b]), b,
+            row.points.append(score_point(ctx.cfg, ctx.emit, row, functools.partial(scoring.score, items[:b]), b,
                                           [_Clip(it.audio) for it in items], memory_now_mb(ctx.device)))
         row.notes.append("synthetic melodies; sanity + fingerprints + CLAP + relevance + KID window per call")
     except KeyboardInterrupt:

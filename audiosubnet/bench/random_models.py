@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import string
+from collections.abc import Callable
 from pathlib import Path
 
 SIZES = ("tiny", "full")
@@ -269,7 +270,7 @@ def build_bark(path: str | Path, size: str = "tiny", *, seed: int = 0, voices: t
 
 def build(engine: str, path: str | Path, size: str = "tiny", **kw) -> Path:
     """Build by engine name: "mms", "speecht5" or "bark"."""
-    builders = {"mms": build_mms, "speecht5": build_speecht5, "bark": build_bark}
+    builders: dict[str, Callable[..., Path]] = {"mms": build_mms, "speecht5": build_speecht5, "bark": build_bark}
     if engine not in builders:
         raise ValueError(f"no random-model builder for engine {engine!r} (have {', '.join(builders)})")
     return builders[engine](path, size, **kw)

@@ -13,6 +13,7 @@ Importing this module does not import torch.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 MUSICGEN_SIZES = ("tiny", "small", "medium", "large")
 
@@ -29,7 +30,7 @@ _SENTENCES = [
 ]
 
 # published decoder sizes (the text encoder is t5-base for all three)
-_DECODERS = {
+_DECODERS: dict[str, dict[str, Any]] = {
     "small": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, ffn_dim=4096),
     "medium": dict(hidden_size=1536, num_hidden_layers=48, num_attention_heads=24, ffn_dim=6144),
     "large": dict(hidden_size=2048, num_hidden_layers=48, num_attention_heads=32, ffn_dim=8192),
@@ -37,9 +38,9 @@ _DECODERS = {
 
 
 def build_tokenizer(path: str | Path, vocab_size: int = 200):
-    """A small T5TokenizerFast (Unigram, SentencePiece-style pre-tokenizer) saved in `path`; returns it."""
+    """A small T5 tokenizer (Unigram, SentencePiece-style pre-tokenizer) saved in `path`; returns it."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-    from transformers import T5TokenizerFast
+    from transformers import T5Tokenizer  # the tokenizers-backed class (T5TokenizerFast is its alias in v5)
 
     tok = Tokenizer(models.Unigram())
     tok.normalizer = normalizers.NFKC()
@@ -52,7 +53,7 @@ def build_tokenizer(path: str | Path, vocab_size: int = 200):
 
     tok.post_processor = TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
                                             special_tokens=[("</s>", tok.token_to_id("</s>"))])
-    fast = T5TokenizerFast(tokenizer_object=tok, eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
+    fast = T5Tokenizer(tokenizer_object=tok, eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
                            extra_ids=0)
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -65,8 +66,8 @@ def musicgen_config(size: str = "tiny", vocab_size: int = 32128):
 
     if size not in MUSICGEN_SIZES:
         raise ValueError(f"size must be one of {MUSICGEN_SIZES}, not {size!r}")
-    codec = dict(sampling_rate=32000, audio_channels=1, upsampling_ratios=[8, 5, 4, 4], target_bandwidths=[2.2],
-                 codebook_size=2048, normalize=False, use_causal_conv=False)
+    codec: dict[str, Any] = dict(sampling_rate=32000, audio_channels=1, upsampling_ratios=[8, 5, 4, 4],
+                                 target_bandwidths=[2.2], codebook_size=2048, normalize=False, use_causal_conv=False)
     if size == "tiny":
         text = T5Config(vocab_size=vocab_size, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2)
         audio = EncodecConfig(**codec, hidden_size=16, num_filters=4, num_residual_layers=1, codebook_dim=16,

@@ -60,8 +60,9 @@ def engine_rows(result: BenchResult) -> list[dict[str, Any]]:
 def scorer_rows(result: BenchResult) -> list[dict[str, Any]]:
     rows = []
     for s in result.scorers:
-        base = {"name": s.name, "model": s.model, "weights": s.weights, "device": s.device, "dtype": s.dtype,
-                "status": s.status, "reason": s.reason, "load_s": s.load_s, "notes": "; ".join(s.notes) or None}
+        base: dict[str, Any] = {
+            "name": s.name, "model": s.model, "weights": s.weights, "device": s.device, "dtype": s.dtype,
+            "status": s.status, "reason": s.reason, "load_s": s.load_s, "notes": "; ".join(s.notes) or None}
         if not s.points:
             rows.append({**base, "batch": None})
         for p in s.points:
@@ -378,8 +379,8 @@ def compare(current: BenchResult, previous: BenchResult) -> list[dict[str, Any]]
     {section, name, device, dtype, batch, metric, before, after, change_pct, better}."""
     out = []
 
-    def index(result: BenchResult):
-        idx = {}
+    def index(result: BenchResult) -> dict[tuple[str, str, str, str, int | None], dict[str, Any]]:
+        idx: dict[tuple[str, str, str, str, int | None], dict[str, Any]] = {}
         for e in result.engines:
             key = ("engine", e.label, e.device, e.dtype)
             idx[(*key, None)] = {m: getattr(e, m, None) if m in ("cold_load_s", "first_audio_s")

@@ -5,6 +5,7 @@ size, peak memory, the ASR anchors, and the pipeline's stages. Plain functions o
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import statistics
@@ -164,7 +165,7 @@ def _scorer(ctx: BenchContext, row: ScorerResult, scoring, spec, items: list, fa
             if not scorer.needs_reference:
                 prepared = [replace(it, reference=None) for it in prepared]
             for b in ctx.batches:
-                row.points.append(score_point(ctx.cfg, ctx.emit, row, lambda b=b: scorer.score(prepared[:b]), b,
+                row.points.append(score_point(ctx.cfg, ctx.emit, row, functools.partial(scorer.score, prepared[:b]), b,
                                               items, base))
     except KeyboardInterrupt:
         raise
@@ -201,7 +202,8 @@ def _pipeline(ctx: BenchContext, row: ScorerResult, settings, cache, items: list
 
         for b in ctx.batches:
             stages.clear()
-            p = score_point(ctx.cfg, ctx.emit, row, lambda b=b: call(b), b, items, ctx.stack_base.get(row.device))
+            p = score_point(ctx.cfg, ctx.emit, row, functools.partial(call, b), b, items,
+                            ctx.stack_base.get(row.device))
             if stages and not p.error:
                 p.stages_s = {k.replace("score:", "").split(":")[0]:
                               statistics.median(s.get(k, 0.0) for s in stages) for k in stages[-1]}

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, NewType, Protocol, runtime_checkable
 from audiosubnet.errors import ChainError, NotRegisteredError
 
 if TYPE_CHECKING:
+    from audiosubnet.chain.bittensor import LoadedWallet
     from audiosubnet.config import Settings
 
 Hotkey = NewType("Hotkey", str)  # ss58 address
@@ -133,7 +134,7 @@ def is_sim(network: str) -> bool:
     return network.strip().lower() == SIM_NETWORK
 
 
-def open_chain(settings: Settings, wallet: object | None = None, *, create: bool = False) -> Chain:
+def open_chain(settings: Settings, wallet: LoadedWallet | None = None, *, create: bool = False) -> Chain:
     """The Chain for `settings.subnet.network`: SimChain for `sim`, else BittensorChain.
 
     `wallet` is what `chain.bittensor.load_wallet` returns (needed for publish_endpoint/set_weights).
@@ -155,7 +156,7 @@ def register_hint(settings: Settings, netuid: int) -> str:
     """The exact command that registers this wallet's hotkey on `netuid` (btcli 11 spelling, or `asn sim`)."""
     s = settings.subnet
     default = settings.home / "wallets" if is_sim(s.network) else Path("~/.bittensor/wallets")
-    custom_path = Path(s.wallet_path).expanduser() != default.expanduser()
+    custom_path = settings.wallet_folder.expanduser() != default.expanduser()
     if is_sim(s.network):
         path = f" --wallet.path {s.wallet_path}" if custom_path else ""
         return (f"asn sim register --netuid {netuid} --wallet.name {s.wallet_name} "

@@ -89,7 +89,7 @@ def _plain_flags_in_help() -> None:
         return shown(self, ctx)
 
     display_type_rich._asn = True  # type: ignore[attr-defined]
-    TyperOption.display_type_rich = display_type_rich
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]  # patches typer's help
 
 
 _plain_flags_in_help()
@@ -105,7 +105,7 @@ class AsnTyper(typer.Typer):
         kwargs.setdefault("context_settings", {"help_option_names": ["-h", "--help"]})
         super().__init__(*args, **kwargs)
 
-    def command(self, *args: Any, **kwargs: Any):  # type: ignore[override]
+    def command(self, *args: Any, **kwargs: Any):
         register = super().command(*args, **kwargs)
 
         def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -6,12 +6,16 @@ import contextlib
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from audiosubnet.commands import _options as o
 from audiosubnet.commands._cli import AsnTyper, err, interactive, print_json
+
+if TYPE_CHECKING:
+    from rich.status import Status
+
 
 app = AsnTyper(help="Voice cloning: speak a text in the voice of a reference recording.")
 
@@ -116,7 +120,7 @@ class _Status:
         self.enabled = enabled
         self.opts = opts
         self.once = once
-        self._status = None
+        self._status: Status | None = None
         self.ok = self.failed = 0
 
     def __enter__(self) -> _Status:

@@ -12,9 +12,10 @@ from audiosubnet.commands._cli import AsnTyper, err, out, print_json
 app = AsnTyper(help="Speech models: what is installed or downloaded, and fetching or removing them.")
 
 
-def _size(n: int | None) -> str:
-    if n is None:
+def _size(size: int | None) -> str:
+    if size is None:
         return "-"
+    n = float(size)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -81,8 +82,8 @@ def voices(
         print_json({"model": mid, "languages": list(caps.languages), "scripts": list(engine.scripts_for() or []),
                     "open_voices": caps.open_voices, "voices": rows})
         return
-    for r in rows:
-        out.print(r["voice"] + ("  (default)" if r["default"] else ""), highlight=False, markup=False)
+    for v in names:
+        out.print(v + ("  (default)" if v == caps.default_voice else ""), highlight=False, markup=False)
     more = "; it also takes other voices (e.g. a variant such as en-us+f3)" if caps.open_voices else ""
     err.print(f"{len(rows)} voice(s) of {mid}, speaking {', '.join(caps.languages)}{more}", highlight=False)
 

@@ -112,6 +112,7 @@ def batch(
                 summary = run_music_batch_ray(csv_path, opts, ray_opts, out=out if is_url(out) else None,
                                               progress=progress.update, on_rows=progress.start)
             else:
+                assert cache is not None  # made whenever the job runs here, not on Ray
                 summary = run_music_batch(csv_path, opts, cache, progress=progress.update, on_rows=progress.start)
         except BatchInterrupted as e:
             summary = e.summary

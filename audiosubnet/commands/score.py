@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from audiosubnet.commands import _options as o
 from audiosubnet.commands._cli import err, interactive, out, print_json
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 
 def score(
@@ -111,8 +114,8 @@ def _render(path: Path, r) -> None:
 class _Progress:
     def __init__(self, enabled: bool):
         self.enabled = enabled
-        self._bar = None
-        self._task = None
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
 
     def __enter__(self) -> _Progress:
         if self.enabled:

@@ -35,12 +35,12 @@ def _settings(sim_path: Path | None, **flags):
     return load_settings(**{**flags, "subnet.sim_path": sim_path, "subnet.network": "sim"})  # always the sim
 
 
-def _chain(sim_path: Path | None, create: bool = False, **flags):
+def _chain(sim_path: Path | None, **flags: object):
     from audiosubnet.chain.base import sim_path as path_of
     from audiosubnet.chain.sim import SimChain
 
     s = _settings(sim_path, **flags)
-    return s, SimChain(path_of(s), create=create)
+    return s, SimChain(path_of(s), create=False)
 
 
 @app.command("init")

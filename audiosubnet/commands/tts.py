@@ -6,13 +6,20 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from audiosubnet.commands import _options as o
 from audiosubnet.commands._batch import finish_batch
 from audiosubnet.commands._cli import AsnTyper, err, interactive, print_json
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from audiosubnet.engines.isolated import IsolatedCache
+    from audiosubnet.engines.pool import EnginePool
+
 
 app = AsnTyper(help="Local text-to-speech: a CSV of prompts to audio files, or one sentence.")
 
@@ -77,7 +84,7 @@ def batch(
     if s.devices:
         from audiosubnet.engines.pool import engine_pool, parse_devices
 
-        cache = engine_pool(parse_devices(s.devices, s.device), s.dtype, s.cache_budget)
+        cache: EnginePool | IsolatedCache = engine_pool(parse_devices(s.devices, s.device), s.dtype, s.cache_budget)
     else:
         cache = isolated_cache(s.device, s.dtype, s.cache_budget)
     opts = BatchOptions(out_dir=s.tts.out_dir, fmt=s.tts.format, model=s.model, voice=s.voice, force=force,
@@ -208,8 +215,8 @@ class _Progress:
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
-        self._bar = None
-        self._task = None
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
         self._audio = 0.0
         self._engine = 0.0
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from audiosubnet.commands import _options as o
 from audiosubnet.commands._cli import err, interactive
+
+if TYPE_CHECKING:
+    from rich.live import Live
 
 
 def validate(
@@ -85,7 +88,7 @@ class RoundView:
 
     def __init__(self, live: bool):
         self.live_enabled = live
-        self._live = None
+        self._live: Live | None = None
 
     def __enter__(self) -> RoundView:
         if self.live_enabled:

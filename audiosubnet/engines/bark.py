@@ -19,6 +19,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +51,9 @@ class BarkEngine(HFSpeechEngine):
 
     def __init__(self, model: str | None = None):
         super().__init__(model)
-        self._model = self._tokenizer = None
+        # loaded transformers objects: typed at that boundary as Any
+        self._model: Any = None
+        self._tokenizer: Any = None
         self._prompts: dict[str, dict] = {}
         self._index: dict[str, dict] | None = None
         self._folder: Path | None = None
@@ -115,15 +118,16 @@ class BarkEngine(HFSpeechEngine):
                 defaults = BarkGenerationConfig().to_dict()
                 for key in ("semantic_config", "coarse_acoustics_config", "fine_acoustics_config"):
                     setattr(model.generation_config, key, defaults[key])
-                model.generation_config.codebook_size = defaults["codebook_size"]
-                model.generation_config.sample_rate = defaults["sample_rate"]
-            gen = model.generation_config  # Suno's sampling, whatever the repo's file says
+                bark_config: Any = model.generation_config  # a BarkGenerationConfig, typed as its base class
+                bark_config.codebook_size = defaults["codebook_size"]
+                bark_config.sample_rate = defaults["sample_rate"]
+            gen: Any = model.generation_config  # Suno's sampling, whatever the repo's file says
             gen.semantic_config = {**gen.semantic_config, "do_sample": True,
                                    "temperature": self.temperatures["semantic"]}
             gen.coarse_acoustics_config = {**gen.coarse_acoustics_config, "do_sample": True,
                                            "temperature": self.temperatures["coarse"]}
             gen.fine_acoustics_config = {**gen.fine_acoustics_config, "temperature": self.temperatures["fine"]}
-            model.to(device=device, dtype=tdtype).eval()
+            model.to(device=device, dtype=tdtype).eval()  # type: ignore[call-arg]  # transformers types .to() through a decorator that drops self
             self._model, self._tokenizer, self._folder = model, tok, folder
             self._index, self._prompts = None, {}
             self._caps = None
@@ -149,6 +153,7 @@ class BarkEngine(HFSpeechEngine):
             index = self._preset_index()
             if name in index:
                 arrays = {}
+                assert self._folder is not None  # set by setup(), before any request
                 base = os.path.abspath(self._folder)
                 for key in PROMPT_KEYS:
                     path = os.path.abspath(os.path.join(base, str(index[name].get(key, ""))))

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import random
 from abc import abstractmethod
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Generator, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
-from typing import ClassVar
+from typing import Any, ClassVar, Protocol
 
 from audiosubnet.audio import Audio
 from audiosubnet.engines import text
@@ -149,7 +149,7 @@ class SpeechEngine(Loadable):
             raise RuntimeError(f"{self.model_id} returned {len(out)} clips for {len(requests)} requests")
         return out
 
-    def synthesize_iter(self, requests: Sequence[SynthesisRequest]) -> Iterator[tuple[int, Audio]]:
+    def synthesize_iter(self, requests: Sequence[SynthesisRequest]) -> Generator[tuple[int, Audio], None, None]:
         """As `synthesize`, yielding (index, audio) as each request is done: an engine that finishes the
         requests of a batch at different times (Piper's sentence pool) hands each over at once, so a
         caller can keep it even if the rest is interrupted. Closing the iterator early stops the work."""
@@ -231,3 +231,24 @@ class SpeechEngine(Loadable):
     def remove(cls, model: str) -> int:
         """Delete downloaded files; returns bytes freed."""
         return 0
+
+
+class EngineLease(Protocol):
+    """What a job holds while it runs a batch: an engine in this process (`SpeechEngine`) or one in an engine
+    process (`RemoteEngine`, `PooledEngine`)."""
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    def check(self, request: SynthesisRequest) -> None: ...
+
+    def synthesize(self, requests: Sequence[SynthesisRequest]) -> list[Any]: ...
+
+    def synthesize_iter(self, requests: Sequence[SynthesisRequest]) -> Iterator[tuple[int, Any]]: ...
+
+
+class EngineSource(Protocol):
+    """Where jobs lease speech engines by model id: the process `EngineCache`, an `IsolatedCache` (one engine
+    process) or an `EnginePool` (one per device)."""
+
+    def engine(self, model_id: str) -> AbstractContextManager[EngineLease]: ...

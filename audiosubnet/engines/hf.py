@@ -19,13 +19,16 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from audiosubnet.engines.base import Capabilities, ModelStatus, SpeechEngine
 from audiosubnet.errors import DependencyError, EngineError, ModelNotDownloadedError
 from audiosubnet.runtime import hub
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +125,7 @@ def hifigan_forward(vocoder, x, lengths=None, cond=None):
 
     slope = vocoder.config.leaky_relu_slope
     batch, _, frames = x.shape
+    lens: Any  # per-item lengths on the device (a tensor), or None when nothing is masked
     if torch.is_tensor(lengths):
         host, masked, lens = None, True, lengths
     else:
@@ -153,6 +157,7 @@ def hifigan_forward(vocoder, x, lengths=None, cond=None):
                 r_h = c1(act(r_h, rb.leaky_relu_slope))
                 r_h = c2(act(r_h, rb.leaky_relu_slope)).add_(res)
             acc = r_h if acc is None else acc.add_(r_h)
+        assert acc is not None  # n_k >= 1 resblocks per upsampler
         h = acc.div_(n_k)
     h = vocoder.conv_post(act(h, 0.01))
     return torch.tanh(h).squeeze(1), (hifigan_lengths(vocoder, host) if host is not None else None)
@@ -196,7 +201,7 @@ class HFSpeechEngine(SpeechEngine):
     def __init__(self, model: str | None = None):
         super().__init__(model)
         self._lock = threading.RLock()
-        self._torch_dtype = None
+        self._torch_dtype: torch.dtype | None = None
         self._ids: OrderedDict[str, list[int]] = OrderedDict()  # text -> token ids (check() + synthesize)
         self._ids_lock = threading.Lock()
         self._caps: Capabilities | None = None

@@ -38,7 +38,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -128,7 +128,11 @@ class _Child:
 
     def _answer(self, rid: int, op: str, payload: Any) -> None:
         try:
-            reply = (rid, True, self._iter(rid, payload) if op == "iter" else self._do(op, payload))
+            if op == "iter":
+                self._iter(rid, payload)
+                reply: tuple = (rid, True, None)
+            else:
+                reply = (rid, True, self._do(op, payload))
         except BaseException as e:  # noqa: BLE001 - everything goes back to the caller
             reply = (rid, False, _error_payload(e))
         self.cancelled.discard(rid)
@@ -410,7 +414,9 @@ class EngineProcess:
             raise EngineCrashed(f"the engine process did not answer within {timeout:g} s; it is restarting") \
                 from None
 
-    def stream(self, model_id: str, requests: list, wait_s: float | None = None) -> Iterator[tuple[int, Any]]:
+    def stream(
+        self, model_id: str, requests: list, wait_s: float | None = None
+    ) -> Generator[tuple[int, Any], None, None]:
         """(index, audio) of `iter` on `model_id`, each as the child finishes it; closing early cancels the rest."""
         self.start()
         self.wait_ready(wait_s)
@@ -505,7 +511,7 @@ class RemoteEngine:
     def synthesize(self, requests: Sequence[SynthesisRequest]) -> list:
         return self.proc.call("synth", self.model_id, list(requests), self.wait_s, self.timeout_s)
 
-    def synthesize_iter(self, requests: Sequence[SynthesisRequest]) -> Iterator[tuple[int, Any]]:
+    def synthesize_iter(self, requests: Sequence[SynthesisRequest]) -> Generator[tuple[int, Any], None, None]:
         """Each (index, audio) as the child's engine hands it over (Piper's sentence pool: one by one)."""
         return self.proc.stream(self.model_id, list(requests), self.wait_s)
 

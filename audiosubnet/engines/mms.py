@@ -24,7 +24,7 @@ import math
 import re
 import time
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -76,7 +76,11 @@ class MmsEngine(HFSpeechEngine):
 
     def __init__(self, model: str | None = None):
         super().__init__(model)
-        self._model = self._tokenizer = self._uroman = self._normalizer = None
+        # loaded third-party objects (transformers VITS, uroman): typed at that boundary as Any
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._uroman: Any = None
+        self._normalizer: Any = None
         self._graphs: dict[str, GraphCache] | None = None  # CUDA only: one GraphCache per stage of _forward
         self.forward_batch = self.cpu_batch  # set per device in setup(); tests may change it
 
@@ -131,9 +135,9 @@ class MmsEngine(HFSpeechEngine):
                 model = VitsModel.from_pretrained(folder, dtype=torch.float32)  # fold weight norm in fp32
             except Exception as e:
                 raise EngineError(f"cannot load {self.model_id} from {folder}: {e}") from e
-            model.posterior_encoder = None  # training only
+            model.posterior_encoder = None  # type: ignore[assignment]  # training only: dropped on purpose
             strip_weight_norm(model)
-            model.to(device=device, dtype=tdtype).eval()
+            model.to(device=device, dtype=tdtype).eval()  # type: ignore[call-arg]  # transformers types .to() through a decorator that drops self
             if tdtype != torch.float32:  # the duration flows' splines need fp32; they are tiny
                 model.duration_predictor.float()
             if tok.phonemize:
@@ -245,7 +249,7 @@ class MmsEngine(HFSpeechEngine):
         if "waveform" in stage:
             (wave,) = stage["waveform"](z, frames_t, *sid)
         else:  # eager: host lengths let HiFi-GAN skip the masks when nothing is padded (the CPU path)
-            (wave,) = self._waveform(z, frames_t, *sid, frames=frames)
+            (wave,) = self._waveform(z, frames_t, sid[0] if sid else None, frames=frames)
         lens = hifigan_lengths(m.decoder, frames)
         host = wave[:n_real].float().cpu().numpy()
         return [np.ascontiguousarray(host[i, : lens[i]]) for i in range(n_real)]

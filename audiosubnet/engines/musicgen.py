@@ -25,7 +25,7 @@ import functools
 import logging
 import math
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -42,6 +42,9 @@ from audiosubnet.engines.music import (
     trim,
 )
 from audiosubnet.errors import EngineError
+
+if TYPE_CHECKING:
+    from audiosubnet.engines.musicgen_fast import FastMusicgen
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +74,15 @@ class MusicgenEngine(HFSpeechEngine):
 
     def __init__(self, model: str | None = None):
         super().__init__(model)
-        self._model = self._tokenizer = None
+        # loaded transformers objects: typed at that boundary as Any
+        self._model: Any = None
+        self._tokenizer: Any = None
         self.guidance_scale = GUIDANCE_SCALE
         self.top_k = TOP_K
         self.temperature = TEMPERATURE
         self.forward_batch = self.cpu_batch
         self.fast = "auto"  # auto (CUDA) | on | off: the static-cache graph decoder instead of generate
-        self._runners: dict = {}  # batch bucket -> FastMusicgen (LRU order)
+        self._runners: dict[int, FastMusicgen] = {}  # batch bucket -> FastMusicgen (LRU order)
 
     # ---- capabilities -----------------------------------------------------------------------
     def _capabilities(self) -> Capabilities:
@@ -111,7 +116,7 @@ class MusicgenEngine(HFSpeechEngine):
                 model = MusicgenForConditionalGeneration.from_pretrained(folder, dtype=tdtype)
             except Exception as e:
                 raise EngineError(f"cannot load {self.model_id} from {folder}: {e}") from e
-            model.to(device=device).eval()
+            model.to(device=device).eval()  # type: ignore[call-arg]  # transformers types .to() through a decorator that drops self
             model.audio_encoder.float()  # EnCodec (LSTMs, small) in fp32: not every LSTM kernel takes bf16
             self._model, self._tokenizer = model, tok
             self.forward_batch = self.cuda_batch if device.startswith("cuda") else self.cpu_batch

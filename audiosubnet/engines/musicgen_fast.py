@@ -33,6 +33,10 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +53,7 @@ def sample_top_k(logits, gumbel, k: int):
     return torch.gather(idx, -1, pick).squeeze(-1)
 
 
-def _pack(weights: list) -> object:
+def _pack(weights: list) -> torch.Tensor:
     """One tensor holding `weights` (each (out, in), same `in`) stacked along `out`; each original parameter's
     data becomes a view into it (no copy kept)."""
     import torch
@@ -106,7 +110,7 @@ class FastMusicgen:
         self.t_index = torch.arange(T, device=self.device)
         self.chunk = chunk
         self.noise = torch.rand(batch, chunk, self.K, self.V, device=self.device)
-        self._graphs: dict[int, object] = {}  # attended length -> the step's CUDA graph
+        self._graphs: dict[int, torch.cuda.CUDAGraph] = {}  # attended length -> the step's CUDA graph
         self._repack()
         # the unconditional half attends to zero text states through bias-free projections: its cross-attention
         # output is exactly zero, so only the conditional rows are computed (as `generate` would find)
@@ -119,7 +123,7 @@ class FastMusicgen:
         (K*V, E) matrix and the K embedding tables as one (K, V+1, E) tensor, each module keeping a view."""
         import torch
 
-        self.qkv = []
+        self.qkv: list[torch.Tensor] = []
         for layer in self.core.layers:
             att = layer.self_attn
             packed = getattr(att, "_asn_qkv", None)

@@ -28,12 +28,16 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from importlib.metadata import distributions
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from audiosubnet.audio import Audio
 from audiosubnet.engines.base import Capabilities, ModelStatus, SpeechEngine, SynthesisRequest, request_seed
 from audiosubnet.errors import DependencyError, EngineError, InputError, ModelNotDownloadedError
+
+if TYPE_CHECKING:
+    from piper import PiperVoice
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +113,8 @@ def seedable_graph(path: Path) -> SeedableGraph | None:
         return None
     model = onnx.load(str(path))
     graph = model.graph
-    nodes, noise = [], []
+    nodes: list[onnx.NodeProto] = []
+    noise: list[tuple[str, int]] = []
     for node in graph.node:
         if node.op_type != "RandomNormalLike":
             nodes.append(node)
@@ -153,7 +158,14 @@ class PiperEngine(SpeechEngine):
 
     def __init__(self, model: str | None = None):
         super().__init__(model)
-        self._voice = self._pool = self._pool_voice = None
+        self._voice: PiperVoice | None = None
+        self._pool_voice: PiperVoice | None = None
+        self._pool: ThreadPoolExecutor | None = None
+
+    def _loaded_voice(self) -> PiperVoice:
+        if self._voice is None:
+            raise EngineError(f"{self.model_id} is not loaded")
+        return self._voice
 
     # ---- files -----------------------------------------------------------------------------
     def _paths(self, download: bool = False) -> tuple[Path, Path]:
@@ -248,7 +260,7 @@ class PiperEngine(SpeechEngine):
         try:
             config = PiperConfig.from_dict(json.loads(cfg_path.read_text(encoding="utf-8")))
             model: str | bytes = str(onnx)
-            self._noise = ()
+            self._noise: tuple[tuple[str, int], ...] = ()  # set at load: capabilities reads whether it exists
             try:
                 graph = seedable_graph(onnx)
                 if graph is not None:
@@ -272,7 +284,7 @@ class PiperEngine(SpeechEngine):
         self.dtype, self.loaded = "float32", True
 
     def unload(self) -> None:
-        if getattr(self, "_pool", None) is not None:
+        if self._pool is not None:
             self._pool.shutdown(wait=True)
         self._voice = self._pool = self._pool_voice = None
         super().unload()
@@ -290,7 +302,7 @@ class PiperEngine(SpeechEngine):
         """Each request as soon as all its sentences are done (sentences of a batch run side by side)."""
         from piper.config import SynthesisConfig
 
-        voice = self._voice
+        voice = self._loaded_voice()
         speakers = voice.config.speaker_id_map or {}
         jobs: list[tuple[int, list[int], SynthesisConfig, int, int]] = []  # (request, ids, config, seed, sentence)
         for i, r in enumerate(requests):
@@ -336,7 +348,7 @@ class PiperEngine(SpeechEngine):
         peak = float(np.max(np.abs(x)))
         if peak > 1e-6:
             x = x * (PEAK / peak)
-        return Audio(x.astype(np.float32), self._voice.config.sample_rate)
+        return Audio(x.astype(np.float32), self._loaded_voice().config.sample_rate)
 
     def _run(self, voice, ids: list[int], syn, seed: int, sentence: int) -> np.ndarray:
         """One sentence through the ONNX graph (as piper's `phoneme_ids_to_audio`, plus the noise)."""

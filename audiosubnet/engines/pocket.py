@@ -31,6 +31,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -57,6 +58,7 @@ def _configs_dir() -> Path:
     spec = importlib.util.find_spec("pocket_tts")
     if spec is None or not spec.submodule_search_locations:
         _require()  # raises the DependencyError naming what to install
+        raise DependencyError("pocket-tts", "hf", "the pocket engine")
     return Path(next(iter(spec.submodule_search_locations))) / "config"
 
 
@@ -131,7 +133,7 @@ class PocketCloneEngine(SpeechEngine):
 
     def __init__(self, model: str | None = None):
         super().__init__(model)
-        self._tts = None
+        self._tts: Any = None  # the loaded pocket_tts model (untyped package)
         self._lock = threading.RLock()
         self._states: OrderedDict[str, object] = OrderedDict()
         self._config_cache: dict | None = None

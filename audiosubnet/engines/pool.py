@@ -31,7 +31,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -113,7 +113,9 @@ def parse_devices(spec: str, device: str = "auto", count: Callable[[], int] | No
     return labels
 
 
-def child_placement(label: str, n_engines: int, environ: dict[str, str] | None = None) -> tuple[str, dict[str, str]]:
+def child_placement(
+    label: str, n_engines: int, environ: Mapping[str, str] | None = None
+) -> tuple[str, dict[str, str]]:
     """(device of the child's engines, its extra environment) for an engine process labelled `label`."""
     environ = os.environ if environ is None else environ
     kind, _, index = label.partition(":")
@@ -271,7 +273,7 @@ class PooledEngine(RemoteEngine):
     def __init__(self, pool: EnginePool, model_id: str, caps: Capabilities):  # noqa: D107 - no one process
         self.pool, self.model_id, self._caps = pool, model_id, caps
         self.wait_s, self.timeout_s = pool.wait_s, pool.timeout_s
-        self.proc = None  # type: ignore[assignment]  (each call picks its own)
+        self.proc = None  # type: ignore[assignment]  # no one process: each call picks its own
 
     def _on(self, m: _Member) -> RemoteEngine:
         return self.pool.remote(m, self.model_id, self._caps)
@@ -290,7 +292,7 @@ class PooledEngine(RemoteEngine):
         with self.pool.use(len(requests)) as m:
             return self._on(m).synthesize_each(requests)
 
-    def synthesize_iter(self, requests: Sequence[SynthesisRequest]) -> Iterator[tuple[int, Any]]:
+    def synthesize_iter(self, requests: Sequence[SynthesisRequest]) -> Generator[tuple[int, Any], None, None]:
         with self.pool.use(len(requests)) as m:
             it = self._on(m).synthesize_iter(requests)
             try:

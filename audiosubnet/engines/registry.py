@@ -48,8 +48,7 @@ _registry: PluginRegistry[SpeechEngine] = PluginRegistry(ENTRY_POINT_GROUP, "eng
 
 def reload_entry_points() -> None:
     """Read the entry-point group again (a plugin installed while this process runs)."""
-    global _entry_points
-    _entry_points = None
+    _registry.reload()
 
 
 def register(cls: type[SpeechEngine], name: str | None = None) -> type[SpeechEngine]:

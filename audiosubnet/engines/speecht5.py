@@ -29,7 +29,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -93,7 +93,10 @@ class SpeechT5Engine(HFSpeechEngine):
 
     def __init__(self, model: str | None = None):
         super().__init__(model)
-        self._model = self._vocoder = self._tokenizer = None
+        # loaded transformers objects: typed at that boundary as Any
+        self._model: Any = None
+        self._vocoder: Any = None
+        self._tokenizer: Any = None
         self._fast: dict = {}
         self._voices: OrderedDict[str, object] = OrderedDict()  # name -> x-vector on the device (LRU)
         self.forward_batch = self.cpu_batch
@@ -177,8 +180,8 @@ class SpeechT5Engine(HFSpeechEngine):
             except Exception as e:
                 raise EngineError(f"cannot load {self.model_id} from {folder} + {voc_folder}: {e}") from e
             strip_weight_norm(vocoder)
-            model.to(device=device, dtype=tdtype).eval()
-            vocoder.to(device=device, dtype=tdtype).eval()
+            model.to(device=device, dtype=tdtype).eval()  # type: ignore[call-arg]  # transformers types .to() through a decorator that drops self
+            vocoder.to(device=device, dtype=tdtype).eval()  # type: ignore[call-arg]  # transformers types .to() through a decorator that drops self
             self._model, self._vocoder, self._tokenizer = model, vocoder, tok
             self._fast = self._precompute(model)
             self._voices = OrderedDict()
@@ -341,7 +344,7 @@ class SpeechT5Engine(HFSpeechEngine):
         min_t = torch.tensor(minlen, device=dev)
         max_t = torch.tensor(maxlen, device=dev)
         frame = torch.zeros(batch, n_mel, device=dev, dtype=dt)
-        masks = None
+        masks: torch.Tensor | None = None
         t = 0
         for t in range(total):
             if t >= cap:  # grow the caches geometrically
@@ -355,6 +358,7 @@ class SpeechT5Engine(HFSpeechEngine):
 
             h = frame
             for li, lin in enumerate(prenet.layers):
+                assert masks is not None  # set at c == 0
                 h = F.relu(lin(h)) * masks[:, c, li]
             h = prenet.final_layer(h) + f["alpha_pe"][t]
             x = F.relu(F.linear(h, f["w_x"]) + spk_term).unsqueeze(1)

@@ -23,8 +23,8 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import OrderedDict
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -100,8 +100,10 @@ class SpeechT5CloneEngine(SpeechEngine):
         self._xvectors.clear()
         super().unload()
 
-    def one_pass(self, size: int) -> AbstractContextManager[None]:
-        return self.inner.one_pass(size)  # the wrapped speecht5 engine splits batches into passes
+    @contextmanager
+    def one_pass(self, size: int) -> Iterator[None]:
+        with self.inner.one_pass(size):  # the wrapped speecht5 engine splits batches into passes
+            yield
 
     def warmup(self) -> None:
         self.inner.warmup()

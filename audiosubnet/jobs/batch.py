@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TextIO
 
 from audiosubnet import audio as audiolib
 from audiosubnet.batch_policy import STOP_ERRNOS, is_fatal, run_each
@@ -189,7 +189,7 @@ class ManifestJob:
         self.previous = self.load_previous() if manifest else {}
         self.results: dict[str, Any] = {}
         self.engine_seconds = 0.0
-        self._journal = None  # the folder manifest, open for appending one line per finished row
+        self._journal: TextIO | None = None  # the folder manifest, open for appending one line per finished row
         self._dirty = False
         self._last_flush = 0.0
         self._lock = threading.RLock()  # batches run in threads on an engine pool: one row recorded at a time

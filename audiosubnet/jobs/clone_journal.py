@@ -26,6 +26,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from audiosubnet import audio as audiolib
 from audiosubnet.errors import UsageError
@@ -179,7 +180,7 @@ class Journal:
         self.lines = 0
         self._tail_checked = False
 
-    def read(self) -> list[dict]:
+    def read(self) -> list[dict[str, Any]]:
         recs = []
         try:
             raw = self.path.read_bytes()
@@ -197,7 +198,7 @@ class Journal:
         self.lines = len(recs)
         return recs
 
-    def append(self, *records: dict) -> None:
+    def append(self, *records: dict[str, Any]) -> None:
         data = b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in records)
         with self._lock:
             if not self._tail_checked:  # a torn last line (killed mid-write) must not swallow ours
@@ -216,9 +217,9 @@ class Journal:
                 os.close(fd)
             self.lines += len(records)
 
-    def pending(self) -> list[dict]:
+    def pending(self) -> list[dict[str, Any]]:
         """`begin` records with neither `done` nor `abort`, in order."""
-        begun: dict[str, dict] = {}
+        begun: dict[str, dict[str, Any]] = {}
         for rec in self.read():
             if rec["op"] == "begin":
                 begun[rec["id"]] = rec
@@ -263,7 +264,7 @@ class WatchLock:
 
 
 # ---- recovery ------------------------------------------------------------------------------
-def recover_record(rec: dict, journal: Journal, fs: LocalFS, *, source: Path, target: Path) -> None:
+def recover_record(rec: dict[str, Any], journal: Journal, fs: LocalFS, *, source: Path, target: Path) -> None:
     """Finish or undo one `begin` record that has no `done` (a killed watcher's half-done pair)."""
     src = Path(rec.get("source_dir") or source)  # absolute: a restart may use other flags
     if rec.get("kind") == "fail":
@@ -288,7 +289,7 @@ def recover_record(rec: dict, journal: Journal, fs: LocalFS, *, source: Path, ta
         log.info("interrupted before its output: %s goes back to the queue", rec["stem"])
 
 
-def finish_moves(fs: LocalFS, rec: dict, src_dir: Path, dst_dir: Path) -> None:
+def finish_moves(fs: LocalFS, rec: dict[str, Any], src_dir: Path, dst_dir: Path) -> None:
     """Move a record's inputs to their journaled names; what a kill already moved is skipped."""
     for s_name, d_name in rec["moves"]:
         s, d = src_dir / s_name, dst_dir / d_name

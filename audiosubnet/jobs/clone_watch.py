@@ -35,15 +35,14 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from audiosubnet import audio as audiolib
 from audiosubnet.batch_policy import run_each
 from audiosubnet.config import CloneSettings, defaults, view
-from audiosubnet.engines.base import SynthesisRequest
-from audiosubnet.engines.registry import EngineCache
+from audiosubnet.engines.base import EngineLease, EngineSource, SynthesisRequest
 from audiosubnet.errors import AsnError, InputError, UsageError
 from audiosubnet.jobs.clone_journal import (
     COMPACT_AFTER_LINES,
@@ -58,6 +57,10 @@ from audiosubnet.jobs.clone_journal import (
     free_names,
     recover_record,
 )
+
+if TYPE_CHECKING:
+    from watchdog.events import FileSystemEvent
+    from watchdog.observers.api import BaseObserver
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +129,7 @@ class WatchSummary:
         else:
             self.failed += 1
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -181,7 +184,7 @@ EventFn = Callable[[str, object], None]
 class CloneWatcher:
     """Scan -> stable pairs -> journal -> engine -> atomic output -> move inputs -> journal done."""
 
-    def __init__(self, opts: WatchOptions, cache: EngineCache, *, fs: LocalFS | None = None,
+    def __init__(self, opts: WatchOptions, cache: EngineSource, *, fs: LocalFS | None = None,
                  clock: SystemClock | None = None, on_event: EventFn | None = None):
         if opts.model == "auto":
             opts = replace(opts, model=resolve_clone_model(opts.model))
@@ -198,7 +201,7 @@ class CloneWatcher:
         self._stuck: dict[str, tuple[int, int] | None] = {}
         self._partial: dict[str, tuple[tuple[int, int], float]] = {}  # incomplete audio: (sig, since)
         self._wake = threading.Event()
-        self._observer = None
+        self._observer: BaseObserver | None = None
         self.waiting = 0
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -227,7 +230,7 @@ class CloneWatcher:
         self.open()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # ---- recovery --------------------------------------------------------------------------
@@ -420,7 +423,7 @@ class CloneWatcher:
         self.waiting += 1
         return None, None
 
-    def _run_batch(self, engine, jobs: list[_Job]) -> list[PairResult]:
+    def _run_batch(self, engine: EngineLease, jobs: list[_Job]) -> list[PairResult]:
         if not jobs:
             return []
         o = self.opts
@@ -459,7 +462,7 @@ class CloneWatcher:
             results.append(self._commit(job, rec, audio, elapsed / len(jobs)))
         return results
 
-    def _commit(self, job: _Job, rec: dict, audio: audiolib.Audio, elapsed: float) -> PairResult:
+    def _commit(self, job: _Job, rec: dict[str, Any], audio: audiolib.Audio, elapsed: float) -> PairResult:
         o = self.opts
         data = audiolib.encode(audio, o.fmt)
         self.fs.write_atomic(o.target / rec["output"], data)
@@ -549,7 +552,7 @@ class CloneWatcher:
         wake = self._wake
 
         class _Handler(FileSystemEventHandler):
-            def on_any_event(self, event) -> None:  # noqa: ANN001
+            def on_any_event(self, event: FileSystemEvent) -> None:
                 wake.set()
 
         try:

@@ -25,7 +25,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from audiosubnet.errors import UsageError
 
@@ -264,7 +264,10 @@ class _Row(Protocol):
     error: str | None
 
 
-def settle_ids(rows: Sequence[_Row]) -> list:
+_R = TypeVar("_R", bound=_Row)
+
+
+def settle_ids(rows: Sequence[_R]) -> list[_R]:
     """Make every id a safe file name and unique; a row whose id had to change is marked with the reason."""
     seen: set[str] = set()
     for row in rows:

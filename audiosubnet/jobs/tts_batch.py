@@ -25,8 +25,7 @@ from pathlib import Path
 from audiosubnet.config import Settings, TtsSettings, defaults
 from audiosubnet.engines import longform
 from audiosubnet.engines import text as textlib
-from audiosubnet.engines.base import SynthesisRequest
-from audiosubnet.engines.registry import EngineCache
+from audiosubnet.engines.base import EngineSource, SynthesisRequest
 from audiosubnet.jobs import batch as core
 from audiosubnet.jobs.batch import (  # noqa: F401  (re-exported: the job's public names)
     MANIFEST_NAME,
@@ -139,7 +138,7 @@ def load_rows(source: Path | bytes) -> list[PromptRow]:
     return parse_prompts(source, "the prompts on stdin") if isinstance(source, bytes) else read_prompts(source)
 
 
-def run_tts_batch(csv_path: Path | bytes, opts: BatchOptions, cache: EngineCache,
+def run_tts_batch(csv_path: Path | bytes, opts: BatchOptions, cache: EngineSource,
                   progress: Callable[[RowResult], None] | None = None,
                   on_rows: Callable[[int], None] | None = None, store: OutputStore | None = None) -> BatchSummary:
     """Render every row of `csv_path` (or of CSV bytes, e.g. stdin's) into `opts.out_dir` (or `store`).

@@ -34,11 +34,10 @@ from starlette.requests import ClientDisconnect
 
 from audiosubnet import __version__, protocol
 from audiosubnet.config import MineSettings, defaults
-from audiosubnet.errors import InputError
+from audiosubnet.errors import InputError, NotOffered, Overloaded, Unavailable
 from audiosubnet.miner.metrics import MinerMetrics
 from audiosubnet.miner.seams import Metrics, NonceStore, Policy, Service
 from audiosubnet.miner.seen_log import PromptLog, SeenLog
-from audiosubnet.service.batching import NotOffered, Overloaded, Unavailable
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("audiosubnet.miner.access")
@@ -194,6 +193,8 @@ def create_app(ctx: MinerContext) -> FastAPI:
         from audiosubnet.chain.bittensor import check_auth_headers
 
         ctx.check_headers = check_auth_headers
+    verify: Callable[..., Any] = ctx.verify
+    check_headers: Callable[..., Any] = ctx.check_headers
     budget = BodyBudget(ctx.body_budget_bytes)
     metrics = ctx.metrics
     metrics.watch_metagraph(lambda: ctx.policy.snapshot_age_s)
@@ -206,7 +207,7 @@ def create_app(ctx: MinerContext) -> FastAPI:
     app = FastAPI(title="asn miner", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.state.ctx = ctx
-    records: set[asyncio.Task] = set()  # seen-log records in flight (kept referenced until done)
+    records: set[asyncio.Task[None]] = set()  # seen-log records in flight (kept referenced until done)
 
     def remember(caller: str, endpoint: str, text: str, audio: bytes) -> None:
         task = asyncio.create_task(ctx.seen_log.record(caller, endpoint, text, audio))
@@ -243,7 +244,7 @@ def create_app(ctx: MinerContext) -> FastAPI:
         """(caller hotkey, body): everything the btauth/1 headers alone can refuse, before a byte of the body is
         read; the body within `cap` and the per-process budget; then the signature over it and the policy again."""
         try:
-            claimed = ctx.check_headers(request.headers, ctx.hotkey, max_age=ctx.auth_max_age_s,
+            claimed = check_headers(request.headers, ctx.hotkey, max_age=ctx.auth_max_age_s,
                                         allowed_skew=ctx.auth_skew_s)
         except Exception as e:
             reason = _auth_reason(e, rid)
@@ -259,7 +260,7 @@ def create_app(ctx: MinerContext) -> FastAPI:
                 raise ApiError(408, protocol.E_MALFORMED, f"the body did not arrive within "
                                                           f"{ctx.body_timeout_s:g} s", _CLOSE) from None
         try:
-            who = await asyncio.to_thread(ctx.verify, request.headers, body, request.method, _target(request),
+            who = await asyncio.to_thread(verify, request.headers, body, request.method, _target(request),
                                           ctx.hotkey, nonce_store=ctx.nonce_store, max_age=ctx.auth_max_age_s,
                                           allowed_skew=ctx.auth_skew_s)
         except Unavailable:
@@ -289,10 +290,11 @@ def create_app(ctx: MinerContext) -> FastAPI:
             try:
                 if endpoint == "music":
                     mreq = protocol.parse_music(body, ctype)
-                    req = protocol.TtsRequest.model_construct(text=mreq.prompt, model=mreq.model)  # for the log line
+                    req: protocol.TtsRequest = protocol.TtsRequest.model_construct(
+                        text=mreq.prompt, model=mreq.model)  # for the log line
                 elif endpoint == "clone":
                     creq = protocol.parse_clone(body, ctype, max_text_chars=limit)
-                    req: protocol.TtsRequest = creq
+                    req = creq
                 else:
                     req = protocol.parse_tts(body, ctype, max_text_chars=limit)
             except protocol.BodyError as e:

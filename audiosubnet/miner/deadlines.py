@@ -31,8 +31,8 @@ class _Deadlines:
     body_timeout_s = DEFAULT_BODY_TIMEOUT_S
     closed_by_deadline = 0  # connections closed by these deadlines (process-wide, for tests and metrics)
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)  # type: ignore[misc]
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]  # the uvicorn protocol class is next in the MRO
         now = self.loop.time()  # type: ignore[attr-defined]
         self._asn_head_since: float | None = now  # waiting for a request head since
         self._asn_body_since = now

@@ -17,8 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from audiosubnet.errors import UsageError
-from audiosubnet.service.batching import Unavailable
+from audiosubnet.errors import Unavailable, UsageError
 
 DEFAULT_RETENTION_S = 60.0
 _PURGE_EVERY = 1024  # inserts between expiry sweeps

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from audiosubnet.miner.policy import Decision, PolicyConfig
-    from audiosubnet.protocol import ModelInfo
+    from audiosubnet.protocol import ModelInfo, ServiceState
     from audiosubnet.service.batching import Rendered, ServiceConfig
 
 
@@ -37,7 +37,7 @@ class Service(Protocol):
     def started(self) -> bool: ...
 
     @property
-    def state(self) -> str: ...
+    def state(self) -> ServiceState: ...
 
     @property
     def queue_depth(self) -> int: ...

@@ -28,6 +28,8 @@ import itertools
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -40,14 +42,12 @@ log = logging.getLogger(__name__)
 FP_SECONDS = 8.0  # the start of an answer identifies it; fingerprinting all of a 30 s answer would cost 4x more
 FP_THREADS = 2  # fingerprints computed at once per process
 FP_BACKLOG = 32  # answers waiting for a fingerprint past which new ones are logged by sketch only
-_POOL: list = []
+_POOL: list[ThreadPoolExecutor] = []
 
 
-def fingerprint_pool():
+def fingerprint_pool() -> ThreadPoolExecutor:
     """The process's small pool for seen-log work (shared by every log in the process)."""
     if not _POOL:
-        from concurrent.futures import ThreadPoolExecutor
-
         _POOL.append(ThreadPoolExecutor(FP_THREADS, thread_name_prefix="asn-seen-log"))
     return _POOL[0]
 
@@ -103,11 +103,12 @@ class NoSeenLog:
 class PromptLog:
     """The log itself (one per miner: in the engine process when there are HTTP workers)."""
 
-    def __init__(self, window_s: float = 120.0, max_entries: int = 8192, clock=time.monotonic):
+    def __init__(self, window_s: float = 120.0, max_entries: int = 8192,
+                 clock: Callable[[], float] = time.monotonic):
         self.window_s, self.max_entries, self.clock = window_s, max_entries, clock
         self._entries: deque[Entry] = deque()
         self._ids = itertools.count(1)
-        self._pending: set[asyncio.Future] = set()
+        self._pending: set[asyncio.Future[tuple[np.ndarray, str | None]]] = set()
 
     def __len__(self) -> int:
         return len(self._entries)

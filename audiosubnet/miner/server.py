@@ -46,7 +46,7 @@ def build_miner(settings: Settings, *, wallet: Any = None, chain: Chain | None =
     if wallet is None:
         from audiosubnet.chain.bittensor import load_wallet
 
-        wallet = load_wallet(s.wallet_name, s.wallet_hotkey, s.wallet_path)
+        wallet = load_wallet(s.wallet_name, s.wallet_hotkey, settings.wallet_folder)
     if chain is None:
         chain = open_chain(settings, wallet)
     uid = check_registered(chain, settings, wallet.hotkey)
@@ -66,7 +66,7 @@ def build_miner(settings: Settings, *, wallet: Any = None, chain: Chain | None =
     if hasattr(cache, "procs"):  # an engine pool (--devices): per-device metrics
         metrics.watch_devices(cache)
     parallel = getattr(cache, "parallel", 1)  # engine processes of a pool: that many batches at once
-    models = (settings.model.strip() or "auto",)
+    models: tuple[str, ...] = (settings.model.strip() or "auto",)
     if m.clone_model:
         models += (_clone_model(m.clone_model),)
     if m.music_model:

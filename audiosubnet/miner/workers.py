@@ -32,6 +32,9 @@ from audiosubnet.service import hub as _hub
 from audiosubnet.service.hub import HubLink, RemoteService, blocking_call, hub_path, run_hub, run_worker
 
 if TYPE_CHECKING:
+    import numpy as np
+
+    from audiosubnet.chain.base import Peer
     from audiosubnet.miner.app import MinerContext
 
 __all__ = ["Hub", "HubLink", "HubPolicy", "RateLimited", "RelayMetrics", "RemoteSeenLog", "RemoteService",
@@ -50,6 +53,8 @@ class Hub(_hub.Hub):
     _OBSERVED = frozenset({"request", "auth_failure", "rejection", "disconnect"})
 
     def __init__(self, ctx: Any, path: Path):
+        # the main process's MinerContext, whose policy (CallerPolicy) and seen log (SeenLog) are the real ones:
+        # the hub uses more of them (snapshot, rate, add) than the worker-facing seams declare
         self.ctx = ctx
         super().__init__(ctx.service, path, ops={"rate": self._rate, "peers": lambda _: ctx.policy.snapshot(),
                                                  "metrics": self._metrics, "seen": self._seen},
@@ -61,13 +66,15 @@ class Hub(_hub.Hub):
             raise RateLimited(d.message, d.retry_after)
 
     async def _metrics(self, _: Any) -> bytes:
-        return await self.ctx.metrics.exposition()
+        text: bytes = await self.ctx.metrics.exposition()
+        return text
 
-    async def _seen(self, payload: tuple) -> list:
+    async def _seen(self, payload: tuple[protocol.SeenRequest, str]) -> list[protocol.SeenEntry]:
         request, asker = payload
-        return await self.ctx.seen_log.seen(request, asker)
+        entries: list[protocol.SeenEntry] = await self.ctx.seen_log.seen(request, asker)
+        return entries
 
-    def _observe(self, events: list) -> None:
+    def _observe(self, events: list[tuple[Any, ...]]) -> None:
         for name, *args in events:
             if name in self._OBSERVED:
                 getattr(self.ctx.metrics, name)(*args)
@@ -79,7 +86,7 @@ class HubPolicy(Admission):
     """Admission from a copy of the hub's metagraph snapshot (never the chain); rate limits counted once, in the
     hub."""
 
-    def __init__(self, link: HubLink, config: PolicyConfig, snapshot: tuple[list, float | None]):
+    def __init__(self, link: HubLink, config: PolicyConfig, snapshot: tuple[list[Peer], float | None]):
         super().__init__(config)
         self.link = link
         peers, age = snapshot
@@ -126,7 +133,8 @@ class RelayMetrics:
 
     async def exposition(self) -> bytes:
         self.link.flush()
-        return await self.link.call("metrics")
+        text: bytes = await self.link.call("metrics")
+        return text
 
 
 class RemoteSeenLog:
@@ -134,7 +142,7 @@ class RemoteSeenLog:
 
     def __init__(self, link: HubLink):
         self.link = link
-        self._pending: set[asyncio.Future] = set()
+        self._pending: set[asyncio.Future[tuple[np.ndarray, str | None]]] = set()
 
     async def record(self, caller: str, endpoint: str, text: str, audio: bytes) -> None:
         from audiosubnet.miner.seen_log import FP_BACKLOG, fingerprint_pool, make_entry_parts
@@ -156,7 +164,8 @@ class RemoteSeenLog:
             await asyncio.wait(list(self._pending), timeout=2.0)
             await asyncio.sleep(0)  # let the records' done callbacks queue their events
         self.link.flush()
-        return await self.link.call("seen", (request, asker))
+        entries: list[protocol.SeenEntry] = await self.link.call("seen", (request, asker))
+        return entries
 
 
 # ---- processes ----------------------------------------------------------------------------------------
@@ -187,7 +196,7 @@ class WorkerSpec:
                    seen_log=not isinstance(ctx.seen_log, NoSeenLog))
 
 
-def worker_context(spec: WorkerSpec, link: HubLink, peers: tuple[list, float | None]) -> MinerContext:
+def worker_context(spec: WorkerSpec, link: HubLink, peers: tuple[list[Peer], float | None]) -> MinerContext:
     """A worker's MinerContext: the real HTTP edge, with service, rate limits and metrics in the hub."""
     from audiosubnet.miner.app import MinerContext
     from audiosubnet.miner.nonces import SqliteNonceStore

@@ -151,7 +151,8 @@ class ModelCache:
                 self._cond.notify_all()
             raise
         secs = time.perf_counter() - t0
-        measured = _cuda_allocated(device) - cuda_before if cuda_before is not None else None
+        cuda_after = _cuda_allocated(device) if cuda_before is not None else None
+        measured = cuda_after - cuda_before if cuda_after is not None and cuda_before is not None else None
         size = int(measured) if measured and measured > 0 else int(obj.memory_bytes() or estimate)
         with self._cond:
             self._reserved -= estimate
@@ -207,7 +208,7 @@ class ModelCache:
             if left <= 0:
                 raise CacheBudgetError(
                     f"no room to load {exclude}: {self._used() / 2**20:.0f} MiB of "
-                    f"{self.budget_bytes / 2**20:.0f} MiB are in use by leased or pinned models",
+                    f"{(self.budget_bytes or 0) / 2**20:.0f} MiB are in use by leased or pinned models",
                     hint="Raise --cache-budget, or unpin models.",
                 )
             self._cond.wait(timeout=min(left, 1.0))

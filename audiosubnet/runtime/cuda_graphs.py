@@ -85,7 +85,8 @@ class GraphCache:
         self.fn, self.name = fn, name or getattr(fn, "__name__", "stage")
         self.after, self.size, self.max_numel = after, size, max_numel
         self.enabled = graphs_enabled() if enabled is None else enabled
-        self._capture, self._pool = capture, None
+        self._capture = capture
+        self._pool: Any = None  # torch.cuda's graph pool handle, made at the first capture
         self._graphs: OrderedDict[tuple, _Graph] = OrderedDict()
         self._kept: set[tuple] = set()  # captured by `capture`: never evicted
         self._seen: Counter = Counter()

@@ -6,8 +6,12 @@ import importlib.util
 import os
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from audiosubnet.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def torch_installed() -> bool:
@@ -57,7 +61,7 @@ def resolve_dtype(device: str, pref: str = "auto") -> str:
     return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
 
 
-def torch_dtype(name: str):
+def torch_dtype(name: str) -> torch.dtype:
     import torch
 
     return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]

@@ -6,9 +6,13 @@ import importlib.util
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from audiosubnet.errors import DependencyError, ModelNotDownloadedError
+
+if TYPE_CHECKING:
+    import torch
 
 _lock = threading.Lock()
 
@@ -37,7 +41,7 @@ def package_file(package: str, *parts: str, extra: str = "scoring", what: str = 
     raise DependencyError(package, extra, what)
 
 
-def ort_session(path: str | os.PathLike, threads: int | None = None):
+def ort_session(path: str | os.PathLike[str], threads: int | None = None) -> Any:  # onnxruntime: untyped
     """An onnxruntime CPU session with a fixed thread count (no oversubscription on small machines)."""
     try:
         import onnxruntime as ort
@@ -51,7 +55,7 @@ def ort_session(path: str | os.PathLike, threads: int | None = None):
     return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
 
 
-def ort_metadata(session) -> dict[str, str]:
+def ort_metadata(session: Any) -> dict[str, str]:
     try:
         return dict(session.get_modelmeta().custom_metadata_map)
     except Exception:
@@ -71,7 +75,7 @@ def hf_folder(repo_or_path: str, *, what: str, allow_patterns: list[str] | None 
         raise
 
 
-def require_torch(what: str):
+def require_torch(what: str) -> ModuleType:
     try:
         import torch
     except ImportError as e:
@@ -83,7 +87,7 @@ def require_torch(what: str):
     return torch
 
 
-def require_transformers(what: str):
+def require_transformers(what: str) -> ModuleType:
     require_torch(what)
     try:
         import transformers
@@ -92,7 +96,7 @@ def require_transformers(what: str):
     return transformers
 
 
-def torch_device_dtype(device: str, dtype: str, *, cpu_dtype: str = "float32"):
+def torch_device_dtype(device: str, dtype: str, *, cpu_dtype: str = "float32") -> tuple[torch.device, torch.dtype]:
     """(torch.device, torch.dtype): fp32 on CPU whatever was asked (half precision is slow there)."""
     import torch
 

@@ -18,9 +18,13 @@ import socket
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from audiosubnet.errors import ModelNotDownloadedError
+
+if TYPE_CHECKING:
+    from huggingface_hub import HFCacheInfo
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +32,11 @@ log = logging.getLogger(__name__)
 def is_local(repo_or_path: str) -> bool:
     p = Path(repo_or_path).expanduser()
     return p.exists() or repo_or_path.startswith((".", "/", "~"))
+
+
+def _patterns(allow_patterns: Sequence[str] | None) -> list[str] | None:
+    """huggingface_hub takes a list (a bare string would be one pattern, a tuple is not accepted by its types)."""
+    return None if allow_patterns is None else list(allow_patterns)
 
 
 def resolve(repo_or_path: str, *, model_id: str | None = None, allow_patterns: Sequence[str] | None = None,
@@ -41,7 +50,7 @@ def resolve(repo_or_path: str, *, model_id: str | None = None, allow_patterns: S
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(repo_or_path, allow_patterns=allow_patterns, local_files_only=True))
+        return Path(snapshot_download(repo_or_path, allow_patterns=_patterns(allow_patterns), local_files_only=True))
     except Exception:
         pass
     if not download:
@@ -116,7 +125,7 @@ def pull(repo: str, *, model_id: str | None = None, allow_patterns: Sequence[str
     global _scanned
     _scanned = None
     try:
-        return Path(snapshot_download(repo, allow_patterns=allow_patterns))
+        return Path(snapshot_download(repo, allow_patterns=_patterns(allow_patterns)))
     except Exception as e:
         raise download_error(model_id or repo, repo, e) from e
 
@@ -152,11 +161,11 @@ def status(repo: str) -> tuple[bool, int | None]:
     return False, None
 
 
-_scanned: tuple[float, object] | None = None
+_scanned: tuple[float, HFCacheInfo] | None = None
 SCAN_TTL_S = 5.0
 
 
-def _scan():
+def _scan() -> HFCacheInfo:
     """The HF cache listing, reused for a few seconds (`asn models list` asks once per model)."""
     global _scanned
     import time

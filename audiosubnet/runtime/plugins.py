@@ -36,6 +36,11 @@ class PluginRegistry(Generic[T]):
             self._entry_points = {ep.name: ep for ep in entry_points(group=self.group)}
         return self._entry_points
 
+    def reload(self) -> None:
+        """Read the entry-point group again on the next lookup (a plugin installed while this process runs)."""
+        with self._lock:
+            self._entry_points = None
+
     def register(self, cls: type[T], name: str | None = None) -> type[T]:
         """Register a class under `name` (default: its `name` attribute). Usable as a decorator."""
         key = name or getattr(cls, "name", "")

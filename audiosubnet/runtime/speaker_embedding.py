@@ -48,7 +48,8 @@ def l2_rows(e: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (NaN become 0)."""
     e = np.nan_to_num(np.asarray(e, dtype=np.float32))
     n = np.linalg.norm(e, axis=-1, keepdims=True)
-    return (e / np.maximum(n, 1e-12)).astype(np.float32)
+    rows: np.ndarray = (e / np.maximum(n, 1e-12)).astype(np.float32)
+    return rows
 
 
 class XVectorEncoder(Loadable):
@@ -101,7 +102,7 @@ class XVectorEncoder(Loadable):
                 for k, v in inputs.items()}
         with torch.inference_mode():
             emb = self.net(**feed).embeddings.float().cpu().numpy()
-        out = np.empty_like(emb)
+        out: np.ndarray = np.empty_like(emb)
         out[order] = emb
         return out
 

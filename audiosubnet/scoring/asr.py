@@ -21,7 +21,7 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -163,8 +163,8 @@ class FasterWhisperAsr(AsrScorer):
     def __init__(self, model: str = CPU_DEFAULT, beam_size: int = 1, max_batch: int | None = None):
         super().__init__(model, beam_size, max_batch)
         self.source = model[3:] if model.startswith("fw:") else model
-        self.whisper = None
-        self.tokenizer = None
+        self.whisper: Any = None  # faster_whisper model (untyped package)
+        self.tokenizer: Any = None
         self.prompt: list[int] = []
 
     def folder(self) -> Path:
@@ -226,9 +226,10 @@ class TransformersWhisperAsr(AsrScorer):
     def __init__(self, model: str = GPU_DEFAULT, beam_size: int = 1, max_batch: int | None = None):
         super().__init__(model, beam_size, max_batch)
         self.source = model[3:] if model.startswith("hf:") else model
-        self.net = None
-        self.extractor = None
-        self.tokenizer = None
+        # loaded transformers objects: typed at that boundary as Any
+        self.net: Any = None
+        self.extractor: Any = None
+        self.tokenizer: Any = None
         self.generate_kwargs: dict = {}
         self.fixed_new_tokens: int | None = None
 

@@ -137,7 +137,7 @@ def encode_lossy(x: np.ndarray, sr: int, fmt: str = "mp3", kbps: int = 64) -> by
         raise ValueError(f"codec must be mp3 or opus, not {fmt!r}")
     x = resample(x, sr, rate)
     buf = io.BytesIO()
-    kw = {"compression_level": _compression_level(fmt, kbps, rate)}
+    kw: dict[str, float | str] = {"compression_level": _compression_level(fmt, kbps, rate)}
     if fmt == "mp3":
         kw["bitrate_mode"] = "CONSTANT"
     sf.write(buf, x, rate, format=container, subtype=subtype, **kw)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -109,7 +109,9 @@ class DnsmosScorer(Scorer):
         self.backend = backend
         self.hop = int(hop_s * dsp.SR) if hop_s else None
         self.max_windows = max_windows
-        self.p835 = self.p808 = None
+        # loaded models: onnxruntime sessions, or torch modules (runtime/onnx_torch.py)
+        self.p835: Any = None
+        self.p808: Any = None
         self.kind = ""
 
     def estimate_bytes(self) -> int:

@@ -186,7 +186,9 @@ def read_chunk(folder: Path, chunk: list[FolderRow], scoring: Scoring
                ) -> tuple[list[ScoreItem], list[int], list[ScoreResult | None]]:
     """A batch's items to score, their positions in the batch, and the results of rows that cannot be scored
     (a missing or unreadable file: a reason, never an abort)."""
-    items, pos, results = [], [], [None] * len(chunk)
+    items: list[ScoreItem] = []
+    pos: list[int] = []
+    results: list[ScoreResult | None] = [None] * len(chunk)
     for i, row in enumerate(chunk):
         item, problem = _item(folder, row, scoring.settings.max_seconds)
         if item is None:

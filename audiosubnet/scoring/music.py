@@ -34,6 +34,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -99,7 +100,10 @@ class ClapEmbedder(Loadable):
     def __init__(self, model: str = DEFAULT_CLAP):
         super().__init__()
         self.model = model
-        self._clap = self._tok = self._fe = None
+        # loaded transformers objects: typed at that boundary as Any
+        self._clap: Any = None
+        self._tok: Any = None
+        self._fe: Any = None
         self._lock = threading.Lock()
 
     @property
@@ -121,7 +125,7 @@ class ClapEmbedder(Loadable):
             hf_logging.disable_progress_bar()
             self._tok = AutoTokenizer.from_pretrained(folder)
             self._fe = ClapFeatureExtractor.from_pretrained(folder)
-            self._clap = ClapModel.from_pretrained(folder, dtype=torch.float32).to(device).eval()
+            self._clap = ClapModel.from_pretrained(folder, dtype=torch.float32).to(device).eval()  # type: ignore[arg-type]  # transformers types .to() through a decorator that drops self
         except Exception as e:
             raise EngineError(f"cannot load the CLAP model {self.model} from {folder}: {e}") from e
         self.device, self.loaded = device, True
@@ -263,7 +267,8 @@ class MinerWindows:
         buf = io.BytesIO()
         arrays = {f"m{i}": np.stack(list(w)) for i, w in enumerate(self.windows.values()) if w}
         names = [k for k, w in self.windows.items() if w]
-        np.savez(buf, names=np.array(names, dtype=str), **arrays)
+        # numpy's stub lets **arrays collide with its `allow_pickle: bool` keyword
+        np.savez(buf, names=np.array(names, dtype=str), **arrays)  # type: ignore[arg-type]
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         audiolib.write_atomic(Path(path), buf.getvalue())
 

@@ -228,16 +228,16 @@ class EnglishNumberNormalizer:
                     yield output(current)
             elif current in self.suffixers:
                 if value is not None:
-                    suffix = self.suffixers[current]
-                    if isinstance(suffix, dict):
-                        if nxt in suffix:
-                            yield output(str(value) + suffix[nxt])
+                    suffixer = self.suffixers[current]
+                    if isinstance(suffixer, dict):
+                        if nxt in suffixer:
+                            yield output(str(value) + suffixer[nxt])
                             skip = True
                         else:
                             yield output(value)
                             yield output(current)
                     else:
-                        yield output(str(value) + suffix)
+                        yield output(str(value) + suffixer)
                 else:
                     yield output(current)
             elif current in self.specials:

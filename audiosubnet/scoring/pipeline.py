@@ -125,6 +125,17 @@ class _Work:
     model_reason: str | None = None
     model_error: bool = False
 
+    # set by `_prepare` on every item that goes on ("live"): its 16 kHz audio and fingerprint
+    @property
+    def live_x16(self) -> np.ndarray:
+        assert self.x16 is not None
+        return self.x16
+
+    @property
+    def live_fp(self) -> Fingerprint:
+        assert self.fp is not None
+        return self.fp
+
 
 class Scoring:
     """Scores batches of `ScoreItem`s. One per process (or per validator) is enough: it holds the
@@ -283,10 +294,11 @@ class Scoring:
                 if not isinstance(a, bytes | bytearray | memoryview):
                     w.reason = f"audio of unsupported type {type(a).__name__}"
                     return
-                a, reason = sanity.decode(a, self.settings.max_seconds)
-                if reason:
-                    w.reason = reason
+                decoded, reason = sanity.decode(a, self.settings.max_seconds)
+                if reason or decoded is None:
+                    w.reason = reason or "undecodable audio"
                     return
+                a = decoded
             w.audio = a
             reason, info = sanity.check(a, it.text, self.limits)
             w.metrics.update(info)
@@ -309,7 +321,7 @@ class Scoring:
                 try:
                     if id(ref) not in ref_fps:
                         ref_fps[id(ref)] = fingerprint(dsp.to_16k(ref))
-                    d = distance(w.fp, ref_fps[id(ref)])
+                    d = distance(w.live_fp, ref_fps[id(ref)])
                 except Exception:
                     d = 1.0
                 if d <= thr:
@@ -321,7 +333,7 @@ class Scoring:
         thr = self.duplicate_threshold
         share = self.settings.duplicate_policy == "share"
         for w in live:
-            hit = self.history.find(w.fp, w.key, w.item.miner, thr)
+            hit = self.history.find(w.live_fp, w.key, w.item.miner, thr)
             if hit is not None:
                 w.duplicate_of = hit.label
                 if share:
@@ -339,7 +351,7 @@ class Scoring:
                 group.sort(key=lambda w: (w.item.elapsed_s, w.index))
             pairs = [(i, j) for j in range(len(group)) for i in range(j)
                      if group[i].item.miner != group[j].item.miner]
-            dups = pairwise_duplicates([w.fp for w in group], thr, pairs)
+            dups = pairwise_duplicates([w.live_fp for w in group], thr, pairs)
             if share:
                 _share(group, dups)
                 continue
@@ -359,7 +371,7 @@ class Scoring:
     def _run_models(self, live: list[_Work]) -> None:
         clone = any(w.item.task == "clone" for w in live)
         specs = self.specs(clone)
-        prepared = [replace(w.item, audio=Audio(w.x16, dsp.SR)) for w in live]
+        prepared = [replace(w.item, audio=Audio(w.live_x16, dsp.SR)) for w in live]
 
         def run(spec) -> None:
             # a model that cannot load is a setup problem (raised), not the items' fault
@@ -374,7 +386,11 @@ class Scoring:
         cpu = [sp for sp in specs if sp[1] == "cpu"]
         if gpu and cpu:
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="asn-score-cpu") as pool:
-                fut = pool.submit(lambda: [run(sp) for sp in cpu])
+                def run_cpu() -> None:
+                    for sp in cpu:
+                        run(sp)
+
+                fut = pool.submit(run_cpu)
                 for sp in gpu:
                     run(sp)
                 fut.result()

@@ -21,10 +21,11 @@ Leading and trailing silence is trimmed before embedding.
 from __future__ import annotations
 
 import logging
+import types
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -107,7 +108,7 @@ class DVectorScorer(SpeakerScorer):
 
     def __init__(self, model: str = "dvector"):
         super().__init__("dvector")
-        self.session = None
+        self.session: Any = None  # onnxruntime.InferenceSession (untyped package)
         self.cfg: dict = {}
 
     def estimate_bytes(self) -> int:
@@ -162,7 +163,7 @@ class Ge2eScorer(SpeakerScorer):
     def __init__(self, model: str = "ge2e", weights: str | None = None):
         super().__init__("ge2e")
         self.weights = weights
-        self.net = None
+        self.net: Any = None  # resemblyzer VoiceEncoder (untyped package)
 
     def estimate_bytes(self) -> int:
         return 24 * 2**20
@@ -220,8 +221,11 @@ class Ge2eScorer(SpeakerScorer):
         return np.stack(out)
 
 
-def _ge2e_module(torch):
-    class GE2E(torch.nn.Module):
+def _ge2e_module(torch: types.ModuleType) -> Any:
+    """A fresh GE2E network (torch passed in: the caller checked it is installed)."""
+    nn: Any = torch.nn
+
+    class GE2E(nn.Module):
         def __init__(self):
             super().__init__()
             self.lstm = torch.nn.LSTM(40, 256, 3, batch_first=True)

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -86,7 +86,7 @@ def build_utmos(encoder, head: HeadConfig | None = None):
             feats = enc(wav, attention_mask=mask).last_hidden_state
             frames = enc._get_feat_extract_output_lengths(lengths).clamp(min=1, max=feats.shape[1])
             b, t, _ = feats.shape
-            head_dtype = self.decoder.weight_ih_l0.dtype  # the head may stay fp32 under a half encoder
+            head_dtype = next(self.decoder.parameters()).dtype  # the head may stay fp32 under a half encoder
             dom = self.domain_embedding.weight[cfg.domain_id].to(head_dtype).expand(b, t, -1)
             judge = self.judge_embedding.weight[cfg.judge_id].to(head_dtype).expand(b, t, -1)
             x = torch.cat([feats.to(head_dtype), dom, judge], dim=2)
@@ -126,7 +126,7 @@ class UtmosScorer(Scorer):
 
     def __init__(self, model: str = "utmos"):
         super().__init__(model)
-        self.net = None
+        self.net: Any = None  # the loaded torch model
         self.normalize = False
         self.use_mask = False
 

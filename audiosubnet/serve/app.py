@@ -33,7 +33,7 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from audiosubnet import __version__
-from audiosubnet.errors import AsnError, AudioDecodeError, InputError
+from audiosubnet.errors import AsnError, AudioDecodeError, InputError, NotOffered, Overloaded, Unavailable
 from audiosubnet.serve import encode as enc
 from audiosubnet.serve import speech
 from audiosubnet.serve.metrics import CONTENT_TYPE, MetricsSink, ServeMetrics
@@ -47,7 +47,7 @@ from audiosubnet.serve.openai_api import (
 )
 from audiosubnet.serve.security import KeyCheck, Limiter, RateLimiter, retry_after
 from audiosubnet.serve.voices import VoiceNotFound, VoiceStore
-from audiosubnet.service.batching import NotOffered, Overloaded, TtsService, Unavailable
+from audiosubnet.service.batching import TtsService
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("audiosubnet.serve.access")
@@ -390,7 +390,8 @@ def _voice_fields(body: bytes, content_type: str | None) -> dict:
         name = part.get_param("name", header="content-disposition")
         if not isinstance(name, str) or not name:
             continue
-        payload = part.get_payload(decode=True) or b""
+        raw = part.get_payload(decode=True)  # bytes (None for a multipart part)
+        payload = raw if isinstance(raw, bytes) else b""
         if part.get_filename() is not None or name in ("file", "audio_sample"):
             out[name] = payload
             continue

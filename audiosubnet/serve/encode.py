@@ -17,12 +17,18 @@ from __future__ import annotations
 
 import io
 import struct
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from audiosubnet import audio as audiolib
 from audiosubnet.audio import Audio
 from audiosubnet.errors import DependencyError
+
+if TYPE_CHECKING:
+    import av
+    import av.container
 
 FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
 MEDIA_TYPES = {"mp3": "audio/mpeg", "opus": "audio/ogg", "aac": "audio/aac", "flac": "audio/flac",
@@ -72,6 +78,16 @@ class _Sink:
         return out
 
 
+@dataclass
+class _AvState:
+    """An open PyAV encoder: the muxer writing into `sink`, its one audio stream, the resampler feeding it."""
+
+    sink: _Sink
+    container: av.container.OutputContainer
+    stream: av.AudioStream
+    resampler: av.AudioResampler
+
+
 class StreamEncoder:
     """Encode a sequence of clips (one per sentence) into one stream of `fmt`, chunk by chunk."""
 
@@ -82,8 +98,7 @@ class StreamEncoder:
         self.source_rate = sample_rate
         self.rate = output_rate(fmt, sample_rate)
         self._started = False
-        self._container = self._stream = self._resampler = None
-        self._sink: _Sink | None = None
+        self._av: _AvState | None = None
         self._pts = 0
 
     def _prepare(self, a: Audio) -> np.ndarray:
@@ -104,57 +119,57 @@ class StreamEncoder:
     def finish(self) -> bytes:
         if self.fmt in ("pcm", "wav"):
             return b"" if self._started or self.fmt == "pcm" else wav_stream_header(self.rate)
-        if self._container is None:
-            self._open()
-        return self._av_finish()
+        return self._av_finish(self._av or self._open())
 
     # ---- PyAV --------------------------------------------------------------------------------
-    def _open(self) -> None:
+    def _open(self) -> _AvState:
         try:
             import av
         except ImportError as e:
             raise DependencyError("av", "serve", f"{self.fmt} encoding") from e
         container_fmt, codec = _AV[self.fmt]
-        self._sink = _Sink()
+        sink = _Sink()
         # Ogg: pages of at most 50 ms (the default second would hold a sentence back until the next one)
         options = {"page_duration": "50000"} if container_fmt == "ogg" else {}
-        self._container = av.open(self._sink, mode="w", format=container_fmt, options=options)
-        stream = self._container.add_stream(codec, rate=self.rate)
+        container = av.open(sink, mode="w", format=container_fmt, options=options)
+        stream = container.add_stream(codec, rate=self.rate)
+        assert isinstance(stream, av.AudioStream)  # every codec in _AV is an audio codec
         stream.layout = "mono"
         if self.fmt in ("mp3", "aac"):
             stream.bit_rate = 64000 if self.rate <= 24000 else 128000
         elif self.fmt == "opus":
             stream.bit_rate = 32000
-        self._stream = stream
         cc = stream.codec_context
-        self._resampler = av.AudioResampler(format=cc.format.name, layout="mono", rate=self.rate,
-                                            frame_size=cc.frame_size or None)
+        resampler = av.AudioResampler(format=cc.format.name, layout="mono", rate=self.rate,
+                                      frame_size=cc.frame_size or None)
+        self._av = _AvState(sink, container, stream, resampler)
         self._started = True
+        return self._av
 
     def _av_feed(self, x: np.ndarray) -> bytes:
         import av
 
-        if self._container is None:
-            self._open()
+        state = self._av or self._open()
         if x.size:
             frame = av.AudioFrame.from_ndarray(x.reshape(1, -1), format="flt", layout="mono")
             frame.sample_rate = self.rate
             frame.pts = self._pts
             self._pts += x.size
-            self._encode(self._resampler.resample(frame))
-        return self._sink.take()
+            self._encode(state, state.resampler.resample(frame))
+        return state.sink.take()
 
-    def _encode(self, frames) -> None:
+    @staticmethod
+    def _encode(state: _AvState, frames: list[av.AudioFrame]) -> None:
         for f in frames:
-            for packet in self._stream.encode(f):
-                self._container.mux(packet)
+            for packet in state.stream.encode(f):
+                state.container.mux(packet)
 
-    def _av_finish(self) -> bytes:
-        self._encode(self._resampler.resample(None))  # what the resampler still holds (a short last frame)
-        for packet in self._stream.encode(None):
-            self._container.mux(packet)
-        self._container.close()
-        return self._sink.take()
+    def _av_finish(self, state: _AvState) -> bytes:
+        self._encode(state, state.resampler.resample(None))  # what the resampler still holds (a short last frame)
+        for packet in state.stream.encode(None):
+            state.container.mux(packet)
+        state.container.close()
+        return state.sink.take()
 
 
 def encode_whole(a: Audio, fmt: str) -> tuple[bytes, int]:
@@ -178,7 +193,7 @@ def decode_any(data: bytes) -> Audio:
         pass
     import av
 
-    with av.open(io.BytesIO(data)) as c:
+    with av.open(io.BytesIO(data), mode="r") as c:
         resampler = av.AudioResampler(format="flt", layout="mono")
         parts, rate = [], None
         for frame in c.decode(audio=0):

@@ -87,7 +87,7 @@ def parse_speech(body: bytes, content_type: str | None, max_input_chars: int) ->
 
 
 def validation_error(e: ValidationError) -> ApiError:
-    err: dict[str, Any] = e.errors()[0]
+    err = e.errors()[0]
     param = ".".join(str(x) for x in err.get("loc", ())) or None
     kind = err.get("type", "")
     if kind == "missing":

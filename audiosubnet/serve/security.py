@@ -35,8 +35,9 @@ def is_loopback(host: str) -> bool:
 
 
 def check_bind(host: str, api_keys: Sequence[str], insecure: bool) -> None:
-    """Raise UsageError for a non-loopback bind without keys (unless `insecure`)."""
-    if is_loopback(host) or api_keys or insecure:
+    """Raise UsageError for a non-loopback bind without keys (unless `insecure`). An empty key is no key:
+    `KeyCheck` ignores it, so it must not open a public bind either."""
+    if is_loopback(host) or any(api_keys) or insecure:
         return
     raise UsageError(f"refusing to serve on {host} without an API key",
                      hint="Pass --api-key KEY (clients send 'Authorization: Bearer KEY'), or --insecure to serve "

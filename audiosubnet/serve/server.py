@@ -92,7 +92,8 @@ def run_serve(settings: Settings, log_setup: Callable[[], None] | None = None) -
     import uvicorn
 
     s = settings.serve
-    check_bind(s.host, s.api_keys, s.insecure)  # before binding anything
+    api_keys = [k.get_secret_value() for k in s.api_keys if k.get_secret_value()]
+    check_bind(s.host, api_keys, s.insecure)  # before binding anything
     if settings.devices:
         from audiosubnet.engines.pool import parse_devices
 
@@ -103,8 +104,8 @@ def run_serve(settings: Settings, log_setup: Callable[[], None] | None = None) -
     ctx = None
     try:
         ctx, app = build_serve(settings)
-        keys = f"{len(s.api_keys)} API key(s)" if s.api_keys else "no API key"
-        if not is_loopback(s.host) and not s.api_keys:
+        keys = f"{len(api_keys)} API key(s)" if api_keys else "no API key"
+        if not is_loopback(s.host) and not api_keys:
             log.warning("serving on %s with no API key (--insecure): anyone who can reach it can use it", s.host)
         log.info("asn serve on http://%s:%d (%s; models %s; keep-alive %s%s)", s.host, s.port, keys,
                  ", ".join(ctx.service.config.models), s.keep_alive,

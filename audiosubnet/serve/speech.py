@@ -21,14 +21,15 @@ import collections
 import logging
 import statistics
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 
 from audiosubnet.audio import Audio
+from audiosubnet.errors import Overloaded
 from audiosubnet.serve import encode as enc
 from audiosubnet.serve.openai_api import OPENAI_MODELS, OPENAI_VOICES, ApiError, SpeechRequest, sse_event
 from audiosubnet.serve.voices import VoiceStore, is_voice_id
-from audiosubnet.service.batching import RAW, Overloaded, Rendered, TtsService
+from audiosubnet.service.batching import RAW, Rendered, TtsService
 from audiosubnet.text import chunk_text, wrap
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,8 @@ def plan(req: SpeechRequest, service: TtsService, *, voice_map: dict[str, str], 
         caps = model.caps
         if voice and caps.voices and not caps.open_voices and voice not in caps.voices:
             shown = ", ".join(caps.voices[:12]) + (" ..." if len(caps.voices) > 12 else "")
-            raise ApiError(400, f"voice '{req.voice[:80]}' is not a voice of {model.model_id} (voices: {shown}; "
+            named = (req.voice or "")[:80]
+            raise ApiError(400, f"voice '{named}' is not a voice of {model.model_id} (voices: {shown}; "
                                 f"or one of {', '.join(OPENAI_VOICES)}, or a saved voice id)", param="voice",
                            code="invalid_voice")
     limit = max(1, min(model.caps.max_text_chars, service.config.max_text_chars))
@@ -167,7 +169,7 @@ async def _patient(service: TtsService, p: Plan, text: str, deadline: float) -> 
             pause = min(0.5, pause * 2)
 
 
-async def rendered(service: TtsService, p: Plan, deadline: float) -> AsyncIterator[Rendered]:
+async def rendered(service: TtsService, p: Plan, deadline: float) -> AsyncGenerator[Rendered, None]:
     """Each chunk's audio, in order. The first sentence goes alone; then groups of 1, 2, 4 ... `LOOKAHEAD`
     sentences (each group one batch for a batching engine), the next group submitted as soon as the current
     one's first result is back, so the engine works on it while the current group is encoded and sent."""
@@ -232,16 +234,16 @@ async def produce(service: TtsService, p: Plan, deadline: float, out: Outcome, p
         pace.observe(p.model_id, len(p.chunks[0]), first.engine_ms)
     if len(p.chunks) == 1 and not p.sse:
         await chunks.aclose()
-        data, rate = await asyncio.to_thread(enc.encode_whole, first.audio, p.fmt)
+        data, rate = await asyncio.to_thread(enc.encode_whole, first.raw_audio, p.fmt)
         return data, None, rate
     encoder = enc.StreamEncoder(p.fmt, first.sample_rate)
-    head = await asyncio.to_thread(encoder.feed, first.audio)
+    head = await asyncio.to_thread(encoder.feed, first.raw_audio)
 
     async def rest() -> AsyncIterator[bytes]:
         try:
             async for r in chunks:
                 out.audio_s += r.duration_s
-                data = await asyncio.to_thread(encoder.feed, r.audio)
+                data = await asyncio.to_thread(encoder.feed, r.raw_audio)
                 if data:
                     yield _frame(data, p.sse)
             tail = await asyncio.to_thread(encoder.finish)

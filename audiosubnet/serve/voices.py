@@ -21,6 +21,7 @@ import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeGuard
 
 from audiosubnet import audio as audiolib
 from audiosubnet.audio import Audio
@@ -55,8 +56,8 @@ class SavedVoice:
                 "duration_s": round(self.duration_s, 3), "sample_rate": self.sample_rate}
 
 
-def is_voice_id(value: str | None) -> bool:
-    return bool(value) and bool(_ID.match(value))
+def is_voice_id(value: str | None) -> TypeGuard[str]:
+    return bool(value) and value is not None and bool(_ID.match(value))
 
 
 class VoiceStore:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import math
@@ -31,7 +32,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -49,7 +50,7 @@ from audiosubnet.errors import (  # the service errors live in errors.py (rebuil
     Unavailable,
     UsageError,
 )
-from audiosubnet.protocol import MAX_REFERENCE_SECONDS, ModelInfo
+from audiosubnet.protocol import MAX_REFERENCE_SECONDS, ModelInfo, ServiceState
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -107,6 +108,13 @@ class Rendered:
     batch_size: int
     audio: Audio | None = None  # fmt "raw": the samples (data is empty)
 
+    @property
+    def raw_audio(self) -> Audio:
+        """The samples of a fmt "raw" result."""
+        if self.audio is None:
+            raise ValueError(f"a {self.fmt} result has no samples")
+        return self.audio
+
 
 @dataclass(frozen=True)
 class ModelView:
@@ -118,8 +126,10 @@ class ModelView:
     aliases: frozenset[str]
 
 
-def pick_model(models: Sequence[ModelView | _Model], default: str, requested: str | None, *,
-               clone: bool = False) -> ModelView | _Model:
+_M = TypeVar("_M", "ModelView", "_Model")
+
+
+def pick_model(models: Sequence[_M], default: str, requested: str | None, *, clone: bool = False) -> _M:
     """The served model a request names (None: the default; for clone, the first cloning model)."""
     if requested is None:
         if clone:
@@ -145,7 +155,7 @@ class _Job:
     request: SynthesisRequest
     fmt: str
     sample_rate: int | None
-    future: asyncio.Future
+    future: asyncio.Future[Rendered]
     enqueued: float = field(default_factory=time.monotonic)
     priority: int = 0
     seq: int = field(default_factory=itertools.count().__next__)
@@ -160,8 +170,8 @@ class _Model:
     caps: Capabilities
     max_batch: int
     aliases: frozenset[str]
-    queue: asyncio.Queue | None = None
-    task: asyncio.Task | None = None
+    queue: asyncio.Queue[_Job] | None = None
+    task: asyncio.Task[None] | None = None
     last_used: float = field(default_factory=time.monotonic)
     busy: int = 0  # jobs admitted and not yet answered
 
@@ -190,9 +200,9 @@ class TtsService:
         self._slots: asyncio.Semaphore | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._batch_s_ema: float | None = None
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._ever_started = False
-        self._reaper: asyncio.Task | None = None
+        self._reaper: asyncio.Task[None] | None = None
         self.revision = 0  # bumped when a model's capabilities change (lazy models, once loaded)
 
     # ---- lifecycle ---------------------------------------------------------------------------------
@@ -289,7 +299,7 @@ class TtsService:
         return self._executor is not None
 
     @property
-    def state(self) -> str:
+    def state(self) -> ServiceState:
         """starting | ok | draining (also after stop)."""
         return "ok" if self._accepting else ("draining" if self._ever_started else "starting")
 
@@ -322,7 +332,7 @@ class TtsService:
 
     def resolve_model(self, requested: str | None, *, clone: bool = False) -> _Model:
         """The served model a request names (None: the default; for clone, the first cloning model)."""
-        return pick_model(list(self._models.values()), self.default_model, requested, clone=clone)  # type: ignore[return-value]
+        return pick_model(list(self._models.values()), self.default_model, requested, clone=clone)
 
     def model_views(self) -> list[ModelView]:
         """The served models as `resolve_model` sees them (for HTTP worker processes; `revision` counts changes)."""
@@ -417,7 +427,7 @@ class TtsService:
         return [m.model_id for m in self._models.values()
                 if self.cache.is_loaded(self.cache.key(m.model_id, self.cache.device, self.cache.dtype))]
 
-    def _release(self, future: asyncio.Future) -> None:
+    def _release(self, future: asyncio.Future[Rendered]) -> None:
         if not future.cancelled():
             future.exception()  # retrieved: no "exception was never retrieved" when the caller left
         self._pending -= 1
@@ -458,9 +468,9 @@ class TtsService:
             slot = _Slot(self._slots)
             task = loop.create_task(self._run_batch(m, batch, slot))
             self._tasks.add(task)
-            task.add_done_callback(lambda t, slot=slot: self._batch_done(t, slot))
+            task.add_done_callback(functools.partial(self._batch_done, slot=slot))
 
-    def _batch_done(self, task: asyncio.Task, slot: _Slot) -> None:
+    def _batch_done(self, task: asyncio.Task[None], slot: _Slot) -> None:
         self._tasks.discard(task)
         slot.release()
         if not task.cancelled() and task.exception() is not None:

@@ -87,7 +87,7 @@ def error_payload(e: BaseException) -> errors.Wire:
 class HubState(NamedTuple):
     """What the hub pushes to every worker each STATE_PUSH_S."""
 
-    state: str = "starting"
+    state: protocol.ServiceState = "starting"
     queue_depth: int = 0
     in_flight: int = 0
     revision: int = 0  # the service's model table changed (a lazy model loaded): workers ask for it again
@@ -335,7 +335,7 @@ class RemoteService:
         return self._default is not None
 
     @property
-    def state(self) -> str:
+    def state(self) -> protocol.ServiceState:
         return "draining" if self._draining or self.link.lost else self.link.state.state
 
     @property

@@ -47,7 +47,7 @@ async def build_validator(settings: Settings, *, wallet: Any = None, chain: Any 
     if wallet is None:
         from audiosubnet.chain.bittensor import load_wallet
 
-        wallet = load_wallet(s.wallet_name, s.wallet_hotkey, s.wallet_path)
+        wallet = load_wallet(s.wallet_name, s.wallet_hotkey, settings.wallet_folder)
     if chain is None:
         chain = open_chain(settings, wallet)
     uid = await asyncio.to_thread(check_registered, chain, settings, wallet.hotkey)

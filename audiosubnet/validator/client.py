@@ -81,7 +81,9 @@ def _one_line(s: Any, limit: int = 300) -> str:
 
 
 class _TooLarge(Exception):
-    pass
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
 
 
 class _NoResponse(Exception):
@@ -216,6 +218,8 @@ class MinerClient:
                 try:
                     return await attempt()
                 except _NoResponse as e:
+                    if e.__cause__ is None:
+                        raise
                     raise e.__cause__ from None  # the httpx error, reported as any other below
 
         try:
@@ -223,7 +227,7 @@ class MinerClient:
         except asyncio.TimeoutError:
             return fail(TIMEOUT, f"no complete answer within {deadline:g} s")
         except _TooLarge as e:
-            return fail(TOO_LARGE, e, status=getattr(e, "status", 0))
+            return fail(TOO_LARGE, e, status=e.status)
         except httpx.TimeoutException as e:
             return fail(TIMEOUT, f"{type(e).__name__}: {e}")
         except (httpx.ConnectError, httpx.ProxyError, ConnectionError) as e:
@@ -257,9 +261,7 @@ class MinerClient:
             limit = cap if status == 200 else min(cap, _ERROR_BODY_CAP)
             declared = resp.headers.get("content-length")
             if status == 200 and declared and declared.isdigit() and int(declared) > cap:
-                e = _TooLarge(f"the miner announced {declared} bytes; the cap is {cap}")
-                e.status = status  # type: ignore[attr-defined]
-                raise e
+                raise _TooLarge(f"the miner announced {declared} bytes; the cap is {cap}", status)
             buf = bytearray()
             async for chunk in resp.aiter_bytes():
                 buf += chunk
@@ -267,9 +269,7 @@ class MinerClient:
                     if status != 200:
                         del buf[limit:]
                         break
-                    e = _TooLarge(f"the response passed the cap of {cap} bytes")
-                    e.status = status  # type: ignore[attr-defined]
-                    raise e
+                    raise _TooLarge(f"the response passed the cap of {cap} bytes", status)
             return status, {k.lower(): v for k, v in resp.headers.items()}, bytes(buf)
         finally:
             await resp.aclose()

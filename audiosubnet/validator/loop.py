@@ -220,6 +220,7 @@ class Validator:
         by_uid = {int(p.uid): s for (p, _), s in zip(scored_pairs, scored, strict=True)}
 
         outcomes = []
+        metrics: dict[str, float]
         for p, r in zip(chosen, results, strict=True):
             uid = int(p.uid)
             s = by_uid.get(uid)
@@ -284,7 +285,7 @@ class Validator:
             return
         last = self.state.last_weight_round
         due = last is None or self.state.round - last >= self.cfg.weights_every
-        if not due and not (force and self.state.round > last):
+        if not due and not (force and last is not None and self.state.round > last):
             return
         weights = self.state.weights()
         if not weights:

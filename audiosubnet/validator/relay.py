@@ -133,17 +133,17 @@ async def find_relays(client, own_hotkey: str, peers: Sequence[Peer], prompts: d
     stats.candidates = sum(len(v) for v in candidates.values())
     if candidates:
         by_uid = {int(p.uid): p for p in logs}
-        found = await asyncio.gather(*(
+        confirmed = await asyncio.gather(*(
             _confirm(client, by_uid[src], cands, answers, threshold, timeout_s, stats)
             for src, cands in candidates.items()))
         best: dict[int, RelayFinding] = {}
-        for f in (f for fs in found for f in fs):
-            if f.uid not in best or f.distance < best[f.uid].distance:
-                best[f.uid] = f
+        for finding in (f for fs in confirmed for f in fs):
+            if finding.uid not in best or finding.distance < best[finding.uid].distance:
+                best[finding.uid] = finding
         stats.findings = sorted(best.values(), key=lambda f: f.uid)
     stats.seconds = time.perf_counter() - t0
-    for f in stats.findings:
-        log.info("uid %d is a relay: %s", f.uid, f.reason)
+    for finding in stats.findings:
+        log.info("uid %d is a relay: %s", finding.uid, finding.reason)
     return stats
 
 

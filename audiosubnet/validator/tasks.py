@@ -25,6 +25,7 @@ from audiosubnet.audio import Audio
 from audiosubnet.chain.base import Peer
 from audiosubnet.protocol import CloneRequest, TtsRequest
 from audiosubnet.scoring.base import ScoreItem
+from audiosubnet.scoring.base import Task as TaskKind
 from audiosubnet.validator.client import MinerClient, MinerResult
 from audiosubnet.validator.prompts import generate
 
@@ -46,7 +47,7 @@ class Task(Protocol):
     def item(self, peer: Peer, prompt: str, material: Any, result: MinerResult) -> ScoreItem: ...
 
 
-def _item(task: str, peer: Peer, prompt: str, result: MinerResult, reference: Audio | None = None) -> ScoreItem:
+def _item(task: TaskKind, peer: Peer, prompt: str, result: MinerResult, reference: Audio | None = None) -> ScoreItem:
     return ScoreItem(text=prompt, audio=result.audio, task=task, reference=reference, uid=int(peer.uid),
                      hotkey=peer.hotkey, id=f"uid{peer.uid}", elapsed_s=result.latency_s)
 

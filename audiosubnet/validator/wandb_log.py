@@ -31,7 +31,7 @@ class WandbLogger:
         self._q: queue.Queue = queue.Queue(maxsize=queue_size)
         self._dropped = 0
         self._broken = False
-        self._run = None
+        self._run: Any = None  # the wandb run (wandb is an optional, dynamically loaded module)
         self._init = dict(project=project, entity=entity, mode="offline" if offline else "online",
                           config=config or {}, reinit=True)
         self._thread = threading.Thread(target=self._worker, name="wandb", daemon=True)

@@ -28,6 +28,8 @@ def test_bind_rule(host, loopback):
             check_bind(host, [], insecure=False)
         check_bind(host, ["k"], insecure=False)
         check_bind(host, [], insecure=True)
+        with pytest.raises(UsageError, match="without an API key"):  # KeyCheck ignores an empty key
+            check_bind(host, [""], insecure=False)
 
 
 def test_key_check():
