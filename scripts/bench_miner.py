@@ -47,13 +47,14 @@ import multiprocessing as mp
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import _local  # scripts/_local.py (this script's folder is on sys.path)
 
 PROMPTS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -73,13 +74,6 @@ LONG_BASE = ("The history of the river town is written in its bridges. The oldes
 
 
 # ---- the miner process (--serve) ---------------------------------------------------------------------
-def _test_engines() -> None:
-    """The fake engine is tests-only: register it as the tests do (scripts/_test_engines.py)."""
-    import _test_engines as for_tests
-
-    for_tests.install()
-
-
 def _ensure_engines() -> None:
     """Register the built-in engines when the package is not pip-installed (no entry points)."""
     import importlib
@@ -96,7 +90,7 @@ def _ensure_engines() -> None:
         except Exception as e:  # an engine whose dependencies are missing is simply not offered
             print(f"engine {name} unavailable: {e}", file=sys.stderr)
     if "fake" not in have:
-        _test_engines()
+        _local.install_test_engines()
 
 
 def serve(flags_json: str) -> None:
@@ -249,28 +243,6 @@ async def _long(endpoint: str, hotkey: str, wallet_dir: str, texts: list[str], t
 
 
 # ---- orchestration -----------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(proc: subprocess.Popen, base: str, log: Path, timeout: float) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the miner exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            if httpx.get(base + "/health", timeout=1, trust_env=False).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    raise SystemExit(f"the miner did not start within {timeout:.0f} s:\n{log.read_text()[-4000:]}")
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--serve", help=argparse.SUPPRESS)
@@ -322,7 +294,7 @@ def main() -> int:
     chain.register(16, miner.hotkey, miner.coldkey)
     chain.register(16, val.hotkey, val.coldkey, stake=1e6, validator_permit=True)
 
-    port = _free_port()
+    port = _local.free_port()
     base, endpoint = f"http://127.0.0.1:{port}", f"127.0.0.1:{port}"
     flags = {"home": str(tmp / "home"), "subnet.network": "sim", "subnet.sim_path": str(tmp / "sim.db"),
              "subnet.wallet_name": "miner", "subnet.wallet_path": str(wallets), "model": model,
@@ -344,7 +316,7 @@ def main() -> int:
                     "levels": []}
     try:
         t0 = time.perf_counter()
-        _wait_healthy(proc, base, log_path, timeout=600)
+        _local.wait_healthy(proc, base, log_path, 600, "the miner")
         import httpx
 
         info = httpx.get(base + "/v1/info", timeout=10, trust_env=False).json()

@@ -30,13 +30,14 @@ import json
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import _local  # scripts/_local.py (this script's folder is on sys.path)
 
 FIVE = ("The quick brown fox jumps over the lazy dog. Please remember to water the plants before you leave. "
         "Our meeting moved to Thursday at half past three. The lighthouse keeper climbed the spiral stairs. "
@@ -173,22 +174,6 @@ def _batches(base: str) -> tuple[float, float]:
     return total("asn_serve_batch_size_sum"), total("asn_serve_batch_size_count")
 
 
-def _wait_healthy(proc: subprocess.Popen, base: str, log: Path, timeout: float) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"asn serve exited:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(base + "/health", timeout=1, trust_env=False).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"asn serve not healthy after {timeout} s:\n{log.read_text()[-3000:]}")
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--serve", help=argparse.SUPPRESS)
@@ -223,9 +208,7 @@ def main() -> int:
         from audiosubnet.bench.random_models import build_mms
 
         model = f"mms:{build_mms(tmp / f'mms-{args.random_mms}', size=args.random_mms)}"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _local.free_port()
     base = f"http://127.0.0.1:{port}"
     flags = {"home": str(tmp / "home"), "model": model, "device": args.device, "dtype": args.dtype,
              "serve.host": "127.0.0.1", "serve.port": port, "serve.max_batch": args.max_batch,
@@ -240,7 +223,7 @@ def main() -> int:
     result: dict = {"model": model, "device": args.device, "dtype": args.dtype, "workers": args.workers,
                     "cpu_count": os.cpu_count()}
     try:
-        _wait_healthy(proc, base, log, 600)
+        _local.wait_healthy(proc, base, log, 600, "asn serve")
         streamed(base, "Warm up the voice. And a second sentence.", 2, "tts-1")  # loads the model
         result["five_sentences"] = five = streamed(base, FIVE, args.repeats, "tts-1")
         print(f"5 sentences ({five['chars']} chars, {five['audio_s']} s audio): first byte p50 "

@@ -19,12 +19,13 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/_local.py, also when loaded by path
+import _local  # noqa: E402
 
 NETUID = 16
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,12 +55,6 @@ _OUTCOME = re.compile(r"INFO audiosubnet\.validator:\s+uid\s+(\d+) \S+ score [\d
 _RELAY = re.compile(r"relay check: (\d+)/(\d+) seen logs, (\d+) entries, (\d+) bytes, (\d+) candidates, (\d+) relays "
                     r"in ([\d.]+) s")
 _ROUND = re.compile(r"round (\d+) \(\w+, block \d+\): .* in ([\d.]+) s \(query ([\d.]+) s, scoring ([\d.]+) s\)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -92,19 +87,7 @@ class Net:
         return p
 
     def wait_healthy(self, proc: subprocess.Popen, port: int, name: str, timeout: float = 180.0) -> None:
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log(name)[-3000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1.0, trust_env=False).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"{name} not healthy after {timeout} s:\n{self.log(name)[-3000:]}")
+        _local.wait_healthy(proc, f"http://127.0.0.1:{port}", self.workdir / f"{name}.log", timeout, name)
 
     def log(self, name: str) -> str:
         p = self.workdir / f"{name}.log"
@@ -149,7 +132,7 @@ def build(workdir: Path) -> Net:
         w = create_wallet(name, "default", net.wallets)
         net.hotkeys[name] = w.hotkey
         net.uids[name] = int(chain.register(NETUID, w.hotkey))
-        net.ports[name] = free_port()
+        net.ports[name] = _local.free_port()
     chain.close()
     for name, model in HONEST.items():
         p = net.spawn(name, ["-m", "audiosubnet", "mine", "--network", "sim", "--wallet.name", name,

@@ -25,7 +25,6 @@ import os
 import random
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,13 +33,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import _local  # scripts/_local.py (this script's folder is on sys.path)
+
 EXPECTED_LOG = re.compile(r"Invalid HTTP request received|status=(2|4)\d\d|status=499|status=503")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _tree(pid: int) -> list[int]:
@@ -148,13 +143,6 @@ async def _slow_client(ctx: dict, stop: float, counts: Counter) -> None:
             writer.close()
 
 
-def _test_engines() -> None:
-    """The fake engine is tests-only: register it as the tests do (scripts/_test_engines.py)."""
-    import _test_engines as for_tests
-
-    for_tests.install()
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=30.0)
@@ -167,7 +155,7 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.model.split(":")[0] == "fake":
-        _test_engines()
+        _local.install_test_engines()
 
     from audiosubnet.chain.bittensor import create_wallet
     from audiosubnet.chain.sim import SimChain
@@ -181,7 +169,7 @@ def main() -> int:
     chain.init(block_seconds=1.0, reset=True)
     chain.register(16, miner_w.hotkey, miner_w.coldkey)
     chain.register(16, val.hotkey, val.coldkey, stake=1000, validator_permit=True)
-    port = _free_port()
+    port = _local.free_port()
     env = {**os.environ, "ASN_HOME": str(tmp / "home"), "ASN_SUBNET__SIM_PATH": str(tmp / "sim.db"),
            "ASN_LOG_LEVEL": "INFO", "ASN_MINE__RATE_LIMIT_PER_MIN": "0", "ASN_MINE__HEADER_TIMEOUT_S": "5",
            "ASN_MINE__BODY_TIMEOUT_S": "10", "ASN_MINE__KEEP_ALIVE_S": "5"}
@@ -192,17 +180,11 @@ def main() -> int:
                                  "--device", "cpu", "--model", args.model, "--no-publish"],
                                 stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
-        import httpx
-
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                print(log_path.read_text()[-3000:], file=sys.stderr)
-                return 2
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1, trust_env=False).status_code == 200:
-                    break
-            time.sleep(0.2)
+        try:
+            _local.wait_healthy(proc, f"http://127.0.0.1:{port}", log_path, 120, "the miner")
+        except RuntimeError as e:
+            print(e, file=sys.stderr)
+            return 2
         ctx = {"val": val, "stranger": stranger, "hotkey": miner_w.hotkey, "endpoint": f"127.0.0.1:{port}",
                "port": port}
         counts: Counter = Counter()

@@ -85,16 +85,9 @@ def read_music_prompts(path: Path, default_s: float = 10.0) -> list[MusicRow]:
     table = prompts_csv.parse_table(prompts_csv.read_source(path, "prompt"), f"prompts file {path}", "prompt",
                                     MUSIC_COLUMNS)
     rows: list[MusicRow] = []
-    for n, (line, raw_fields) in enumerate(table.records, start=1):
-        row = MusicRow(number=n, line=line, id=f"{n:04d}", duration_s=default_s)
-        fields = table.fields(raw_fields)
-        get = table.getter(fields)
-        if get("id"):
-            row.id = get("id")
-        row.error = table.shape_error(line, fields)
-        rows.append(row)
-        if row.error:
-            continue
+    make = lambda n, line: MusicRow(number=n, line=line, id=f"{n:04d}", duration_s=default_s)  # noqa: E731
+    for row, get in prompts_csv.fill_rows(table, make, rows):
+        line = row.line
         row.prompt = " ".join(get("prompt").split())
         row.model = get("model") or None
         row.seed = prompt_seed(row.prompt)

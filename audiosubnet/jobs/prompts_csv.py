@@ -22,7 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -233,16 +233,8 @@ def _table(content: str, delimiter: str, what: str, column: str) -> tuple[list[s
 
 def _rows(table: PromptTable) -> list[PromptRow]:
     rows: list[PromptRow] = []
-    for n, (line, raw_fields) in enumerate(table.records, start=1):
-        row = PromptRow(number=n, line=line, id=f"{n:04d}")
-        fields = table.fields(raw_fields)
-        get = table.getter(fields)
-        if get("id"):
-            row.id = get("id")
-        row.error = table.shape_error(line, fields)
-        rows.append(row)
-        if row.error:
-            continue
+    for row, get in fill_rows(table, lambda n, line: PromptRow(number=n, line=line, id=f"{n:04d}"), rows):
+        line = row.line
         row.text = " ".join(get("text").split())
         row.model = get("model") or None
         row.voice = get("voice") or None
@@ -265,6 +257,23 @@ class _Row(Protocol):
 
 
 _R = TypeVar("_R", bound=_Row)
+
+
+def fill_rows(table: PromptTable, make: Callable[[int, int], _R],
+              rows: list[_R]) -> Iterator[tuple[_R, Callable[[str], str]]]:
+    """Each record of `table` as `make(number, line)` with its id (the `id` column, else the number) and shape
+    error set, appended to `rows`; yields (row, column getter) for those without a shape error, whose other
+    columns the caller parses (the speech and the music jobs)."""
+    for n, (line, raw_fields) in enumerate(table.records, start=1):
+        row = make(n, line)
+        fields = table.fields(raw_fields)
+        get = table.getter(fields)
+        if get("id"):
+            row.id = get("id")
+        row.error = table.shape_error(line, fields)
+        rows.append(row)
+        if not row.error:
+            yield row, get
 
 
 def settle_ids(rows: Sequence[_R]) -> list[_R]:

@@ -2,35 +2,20 @@
 
 from __future__ import annotations
 
-import socket
-import time
+import sys
 import types
 from pathlib import Path
 
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from _local import free_port  # noqa: E402  (scripts/_local.py: shared with the scripts)
+from _local import wait_healthy as _wait_healthy  # noqa: E402
 
 
 def wait_healthy(proc, port: int, log: Path, timeout: float = 120.0) -> None:
     """Until GET /health answers 200; fails with the process's log when it exits or the time is up."""
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1.0, trust_env=False).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"not healthy after {timeout} s:\n{log.read_text()[-3000:]}")
+    _wait_healthy(proc, f"http://127.0.0.1:{port}", log, timeout)
 
 
 def workers_of(pid: int) -> set[int]:
