@@ -49,7 +49,7 @@ FATAL_ERRORS: tuple[type[BaseException], ...] = (UsageError, ModelNotDownloadedE
 STOP_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
 
 Result = Any  # Audio (or what the engine returns per item) | AsnError
-Iterate = Callable[[Any, list], Iterable[tuple[int, Any]]]
+Iterate = Callable[[Any, list[Any]], Iterable[tuple[int, Any]]]
 
 
 def is_fatal(e: BaseException) -> bool:
@@ -67,7 +67,7 @@ def as_item_error(e: BaseException) -> AsnError:
     return EngineError(f"synthesis failed: {type(e).__name__}: {e}"[:500])
 
 
-def _default_iterate(engine: Any, requests: list) -> Iterable[tuple[int, Any]]:
+def _default_iterate(engine: Any, requests: list[Any]) -> Iterable[tuple[int, Any]]:
     each = getattr(engine, "synthesize_iter", None)
     return each(requests) if each is not None else enumerate(engine.synthesize(requests))
 

@@ -10,25 +10,32 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    _StreamHandler = logging.StreamHandler[TextIO]
+else:  # StreamHandler is subscriptable at run time only from Python 3.11
+    _StreamHandler = logging.StreamHandler
 
 #: libraries whose INFO lines are noise for asn's users
 NOISY = ("httpx", "httpcore", "urllib3", "huggingface_hub", "filelock", "numba", "asyncio")
 
 
-class StderrHandler(logging.StreamHandler):
+class StderrHandler(_StreamHandler):
     """Writes to whatever `sys.stderr` is at the time (a test runner or a daemon may swap it after setup)."""
 
     @property
-    def stream(self):
+    def stream(self) -> TextIO:
         return sys.stderr
 
     @stream.setter
-    def stream(self, value) -> None:
+    def stream(self, value: TextIO) -> None:
         pass
 
 
-def install(level: int, *, console: Any = None, rich_tracebacks: bool = False) -> None:
+def install(level: int, *, console: Console | None = None, rich_tracebacks: bool = False) -> None:
     """asn's one handler on the root logger (replacing an earlier one of ours), `level` for asn's loggers,
     WARNING for everything else. `console`: the Rich console of stderr (default: a new one)."""
     from rich.console import Console

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from audiosubnet.engines import registry
 from audiosubnet.errors import AsnError
 from audiosubnet.runtime.cache import ModelCache
 
 
-def list_models(cache: ModelCache | None = None) -> list[dict]:
+def list_models(cache: ModelCache | None = None) -> list[dict[str, Any]]:
     """One row per catalog model; `loaded` says whether `cache` holds it (False without a cache)."""
-    rows: list[dict] = []
+    rows: list[dict[str, Any]] = []
     for name in registry.listed_engine_names():  # test-only engines (fake) are usable but not listed
         try:
             cls = registry.get_engine_class(name)

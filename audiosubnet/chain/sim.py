@@ -184,7 +184,7 @@ class SimChain:
         sql = "SELECT netuid, uid, hotkey, block, weights FROM weights WHERE netuid=?"
         if latest:
             sql += " AND id IN (SELECT MAX(id) FROM weights WHERE netuid=? GROUP BY uid)"
-            args: tuple = (netuid, netuid)
+            args: tuple[int, ...] = (netuid, netuid)
         else:
             args = (netuid,)
         rows = self._conn().execute(sql + " ORDER BY block DESC, uid", args).fetchall()

@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Protocol
 
 import typer
 
 from audiosubnet.commands._cli import err, print_json, render_error
 
+if TYPE_CHECKING:
+    from audiosubnet.jobs.batch import BatchSummary
 
-def finish_batch(summary: Any, stopped: Exception | None, *, json_out: bool, what: str) -> None:
+
+class _Row(Protocol):
+    """What the failure report reads of a row result (the speech and music jobs' RowResult)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def error(self) -> str: ...
+
+
+def finish_batch(summary: BatchSummary, stopped: Exception | None, *, json_out: bool, what: str) -> None:
     """Render a batch summary and exit: 0 every row done, 1 a row failed or the output stopped taking files,
     130 interrupted (finished rows are in the manifest). `what`: "audio" or "music", for the totals line."""
     if json_out:
@@ -29,7 +46,7 @@ def finish_batch(summary: Any, stopped: Exception | None, *, json_out: bool, wha
     raise typer.Exit(1 if summary.failed else 0)
 
 
-def report_failures(rows) -> None:
+def report_failures(rows: Iterable[_Row]) -> None:
     """One line per failed row; an error shared by several rows (a model that cannot load, an unknown
     model) once, with how many rows it stopped."""
     groups: dict[str, list[str]] = {}

@@ -13,12 +13,14 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
 
 from audiosubnet.errors import AsnError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -83,10 +85,11 @@ def _plain_flags_in_help() -> None:
     if shown is None or getattr(shown, "_asn", False):
         return
 
-    def display_type_rich(self, ctx):  # noqa: ANN001, ANN202
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:  # ctx: click's (or typer's vendored) Context
         if (getattr(self, "is_flag", False) or getattr(self, "count", False)) and self.metavar is None:
             return None
-        return shown(self, ctx)
+        label: str | None = shown(self, ctx)
+        return label
 
     display_type_rich._asn = True  # type: ignore[attr-defined]
     TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]  # patches typer's help
@@ -105,10 +108,10 @@ class AsnTyper(typer.Typer):
         kwargs.setdefault("context_settings", {"help_option_names": ["-h", "--help"]})
         super().__init__(*args, **kwargs)
 
-    def command(self, *args: Any, **kwargs: Any):
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[F], F]:
         register = super().command(*args, **kwargs)
 
-        def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def decorator(fn: F) -> F:
             register(guard(fn))
             return fn
 

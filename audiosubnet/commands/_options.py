@@ -7,7 +7,7 @@ then decide. Flags are passed to `load_settings` with dotted keys.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -43,12 +43,12 @@ NetworkOpt = Annotated[str | None, typer.Option(
 NetuidOpt = Annotated[int | None, typer.Option("--netuid", help="Subnet uid  [default: 16]", show_default=False)]
 
 
-def placement_flags(device: str | None, dtype: str | None, budget: str | None) -> dict:
+def placement_flags(device: str | None, dtype: str | None, budget: str | None) -> dict[str, Any]:
     return {"device": device, "dtype": dtype, "cache_budget": budget}
 
 
 def subnet_flags(name: str | None, hotkey: str | None, path: Path | None, network: str | None,
-                 netuid: int | None) -> dict:
+                 netuid: int | None) -> dict[str, Any]:
     return {"subnet.wallet_name": name, "subnet.wallet_hotkey": hotkey, "subnet.wallet_path": path,
             "subnet.network": network, "subnet.netuid": netuid}
 

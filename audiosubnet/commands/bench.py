@@ -108,7 +108,7 @@ def bench(
         raise typer.Exit(130)
 
 
-def _command(**p) -> str:
+def _command(**p: object) -> str:
     """The command line that reproduces this run (for the markdown and JSON)."""
     parts = ["asn", "bench"]
     defaults = {"batch_sizes": "1,8,32", "duration": 30.0, "budget": 10.0, "quality": True}

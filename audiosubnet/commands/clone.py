@@ -6,7 +6,7 @@ import contextlib
 import signal
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -15,6 +15,8 @@ from audiosubnet.commands._cli import AsnTyper, err, interactive, print_json
 
 if TYPE_CHECKING:
     from rich.status import Status
+
+    from audiosubnet.jobs.clone_watch import WatchOptions
 
 
 app = AsnTyper(help="Voice cloning: speak a text in the voice of a reference recording.")
@@ -116,7 +118,7 @@ def _stop_on_sigterm(stop: threading.Event) -> None:
 class _Status:
     """A Rich status line with counts and one line per pair on a terminal; quiet otherwise."""
 
-    def __init__(self, enabled: bool, opts, once: bool):
+    def __init__(self, enabled: bool, opts: WatchOptions, once: bool):
         self.enabled = enabled
         self.opts = opts
         self.once = once
@@ -129,7 +131,7 @@ class _Status:
             self._status.__enter__()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: Any) -> None:
         if self._status is not None:
             self._status.__exit__(*exc)
 
@@ -138,7 +140,7 @@ class _Status:
         return (f"[bold]{what}[/] with {self.opts.model}: {self.ok} done, {self.failed} failed"
                 + (f", {waiting} file(s) settling" if waiting else "") + "  [dim](Ctrl-C stops)[/]")
 
-    def event(self, kind: str, data) -> None:
+    def event(self, kind: str, data: Any) -> None:  # a pair's result, or the watcher itself (`CloneWatcher.on_event`)
         if kind == "ok":
             self.ok += 1
             if self.enabled:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -12,6 +12,8 @@ from audiosubnet.commands._cli import err, interactive, out, print_json
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
+
+    from audiosubnet.scoring.pipeline import ScoreResult
 
 
 def score(
@@ -94,7 +96,7 @@ def score(
                   f"mean composite {summary.mean:.3f} -> {summary.scores_csv}", highlight=False)
 
 
-def _render(path: Path, r) -> None:
+def _render(path: Path, r: ScoreResult) -> None:
     from rich.table import Table
 
     t = Table(title=f"{path.name}", show_header=True, title_justify="left")
@@ -130,7 +132,7 @@ class _Progress:
         if self._bar is not None:
             self._task = self._bar.add_task("score", total=total)
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: Any) -> None:
         if self._bar is not None:
             self._bar.__exit__(*exc)
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from audiosubnet.commands import _options as o
 from audiosubnet.commands._cli import AsnTyper, err, out, print_json
+
+if TYPE_CHECKING:
+    from audiosubnet.chain.sim import SimChain
+    from audiosubnet.config import Settings
 
 app = AsnTyper(help="""A simulated subnet for local miners and validators (`--network sim`).
 
@@ -29,13 +33,13 @@ SimPathOpt = Annotated[Path | None, typer.Option(
     "--sim-path", help="The simulator file  [default: $ASN_HOME/sim.db]", show_default=False)]
 
 
-def _settings(sim_path: Path | None, **flags):
+def _settings(sim_path: Path | None, **flags: object) -> Settings:
     from audiosubnet.config import load_settings
 
     return load_settings(**{**flags, "subnet.sim_path": sim_path, "subnet.network": "sim"})  # always the sim
 
 
-def _chain(sim_path: Path | None, **flags: object):
+def _chain(sim_path: Path | None, **flags: object) -> tuple[Settings, SimChain]:
     from audiosubnet.chain.base import sim_path as path_of
     from audiosubnet.chain.sim import SimChain
 
@@ -118,7 +122,7 @@ def wallet(
     from audiosubnet.chain.bittensor import create_wallet
 
     s = _settings(None, **{"subnet.wallet_path": wallet_path})
-    w = create_wallet(name, hotkey, s.subnet.wallet_path)
+    w = create_wallet(name, hotkey, s.wallet_folder)
     if json_out:
         print_json({"name": name, "hotkey_name": hotkey, "hotkey": str(w.hotkey),
                     "coldkey": str(w.coldkey) if w.coldkey else None, "path": str(w.path)})
@@ -160,7 +164,7 @@ def register(
     else:
         from audiosubnet.chain.bittensor import load_wallet
 
-        w = load_wallet(s.subnet.wallet_name, s.subnet.wallet_hotkey, s.subnet.wallet_path)
+        w = load_wallet(s.subnet.wallet_name, s.subnet.wallet_hotkey, s.wallet_folder)
         hotkey, coldkey = w.hotkey, w.coldkey
     uid = chain.register(s.subnet.netuid, hotkey, coldkey, stake=stake, validator_permit=validator)
     if json_out:

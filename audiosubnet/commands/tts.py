@@ -6,7 +6,7 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
     from audiosubnet.engines.isolated import IsolatedCache
     from audiosubnet.engines.pool import EnginePool
+    from audiosubnet.jobs.music_batch import MusicRowResult
+    from audiosubnet.jobs.tts_batch import RowResult
 
 
 app = AsnTyper(help="Local text-to-speech: a CSV of prompts to audio files, or one sentence.")
@@ -230,7 +232,7 @@ class _Progress:
             self._bar.__enter__()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: Any) -> None:
         if self._bar is not None:
             self._bar.__exit__(*exc)
 
@@ -238,7 +240,7 @@ class _Progress:
         if self._bar is not None:
             self._task = self._bar.add_task("tts", total=total, speed="")
 
-    def update(self, row) -> None:
+    def update(self, row: RowResult | MusicRowResult) -> None:
         if self._bar is None or self._task is None:
             return
         if row.status == "ok" and not row.skipped:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -12,6 +12,9 @@ from audiosubnet.commands._cli import err, interactive
 
 if TYPE_CHECKING:
     from rich.live import Live
+    from rich.table import Table
+
+    from audiosubnet.validator.loop import RoundReport
 
 
 def validate(
@@ -98,11 +101,11 @@ class RoundView:
             self._live.__enter__()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: Any) -> None:
         if self._live is not None:
             self._live.__exit__(*exc)
 
-    def update(self, r) -> None:
+    def update(self, r: RoundReport) -> None:
         import logging
 
         if self._live is None:
@@ -120,7 +123,7 @@ class RoundView:
         self._live.update(self.table(r))
 
     @staticmethod
-    def table(r):
+    def table(r: RoundReport) -> Table:
         from rich.table import Table
 
         t = Table(title=f"round {r.round} · {r.task} · block {r.block} · {r.total_s:.1f} s"

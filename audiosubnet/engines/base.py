@@ -72,7 +72,7 @@ class ModelStatus:
     source: str = ""  # "pip package", "HF cache", "path", "built-in"
     license: str = ""
     notes: str = ""
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class SpeechEngine(Loadable):
@@ -116,7 +116,7 @@ class SpeechEngine(Loadable):
     def _synthesize(self, requests: Sequence[SynthesisRequest]) -> list[Audio]:
         """Engine-specific synthesis of already-checked requests."""
 
-    def cuda_graph_stats(self) -> dict:
+    def cuda_graph_stats(self) -> dict[str, Any]:
         """{stage: cuda_graphs.GraphStats} for an engine that replays CUDA graphs; {} for the others."""
         return {}
 

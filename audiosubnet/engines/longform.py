@@ -14,7 +14,7 @@ joined with a short pause. Used by `asn tts say` and `asn tts batch`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -58,7 +58,7 @@ def synthesize(engine: SpeechEngine, requests: Sequence[SynthesisRequest], max_b
     return joined
 
 
-def synthesize_iter(engine: SpeechEngine, requests: Sequence[SynthesisRequest]):
+def synthesize_iter(engine: SpeechEngine, requests: Sequence[SynthesisRequest]) -> Iterator[tuple[int, Audio]]:
     """As `engine.synthesize_iter` (each (index, audio) as it is done) when every text fits; a batch with a longer
     text is spoken whole (its pieces batched together), then handed over."""
     limit = engine.capabilities.max_text_chars

@@ -15,9 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from audiosubnet.engines.base import SpeechEngine, SynthesisRequest
 from audiosubnet.errors import InputError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MAX_PROMPT_CHARS = 256
 MAX_DURATION_S = 30.0
@@ -58,7 +62,7 @@ def music_engine_check(engine: SpeechEngine) -> None:
                          hint="Use a music model, e.g. musicgen:facebook/musicgen-small (see `asn models list`).")
 
 
-def trim(samples, sample_rate: int, duration_s: float):
+def trim(samples: np.ndarray, sample_rate: int, duration_s: float) -> np.ndarray:
     """The first `duration_s` seconds of `samples`."""
     return samples[: max(1, int(round(duration_s * sample_rate)))]
 

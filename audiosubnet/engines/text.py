@@ -88,7 +88,7 @@ def script_of(ch: str) -> str | None:
     return None  # a script we do not track (modifier letters, rare scripts): not checked
 
 
-def scripts_of(text: str) -> Counter:
+def scripts_of(text: str) -> Counter[str]:
     """Letters per script in `text`."""
     return Counter(s for ch in text if (s := script_of(ch)) is not None)
 
@@ -114,14 +114,14 @@ def scripts_for_languages(codes: tuple[str, ...]) -> tuple[str, ...] | None:
     return tuple(out) or None
 
 
-def unsupported(text: str, scripts: tuple[str, ...] | None) -> Counter:
+def unsupported(text: str, scripts: tuple[str, ...] | None) -> Counter[str]:
     """Letters of `text` in scripts outside `scripts` (empty when `scripts` is None: no limit)."""
     if not scripts:
         return Counter()
     return Counter({s: n for s, n in scripts_of(text).items() if s not in scripts})
 
 
-def describe(counts: Counter) -> str:
+def describe(counts: Counter[str]) -> str:
     return ", ".join(f"{SCRIPT_NAMES.get(s, s)} ({n} letter{'s' if n != 1 else ''})" for s, n in counts.most_common())
 
 
@@ -140,7 +140,7 @@ def drop_scripts(text: str, scripts: tuple[str, ...] | None) -> str:
     return " ".join("".join(out).split())
 
 
-def drop_unreadable(text: str, scripts: tuple[str, ...] | None) -> tuple[str, Counter]:
+def drop_unreadable(text: str, scripts: tuple[str, ...] | None) -> tuple[str, Counter[str]]:
     """For `--allow-mixed`: (`text` without the letters outside `scripts`, what was dropped). When
     nothing readable would be left, the text is returned as it is (the engine then refuses it, saying why)."""
     t = prepare(text)

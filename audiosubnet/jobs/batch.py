@@ -114,7 +114,7 @@ class JobResult:
         d.pop("skipped", None)
         return {k: ("" if v is None else str(v)) for k, v in d.items()}
 
-    def typed_row(self) -> dict:
+    def typed_row(self) -> dict[str, Any]:
         """The manifest row for JSON: numbers as numbers, missing values as null."""
         d: dict[str, Any] = {k: (v if v != "" else None) for k, v in self.manifest_row().items()}
         for k, conv in self.NUMBERS.items():
@@ -142,7 +142,7 @@ class BatchSummary:
     stopped: str | None = None  # why the batch stopped early (the output folder stopped taking files)
     rows: list[Any] = field(default_factory=list)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if k != "rows"}
         d["rows"] = [r.typed_row() for r in self.rows]
         return d
@@ -216,12 +216,13 @@ class ManifestJob:
     def prepare(self, engine: Any) -> None:
         """Check that the engine suits the job (raise AsnError to fail all its rows)."""
 
-    def order(self, ready: list) -> list:
+    def order(self, ready: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
         """The (row, request) pairs in the order they go to the engine."""
         return ready
 
-    def synthesize_iter(self, engine: Any, requests: list) -> Iterator[tuple[int, Any]]:
-        return engine.synthesize_iter(requests)
+    def synthesize_iter(self, engine: Any, requests: list[Any]) -> Iterator[tuple[int, Any]]:
+        clips: Iterator[tuple[int, Any]] = engine.synthesize_iter(requests)
+        return clips
 
     # -- manifest --
     @property
@@ -326,9 +327,9 @@ class ManifestJob:
     def run(self) -> None:
         self.render(self.plan())
 
-    def plan(self) -> dict[str, list]:
+    def plan(self) -> dict[str, list[Any]]:
         """Settle bad rows and rows already done (through done()); the rest, by canonical model id."""
-        pending: dict[str, list] = {}
+        pending: dict[str, list[Any]] = {}
         for row in self.rows:
             if row.error:
                 self.fail(row, "", row.error)
@@ -345,11 +346,11 @@ class ManifestJob:
             pending.setdefault(model, []).append(row)
         return pending
 
-    def render(self, pending: dict[str, list]) -> None:
+    def render(self, pending: dict[str, list[Any]]) -> None:
         for model, rows in pending.items():
             self.run_model(model, rows)
 
-    def run_model(self, model: str, rows: list) -> None:
+    def run_model(self, model: str, rows: list[Any]) -> None:
         try:
             with self.cache.engine(model) as engine:
                 self.prepare(engine)
@@ -374,7 +375,7 @@ class ManifestJob:
                 if row.id not in self.results:
                     self.fail(row, model, msg)
 
-    def run_batches(self, engine: Any, model: str, batches: list[list]) -> None:
+    def run_batches(self, engine: Any, model: str, batches: list[list[tuple[Any, Any]]]) -> None:
         """The batches one after another; on an engine pool (`cache.parallel` engine processes) that many at once,
         each call going to the least-loaded engine. The first OutputError stops the rest."""
         n = min(len(batches), int(getattr(self.cache, "parallel", 1) or 1))
@@ -389,7 +390,7 @@ class ManifestJob:
         finally:  # Ctrl-C or an OutputError: batches not started are dropped; running ones are not recorded
             ex.shutdown(wait=False, cancel_futures=True)
 
-    def run_batch(self, engine: Any, model: str, batch: list) -> None:
+    def run_batch(self, engine: Any, model: str, batch: list[tuple[Any, Any]]) -> None:
         """Synthesize a batch under the one batch policy (`batch_policy.run_each`): each row is written (and in
         the manifest) the moment the engine hands it over; a row whose engine call failed fails alone; a fatal
         error (the model, the machine) propagates to `run_model`, which fails the model's remaining rows."""

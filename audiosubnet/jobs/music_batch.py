@@ -15,13 +15,19 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from audiosubnet.audio import Audio
+from audiosubnet.engines.base import SpeechEngine
 from audiosubnet.engines.music import MAX_DURATION_S, MusicRequest, music_engine_check
 from audiosubnet.engines.registry import EngineCache
 from audiosubnet.jobs import batch as job
 from audiosubnet.jobs import prompts_csv
 from audiosubnet.jobs.batch import BatchSummary
 from audiosubnet.jobs.storage import OutputStore
+
+if TYPE_CHECKING:
+    from audiosubnet.jobs.ray_runner import RayOptions
 
 log = logging.getLogger(__name__)
 
@@ -120,19 +126,19 @@ class MusicJob(job.ManifestJob):
         return {"model": model, "prompt_sha1": job.sha1(row.prompt), "requested_s": str(row.duration_s),
                 "seed": str(row.seed)}
 
-    def prepare(self, engine) -> None:
+    def prepare(self, engine: SpeechEngine) -> None:
         music_engine_check(engine)
 
-    def request(self, engine, row: MusicRow) -> MusicRequest:
+    def request(self, engine: SpeechEngine, row: MusicRow) -> MusicRequest:
         req = MusicRequest(text=row.prompt, duration_s=row.duration_s, seed=row.seed)
         engine.check(req)
         return req
 
-    def order(self, ready: list) -> list:
+    def order(self, ready: list[tuple[MusicRow, Any]]) -> list[tuple[MusicRow, Any]]:
         return sorted(ready, key=lambda item: -item[0].duration_s)  # similar lengths share a batch (rows only:
         # the Ray driver cuts the batches before any request exists)
 
-    def ok_result(self, row: MusicRow, req: MusicRequest, model: str, audio, name: str, size: int,
+    def ok_result(self, row: MusicRow, req: MusicRequest, model: str, audio: Audio, name: str, size: int,
                   took: float) -> MusicRowResult:
         return MusicRowResult(
             id=row.id, file=name, model=model, sample_rate=audio.sample_rate, duration_s=round(audio.duration, 3),
@@ -162,8 +168,8 @@ def run_music_batch(csv_path: Path, opts: MusicBatchOptions, cache: EngineCache,
     return job.run_job(MusicJob(rows, opts, cache, progress))
 
 
-def run_music_batch_ray(csv_path: Path, opts: MusicBatchOptions, ray_opts=None, out: str | None = None,
-                        progress: Callable[[MusicRowResult], None] | None = None,
+def run_music_batch_ray(csv_path: Path, opts: MusicBatchOptions, ray_opts: RayOptions | None = None,
+                        out: str | None = None, progress: Callable[[MusicRowResult], None] | None = None,
                         on_rows: Callable[[int], None] | None = None) -> BatchSummary:
     """`asn music batch --ray`: the same rows, outputs, manifest and resume as `run_music_batch`, rendered by an
     actor pool of engine replicas on a Ray cluster (`jobs/ray_runner.py`, the runner `asn tts batch --ray`

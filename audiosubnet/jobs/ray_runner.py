@@ -33,10 +33,14 @@ import socket
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from audiosubnet.errors import AsnError, DependencyError, EngineError, UsageError
 from audiosubnet.jobs import batch as core
+
+if TYPE_CHECKING:
+    from ray.data import DataContext
 
 MAX_BLOCKS = 20_000
 MAX_TASK_RETRIES = 3
@@ -52,7 +56,7 @@ class RayOptions:
     dtype: str = "auto"
 
 
-def import_ray(what: str = "--ray"):
+def import_ray(what: str = "--ray") -> ModuleType:
     try:
         import ray
         import ray.data  # noqa: F401
@@ -78,11 +82,11 @@ def check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
                          hint="Is `ray start --head` running there, and the port open?") from e
 
 
-def connect(ray, address: str | None) -> bool:
+def connect(ray: ModuleType, address: str | None) -> bool:
     """Join (or start) a cluster unless this process already has one. True when we started it."""
     if ray.is_initialized():
         return False
-    kwargs: dict = {"log_to_driver": False, "logging_level": "ERROR", "configure_logging": True}
+    kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": "ERROR", "configure_logging": True}
     check_reachable(address)
     if address in ("local", None):
         kwargs["include_dashboard"] = False if address == "local" else None
@@ -96,7 +100,7 @@ def connect(ray, address: str | None) -> bool:
 
 
 @contextlib.contextmanager
-def cluster(address: str | None, what: str = "--ray"):
+def cluster(address: str | None, what: str = "--ray") -> Iterator[ModuleType]:
     """Ray, connected for the job; a cluster the job started is shut down after it."""
     ray = import_ray(what)
     started = connect(ray, address)
@@ -126,13 +130,13 @@ class PoolActor:
     (`configured(...)`), not as constructor arguments, which Ray Data would park in the object store (and
     warn about at every actor start)."""
 
-    config: dict = {}
+    config: dict[str, Any] = {}
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.setup()
 
     @classmethod
-    def configured(cls, **config) -> type:
+    def configured(cls, **config: Any) -> type:
         return type(cls.__name__.lstrip("_"), (cls,), {"config": config, "__module__": cls.__module__})
 
     def setup(self) -> None:
@@ -141,11 +145,11 @@ class PoolActor:
     def handle(self, task: Any) -> Any:
         raise NotImplementedError
 
-    def __call__(self, batch: dict) -> dict:
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list[bytes]]:
         return {"result": [pickle.dumps(self.handle(pickle.loads(t))) for t in batch["task"]]}
 
 
-def run_on_pool(ray, tasks: list[Any], make_actor: Callable[[str], type], ray_opts: RayOptions,
+def run_on_pool(ray: ModuleType, tasks: list[Any], make_actor: Callable[[str], type], ray_opts: RayOptions,
                 hint: str = RESUME_HINT) -> Iterator[Any]:
     """Each task through one replica of the pool (`make_actor(device)`: a configured PoolActor class); the
     results as tasks finish. Ray's own failures (an actor that cannot start, a task that keeps killing its
@@ -184,18 +188,18 @@ def _cause(e: BaseException) -> str:
 class _quiet:
     """Ray Data's own log lines (start, stop, "progress bars disabled") off for the job, back on after."""
 
-    def __init__(self, ctx):
+    def __init__(self, ctx: DataContext) -> None:
         self.ctx = ctx
         self.saved = getattr(ctx, "print_on_execution_start", None)
         self.logger = logging.getLogger("ray.data")
         self.level = self.logger.level
 
-    def __enter__(self):
+    def __enter__(self) -> None:
         self.logger.setLevel(logging.ERROR)
         if self.saved is not None:
             self.ctx.print_on_execution_start = False
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.logger.setLevel(self.level)
         if self.saved is not None:
             self.ctx.print_on_execution_start = self.saved
@@ -215,7 +219,7 @@ class _Renderer(PoolActor):
         self.store = OutputStore(c["location"])
         self.cache = configure_cache(c["device"], c["dtype"], "auto")
 
-    def handle(self, task: tuple[str, list]) -> dict:
+    def handle(self, task: tuple[str, list[Any]]) -> dict[str, Any]:
         model, rows = task
         job = self.config["job"](rows, self.config["opts"], self.cache, None, self.store, manifest=False)
         stop = None
@@ -230,10 +234,10 @@ class _Renderer(PoolActor):
         return {"results": [job.results[r.id] for r in rows if r.id in job.results], "stop": stop}
 
 
-def engine_batches(job: core.ManifestJob, pending: dict[str, list]) -> list[tuple[str, list]]:
+def engine_batches(job: core.ManifestJob, pending: dict[str, list[Any]]) -> list[tuple[str, list[Any]]]:
     """The local job's engine batches: per model, the rows in the job's order, `max_batch` at a time."""
     step = max(1, job.opts.max_batch)
-    out = []
+    out: list[tuple[str, list[Any]]] = []
     for model, rows in pending.items():
         ordered = [row for row, _ in job.order([(row, row) for row in rows])]
         out += [(model, ordered[i:i + step]) for i in range(0, len(ordered), step)]

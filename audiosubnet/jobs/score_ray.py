@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from audiosubnet.jobs.ray_runner import PoolActor, RayOptions, cluster, import_ray, run_on_pool
 from audiosubnet.scoring.files import FolderRow, FolderSummary, chunks, finish_folder, read_chunk, start_folder
@@ -31,7 +32,7 @@ class _Scorer(PoolActor):
         self.scoring = Scoring(c["settings"], cache=configure_cache(c["device"], c["dtype"], "auto"),
                                scorers=c["scorers"])
 
-    def handle(self, task: tuple[int, list[FolderRow]]) -> dict:
+    def handle(self, task: tuple[int, list[FolderRow]]) -> dict[str, Any]:
         index, chunk = task
         items, pos, results = read_chunk(Path(self.config["folder"]), chunk, self.scoring)
         return {"index": index, "pos": pos, "results": results, "work": self.scoring.measure(items),
@@ -47,7 +48,7 @@ def score_folder_ray(folder: Path, scoring: Scoring, out: Path | None = None, ra
     ray_opts = ray_opts or RayOptions()
     rows, summary = start_folder(folder, out, on_rows)
     batches = chunks(rows)
-    waiting: dict[int, dict] = {}  # measured batches that came back before an earlier one
+    waiting: dict[int, dict[str, Any]] = {}  # measured batches that came back before an earlier one
     settled = 0
     with cluster(ray_opts.address, WHAT) as ray:
         def make_actor(device: str) -> type:
@@ -65,7 +66,7 @@ def score_folder_ray(folder: Path, scoring: Scoring, out: Path | None = None, ra
     return finish_folder(summary)
 
 
-def _settle(scoring: Scoring, summary: FolderSummary, chunk: list[FolderRow], done: dict) -> None:
+def _settle(scoring: Scoring, summary: FolderSummary, chunk: list[FolderRow], done: dict[str, Any]) -> None:
     # the replicas' models decide the profile (a driver without a GPU would plan the CPU stack)
     scoring.plan, scoring.profile = done["plan"], done["profile"]
     results = done["results"]

@@ -12,6 +12,7 @@ import contextlib
 import os
 import uuid
 from pathlib import Path
+from typing import Any
 
 from audiosubnet import audio as audiolib
 from audiosubnet.errors import UsageError
@@ -22,25 +23,25 @@ def is_url(location: str) -> bool:
 
 
 class OutputStore:
-    def __init__(self, location: str | os.PathLike):
+    def __init__(self, location: str | os.PathLike[str]):
         location = str(location)
         if location.startswith("file://"):
             location = location[len("file://"):]
         self.location = location.rstrip("/") or "/"
-        self._fs = None
+        self._fs: Any = None  # an fsspec filesystem (fsspec ships no type information)
         self._root = ""
 
     def __repr__(self) -> str:
         return f"OutputStore({self.location!r})"
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, Any]:
         return {"location": self.location, "_fs": None, "_root": ""}
 
     @property
     def remote(self) -> bool:
         return is_url(self.location)
 
-    def _open(self):
+    def _open(self) -> Any:
         if self._fs is None:
             try:
                 import fsspec
@@ -109,6 +110,7 @@ class OutputStore:
             except OSError:
                 return None
         try:
-            return self._open().cat_file(self._key(name))
+            data: bytes = self._open().cat_file(self._key(name))
+            return data
         except (FileNotFoundError, OSError):
             return None

@@ -18,25 +18,27 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from audiosubnet.audio import Audio
 from audiosubnet.config import Settings, TtsSettings, defaults
 from audiosubnet.engines import longform
 from audiosubnet.engines import text as textlib
-from audiosubnet.engines.base import EngineSource, SynthesisRequest
+from audiosubnet.engines.base import EngineSource, SpeechEngine, SynthesisRequest
 from audiosubnet.jobs import batch as core
-from audiosubnet.jobs.batch import (  # noqa: F401  (re-exported: the job's public names)
-    MANIFEST_NAME,
-    BatchInterrupted,
-    BatchStopped,
-    BatchSummary,
-    OutputError,
-    check_writable,
-    read_manifest,
-)
-from audiosubnet.jobs.prompts_csv import PromptRow, parse_prompts, read_prompts  # noqa: F401  (re-exported)
+
+# Re-exported (`X as X`): the job's public names.
+from audiosubnet.jobs.batch import MANIFEST_NAME as MANIFEST_NAME
+from audiosubnet.jobs.batch import BatchInterrupted as BatchInterrupted
+from audiosubnet.jobs.batch import BatchStopped as BatchStopped
+from audiosubnet.jobs.batch import BatchSummary as BatchSummary
+from audiosubnet.jobs.batch import OutputError as OutputError
+from audiosubnet.jobs.batch import check_writable as check_writable
+from audiosubnet.jobs.batch import read_manifest as read_manifest
+from audiosubnet.jobs.prompts_csv import PromptRow, parse_prompts
+from audiosubnet.jobs.prompts_csv import read_prompts as read_prompts
 from audiosubnet.jobs.storage import OutputStore
 
 log = logging.getLogger(__name__)
@@ -99,14 +101,14 @@ class TtsJob(core.ManifestJob):
     def fingerprint(self, row: PromptRow, model: str) -> dict[str, str]:
         return {"model": model, "voice": row.voice or self.opts.voice or "", "text_sha1": core.sha1(row.text)}
 
-    def request(self, engine, row: PromptRow) -> SynthesisRequest:
+    def request(self, engine: SpeechEngine, row: PromptRow) -> SynthesisRequest:
         req = SynthesisRequest(text=row.text, voice=row.voice or self.opts.voice, speed=row.speed,
                                seed=row_seed(self.opts.seed, row.id))
         req = self.mixed(engine, row, req)
         longform.check(engine, req)  # a text over the engine's limit is spoken in pieces
         return req
 
-    def mixed(self, engine, row: PromptRow, req: SynthesisRequest) -> SynthesisRequest:
+    def mixed(self, engine: SpeechEngine, row: PromptRow, req: SynthesisRequest) -> SynthesisRequest:
         """With `allow_mixed`, letters the engine cannot read are dropped, with a warning."""
         if not self.opts.allow_mixed:
             return req
@@ -116,10 +118,10 @@ class TtsJob(core.ManifestJob):
         log.warning("%s: dropped %s that %s cannot read", row.id, textlib.describe(dropped), engine.model_id)
         return replace(req, text=kept)
 
-    def synthesize_iter(self, engine, requests: list):
+    def synthesize_iter(self, engine: SpeechEngine, requests: list[SynthesisRequest]) -> Iterator[tuple[int, Audio]]:
         return longform.synthesize_iter(engine, requests)
 
-    def ok_result(self, row: PromptRow, req: SynthesisRequest, model: str, audio, name: str, size: int,
+    def ok_result(self, row: PromptRow, req: SynthesisRequest, model: str, audio: Audio, name: str, size: int,
                   took: float) -> RowResult:
         return RowResult(id=row.id, file=name, model=model, voice=req.voice or "", sample_rate=audio.sample_rate,
                          duration_s=round(audio.duration, 3), elapsed_s=round(took, 4), status="ok",

@@ -14,6 +14,7 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from audiosubnet import audio as audiolib
 from audiosubnet.audio import Audio
@@ -93,7 +94,7 @@ class FolderSummary:
     def zeroed(self) -> int:
         return sum(1 for _, r in self.results if r.reason)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"scores_csv": str(self.scores_csv), "scored": len(self.results), "skipped": self.skipped,
                 "mean_composite": round(self.mean, 6), "zeroed": self.zeroed,
                 "results": [dict(r.to_dict(), id=row.id, file=row.file) for row, r in self.results]}

@@ -285,13 +285,13 @@ class EnglishNumberNormalizer:
         return s
 
     def postprocess(self, s: str) -> str:
-        def combine_cents(m: re.Match) -> str:
+        def combine_cents(m: re.Match[str]) -> str:
             try:
                 return f"{m.group(1)}{m.group(2)}.{int(m.group(3)):02d}"
             except ValueError:
                 return m.group(0)
 
-        def extract_cents(m: re.Match) -> str:
+        def extract_cents(m: re.Match[str]) -> str:
             try:
                 return f"¢{int(m.group(1))}"
             except ValueError:

@@ -35,7 +35,7 @@ class SanityLimits:
     min_modulation_db: float = 2.5  # std of 20 ms levels over the sounding part
 
 
-def decode(data, max_seconds: float) -> tuple[Audio | None, str | None]:
+def decode(data: bytes | bytearray | memoryview, max_seconds: float) -> tuple[Audio | None, str | None]:
     """Bytes -> Audio, or (None, reason). Never raises."""
     try:
         return audiolib.decode(bytes(data), max_seconds=max_seconds), None

@@ -24,9 +24,10 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
@@ -170,7 +171,8 @@ def create_app(ctx: ServeContext) -> FastAPI:
                            headers={"Retry-After": retry_after(wait)})
         return caller
 
-    async def guarded(endpoint: str, request: Request, handler) -> Response:
+    async def guarded(endpoint: str, request: Request,
+                      handler: Callable[[Request, str, str], Awaitable[Response]]) -> Response:
         t0 = time.perf_counter()
         rid = uuid.uuid4().hex[:12]
         status = 500
@@ -238,7 +240,7 @@ def create_app(ctx: ServeContext) -> FastAPI:
         return await guarded("speech", request, _speech)
 
     # ---- models -----------------------------------------------------------------------------------
-    def _models() -> list[dict]:
+    def _models() -> list[dict[str, Any]]:
         served = [{**model_object(m.id, ctx.created, m.engine),
                    "asn": {"tts": m.tts, "clone": m.clone, "voices": m.voices, "default_voice": m.default_voice,
                            "sample_rate": m.sample_rate, "max_batch": m.max_batch}} for m in svc.models_info()]
@@ -264,7 +266,7 @@ def create_app(ctx: ServeContext) -> FastAPI:
 
     # ---- voices -----------------------------------------------------------------------------------
     async def _list_voices(request: Request, caller: str, rid: str) -> Response:
-        data: list[dict] = []
+        data: list[dict[str, Any]] = []
         default = svc.default_model
         for m in svc.models_info():
             if m.tts:
@@ -351,11 +353,11 @@ def create_app(ctx: ServeContext) -> FastAPI:
     return app
 
 
-def _json(data: dict, status: int = 200) -> Response:
+def _json(data: dict[str, Any], status: int = 200) -> Response:
     return Response(json.dumps(data, ensure_ascii=False), status_code=status, media_type="application/json")
 
 
-def _voice_fields(body: bytes, content_type: str | None) -> dict:
+def _voice_fields(body: bytes, content_type: str | None) -> dict[str, Any]:
     """Fields of a voice upload: JSON {audio: base64, text, name} or multipart/form-data (file part + fields)."""
     mt = (content_type or "").split(";", 1)[0].strip().lower()
     if mt in ("", "application/json"):
@@ -385,7 +387,7 @@ def _voice_fields(body: bytes, content_type: str | None) -> dict:
         raise ApiError(400, "unreadable multipart body", code="invalid_multipart") from None
     if not msg.is_multipart():
         raise ApiError(400, "unreadable multipart body", code="invalid_multipart")
-    out: dict = {}
+    out: dict[str, Any] = {}
     for part in msg.iter_parts():
         name = part.get_param("name", header="content-disposition")
         if not isinstance(name, str) or not name:

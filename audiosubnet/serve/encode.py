@@ -69,7 +69,7 @@ class _Sink:
     def __init__(self) -> None:
         self._parts: list[bytes] = []
 
-    def write(self, data) -> int:
+    def write(self, data: bytes | bytearray | memoryview) -> int:
         self._parts.append(bytes(data))
         return len(data)
 
@@ -104,7 +104,8 @@ class StreamEncoder:
     def _prepare(self, a: Audio) -> np.ndarray:
         if a.sample_rate != self.rate:
             a = audiolib.resample(a, self.rate)
-        return np.clip(np.nan_to_num(a.samples, nan=0.0, posinf=0.0, neginf=0.0), -1.0, 1.0).astype(np.float32)
+        out: np.ndarray = np.clip(np.nan_to_num(a.samples, nan=0.0, posinf=0.0, neginf=0.0), -1.0, 1.0)
+        return out.astype(np.float32)
 
     def feed(self, a: Audio) -> bytes:
         x = self._prepare(a)

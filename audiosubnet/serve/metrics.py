@@ -7,7 +7,7 @@ registry, so the counters are totals over every worker.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -58,7 +58,7 @@ class ServeMetrics(Observer):
         self.in_flight = Gauge("asn_serve_in_flight", "Requests inside engine calls", registry=r)
         self.models_loaded = Gauge("asn_serve_models_loaded", "Served models whose weights are loaded", registry=r)
 
-    def watch_devices(self, pool) -> None:
+    def watch_devices(self, pool: Any) -> None:
         """Per-device metrics of an engine pool (`asn serve --devices`)."""
         from audiosubnet.miner.metrics import DevicesCollector
 

@@ -21,8 +21,9 @@ import collections
 import logging
 import statistics
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
 
 from audiosubnet.audio import Audio
 from audiosubnet.errors import Overloaded
@@ -31,6 +32,11 @@ from audiosubnet.serve.openai_api import OPENAI_MODELS, OPENAI_VOICES, ApiError,
 from audiosubnet.serve.voices import VoiceStore, is_voice_id
 from audiosubnet.service.batching import RAW, Rendered, TtsService
 from audiosubnet.text import chunk_text, wrap
+
+if TYPE_CHECKING:
+    from audiosubnet.service.batching import _Model
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +140,7 @@ def plan(req: SpeechRequest, service: TtsService, *, voice_map: dict[str, str], 
                 reference, reference_text, label)
 
 
-def _model(requested: str | None, service: TtsService):
+def _model(requested: str | None, service: TtsService) -> _Model:
     if requested is None or requested in OPENAI_MODELS or requested in ("", "default"):
         return service.resolve_model(None)
     try:
@@ -175,10 +181,10 @@ async def rendered(service: TtsService, p: Plan, deadline: float) -> AsyncGenera
     one's first result is back, so the engine works on it while the current group is encoded and sent."""
     yield await _wait(_one(service, p, p.chunks[0], priority=0), deadline)
     i, size = 1, 1
-    group: list[asyncio.Task] = []
-    following: list[asyncio.Task] = []
+    group: list[asyncio.Task[Rendered]] = []
+    following: list[asyncio.Task[Rendered]] = []
 
-    def submit() -> list[asyncio.Task]:
+    def submit() -> list[asyncio.Task[Rendered]]:
         nonlocal i, size
         tasks = [asyncio.ensure_future(_patient(service, p, text, deadline)) for text in p.chunks[i:i + size]]
         i += len(tasks)
@@ -199,7 +205,7 @@ async def rendered(service: TtsService, p: Plan, deadline: float) -> AsyncGenera
             t.cancel()
 
 
-async def _wait(aw, deadline: float):
+async def _wait(aw: Awaitable[T], deadline: float) -> T:
     left = deadline - time.monotonic()
     try:
         return await asyncio.wait_for(aw, max(0.001, left))

@@ -21,7 +21,7 @@ import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TypeGuard
+from typing import Any, TypeGuard
 
 from audiosubnet import audio as audiolib
 from audiosubnet.audio import Audio
@@ -49,7 +49,7 @@ class SavedVoice:
     duration_s: float
     sample_rate: int
 
-    def public(self) -> dict:
+    def public(self) -> dict[str, Any]:
         """What the API shows: OpenAI's `audio.voice` object (openai.types.audio.Voice) plus the clip's facts."""
         return {"id": self.id, "object": "audio.voice", "type": "audio_sample", "name": self.name,
                 "created_at": self.created_at, "reference_text": self.text or None,

@@ -42,9 +42,10 @@ def serve_hub(ctx: ServeContext, path: Path) -> Hub:
 
     def render(_: Any) -> bytes:
         metrics.loaded(len(ctx.service.loaded_models()))
-        return metrics.render()  # type: ignore[attr-defined]
+        page: bytes = metrics.render()  # type: ignore[attr-defined]  # the hub's own context: a ServeMetrics
+        return page
 
-    def observe(events: list) -> None:
+    def observe(events: list[tuple[Any, ...]]) -> None:
         for name, *args in events:
             if name in _OBSERVED:
                 getattr(metrics, name)(*args)
@@ -90,7 +91,8 @@ class RelayServeMetrics:
 
     async def exposition(self) -> bytes:
         self.link.flush()
-        return await self.link.call("metrics")
+        page: bytes = await self.link.call("metrics")  # the hub's registry, rendered
+        return page
 
 
 @dataclass(frozen=True)

@@ -103,7 +103,7 @@ class Hub:
     `observe` takes the events the workers send without waiting for a reply (metrics)."""
 
     def __init__(self, service: Any, path: Path, ops: Mapping[str, Op] | None = None,
-                 observe: Callable[[list], None] | None = None, report_loaded: bool = False):
+                 observe: Callable[[list[tuple[Any, ...]]], None] | None = None, report_loaded: bool = False):
         self.service = service
         self.path = Path(path)
         self.ops = dict(ops or {})
@@ -111,8 +111,8 @@ class Hub:
         self.report_loaded = report_loaded
         self._server: asyncio.AbstractServer | None = None
         self._conns: dict[asyncio.StreamWriter, asyncio.Lock] = {}
-        self._tasks: set[asyncio.Task] = set()
-        self._pusher: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._pusher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._server = await asyncio.start_unix_server(self._serve, path=str(self.path), limit=2**20)
@@ -199,10 +199,10 @@ class HubLink:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._lock: asyncio.Lock | None = None
-        self._pending: dict[int, asyncio.Future] = {}
+        self._pending: dict[int, asyncio.Future[Any]] = {}
         self._next = 1
-        self._task: asyncio.Task | None = None
-        self._events: list[tuple] = []
+        self._task: asyncio.Task[None] | None = None
+        self._events: list[tuple[Any, ...]] = []
         self._flush_scheduled = False
         self.lost = False
 
@@ -290,7 +290,7 @@ class RemoteService:
         self._models: list[protocol.ModelInfo] = []
         self._views: list[ModelView] = []
         self._revision = 0
-        self._refresh: asyncio.Task | None = None
+        self._refresh: asyncio.Future[None] | None = None
         self._default: str | None = None
         self._clone = False
         self._local = 0  # requests of this worker inside the hub
@@ -376,13 +376,14 @@ class RemoteService:
     async def music(self, prompt: str, **kw: Any) -> Rendered:
         return await self._forward("music", {"prompt": prompt, **kw})
 
-    async def _forward(self, op: str, payload: dict) -> Rendered:
+    async def _forward(self, op: str, payload: dict[str, Any]) -> Rendered:
         if self._draining:
             raise Unavailable("the server is draining for shutdown")
         self._local += 1
         self._idle.clear()
         try:
-            return await self.link.call(op, payload)
+            rendered: Rendered = await self.link.call(op, payload)  # unpickled from the hub: typed here
+            return rendered
         finally:
             self._local -= 1
             if self._local == 0:
@@ -434,7 +435,7 @@ def hub_path(prefix: str = "asn-miner-") -> Path:
 
 
 def run_hub(hub: Hub, target: Callable[[Any, socket.socket], None], spec: Any, sock: socket.socket, workers: int,
-            serving: contextlib.AbstractAsyncContextManager, drain_timeout_s: float, name: str) -> int:
+            serving: contextlib.AbstractAsyncContextManager[Any], drain_timeout_s: float, name: str) -> int:
     """Blocking (main process): the hub inside `serving` (the service started; on the way out drained and
     stopped, after the workers) and `workers` processes `target(spec, sock)`, until SIGTERM/SIGINT. Exit status:
     0, or 1 when the workers kept dying."""
@@ -446,8 +447,9 @@ def run_hub(hub: Hub, target: Callable[[Any, socket.socket], None], spec: Any, s
     return uvloop.run(coro)
 
 
-async def _supervise(hub: Hub, target: Callable, spec: Any, sock: socket.socket, workers: int,
-                     serving: contextlib.AbstractAsyncContextManager, drain_timeout_s: float, name: str) -> int:
+async def _supervise(hub: Hub, target: Callable[[Any, socket.socket], None], spec: Any, sock: socket.socket,
+                     workers: int, serving: contextlib.AbstractAsyncContextManager[Any], drain_timeout_s: float,
+                     name: str) -> int:
     mp = multiprocessing.get_context("spawn")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -12,12 +12,15 @@ import logging
 import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from audiosubnet.chain.base import check_registered, open_chain
 from audiosubnet.config import Settings
 from audiosubnet.validator.loop import LoopConfig, RoundReport, Validator
 from audiosubnet.validator.prompts import open_prompt_source
+
+if TYPE_CHECKING:
+    from audiosubnet.validator.client import MinerClient
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +39,7 @@ def loop_config(settings: Settings) -> LoopConfig:
 
 
 async def build_validator(settings: Settings, *, wallet: Any = None, chain: Any = None, cache: Any = None,
-                          on_round: Callable[[RoundReport], None] | None = None):
+                          on_round: Callable[[RoundReport], None] | None = None) -> tuple[Validator, MinerClient]:
     """Every blocking start-up step. Returns (validator, client); raises typed errors with hints."""
     from audiosubnet.engines.registry import configure_cache
     from audiosubnet.scoring.pipeline import Scoring
@@ -85,7 +88,7 @@ def run_validator(settings: Settings, *, rounds: int | None = None,
     return asyncio.run(_main(settings, rounds, on_round))
 
 
-async def _main(settings: Settings, rounds: int | None, on_round) -> int:
+async def _main(settings: Settings, rounds: int | None, on_round: Callable[[RoundReport], None] | None) -> int:
     v = settings.validator
     wandb = None
     if v.wandb:

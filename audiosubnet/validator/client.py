@@ -76,8 +76,8 @@ def scaled_timeout(text: str, *, base_s: float = 2.0, per_char_s: float = 0.02, 
 
 
 def _one_line(s: Any, limit: int = 300) -> str:
-    s = " ".join(str(s).split())
-    return s if len(s) <= limit else s[: limit - 3] + "..."
+    line = " ".join(str(s).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 class _TooLarge(Exception):
@@ -122,7 +122,7 @@ class MinerClient:
         await self._http.aclose()
 
     # ---- the protocol ----------------------------------------------------------------------------------
-    async def tts(self, endpoint: str | None, hotkey: str, request: TtsRequest | dict, *,
+    async def tts(self, endpoint: str | None, hotkey: str, request: TtsRequest | dict[str, Any], *,
                   timeout_s: float | None = None, max_bytes: int | None = None) -> MinerResult:
         """POST /v1/tts. `request` is a TtsRequest or its dict."""
         data = request.model_dump(exclude_none=True) if isinstance(request, TtsRequest) else dict(request)

@@ -30,7 +30,7 @@ from audiosubnet.config import ValidateSettings, defaults
 from audiosubnet.errors import AsnError, ChainError
 from audiosubnet.scoring.fingerprint import FingerprintHistory
 from audiosubnet.validator.client import MinerClient, MinerResult, scaled_timeout
-from audiosubnet.validator.prompts import PromptSource
+from audiosubnet.validator.prompts import Prompt, PromptSource
 from audiosubnet.validator.relay import RelayStats, find_relays, issued
 from audiosubnet.validator.state import ValidatorState
 from audiosubnet.validator.tasks import Task, TtsTask
@@ -250,7 +250,7 @@ class Validator:
             o.audio = None
         return report
 
-    async def check_relays(self, prompts: dict, answered: list[tuple[Peer, MinerResult]], elapsed_s: float
+    async def check_relays(self, prompts: dict[int, Prompt], answered: list[tuple[Peer, MinerResult]], elapsed_s: float
                            ) -> dict[int, str]:
         """uid -> reason, for the answering miners whose answer is another miner's rendering of their prompt."""
         self._last_relay = None

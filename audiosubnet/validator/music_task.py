@@ -17,7 +17,7 @@ from typing import Any
 
 from audiosubnet.chain.base import Peer
 from audiosubnet.protocol import MusicRequest
-from audiosubnet.scoring.music import MusicItem, MusicScoring
+from audiosubnet.scoring.music import MusicItem, MusicResult, MusicScoring
 from audiosubnet.validator.client import MinerClient, MinerResult
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class MusicTask:
         return MusicItem(material.prompt, result.audio or b"", material.duration_s, hotkey=peer.hotkey,
                          uid=int(peer.uid), elapsed_s=result.latency_s)
 
-    def score(self, items: list[Any]) -> list:
+    def score(self, items: list[Any]) -> list[MusicResult]:
         results = self.scoring.score(items)
         if self.windows_path is not None:
             try:

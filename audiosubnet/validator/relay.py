@@ -24,12 +24,16 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from audiosubnet import textsketch
 from audiosubnet.chain.base import Peer
 from audiosubnet.protocol import SeenRequest
+
+if TYPE_CHECKING:
+    from audiosubnet.validator.client import MinerClient
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +98,7 @@ def distinctive(prompts: dict[int, Issued]) -> dict[int, Issued]:
     return out
 
 
-async def find_relays(client, own_hotkey: str, peers: Sequence[Peer], prompts: dict[int, Issued],
+async def find_relays(client: MinerClient, own_hotkey: str, peers: Sequence[Peer], prompts: dict[int, Issued],
                       answers: dict[int, bytes], *, window_s: float, threshold: float,
                       timeout_s: float = 3.0) -> RelayStats:
     """Relays among the miners in `answers` (uid -> the audio bytes they returned), from the seen logs of `peers`."""
@@ -147,8 +151,9 @@ async def find_relays(client, own_hotkey: str, peers: Sequence[Peer], prompts: d
     return stats
 
 
-async def _confirm(client, source: Peer, cands: list[tuple[int, int, str, float]], answers: dict[int, bytes],
-                   threshold: float, timeout_s: float, stats: RelayStats) -> list[RelayFinding]:
+async def _confirm(client: MinerClient, source: Peer, cands: list[tuple[int, int, str, float]],
+                   answers: dict[int, bytes], threshold: float, timeout_s: float,
+                   stats: RelayStats) -> list[RelayFinding]:
     ids = sorted({c[0] for c in cands})[:64]
     resp, size = await client.seen(source.endpoint, source.hotkey, SeenRequest(ids=ids), timeout_s=timeout_s)
     stats.bytes += size

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 class WandbLogger:
     def __init__(self, *, project: str, entity: str | None = None, offline: bool = False, samples: int = 2,
-                 config: dict | None = None, module: Any = None, queue_size: int = 8):
+                 config: dict[str, Any] | None = None, module: Any = None, queue_size: int = 8):
         if module is None:
             try:
                 module = importlib.import_module("wandb")
@@ -28,7 +28,7 @@ class WandbLogger:
                 raise DependencyError("wandb", "wandb", "--wandb") from e
         self.wandb = module
         self.samples = samples
-        self._q: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._q: queue.Queue[tuple[Any, list[tuple[int, bytes]]] | None] = queue.Queue(maxsize=queue_size)
         self._dropped = 0
         self._broken = False
         self._run: Any = None  # the wandb run (wandb is an optional, dynamically loaded module)
@@ -80,7 +80,7 @@ class WandbLogger:
         self._broken = True
         log.warning("wandb logging stopped: %s: %s", type(e).__name__, " ".join(str(e).split())[:200])
 
-    def _payload(self, r: Any, samples: list[tuple[int, bytes]]) -> dict:
+    def _payload(self, r: Any, samples: list[tuple[int, bytes]]) -> dict[str, Any]:
         data: dict[str, Any] = {"round/query_s": r.query_s, "round/score_s": r.score_s, "round/total_s": r.total_s,
                                 "round/block": r.block, "round/task": r.task, "round/miners": len(r.outcomes)}
         for o in r.outcomes:
