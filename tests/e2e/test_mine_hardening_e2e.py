@@ -85,11 +85,12 @@ def miner(tmp_path_factory, procs):
                 proc.wait()
 
 
-async def _signed_latencies(m, seconds: float) -> list[float]:
+async def _signed_latencies(m, seconds: float, at_least: int = 0) -> list[float]:
+    """Answers' latencies for `seconds` (up to twice as long on a slow machine until `at_least` of them)."""
     out = []
     async with MinerClient(m["val"], timeout_s=10) as c:
         t_end = time.monotonic() + seconds
-        while time.monotonic() < t_end:
+        while time.monotonic() < t_end or (len(out) < at_least and time.monotonic() < t_end + seconds):
             t0 = time.perf_counter()
             r = await c.tts(m["endpoint"], m["hotkey"], TtsRequest(text="Signed and honest."))
             assert r.ok, (r.status, r.error, r.message)
@@ -141,7 +142,7 @@ def test_slow_connections_are_closed_while_a_signed_client_is_served(miner):
         return await asyncio.gather(*(_slow(miner["port"], k, miner["val"], miner["hotkey"]) for k in kinds))
 
     async def signed():  # four validator connections: enough samples for a p99
-        return sum(await asyncio.gather(*(_signed_latencies(miner, 8.0) for _ in range(4))), [])
+        return sum(await asyncio.gather(*(_signed_latencies(miner, 8.0, at_least=30) for _ in range(4))), [])
 
     result: dict = {}
     attacker = threading.Thread(target=lambda: result.update(closed=asyncio.run(attack())))  # its own loop
