@@ -34,23 +34,32 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
-#: capture(fn, static_inputs, pool) -> (replay, static_outputs)
-Capture = Callable[[Callable[..., tuple], tuple, Any], tuple[Callable[[], None], tuple]]
+#: a stage's input or output tensors
+Tensors = tuple["torch.Tensor", ...]
+#: a stage: a function of tensors returning a tuple (any sequence) of tensors
+Stage = Callable[..., Sequence["torch.Tensor"]]
+#: what a graph is kept under: (shape, dtype, device) of each input
+ShapeKey = tuple[tuple[tuple[int, ...], "torch.dtype", "torch.device"], ...]
+#: capture(fn, static_inputs, pool) -> (replay, static_outputs); the pool is torch.cuda's graph pool handle
+Capture = Callable[[Stage, Tensors, Any], tuple[Callable[[], None], Tensors]]
 
 
 def graphs_enabled() -> bool:
     return os.environ.get("ASN_CUDA_GRAPHS", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def cuda_capture(fn, inputs: tuple, pool) -> tuple[Callable[[], None], tuple]:
+def cuda_capture(fn: Stage, inputs: Tensors, pool: Any) -> tuple[Callable[[], None], Tensors]:
     """Warm `fn` up on a side stream, then record it into a CUDA graph (memory from `pool`)."""
     import torch
 
-    side = torch.cuda.Stream()
+    side = torch.cuda.Stream()  # type: ignore[no-untyped-call]  # its constructor is unannotated in torch
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
         fn(*inputs)
@@ -64,8 +73,8 @@ def cuda_capture(fn, inputs: tuple, pool) -> tuple[Callable[[], None], tuple]:
 
 @dataclass
 class _Graph:
-    inputs: tuple
-    outputs: tuple
+    inputs: Tensors
+    outputs: Tensors
     replay: Callable[[], None]
 
 
@@ -80,30 +89,30 @@ class GraphStats:
 
 
 class GraphCache:
-    def __init__(self, fn: Callable[..., tuple], *, name: str = "", after: int = 1, size: int = 32,
+    def __init__(self, fn: Stage, *, name: str = "", after: int = 1, size: int = 32,
                  max_numel: int | None = None, capture: Capture = cuda_capture, enabled: bool | None = None):
         self.fn, self.name = fn, name or getattr(fn, "__name__", "stage")
         self.after, self.size, self.max_numel = after, size, max_numel
         self.enabled = graphs_enabled() if enabled is None else enabled
         self._capture = capture
         self._pool: Any = None  # torch.cuda's graph pool handle, made at the first capture
-        self._graphs: OrderedDict[tuple, _Graph] = OrderedDict()
-        self._kept: set[tuple] = set()  # captured by `capture`: never evicted
-        self._seen: Counter = Counter()
+        self._graphs: OrderedDict[ShapeKey, _Graph] = OrderedDict()
+        self._kept: set[ShapeKey] = set()  # captured by `capture`: never evicted
+        self._seen: Counter[ShapeKey] = Counter()
         self.stats = GraphStats()
 
     def __len__(self) -> int:
         return len(self._graphs)
 
-    def shapes(self) -> list[list[tuple]]:
+    def shapes(self) -> list[list[tuple[int, ...]]]:
         """The input shapes of the graphs held now, least recently used first."""
         return [[s for s, _, _ in key] for key in self._graphs]
 
     @staticmethod
-    def key(inputs: Sequence) -> tuple:
+    def key(inputs: Sequence[torch.Tensor]) -> ShapeKey:
         return tuple((tuple(t.shape), t.dtype, t.device) for t in inputs)
 
-    def __call__(self, *inputs) -> tuple:
+    def __call__(self, *inputs: torch.Tensor) -> Tensors:
         graph = self._graph_for(inputs) if self.enabled else None
         if graph is None:
             self.stats.eager += 1
@@ -114,7 +123,7 @@ class GraphCache:
         self.stats.replays += 1
         return graph.outputs
 
-    def capture(self, *inputs) -> bool:
+    def capture(self, *inputs: torch.Tensor) -> bool:
         """Record the graph of these input shapes now (if not held yet) and keep it for good. False when graphs
         are off, the shape is over `max_numel`, or the capture failed (graphs then off, as for any failure)."""
         if not self.enabled:
@@ -126,7 +135,7 @@ class GraphCache:
         self._kept.add(key)
         return True
 
-    def _graph_for(self, inputs: tuple) -> _Graph | None:
+    def _graph_for(self, inputs: Tensors) -> _Graph | None:
         key = self.key(inputs)
         graph = self._graphs.get(key)
         if graph is not None:
@@ -141,7 +150,7 @@ class GraphCache:
             return None
         return self._new_graph(key, inputs)
 
-    def _new_graph(self, key: tuple, inputs: tuple) -> _Graph | None:
+    def _new_graph(self, key: ShapeKey, inputs: Tensors) -> _Graph | None:
         t0 = time.perf_counter()
         try:
             graph = self._record(inputs)
@@ -162,7 +171,7 @@ class GraphCache:
             self.stats.evicted += 1
         return graph
 
-    def _record(self, inputs: tuple) -> _Graph:
+    def _record(self, inputs: Tensors) -> _Graph:
         static = tuple(x.detach().clone() for x in inputs)
         if self._pool is None and self._capture is cuda_capture:
             import torch

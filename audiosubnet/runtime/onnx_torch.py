@@ -10,10 +10,14 @@ time (`UnsupportedOnnxOp`), never silently. Outputs match onnxruntime to ~1e-5 (
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 
 class UnsupportedOnnxOp(RuntimeError):
@@ -23,8 +27,11 @@ class UnsupportedOnnxOp(RuntimeError):
 SUPPORTED = {"Conv", "Relu", "Transpose", "Add", "Mul", "Div", "Sub", "MaxPool", "MatMul", "Slice", "Reshape",
              "Concat", "Sqrt", "Pow", "Max", "Log", "Unsqueeze", "ReduceMax", "ReduceMean", "Identity"}
 
+#: one graph node: (op type, input names, output names, attributes)
+Node = tuple[str, list[str], list[str], dict[str, Any]]
 
-def load_graph(path: str | Path):
+
+def load_graph(path: str | Path) -> tuple[list[Node], dict[str, np.ndarray], list[str], list[str]]:
     """(nodes, initializers, input names, output names) from an ONNX file."""
     try:
         import onnx
@@ -35,7 +42,7 @@ def load_graph(path: str | Path):
         raise DependencyError("onnx", "scoring", "running DNSMOS with torch") from e
     model = onnx.load(str(path))
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    nodes = []
+    nodes: list[Node] = []
     for n in model.graph.node:
         if n.op_type not in SUPPORTED:
             raise UnsupportedOnnxOp(f"{Path(path).name}: op {n.op_type} is not supported")
@@ -47,7 +54,7 @@ def load_graph(path: str | Path):
     return nodes, inits, inputs, outputs
 
 
-def build_module(path: str | Path, device: str = "cpu"):
+def build_module(path: str | Path, device: str = "cpu") -> torch.nn.Module:
     """A torch.nn.Module running the ONNX graph at `path` (float32)."""
     import torch
     import torch.nn.functional as F
@@ -67,28 +74,30 @@ def build_module(path: str | Path, device: str = "cpu"):
                     self.register_buffer(key, torch.from_numpy(np.array(arr, dtype=np.float32)))
                     self.names[name] = key
 
-        def value(self, env: dict, name: str):
+        def value(self, env: dict[str, Any], name: str) -> Any:  # a tensor, or a numpy array of ints
             if name in env:
                 return env[name]
             if name in self.names:
                 return getattr(self, self.names[name])
             return self.consts[name]
 
-        def forward(self, x):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
             env: dict[str, Any] = {inputs[0]: x}
             for op, ins, outs, attrs in nodes:
                 args = [self.value(env, n) if n else None for n in ins]
                 env[outs[0]] = _run(op, args, attrs, torch, F)
-            return env[outputs[0]]
+            out: torch.Tensor = env[outputs[0]]
+            return out
 
     return OnnxGraph().to(device).eval()
 
 
-def _ints(v) -> list[int]:
+def _ints(v: Any) -> list[int]:
     return [int(t) for t in np.asarray(v).reshape(-1)]
 
 
-def _run(op: str, a: list, attrs: dict, torch, F):  # noqa: C901 (one branch per op)
+def _run(op: str, a: list[Any], attrs: dict[str, Any], torch: types.ModuleType,  # noqa: C901 (one branch per op)
+         F: types.ModuleType) -> Any:
     if op == "Conv":
         x, w, b = a[0], a[1], a[2] if len(a) > 2 else None
         nd = w.dim() - 2
@@ -155,7 +164,7 @@ def _run(op: str, a: list, attrs: dict, torch, F):  # noqa: C901 (one branch per
     raise UnsupportedOnnxOp(op)
 
 
-def _dev(a: list):
+def _dev(a: list[Any]) -> Any:  # a torch.device, or "cpu"
     for v in a:
         if hasattr(v, "device"):
             return v.device

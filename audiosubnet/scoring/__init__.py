@@ -9,10 +9,10 @@ The contract of a scorer is in `base.py`, the pipeline in `pipeline.py`, the for
 through the shared ModelCache.
 """
 
-from audiosubnet.scoring.base import ScoreItem, Scorer
+from audiosubnet.scoring.base import Plan, ScoreItem, Scorer
 from audiosubnet.scoring.composite import SCORING_VERSION, composite
 from audiosubnet.scoring.fingerprint import FingerprintHistory
-from audiosubnet.scoring.pipeline import Plan, ScoreResult, Scoring, score_batch
+from audiosubnet.scoring.pipeline import ScoreResult, Scoring, score_batch
 
 __all__ = ["SCORING_VERSION", "FingerprintHistory", "Plan", "ScoreItem", "ScoreResult", "Scorer", "Scoring",
            "composite", "score_batch"]

@@ -80,7 +80,7 @@ def canonical_model(model: str | None, device: str = "cpu") -> str:
 
 def _is_transformers_folder(p: Path) -> bool:
     try:
-        cfg = json.loads((p / "config.json").read_text())
+        cfg: dict[str, Any] = json.loads((p / "config.json").read_text())
     except (OSError, ValueError):
         return False
     return cfg.get("model_type") == "whisper"
@@ -254,7 +254,7 @@ class TransformersWhisperAsr(AsrScorer):
         self.net: Any = None
         self.extractor: Any = None
         self.tokenizer: Any = None
-        self.generate_kwargs: dict = {}
+        self.generate_kwargs: dict[str, Any] = {}
         self.fixed_new_tokens: int | None = None
 
     def estimate_bytes(self) -> int:
@@ -271,11 +271,11 @@ class TransformersWhisperAsr(AsrScorer):
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
         self.use_model(net.to(dev).eval(), extractor, tokenizer, device=str(dev))
 
-    def use_model(self, net, extractor, tokenizer, *, device: str) -> None:
+    def use_model(self, net: Any, extractor: Any, tokenizer: Any, *, device: str) -> None:
         """Adopt an already built model (tests; benchmarks with random weights pass tokenizer=None)."""
         self.net, self.extractor, self.tokenizer = net, extractor, tokenizer
         gc = getattr(net, "generation_config", None)
-        kwargs: dict = {"do_sample": False, "num_beams": self.beam_size}
+        kwargs: dict[str, Any] = {"do_sample": False, "num_beams": self.beam_size}
         if gc is not None and getattr(gc, "is_multilingual", False) and getattr(gc, "lang_to_id", None):
             kwargs.update(language="en", task="transcribe")
         self.generate_kwargs = kwargs
@@ -309,7 +309,8 @@ class TransformersWhisperAsr(AsrScorer):
         seqs = out.sequences if hasattr(out, "sequences") else out
         if self.tokenizer is None:
             return ["" for _ in wavs]
-        return self.tokenizer.batch_decode(seqs, skip_special_tokens=True)
+        texts: list[str] = self.tokenizer.batch_decode(seqs, skip_special_tokens=True)
+        return texts
 
 
 def create_asr_scorer(model: str, *, beam_size: int = 1, max_batch: int | None = None) -> AsrScorer:

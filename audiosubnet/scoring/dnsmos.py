@@ -29,6 +29,8 @@ from audiosubnet.scoring import dsp
 from audiosubnet.scoring.base import Plan, ScoreItem, Scorer, ScorerSpec
 
 if TYPE_CHECKING:
+    import torch
+
     from audiosubnet.config import ScoreSettings
 
 log = logging.getLogger(__name__)
@@ -72,7 +74,7 @@ def p808_features(segs: np.ndarray) -> np.ndarray:
     return ((db + 40.0) / 40.0).astype(np.float32)
 
 
-def p808_features_torch(segs):
+def p808_features_torch(segs: torch.Tensor) -> torch.Tensor:
     """`p808_features` with torch on the windows' device (same definition, for the GPU path)."""
     import torch
 

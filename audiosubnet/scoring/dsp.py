@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from audiosubnet.audio import to_16k  # noqa: F401  (the scorers' `dsp.to_16k`)
+from audiosubnet.audio import to_16k as to_16k  # the scorers' `dsp.to_16k` (an explicit re-export)
 
 SR = 16000  # every model scorer works at 16 kHz
 
@@ -52,7 +52,7 @@ def mel_filters(sr: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float
     ramps = mel_f[:, None] - fftfreqs[None, :]
     lower = -ramps[:-2] / fdiff[:-1, None]
     upper = ramps[2:] / fdiff[1:, None]
-    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights: np.ndarray = np.maximum(0.0, np.minimum(lower, upper))
     if slaney_norm:
         weights *= (2.0 / (mel_f[2:n_mels + 2] - mel_f[:n_mels]))[:, None]
     weights = weights.astype(np.float32)
@@ -81,7 +81,8 @@ def frames(x: np.ndarray, frame_length: int, hop: int) -> np.ndarray:
     """(n_frames, frame_length) strided view; at least one (zero-padded) frame."""
     if len(x) < frame_length:
         x = np.pad(x, (0, frame_length - len(x)))
-    return np.lib.stride_tricks.sliding_window_view(x, frame_length)[::hop]
+    view: np.ndarray = np.lib.stride_tricks.sliding_window_view(x, frame_length)[::hop]
+    return view
 
 
 def stft_power(x: np.ndarray, n_fft: int, hop: int, win_length: int | None = None, window_name: str = "hann",
@@ -96,7 +97,8 @@ def stft_power(x: np.ndarray, n_fft: int, hop: int, win_length: int | None = Non
         x = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, n_fft - x.shape[-1])])
     fr = np.lib.stride_tricks.sliding_window_view(x, n_fft, axis=-1)[..., ::hop, :]
     spec = _rfft(fr * win)
-    return (spec.real ** 2 + spec.imag ** 2).astype(np.float32)
+    power: np.ndarray = (spec.real ** 2 + spec.imag ** 2).astype(np.float32)
+    return power
 
 
 def _rfft(x: np.ndarray) -> np.ndarray:
@@ -104,7 +106,8 @@ def _rfft(x: np.ndarray) -> np.ndarray:
     try:
         import scipy.fft
 
-        return scipy.fft.rfft(x, axis=-1)
+        spec: np.ndarray = scipy.fft.rfft(x, axis=-1)  # scipy is untyped
+        return spec
     except ImportError:  # scipy is optional
         return np.fft.rfft(x, axis=-1)
 
@@ -112,7 +115,7 @@ def _rfft(x: np.ndarray) -> np.ndarray:
 def power_to_db(s: np.ndarray, ref: float | np.ndarray = 1.0, amin: float = 1e-10, top_db: float | None = 80.0,
                 axis: tuple[int, ...] | None = None) -> np.ndarray:
     """10 log10(S / ref), floored at max - top_db (per `axis` group when given), as librosa."""
-    log_spec = 10.0 * np.log10(np.maximum(amin, s))
+    log_spec: np.ndarray = 10.0 * np.log10(np.maximum(amin, s))
     log_spec = log_spec - 10.0 * np.log10(np.maximum(amin, ref))
     if top_db is not None:
         peak = log_spec.max(axis=axis, keepdims=axis is not None)

@@ -38,10 +38,14 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from audiosubnet.scoring import dsp
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +153,10 @@ def fingerprint(x16k: np.ndarray, *, scaled: bool = True) -> Fingerprint:
 
 def _popcount(x: np.ndarray) -> np.ndarray:
     if hasattr(np, "bitwise_count"):  # numpy >= 2.0
-        return np.bitwise_count(x)
-    return _POP8[x.view(np.uint8)].reshape(*x.shape, x.itemsize).sum(axis=-1)
+        counts: np.ndarray = np.bitwise_count(x)
+    else:
+        counts = _POP8[x.view(np.uint8)].reshape(*x.shape, x.itemsize).sum(axis=-1)
+    return counts
 
 
 def _comparable(fp: Fingerprint) -> bool:
@@ -167,14 +173,15 @@ def _centred(env: np.ndarray, decim: int) -> np.ndarray:
         e = e[:m].reshape(-1, decim).mean(axis=1) if m else e[:1]
     elif len(e) > 2:
         e = np.convolve(e, np.array([0.25, 0.5, 0.25], np.float32), mode="same")
-    return np.diff(e, prepend=e[:1]) if len(e) else e
+    rises: np.ndarray = np.diff(e, prepend=e[:1]) if len(e) else e
+    return rises
 
 
 def _stretch(e: np.ndarray, rates: np.ndarray, width: int) -> np.ndarray:
     """(len(rates), width): row i is e read at rates[i] * t (t = 0, 1, ...), zero past e's end: a clip
     r times as long, seen on the other clip's time axis. One interpolation for every rate."""
     t = np.arange(width)[None, :] * np.asarray(rates, np.float64)[:, None]
-    out = np.interp(t.ravel(), np.arange(len(e)), e).reshape(t.shape).astype(np.float32)
+    out: np.ndarray = np.interp(t.ravel(), np.arange(len(e)), e).reshape(t.shape).astype(np.float32)
     out[t > len(e) - 1] = 0.0
     return out
 
@@ -263,7 +270,8 @@ def _ber(a: Fingerprint, variants: np.ndarray, active_b: np.ndarray, rates: np.n
     order = np.argsort(-e / np.maximum(c, 1), axis=-1)
     cs = np.take_along_axis(c, order, axis=-1)
     keep = np.cumsum(cs, axis=-1) - cs < WORST * n[..., None]
-    out = (np.take_along_axis(e, order, axis=-1) * keep).sum(axis=-1) / (32.0 * np.maximum((cs * keep).sum(-1), 1))
+    out: np.ndarray = ((np.take_along_axis(e, order, axis=-1) * keep).sum(axis=-1)
+                       / (32.0 * np.maximum((cs * keep).sum(-1), 1)))
     out[(n * step < need) | (n == 0)] = 1.0
     return out
 
@@ -384,7 +392,7 @@ class FingerprintHistory:
                   "max_per_text": self.max_per_text, "entries": meta}
         buf = io.BytesIO()
 
-        def cat(xs: list[np.ndarray], dt) -> np.ndarray:
+        def cat(xs: list[np.ndarray], dt: npt.DTypeLike) -> np.ndarray:
             return np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt)
 
         np.savez_compressed(buf, header=np.frombuffer(json.dumps(header).encode(), np.uint8),
@@ -418,7 +426,7 @@ class FingerprintHistory:
         write_atomic(path, self.to_bytes())
 
     @classmethod
-    def load(cls, path: str | Path, **kwargs) -> FingerprintHistory:
+    def load(cls, path: str | Path, **kwargs: int) -> FingerprintHistory:
         """Read a saved history; a missing file gives an empty one, a corrupt one is kept aside (`.bad`)."""
         p = Path(path)
         if not p.is_file():

@@ -32,6 +32,7 @@ import math
 import threading
 from collections import deque
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,12 +83,14 @@ def rank_relevance(own: np.ndarray, decoys: np.ndarray) -> np.ndarray:
     """own (n,) similarities to the own prompt, decoys (n, k): share of decoys beaten (ties half)."""
     own = np.asarray(own, np.float64)[:, None]
     d = np.asarray(decoys, np.float64)
-    return ((d < own).sum(1) + 0.5 * (d == own).sum(1)) / max(1, d.shape[1])
+    beaten: np.ndarray = ((d < own).sum(1) + 0.5 * (d == own).sum(1)) / max(1, d.shape[1])
+    return beaten
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
     v = np.asarray(v, np.float32)
-    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+    unit: np.ndarray = v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+    return unit
 
 
 # ---- CLAP ----------------------------------------------------------------------------------------
@@ -122,7 +125,7 @@ class ClapEmbedder(Loadable):
         try:
             from transformers.utils import logging as hf_logging
 
-            hf_logging.disable_progress_bar()
+            hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # unannotated in transformers
             self._tok = AutoTokenizer.from_pretrained(folder)
             self._fe = ClapFeatureExtractor.from_pretrained(folder)
             self._clap = ClapModel.from_pretrained(folder, dtype=torch.float32).to(device).eval()  # type: ignore[arg-type]  # transformers types .to() through a decorator that drops self
@@ -219,7 +222,7 @@ class ReferenceSet:
     def __init__(self, folder: str | Path, min_files: int = 8):
         self.folder = Path(folder).expanduser()
         self.min_files = min_files
-        self._stamp: tuple | None = None
+        self._stamp: tuple[tuple[str, int, int], ...] | None = None
         self._emb: np.ndarray | None = None
 
     def embeddings(self, embedder: ClapEmbedder) -> np.ndarray:
@@ -247,7 +250,7 @@ class MinerWindows:
     """The last `size` clip embeddings of each miner (by hotkey)."""
 
     size: int = 32
-    windows: dict[str, deque] = field(default_factory=dict)
+    windows: dict[str, deque[np.ndarray]] = field(default_factory=dict)
 
     def add(self, miner: str, emb: np.ndarray) -> np.ndarray:
         w = self.windows.setdefault(miner, deque(maxlen=self.size))
@@ -335,7 +338,7 @@ class MusicScoring:
         self.windows = MinerWindows(config.window)
         self.history = fp.FingerprintHistory()
 
-    def embedder(self):
+    def embedder(self) -> AbstractContextManager[ClapEmbedder]:
         """A lease on the CLAP embedder from the ModelCache (loads it once per process)."""
         clap = ClapEmbedder(self.config.clap_model)
         return self.cache.lease(self.cache.key(clap.key, self.cache.device, "float32"), lambda: clap,
@@ -400,7 +403,8 @@ class MusicScoring:
         self.history.next_round()
         return [r if r is not None else MusicResult(0.0, reason="not scored", error=True) for r in results]
 
-    def _duplicates(self, items: Sequence[MusicItem], ok: list, fps: dict, results: list) -> None:
+    def _duplicates(self, items: Sequence[MusicItem], ok: list[tuple[int, Audio, float]],
+                    fps: dict[int, fp.Fingerprint], results: list[MusicResult | None]) -> None:
         order = sorted((i for i, _, _ in ok), key=lambda i: (items[i].elapsed_s is None, items[i].elapsed_s or 0, i))
         keep: list[int] = []
         for i in order:

@@ -182,7 +182,7 @@ class Scoring:
         return f"{SCORING_VERSION}+{self.profile}"
 
     # ---- scorers from the cache --------------------------------------------------------------
-    def specs(self, clone: bool) -> list[tuple[str, str, str, Any]]:
+    def specs(self, clone: bool) -> list[tuple[str, str, str, Callable[[], Scorer]]]:
         """(key, device, dtype, factory) of the scorers a batch needs."""
         p, s = self.plan, self.settings
         out = []
@@ -373,7 +373,7 @@ class Scoring:
         specs = self.specs(clone)
         prepared = [replace(w.item, audio=Audio(w.live_x16, dsp.SR)) for w in live]
 
-        def run(spec) -> None:
+        def run(spec: tuple[str, str, str, Callable[[], Scorer]]) -> None:
             # a model that cannot load is a setup problem (raised), not the items' fault
             key, dev, dt, factory = spec
             t = time.perf_counter()

@@ -109,7 +109,7 @@ class DVectorScorer(SpeakerScorer):
     def __init__(self, model: str = "dvector"):
         super().__init__("dvector")
         self.session: Any = None  # onnxruntime.InferenceSession (untyped package)
-        self.cfg: dict = {}
+        self.cfg: dict[str, int] = {}  # the embedder's framing, from its metadata
 
     def estimate_bytes(self) -> int:
         return 40 * 2**20
@@ -226,12 +226,12 @@ def _ge2e_module(torch: types.ModuleType) -> Any:
     nn: Any = torch.nn
 
     class GE2E(nn.Module):
-        def __init__(self):
+        def __init__(self) -> None:
             super().__init__()
             self.lstm = torch.nn.LSTM(40, 256, 3, batch_first=True)
             self.linear = torch.nn.Linear(256, 256)
 
-        def forward(self, mels):
+        def forward(self, mels: Any) -> Any:  # torch tensors (torch is passed in as a module)
             _, (hidden, _) = self.lstm(mels)
             e = torch.relu(self.linear(hidden[-1]))
             return e / torch.clamp(torch.norm(e, dim=1, keepdim=True), min=1e-12)
@@ -255,7 +255,7 @@ class XVectorScorer(SpeakerScorer):
         self.encoder.setup(device, dtype)
         self.device, self.dtype, self.loaded = self.encoder.device, self.encoder.dtype, True
 
-    def use_model(self, net, extractor, *, device: str, dtype: str) -> None:
+    def use_model(self, net: Any, extractor: Any, *, device: str, dtype: str) -> None:
         """Adopt an already built model (tests and benchmarks with random weights)."""
         self.encoder.use_model(net, extractor, device=device, dtype=dtype)
         self.device, self.dtype, self.loaded = device, dtype, True

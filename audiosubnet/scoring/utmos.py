@@ -54,7 +54,7 @@ class HeadConfig:
     offset: float = 3.0
 
 
-def build_utmos(encoder, head: HeadConfig | None = None):
+def build_utmos(encoder: Any, head: HeadConfig | None = None) -> Any:
     """The UTMOS module around a transformers encoder (e.g. `Wav2Vec2Model`)."""
     import torch
     from torch import nn
@@ -78,7 +78,7 @@ def build_utmos(encoder, head: HeadConfig | None = None):
             self.classifier = nn.Sequential(nn.Linear(cfg.hidden * 2, cfg.proj), nn.ReLU(), nn.Dropout(0.3),
                                             nn.Linear(cfg.proj, 1))
 
-        def forward(self, wav, lengths, use_mask: bool = False):
+        def forward(self, wav: torch.Tensor, lengths: torch.Tensor, use_mask: bool = False) -> torch.Tensor:
             enc = self.ssl_encoder.model
             mask = None
             if use_mask:
@@ -96,19 +96,20 @@ def build_utmos(encoder, head: HeadConfig | None = None):
             pred = self.classifier(out).squeeze(-1)  # (b, t)
             valid = (torch.arange(t, device=x.device)[None, :] < frames[:, None]).to(pred.dtype)
             mean = (pred * valid).sum(1) / valid.sum(1)
-            return mean * cfg.multiplier + cfg.offset
+            mos: torch.Tensor = mean * cfg.multiplier + cfg.offset
+            return mos
 
     return Utmos()
 
 
-def _read_state(path: Path) -> dict:
+def _read_state(path: Path) -> dict[str, Any]:
     import torch
 
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         return load_file(str(path))
-    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    state: dict[str, Any] = torch.load(str(path), map_location="cpu", weights_only=True)
     for key in ("state_dict", "model", "model_state"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -179,7 +180,7 @@ class UtmosScorer(Scorer):
             normalize = bool(json.loads(pre.read_text()).get("do_normalize", False))
         self.use_model(net.to(dev, tdt).eval(), device=str(dev), normalize=normalize)
 
-    def use_model(self, net, *, device: str, normalize: bool = False) -> None:
+    def use_model(self, net: Any, *, device: str, normalize: bool = False) -> None:
         """Adopt a built module (tests and benchmarks with random weights). The small BLSTM head runs
         in float32 whatever the encoder's dtype (cuDNN RNNs and frame averages are safer there)."""
         for part in (net.domain_embedding, net.judge_embedding, net.decoder, net.classifier):
@@ -227,7 +228,7 @@ class UtmosScorer(Scorer):
         return [{"utmos": float(np.clip(np.nan_to_num(v, nan=1.0), 1.0, 5.0))} for v in self.predict(wavs)]
 
 
-def _head_config(state: dict, features_dim: int) -> HeadConfig:
+def _head_config(state: dict[str, Any], features_dim: int) -> HeadConfig:
     """Sizes read from the checkpoint (so a smaller stand-in loads with the same code)."""
     def shape(key: str, dim: int, default: int) -> int:
         t = state.get(key)
