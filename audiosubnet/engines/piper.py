@@ -345,7 +345,7 @@ class PiperEngine(SpeechEngine):
                 if not left[i]:
                     yield i, self._assemble([c for j, c in zip(jobs, chunks, strict=True) if j[0] == i])
 
-    def _assemble(self, parts: list[np.ndarray | None]) -> Audio:  # every part done (none is None)
+    def _assemble(self, parts: list[np.ndarray | None]) -> Audio:  # a request's sentences, all done by now
         x = np.concatenate([np.asarray(c, dtype=np.float32).reshape(-1) for c in parts])
         peak = float(np.max(np.abs(x)))
         if peak > 1e-6:
