@@ -19,7 +19,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from audiosubnet.audio import Audio
 from audiosubnet.engines.base import Capabilities, SynthesisRequest, request_seed
 from audiosubnet.engines.hf import HFSpeechEngine
 from audiosubnet.errors import EngineError, InputError
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +57,12 @@ class BarkEngine(HFSpeechEngine):
         # loaded transformers objects: typed at that boundary as Any
         self._model: Any = None
         self._tokenizer: Any = None
-        self._prompts: dict[str, dict] = {}
-        self._index: dict[str, dict] | None = None
+        self._prompts: dict[str, dict[str, torch.Tensor]] = {}
+        self._index: dict[str, dict[str, Any]] | None = None
         self._folder: Path | None = None
 
     # ---- voices -----------------------------------------------------------------------------
-    def _preset_index(self) -> dict[str, dict]:
+    def _preset_index(self) -> dict[str, dict[str, Any]]:
         if self._index is None:
             try:
                 folder = self._folder or self.local(self.model, download=False)
@@ -115,7 +118,7 @@ class BarkEngine(HFSpeechEngine):
             if not isinstance(getattr(model.generation_config, "semantic_config", None), dict):
                 from transformers.models.bark.generation_configuration_bark import BarkGenerationConfig
 
-                defaults = BarkGenerationConfig().to_dict()
+                defaults = BarkGenerationConfig().to_dict()  # type: ignore[no-untyped-call]  # unannotated in transformers
                 for key in ("semantic_config", "coarse_acoustics_config", "fine_acoustics_config"):
                     setattr(model.generation_config, key, defaults[key])
                 bark_config: Any = model.generation_config  # a BarkGenerationConfig, typed as its base class
@@ -133,17 +136,17 @@ class BarkEngine(HFSpeechEngine):
             self._caps = None
             self.loaded = True
 
-    def modules(self) -> list:
+    def modules(self) -> list[torch.nn.Module]:
         return [self._model]
 
-    def extra_tensors(self) -> list:
+    def extra_tensors(self) -> list[torch.Tensor | None]:
         return [t for p in self._prompts.values() for t in p.values()]
 
     def drop(self) -> None:
         self._model = self._tokenizer = None
         self._prompts = {}
 
-    def _prompt(self, voice: str | None) -> dict | None:
+    def _prompt(self, voice: str | None) -> dict[str, torch.Tensor] | None:
         import torch
 
         name = voice or self.capabilities.default_voice

@@ -15,6 +15,7 @@ import ctypes
 import os
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -63,7 +64,7 @@ class _Espeak:
         self._chunks: list[np.ndarray] = []
         self._variants = _variants(data.decode())
 
-        def on_audio(wav, n, events):  # called synchronously inside espeak_Synth
+        def on_audio(wav: Any, n: int, events: Any) -> int:  # called synchronously inside espeak_Synth
             if n > 0 and wav:
                 self._chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
             return 0
@@ -83,7 +84,7 @@ class _Espeak:
 
     def _languages(self) -> dict[str, str]:
         """Language code (en-gb) -> voice identifier (gmw/en), from espeak_ListVoices (cached)."""
-        cached = getattr(self, "_langs", None)
+        cached: dict[str, str] | None = getattr(self, "_langs", None)
         if cached is not None:
             return cached
         with self.lock:
@@ -102,7 +103,7 @@ class _Espeak:
 
     def _names(self) -> dict[str, str]:
         """Every accepted voice spelling (lower case) -> the voice file identifier espeak-ng is given."""
-        cached = getattr(self, "_by_name", None)
+        cached: dict[str, str] | None = getattr(self, "_by_name", None)
         if cached is not None:
             return cached
         out = dict(self._languages())  # "en-gb" -> "gmw/en"

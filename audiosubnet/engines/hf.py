@@ -17,9 +17,9 @@ import logging
 import struct
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, overload
 
 import numpy as np
 
@@ -44,7 +44,7 @@ def length_sorted_chunks(lengths: Sequence[int], size: int) -> list[list[int]]:
     return [order[i:i + size] for i in range(0, len(order), size)]
 
 
-def strip_weight_norm(module) -> None:
+def strip_weight_norm(module: torch.nn.Module) -> None:
     """Fold weight-norm (parametrizations or legacy hooks) into plain weights: one kernel less per conv."""
     import torch
     from torch.nn.utils import parametrize
@@ -57,7 +57,7 @@ def strip_weight_norm(module) -> None:
                 torch.nn.utils.remove_weight_norm(mod)
 
 
-def module_bytes(*modules) -> int:
+def module_bytes(*modules: torch.nn.Module | None) -> int:
     total = 0
     for m in modules:
         if m is None:
@@ -70,11 +70,12 @@ def module_bytes(*modules) -> int:
     return total
 
 
-def tensor_bytes(tensors) -> int:
+def tensor_bytes(tensors: Iterable[torch.Tensor | None]) -> int:
     return sum(t.numel() * t.element_size() for t in tensors if t is not None)
 
 
-def padded_ids(ids: list[list[int]], pad_id: int, device, length: int | None = None):
+def padded_ids(ids: list[list[int]], pad_id: int, device: torch.device | str,
+               length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(ids, attention mask) as (batch, length or longest) long tensors on `device`, built in numpy."""
     import torch
 
@@ -97,13 +98,13 @@ def batch_bucket(n: int) -> int:
     return n if n <= 8 else round_up(n, 8)
 
 
-def frame_mask(lengths, size: int, dtype):
+def frame_mask(lengths: torch.Tensor, size: int, dtype: torch.dtype) -> torch.Tensor:
     import torch
 
     return (torch.arange(size, device=lengths.device)[None, :] < lengths[:, None]).unsqueeze(1).to(dtype)
 
 
-def hifigan_lengths(vocoder, frames: Sequence[int]) -> list[int]:
+def hifigan_lengths(vocoder: Any, frames: Sequence[int]) -> list[int]:
     """Each item's sample count after the vocoder's transposed convolutions (from its frame count)."""
     host = list(frames)
     for up in vocoder.upsampler:
@@ -112,7 +113,18 @@ def hifigan_lengths(vocoder, frames: Sequence[int]) -> list[int]:
     return host
 
 
-def hifigan_forward(vocoder, x, lengths=None, cond=None):
+@overload
+def hifigan_forward(vocoder: Any, x: torch.Tensor, lengths: Sequence[int] | None = None,
+                    cond: torch.Tensor | None = None) -> tuple[torch.Tensor, list[int]]: ...
+
+
+@overload
+def hifigan_forward(vocoder: Any, x: torch.Tensor, lengths: torch.Tensor,
+                    cond: torch.Tensor | None = None) -> tuple[torch.Tensor, None]: ...
+
+
+def hifigan_forward(vocoder: Any, x: torch.Tensor, lengths: Sequence[int] | torch.Tensor | None = None,
+                    cond: torch.Tensor | None = None) -> tuple[torch.Tensor, list[int] | None]:
     """HiFi-GAN (VitsHifiGan or SpeechT5HifiGan modules) on (batch, channels, frames).
 
     With per-item frame `lengths`, every convolution's input is zeroed past each item's end, so
@@ -134,7 +146,8 @@ def hifigan_forward(vocoder, x, lengths=None, cond=None):
         lens = torch.tensor(host, device=x.device) if masked else None
     m = frame_mask(lens, frames, x.dtype) if masked else None
 
-    def act(h, negative_slope):  # leaky ReLU, then zero the padding (in place on the fresh tensor)
+    def act(h: torch.Tensor, negative_slope: float) -> torch.Tensor:
+        # leaky ReLU, then zero the padding (in place on the fresh tensor)
         a = F.leaky_relu(h, negative_slope)
         return a if m is None else a.mul_(m)
 
@@ -219,7 +232,7 @@ class HFSpeechEngine(SpeechEngine):
     def _capabilities(self) -> Capabilities:
         raise NotImplementedError
 
-    def cached_ids(self, text: str, tokenize) -> list[int]:
+    def cached_ids(self, text: str, tokenize: Callable[[str], list[int]]) -> list[int]:
         """Token ids of `text`, tokenized once for check() and synthesize() (small LRU)."""
         with self._ids_lock:
             ids = self._ids.get(text)
@@ -249,11 +262,12 @@ class HFSpeechEngine(SpeechEngine):
             raise ModelNotDownloadedError(self.model_id, f"no model weights in {folder}")
         return folder
 
-    def read_config(self, repo: str | None = None) -> dict:
+    def read_config(self, repo: str | None = None) -> dict[str, Any]:
         """config.json of a downloaded model, {} when it is not there (never downloads)."""
         try:
             folder = self.local(repo or self.model, download=False)
-            return json.loads((folder / "config.json").read_text(encoding="utf-8"))
+            config: dict[str, Any] = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+            return config
         except Exception:
             return {}
 
@@ -268,11 +282,11 @@ class HFSpeechEngine(SpeechEngine):
             total += numel * size if numel else self.known_bytes.get(repo, 512 * 2**20) * size // 4
         return int(total * 1.1) + 32 * 2**20  # + working memory for one batch
 
-    def modules(self) -> list:
+    def modules(self) -> list[torch.nn.Module]:
         """Loaded torch modules (for memory_bytes and unload)."""
         return []
 
-    def extra_tensors(self) -> list:
+    def extra_tensors(self) -> list[torch.Tensor | None]:
         """Tensors kept beside the modules (fused weights, presets)."""
         return []
 
@@ -282,7 +296,7 @@ class HFSpeechEngine(SpeechEngine):
         return module_bytes(*self.modules()) + tensor_bytes(self.extra_tensors())
 
     # ---- set-up helpers ---------------------------------------------------------------------
-    def torch_setup(self, device: str, dtype: str):
+    def torch_setup(self, device: str, dtype: str) -> torch.dtype:
         """Import torch, pin CPU threads, and return the torch dtype to load in (fp32 on CPU)."""
         try:
             import torch  # noqa: F401
@@ -308,7 +322,7 @@ class HFSpeechEngine(SpeechEngine):
         try:  # transformers' "Loading weights" bars: the commands draw their own progress
             from transformers.utils import logging as hf_logging
 
-            hf_logging.disable_progress_bar()
+            hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # transformers leaves it unannotated
         except Exception:
             pass
         return self._torch_dtype

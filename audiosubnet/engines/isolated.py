@@ -118,7 +118,7 @@ class _Child:
             self.pool.submit(self._answer, rid, op, payload)
         os._exit(0)  # engines' native threads must not keep a headless child alive
 
-    def _send(self, reply: tuple) -> None:
+    def _send(self, reply: tuple[Any, ...]) -> None:
         try:
             data = frame(reply)
         except Exception as e:  # an unpicklable result: report it instead
@@ -130,7 +130,7 @@ class _Child:
         try:
             if op == "iter":
                 self._iter(rid, payload)
-                reply: tuple = (rid, True, None)
+                reply: tuple[Any, ...] = (rid, True, None)
             else:
                 reply = (rid, True, self._do(op, payload))
         except BaseException as e:  # noqa: BLE001 - everything goes back to the caller
@@ -191,7 +191,7 @@ class _Failed:
     def __init__(self, payload: errors.Wire):
         self.payload = payload
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[type[_Failed], tuple[errors.Wire]]:
         return _Failed, (self.payload,)
 
 
@@ -236,8 +236,8 @@ class EngineProcess:
         self._state = threading.Condition()
         self._ready = False
         self._closing = False
-        self._pending: dict[int, tuple[Future, Any]] = {}  # id -> (future, the child it was sent to)
-        self._streams: dict[int, queue.SimpleQueue] = {}  # id of an `iter` call -> its parts as they come
+        self._pending: dict[int, tuple[Future[Any], Any]] = {}  # id -> (future, the child it was sent to)
+        self._streams: dict[int, queue.SimpleQueue[tuple[int, Any]]] = {}  # `iter` call id -> its parts as they come
         self._next = 1
         self._loaded: dict[str, tuple[bool, Capabilities]] = {}
         self._supervisor: threading.Thread | None = None
@@ -388,7 +388,7 @@ class EngineProcess:
                 raise EngineCrashed(f"the engine process is not running ({self.last_exit or 'not started'}); "
                                     "it is restarting")
             rid, self._next = self._next, self._next + 1
-            fut: Future = Future()
+            fut: Future[Any] = Future()
             self._pending[rid] = (fut, proc)
             if stream is not None:
                 self._streams[rid] = queue.SimpleQueue()
@@ -415,14 +415,16 @@ class EngineProcess:
                 from None
 
     def stream(
-        self, model_id: str, requests: list, wait_s: float | None = None
+        self, model_id: str, requests: list[SynthesisRequest], wait_s: float | None = None
     ) -> Generator[tuple[int, Any], None, None]:
         """(index, audio) of `iter` on `model_id`, each as the child finishes it; closing early cancels the rest."""
         self.start()
         self.wait_ready(wait_s)
-        return self._send_call("iter", (model_id, requests), stream=self._parts)
+        parts: Generator[tuple[int, Any], None, None] = self._send_call("iter", (model_id, requests),
+                                                                        stream=self._parts)
+        return parts
 
-    def _parts(self, rid: int, fut: Future) -> Iterator[tuple[int, Any]]:
+    def _parts(self, rid: int, fut: Future[Any]) -> Generator[tuple[int, Any], None, None]:
         parts = self._streams[rid]
         try:
             while True:
@@ -476,7 +478,7 @@ class EngineProcess:
             return hit[1]
         self.start()
         self.wait_ready()
-        caps = self._raw_call("load", (model_id, warm), self.ready_timeout_s)
+        caps: Capabilities = self._raw_call("load", (model_id, warm), self.ready_timeout_s)
         self._loaded[model_id] = (warm, caps)
         return caps
 
@@ -508,17 +510,19 @@ class RemoteEngine:
     def check(self, request: SynthesisRequest) -> None:
         self.proc.call("check", self.model_id, request, self.wait_s)
 
-    def synthesize(self, requests: Sequence[SynthesisRequest]) -> list:
-        return self.proc.call("synth", self.model_id, list(requests), self.wait_s, self.timeout_s)
+    def synthesize(self, requests: Sequence[SynthesisRequest]) -> list[Any]:
+        out: list[Any] = self.proc.call("synth", self.model_id, list(requests), self.wait_s, self.timeout_s)
+        return out
 
     def synthesize_iter(self, requests: Sequence[SynthesisRequest]) -> Generator[tuple[int, Any], None, None]:
         """Each (index, audio) as the child's engine hands it over (Piper's sentence pool: one by one)."""
         return self.proc.stream(self.model_id, list(requests), self.wait_s)
 
     def scripts_for(self, request: SynthesisRequest | None = None) -> tuple[str, ...] | None:
-        return self.proc.call("scripts", self.model_id, request, self.wait_s)
+        scripts: tuple[str, ...] | None = self.proc.call("scripts", self.model_id, request, self.wait_s)
+        return scripts
 
-    def synthesize_each(self, requests: Sequence[SynthesisRequest]) -> list:
+    def synthesize_each(self, requests: Sequence[SynthesisRequest]) -> list[Any]:
         """Audio or the typed error, per request (`batch_policy.run_each` in the child). EngineCrashed when it
         dies; an error fatal for the batch (e.g. the model's files are gone) is raised."""
         out = self.proc.call("each", self.model_id, list(requests), self.wait_s, self.timeout_s)

@@ -24,7 +24,7 @@ import math
 import re
 import time
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -43,6 +43,9 @@ from audiosubnet.engines.hf import (
 )
 from audiosubnet.errors import DependencyError, EngineError, InputError
 from audiosubnet.runtime.cuda_graphs import GraphCache
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -153,13 +156,13 @@ class MmsEngine(HFSpeechEngine):
             self._caps = None
             self.loaded = True
 
-    def modules(self) -> list:
+    def modules(self) -> list[torch.nn.Module]:
         return [self._model]
 
     def drop(self) -> None:
         self._model = self._tokenizer = self._graphs = None
 
-    def cuda_graph_stats(self) -> dict:
+    def cuda_graph_stats(self) -> dict[str, Any]:
         """On CUDA: how many shapes each stage captured, replayed, ran eagerly."""
         return {name: g.stats for name, g in (self._graphs or {}).items()}
 
@@ -176,7 +179,7 @@ class MmsEngine(HFSpeechEngine):
             if self._normalizer is None:
                 from transformers.models.speecht5.number_normalizer import EnglishNumberNormalizer
 
-                self._normalizer = EnglishNumberNormalizer()
+                self._normalizer = EnglishNumberNormalizer()  # type: ignore[no-untyped-call]  # unannotated in transformers
             text = self._normalizer(text)
         tok = self._tokenizer
         if tok.is_uroman and re.search(r"[^\x00-\x7F]", text):
@@ -255,7 +258,7 @@ class MmsEngine(HFSpeechEngine):
         return [np.ascontiguousarray(host[i, : lens[i]]) for i in range(n_real)]
 
     def _duration_inputs(self, ids: list[list[int]], requests: list[SynthesisRequest], t_in: int,
-                         gens: list | None) -> tuple:
+                         gens: list[torch.Generator] | None) -> tuple[torch.Tensor, ...]:
         """Stage 1's tensors: ids and mask padded to `t_in`, the duration noise (each item's own generator;
         `gens` None: zeros, for a warm-up capture), the speed scale, and speaker ids for multi-speaker models."""
         import torch
@@ -277,7 +280,8 @@ class MmsEngine(HFSpeechEngine):
             sid = [torch.tensor([int(r.voice) if r.voice and r.voice.isdigit() else 0 for r in requests], device=dev)]
         return (id_t, mask_t, noise, scale, *sid)
 
-    def _durations(self, id_t, mask_t, noise, scale, sid=None):
+    def _durations(self, id_t: torch.Tensor, mask_t: torch.Tensor, noise: torch.Tensor, scale: torch.Tensor,
+                   sid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Stage 1: text encoder and duration predictor -> (frames per token, prior means and log variances,
         frames per item). Durations in fp32: fp16 cannot count frames past 2048."""
         import torch
@@ -302,7 +306,8 @@ class MmsEngine(HFSpeechEngine):
         frames_t = torch.clamp_min(dur.sum(-1), 1).long()
         return dur, enc.prior_means, enc.prior_log_variances, frames_t
 
-    def _expand(self, dur, means_p, log_var_p, frames_t, eps):
+    def _expand(self, dur: torch.Tensor, means_p: torch.Tensor, log_var_p: torch.Tensor, frames_t: torch.Tensor,
+                eps: torch.Tensor) -> torch.Tensor:
         """Between the stages, eager on every device (a few kernels): the prior expanded to frames plus the
         (pre-scaled) noise, zero past each item's end -> z (batch, flow, frames). Kept out of the graphed
         waveform stage so that stage's shapes depend on the frame count alone (one graph per frame bucket)."""
@@ -320,7 +325,8 @@ class MmsEngine(HFSpeechEngine):
         log_var = torch.gather(log_var_p, 1, gather).transpose(1, 2)
         return (means + eps.to(dt) * torch.exp(log_var)) * frame_mask(frames_t, t_out, dt)
 
-    def _waveform(self, z, frames_t, sid=None, frames=None):
+    def _waveform(self, z: torch.Tensor, frames_t: torch.Tensor, sid: torch.Tensor | None = None,
+                  frames: list[int] | None = None) -> tuple[torch.Tensor]:
         """Stage 2: the flow in reverse, then HiFi-GAN, on z (batch, flow, frames)."""
         m = self._model
         speaker = m.embed_speaker(sid).unsqueeze(-1) if sid is not None else None
@@ -347,7 +353,7 @@ class MmsEngine(HFSpeechEngine):
         return (list(range(TOKEN_BUCKET, round_up(max_tokens, TOKEN_BUCKET) + 1, TOKEN_BUCKET)),
                 list(range(FRAME_BUCKET, round_up(max_frames, FRAME_BUCKET) + 1, FRAME_BUCKET)))
 
-    def capture_single_buckets(self) -> dict:
+    def capture_single_buckets(self) -> dict[str, int]:
         """Capture (and keep: never evicted) a graph of each stage for every single-request shape bucket."""
         import torch
 
@@ -370,7 +376,7 @@ class MmsEngine(HFSpeechEngine):
             return done
 
 
-def vits_ids_fast(tok, text: str) -> list[int] | None:
+def vits_ids_fast(tok: Any, text: str) -> list[int] | None:
     """VitsTokenizer's ids for the common MMS case (normalize, no phonemes, one-character vocabulary),
     in O(len) instead of its O(len x vocab) normalisation loop; None when the case does not apply."""
     enc = tok.encoder
@@ -387,7 +393,8 @@ def vits_ids_fast(tok, text: str) -> list[int] | None:
     return out
 
 
-def _sdp_reverse(sdp, hidden, pad, cond, noise):
+def _sdp_reverse(sdp: Any, hidden: torch.Tensor, pad: torch.Tensor, cond: torch.Tensor | None,
+                 noise: torch.Tensor) -> torch.Tensor:
     """VitsStochasticDurationPredictor in reverse, with the noise given (drawn per item)."""
     import torch
 
@@ -408,7 +415,7 @@ def _sdp_reverse(sdp, hidden, pad, cond, noise):
     return z[:, :1]
 
 
-def _conv_flow_reverse(flow, z, pad, cond):
+def _conv_flow_reverse(flow: Any, z: torch.Tensor, pad: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
     """VitsConvFlow.forward(reverse=True), with the spline below: no host syncs, no data-dependent shapes."""
     import torch
 
@@ -423,8 +430,9 @@ def _conv_flow_reverse(flow, z, pad, cond):
     return torch.cat([first, second], dim=1) * pad
 
 
-def spline_reverse(inputs, widths_u, heights_u, derivs_u, tail_bound: float,
-                   min_width: float = 1e-3, min_height: float = 1e-3, min_deriv: float = 1e-3):
+def spline_reverse(inputs: torch.Tensor, widths_u: torch.Tensor, heights_u: torch.Tensor, derivs_u: torch.Tensor,
+                   tail_bound: float,
+                   min_width: float = 1e-3, min_height: float = 1e-3, min_deriv: float = 1e-3) -> torch.Tensor:
     """The inverse of transformers' `_unconstrained_rational_quadratic_spline` (identity outside the tail
     bound), computed on every element and selected with `where`. transformers gathers the elements inside
     the bound with a boolean mask (a data-dependent shape) and checks their range and discriminant on the
@@ -438,7 +446,8 @@ def spline_reverse(inputs, widths_u, heights_u, derivs_u, tail_bound: float,
     bins = widths_u.shape[-1]
     derivs = min_deriv + F.softplus(F.pad(derivs_u, (1, 1), value=math.log(math.exp(1 - min_deriv) - 1)))
 
-    def knots(unnormalized, min_size):  # (cumulative positions with both ends exact, sizes)
+    def knots(unnormalized: torch.Tensor, min_size: float) -> tuple[torch.Tensor, torch.Tensor]:
+        # (cumulative positions with both ends exact, sizes)
         sizes = min_size + (1 - min_size * bins) * F.softmax(unnormalized, dim=-1)
         cum = F.pad(torch.cumsum(sizes, dim=-1), (1, 0), value=0.0) * (2 * tail_bound) - tail_bound
         cum[..., 0], cum[..., -1] = -tail_bound, tail_bound
@@ -449,7 +458,7 @@ def spline_reverse(inputs, widths_u, heights_u, derivs_u, tail_bound: float,
     cumheights[..., -1] += 1e-6  # as transformers (its bin locations alias the heights' knots)
     idx = (torch.sum(x[..., None] >= cumheights, dim=-1) - 1).unsqueeze(-1)
 
-    def at(t):
+    def at(t: torch.Tensor) -> torch.Tensor:
         return t.gather(-1, idx)[..., 0]
 
     in_cumwidths, in_widths, in_cumheights, in_heights = at(cumwidths), at(widths), at(cumheights), at(heights)

@@ -44,6 +44,9 @@ from audiosubnet.engines.music import (
 from audiosubnet.errors import EngineError
 
 if TYPE_CHECKING:
+    import torch
+    from transformers import LogitsProcessorList
+
     from audiosubnet.engines.musicgen_fast import FastMusicgen
 
 log = logging.getLogger(__name__)
@@ -122,10 +125,10 @@ class MusicgenEngine(HFSpeechEngine):
             self.forward_batch = self.cuda_batch if device.startswith("cuda") else self.cpu_batch
             self.loaded = True
 
-    def modules(self) -> list:
+    def modules(self) -> list[torch.nn.Module]:
         return [self._model]
 
-    def extra_tensors(self) -> list:
+    def extra_tensors(self) -> list[torch.Tensor | None]:
         return [t for r in self._runners.values() for t in (r.kv_cache, r.cross_k, r.cross_v, r.noise)]
 
     def drop(self) -> None:
@@ -160,7 +163,7 @@ class MusicgenEngine(HFSpeechEngine):
     def sample_rate(self) -> int:
         return int(self._model.config.audio_encoder.sampling_rate)
 
-    def encode_prompts(self, prompts: list[str]):
+    def encode_prompts(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         tok = self._tokenizer
         ids = [self.cached_ids(p, lambda t: tok(t)["input_ids"]) for p in prompts]
         return padded_ids(ids, tok.pad_token_id or 0, self._model.device)
@@ -168,7 +171,7 @@ class MusicgenEngine(HFSpeechEngine):
     def use_fast(self) -> bool:
         return self.fast == "on" or (self.fast == "auto" and self.device.startswith("cuda"))
 
-    def runner(self, n: int, steps: int, text_len: int):
+    def runner(self, n: int, steps: int, text_len: int) -> FastMusicgen:
         """A FastMusicgen with room for n prompts of `text_len` tokens and `steps` steps (kept per batch bucket)."""
         from audiosubnet.engines.musicgen_fast import FastMusicgen
 
@@ -215,10 +218,10 @@ class SeededSampler:
 
     Rows of MusicGen's scores are item-major (item b, codebook k -> row b * num_codebooks + k)."""
 
-    def __init__(self, generators, num_codebooks: int, top_k: int, temperature: float):
+    def __init__(self, generators: list[torch.Generator], num_codebooks: int, top_k: int, temperature: float):
         self.generators, self.k, self.top_k, self.temperature = generators, num_codebooks, top_k, temperature
 
-    def __call__(self, input_ids, scores):
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         import torch
 
         s = scores.float() / max(self.temperature, 1e-5)
@@ -233,18 +236,18 @@ class SeededSampler:
 
 
 @functools.cache
-def _sampler_last():
+def _sampler_last() -> type[LogitsProcessorList]:
     from transformers import LogitsProcessorList
 
     class SamplerLast(LogitsProcessorList):
         """Keeps our sampler last: MusicGen's `generate` appends its classifier-free guidance processor to the
         caller's list, and the draw must see the guided scores."""
 
-        def append(self, item):
+        def append(self, item: Any) -> None:
             self.insert(max(0, len(self) - 1), item)
 
     return SamplerLast
 
 
-def SamplerLast(processors):  # noqa: N802 - the class is made on first use (transformers imported lazily)
+def SamplerLast(processors: list[Any]) -> LogitsProcessorList:  # noqa: N802 - the class is made on first use (transformers imported lazily)
     return _sampler_last()(processors)

@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 GRAPH_WARMUP = 3
 
 
-def sample_top_k(logits, gumbel, k: int):
+def sample_top_k(logits: torch.Tensor, gumbel: torch.Tensor, k: int) -> torch.Tensor:
     """The Gumbel-max draw from softmax(logits) restricted to the k largest: argmax of logits + gumbel over the
     top k only (the same choice as masking the rest to -inf, without touching the whole vocabulary again)."""
     import torch
@@ -53,7 +54,7 @@ def sample_top_k(logits, gumbel, k: int):
     return torch.gather(idx, -1, pick).squeeze(-1)
 
 
-def _pack(weights: list) -> torch.Tensor:
+def _pack(weights: Sequence[torch.Tensor]) -> torch.Tensor:
     """One tensor holding `weights` (each (out, in), same `in`) stacked along `out`; each original parameter's
     data becomes a view into it (no copy kept)."""
     import torch
@@ -68,9 +69,9 @@ def _pack(weights: list) -> torch.Tensor:
 
 
 class FastMusicgen:
-    def __init__(self, model, batch: int, steps: int, text_len: int, *, guidance_scale: float = 3.0,
+    def __init__(self, model: Any, batch: int, steps: int, text_len: int, *, guidance_scale: float = 3.0,
                  top_k: int = 250, temperature: float = 1.0, graph: bool | None = None, chunk: int = 64,
-                 window: int = 64):
+                 window: int = 64) -> None:
         import torch
 
         self.model = model
@@ -144,12 +145,13 @@ class FastMusicgen:
         self.k_offsets = (torch.arange(self.K, device=self.device) * self.embed.shape[1])[None, :]
 
     # ---- set-up ------------------------------------------------------------------------------------
-    def _positions(self, n: int):
+    def _positions(self, n: int) -> torch.Tensor:
         from transformers.models.musicgen.modeling_musicgen import MusicgenSinusoidalPositionalEmbedding
 
-        return MusicgenSinusoidalPositionalEmbedding.get_embedding(n, self.E).to(self.device, self.dtype)
+        table: torch.Tensor = MusicgenSinusoidalPositionalEmbedding.get_embedding(n, self.E)  # returns unannotated
+        return table.to(self.device, self.dtype)
 
-    def _delay_pattern(self, T: int, steps: int):
+    def _delay_pattern(self, T: int, steps: int) -> torch.Tensor:
         """MusicGen's delay pattern for a run of `steps` steps (positions 0..steps) in a buffer of T positions:
         codebook k is a pad at positions <= k (start) and >= steps + 1 - K + 1 + k (end)."""
         import torch
@@ -162,7 +164,7 @@ class FastMusicgen:
         """Audio frames (50 per second for MusicGen) a run of `steps` (default: the capacity) produces."""
         return (self.steps if steps is None else steps) + 1 - self.K
 
-    def prepare(self, input_ids, attention_mask, steps: int | None = None) -> None:
+    def prepare(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, steps: int | None = None) -> None:
         """Encode the prompts (padded to `text_len`, the batch to `batch` rows) and fill the cross-attention
         keys/values; set the delay pattern for a run of `steps`; reset the state."""
         import torch
@@ -269,7 +271,7 @@ class FastMusicgen:
 
         pool = torch.cuda.graph_pool_handle()
         for j, n in enumerate(self.windows()):
-            stream = torch.cuda.Stream()
+            stream = torch.cuda.Stream()  # type: ignore[no-untyped-call]  # torch leaves Stream() unannotated
             stream.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(stream):
                 for _ in range(GRAPH_WARMUP if j == 0 else 1):
@@ -280,7 +282,7 @@ class FastMusicgen:
                 self.step(n)
             self._graphs[n] = graph
 
-    def _refill(self, generators) -> None:
+    def _refill(self, generators: Sequence[torch.Generator] | None) -> None:
         """The next `chunk` steps' Gumbel noise, per item from its own generator (else the default one)."""
         if generators is None:
             self.noise.uniform_()
@@ -291,7 +293,8 @@ class FastMusicgen:
                 self.noise[b].uniform_()
         self.noise.clamp_(1e-10, 1.0 - 1e-7).log_().neg_().log_().neg_()  # -log(-log(u))
 
-    def decode(self, input_ids, attention_mask, steps: int | None = None, generators=None):
+    def decode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, steps: int | None = None,
+               generators: Sequence[torch.Generator] | None = None) -> torch.Tensor:
         """Codes (n, K, frames) for the n prompts: `steps` decoder steps (default: the capacity), replayed from
         graphs on CUDA (one per attended length). `generators`: one torch.Generator per prompt on this device
         (optional)."""
@@ -320,13 +323,14 @@ class FastMusicgen:
             n = self.frames(steps)
             return torch.stack([seq[:, k, k + 1: k + 1 + n] for k in range(self.K)], dim=1)
 
-    def audio(self, codes):
+    def audio(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes -> waveforms (B, samples) through the model's EnCodec decoder."""
         import torch
 
         with torch.inference_mode():
             out = self.model.audio_encoder.decode(codes[None, ...], audio_scales=[None] * codes.shape[0])
-            return out.audio_values[:, 0]
+            wave: torch.Tensor = out.audio_values[:, 0]
+            return wave
 
 
 def steps_for(seconds: float, frame_rate: float, codebooks: int) -> int:

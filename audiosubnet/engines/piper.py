@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from importlib.metadata import distributions
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -38,6 +38,7 @@ from audiosubnet.errors import DependencyError, EngineError, InputError, ModelNo
 
 if TYPE_CHECKING:
     from piper import PiperVoice
+    from piper.config import SynthesisConfig
 
 log = logging.getLogger(__name__)
 
@@ -197,10 +198,11 @@ class PiperEngine(SpeechEngine):
             raise hub.download_error(self.model_id, HF_REPO, e) from e
 
     @cached_property
-    def _config(self) -> dict:
+    def _config(self) -> dict[str, Any]:
         _, cfg = self._paths(download=False)
         try:
-            return json.loads(cfg.read_text(encoding="utf-8"))
+            config: dict[str, Any] = json.loads(cfg.read_text(encoding="utf-8"))
+            return config
         except (OSError, ValueError) as e:
             raise EngineError(f"cannot read the Piper voice config {cfg}: {e}") from e
 
@@ -242,7 +244,7 @@ class PiperEngine(SpeechEngine):
             raise DependencyError("piper-tts", "all", "the piper engine") from e
         onnx, cfg_path = self._paths(download=True)
         threads = int(os.environ.get("ASN_ORT_THREADS", 0)) or (os.cpu_count() or 1)
-        providers: list = ["CPUExecutionProvider"]
+        providers: list[str | tuple[str, dict[str, Any]]] = ["CPUExecutionProvider"]
         if device.startswith("cuda"):
             if not _ort_has_cuda():
                 log.warning("onnxruntime has no CUDA provider here; Piper runs on the CPU")
@@ -251,7 +253,7 @@ class PiperEngine(SpeechEngine):
                 providers.insert(0, ("CUDAExecutionProvider", {"device_id": idx,
                                                                "cudnn_conv_algo_search": "HEURISTIC"}))
 
-        def session(model: str | bytes, intra: int):
+        def session(model: str | bytes, intra: int) -> Any:  # an onnxruntime InferenceSession
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = intra
             opts.inter_op_num_threads = 1
@@ -320,7 +322,7 @@ class PiperEngine(SpeechEngine):
         chunks: list[np.ndarray | None] = [None] * len(jobs)
         left = [sum(1 for j in jobs if j[0] == i) for i in range(len(requests))]
         if len(jobs) > 1 and self._pool is not None:
-            pooled = self._pool_voice
+            pooled = cast("PiperVoice", self._pool_voice)  # set together with _pool
             # longest first, so the cores finish together
             order = sorted(range(len(jobs)), key=lambda k: -len(jobs[k][1]))
             futures = {self._pool.submit(self._run, pooled, *jobs[k][1:]): k for k in order}
@@ -343,17 +345,17 @@ class PiperEngine(SpeechEngine):
                 if not left[i]:
                     yield i, self._assemble([c for j, c in zip(jobs, chunks, strict=True) if j[0] == i])
 
-    def _assemble(self, parts: list) -> Audio:
+    def _assemble(self, parts: list[np.ndarray | None]) -> Audio:  # a request's sentences, all done by now
         x = np.concatenate([np.asarray(c, dtype=np.float32).reshape(-1) for c in parts])
         peak = float(np.max(np.abs(x)))
         if peak > 1e-6:
             x = x * (PEAK / peak)
         return Audio(x.astype(np.float32), self._loaded_voice().config.sample_rate)
 
-    def _run(self, voice, ids: list[int], syn, seed: int, sentence: int) -> np.ndarray:
+    def _run(self, voice: PiperVoice, ids: list[int], syn: SynthesisConfig, seed: int, sentence: int) -> np.ndarray:
         """One sentence through the ONNX graph (as piper's `phoneme_ids_to_audio`, plus the noise)."""
         if not self._noise:
-            return voice.phoneme_ids_to_audio(ids, syn)
+            return cast(np.ndarray, voice.phoneme_ids_to_audio(ids, syn))  # an array without alignments
         cfg = voice.config
         args = {
             "input": np.asarray([ids], dtype=np.int64),
@@ -364,10 +366,10 @@ class PiperEngine(SpeechEngine):
             sid = cfg.default_speaker_id if syn.speaker_id is None else syn.speaker_id
             args["sid"] = np.asarray([sid], dtype=np.int64)
         rng = np.random.default_rng([seed, sentence])
-        slower = max(1.0, syn.length_scale / (cfg.length_scale or 1.0))
+        slower = max(1.0, cast(float, syn.length_scale) / (cfg.length_scale or 1.0))  # always set here
         for name, per_id in self._noise:
             args[name] = rng.standard_normal(int(len(ids) * per_id * slower) + 1, dtype=np.float32)
-        return voice.session.run(None, args)[0].squeeze()
+        return cast(np.ndarray, voice.session.run(None, args)[0].squeeze())
 
     # ---- models list/pull/rm -------------------------------------------------------------
     @classmethod

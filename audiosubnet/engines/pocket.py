@@ -62,7 +62,7 @@ def _configs_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "config"
 
 
-def _require():
+def _require() -> Any:  # the pocket_tts module (an untyped package)
     try:
         import pocket_tts
         import torch  # noqa: F401
@@ -74,7 +74,7 @@ def _require():
     return pocket_tts
 
 
-def _get(d: dict, dotted: str):
+def _get(d: dict[str, Any], dotted: str) -> Any:
     for part in dotted.split("."):
         if not isinstance(d, dict) or part not in d:
             return None
@@ -82,7 +82,7 @@ def _get(d: dict, dotted: str):
     return d
 
 
-def _set(d: dict, dotted: str, value) -> None:
+def _set(d: dict[str, Any], dotted: str, value: Any) -> None:
     parts = dotted.split(".")
     for part in parts[:-1]:
         d = d[part]
@@ -136,7 +136,7 @@ class PocketCloneEngine(SpeechEngine):
         self._tts: Any = None  # the loaded pocket_tts model (untyped package)
         self._lock = threading.RLock()
         self._states: OrderedDict[str, object] = OrderedDict()
-        self._config_cache: dict | None = None
+        self._config_cache: dict[str, Any] | None = None
 
     # ---- files ---------------------------------------------------------------------------------
     def config_source(self) -> Path:
@@ -148,7 +148,7 @@ class PocketCloneEngine(SpeechEngine):
             return p / "config.yaml"
         return _configs_dir() / f"{m}.yaml"
 
-    def raw_config(self) -> dict:
+    def raw_config(self) -> dict[str, Any]:
         if self._config_cache is None:
             import yaml
 
@@ -273,7 +273,7 @@ class PocketCloneEngine(SpeechEngine):
         self._synthesize([SynthesisRequest("Warm up.", reference=Audio(tone, 24000), seed=0)])
 
     # ---- synthesis -----------------------------------------------------------------------------
-    def _state(self, ref: Audio):
+    def _state(self, ref: Audio) -> object:  # pocket_tts's voice state
         import torch
 
         h = hashlib.sha1(ref.samples.tobytes())

@@ -34,13 +34,15 @@ import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from audiosubnet.engines.base import Capabilities, SynthesisRequest
 from audiosubnet.engines.isolated import EngineProcess, RemoteEngine
 from audiosubnet.errors import UsageError
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MAX_CPU_ENGINES = 64
 _SYNTAX = "Use all, a list of CUDA indices (0,1,3), or cpu:N for N CPU engine processes."
@@ -180,7 +182,7 @@ class EnginePool:
     def procs(self) -> list[EngineProcess]:
         return [m.proc for m in self.members]
 
-    def _each(self, fn: Callable[[_Member], Any]) -> list[Any]:
+    def _each(self, fn: Callable[[_Member], T]) -> list[T]:
         """fn on every member at once; the first error is raised after all are done."""
         if len(self.members) == 1:
             return [fn(self.members[0])]
@@ -284,11 +286,11 @@ class PooledEngine(RemoteEngine):
     def scripts_for(self, request: SynthesisRequest | None = None) -> tuple[str, ...] | None:
         return self._on(self.pool.pick()).scripts_for(request)
 
-    def synthesize(self, requests: Sequence[SynthesisRequest]) -> list:
+    def synthesize(self, requests: Sequence[SynthesisRequest]) -> list[Any]:
         with self.pool.use(len(requests)) as m:
             return self._on(m).synthesize(requests)
 
-    def synthesize_each(self, requests: Sequence[SynthesisRequest]) -> list:
+    def synthesize_each(self, requests: Sequence[SynthesisRequest]) -> list[Any]:
         with self.pool.use(len(requests)) as m:
             return self._on(m).synthesize_each(requests)
 

@@ -29,7 +29,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -45,6 +45,9 @@ from audiosubnet.engines.hf import (
 from audiosubnet.errors import EngineError, InputError
 from audiosubnet.runtime import hub
 
+if TYPE_CHECKING:
+    import torch
+
 log = logging.getLogger(__name__)
 
 DEFAULT_VOCODER = "microsoft/speecht5_hifigan"
@@ -52,10 +55,10 @@ SPEAKERS_DIR = Path(__file__).resolve().parent.parent / "data" / "speecht5_speak
 
 
 @functools.lru_cache(maxsize=1)
-def preset_index() -> dict[str, dict]:
+def preset_index() -> dict[str, dict[str, Any]]:
     """Shipped speaker presets: name -> manifest entry (file, placeholder, source...)."""
     manifest = SPEAKERS_DIR / "speakers.json"
-    entries: dict[str, dict] = {}
+    entries: dict[str, dict[str, Any]] = {}
     if manifest.is_file():
         try:
             entries = json.loads(manifest.read_text(encoding="utf-8")).get("speakers", {})
@@ -97,8 +100,8 @@ class SpeechT5Engine(HFSpeechEngine):
         self._model: Any = None
         self._vocoder: Any = None
         self._tokenizer: Any = None
-        self._fast: dict = {}
-        self._voices: OrderedDict[str, object] = OrderedDict()  # name -> x-vector on the device (LRU)
+        self._fast: dict[str, Any] = {}  # fused weights: tensors and per-layer lists of tensors
+        self._voices: OrderedDict[str, torch.Tensor] = OrderedDict()  # name -> x-vector on the device (LRU)
         self.forward_batch = self.cpu_batch
         # generation settings (transformers' defaults); scripts may force lengths for timing
         self.threshold = 0.5
@@ -195,7 +198,7 @@ class SpeechT5Engine(HFSpeechEngine):
             self._caps = None
             self.loaded = True
 
-    def _precompute(self, model) -> dict:
+    def _precompute(self, model: Any) -> dict[str, Any]:
         """Fused and sliced weights the decode loop uses every step (views where possible)."""
         import torch
 
@@ -216,10 +219,10 @@ class SpeechT5Engine(HFSpeechEngine):
             f["bqkv"].append(torch.cat([sa.q_proj.bias, sa.k_proj.bias, sa.v_proj.bias]).detach())
         return f
 
-    def modules(self) -> list:
+    def modules(self) -> list[torch.nn.Module]:
         return [self._model, self._vocoder]
 
-    def extra_tensors(self) -> list:
+    def extra_tensors(self) -> list[torch.Tensor | None]:
         f = self._fast
         if not f:
             return []
@@ -230,7 +233,7 @@ class SpeechT5Engine(HFSpeechEngine):
         self._fast, self._voices = {}, OrderedDict()
 
     # ---- voices and text --------------------------------------------------------------------
-    def _speaker(self, voice: str | None):
+    def _speaker(self, voice: str | None) -> torch.Tensor:
         import torch
 
         name = voice or self.capabilities.default_voice
@@ -280,7 +283,8 @@ class SpeechT5Engine(HFSpeechEngine):
         host = wave.float().cpu().numpy()
         return [np.ascontiguousarray(host[i, : lens[i]]) for i in range(len(ids))]
 
-    def spectrogram(self, ids: list[list[int]], speakers: list, seeds: list[int]):
+    def spectrogram(self, ids: list[list[int]], speakers: list[torch.Tensor],
+                    seeds: list[int]) -> tuple[torch.Tensor, list[int]]:
         """Log-mel spectrograms (batch, frames, mels) after the postnet, and each item's frame count."""
         import torch
 
@@ -308,7 +312,8 @@ class SpeechT5Engine(HFSpeechEngine):
         mel = mel + h.transpose(1, 2)
         return mel, frames
 
-    def _decode(self, enc, enc_mask, speakers, seeds, minlen, maxlen):
+    def _decode(self, enc: torch.Tensor, enc_mask: torch.Tensor, speakers: torch.Tensor, seeds: list[int],
+                minlen: list[int], maxlen: list[int]) -> tuple[torch.Tensor, list[int]]:
         """The autoregressive loop. Returns (feat_out frames (batch, steps, r, mels), steps per item)."""
         import torch
         import torch.nn.functional as F
@@ -389,7 +394,7 @@ class SpeechT5Engine(HFSpeechEngine):
         return spec_buf[:, : max(lens)], lens
 
 
-def _grow(x, cap: int, dim: int):
+def _grow(x: torch.Tensor, cap: int, dim: int) -> torch.Tensor:
     import torch
 
     shape = list(x.shape)
@@ -399,7 +404,7 @@ def _grow(x, cap: int, dim: int):
     return out
 
 
-def _retime(mel, frames: list[int], speeds: list[float]):
+def _retime(mel: torch.Tensor, frames: list[int], speeds: list[float]) -> tuple[torch.Tensor, list[int]]:
     """Change each item's duration by 1/speed: linear interpolation of its log-mel frames (pitch kept)."""
     import torch
     import torch.nn.functional as F

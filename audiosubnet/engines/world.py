@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -92,7 +92,7 @@ def load_pyworld() -> ModuleType:
             import pyworld
 
             _pyworld = pyworld
-            return pyworld
+            return cast(ModuleType, pyworld)
         except ImportError as e:
             if getattr(e, "name", None) != "pkg_resources":
                 raise DependencyError("pyworld", "clone", "the WORLD voice-conversion fallback") from e
@@ -144,12 +144,12 @@ def analyse(x: np.ndarray, fs: int, aperiodicity: bool = True) -> WorldFrames:
 def _voiced_mask(w: WorldFrames) -> np.ndarray:
     energy = np.log(np.maximum(w.sp.sum(axis=1), 1e-20))
     loud = energy > (np.max(energy) - 12.0) if len(energy) else energy.astype(bool)  # within ~50 dB of the peak
-    return (w.f0 > 0) & loud
+    return cast(np.ndarray, (w.f0 > 0) & loud)
 
 
 def _shape(log_sp: np.ndarray) -> np.ndarray:
     """Per-frame level removed: the envelope's shape, not its loudness."""
-    return log_sp - log_sp.mean(axis=-1, keepdims=True)
+    return cast(np.ndarray, log_sp - log_sp.mean(axis=-1, keepdims=True))
 
 
 def voice_stats(w: WorldFrames, text: str | None = None, duration_s: float | None = None) -> VoiceStats:
@@ -174,7 +174,7 @@ def _active_seconds(w: WorldFrames) -> float:
     idx = np.flatnonzero(active)
     if not len(idx):
         return 0.0
-    return (idx[-1] - idx[0] + 1) * FRAME_MS / 1000.0
+    return cast(float, (idx[-1] - idx[0] + 1) * FRAME_MS / 1000.0)
 
 
 def _freqs(fs: int, bins: int) -> np.ndarray:
@@ -198,7 +198,7 @@ def warp_envelopes(log_sp: np.ndarray, alpha: float, fs: int) -> np.ndarray:
     lo = np.clip(np.floor(idx).astype(int), 0, bins - 1)
     hi = np.clip(lo + 1, 0, bins - 1)
     frac = idx - lo
-    return log_sp[..., lo] * (1 - frac) + log_sp[..., hi] * frac
+    return cast(np.ndarray, log_sp[..., lo] * (1 - frac) + log_sp[..., hi] * frac)
 
 
 def best_warp(src_shape: np.ndarray, ref_shape: np.ndarray, fs: int) -> float:
@@ -269,10 +269,11 @@ def convert(src: WorldFrames, src_stats: VoiceStats, ref: VoiceStats, fs: int) -
     y = pw.synthesize(np.ascontiguousarray(f0), np.ascontiguousarray(sp), np.ascontiguousarray(ap), fs, FRAME_MS)
     log.debug("world: warp %.2f, f0 %.0f->%.0f Hz (range x%.2f)", alpha, np.exp(src_stats.logf0_mean),
               np.exp(ref.logf0_mean), ratio)
-    return y.astype(np.float32)
+    return cast(np.ndarray, y.astype(np.float32))
 
 
-def _retime(f0: np.ndarray, sp: np.ndarray, ap: np.ndarray, stretch: float):
+def _retime(f0: np.ndarray, sp: np.ndarray, ap: np.ndarray,
+            stretch: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Resample frames in time: stretch > 1 makes the speech longer (slower)."""
     n = len(f0)
     m = max(2, int(round(n * stretch)))
