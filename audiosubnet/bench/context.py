@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from audiosubnet.bench.measuring import _is_cuda
 from audiosubnet.bench.results import BenchConfig, BenchResult
@@ -30,7 +30,10 @@ from audiosubnet.bench.workloads import (
 )
 
 if TYPE_CHECKING:
+    from audiosubnet.audio import Audio
+    from audiosubnet.config import ScoreSettings
     from audiosubnet.engines.registry import EngineCache
+    from audiosubnet.scoring import Scoring
 
 log = logging.getLogger(__name__)
 
@@ -45,19 +48,19 @@ class BenchContext:
     scorer_names: list[str]
     result: BenchResult
     emit: Callable[[str], None]
-    quality_scoring: Any = None  # the Scoring that rates engine outputs (built on first use unless given)
+    quality_scoring: Scoring | None = None  # the Scoring that rates engine outputs (built on first use unless given)
     quality_error: str | None = None  # why quality scoring is unavailable, once known
-    quality_cache: Any = None  # the cache of the quality Scoring built here (cleared before the scorer rows)
+    quality_cache: EngineCache | None = None  # the quality Scoring's cache (cleared before the scorer rows)
     built: dict[str, tuple[str, str, float]] = field(default_factory=dict)  # random models: (model id, size, s)
     stack_base: dict[str, float | None] = field(default_factory=dict)  # memory before the scorers, per device
     clip_source: str = ""  # what the scorers' clips are
-    _refs: list | None = None
+    _refs: list[Audio] | None = None
     _support: EngineCache | None = None
-    _tmp: tempfile.TemporaryDirectory | None = None
+    _tmp: tempfile.TemporaryDirectory[str] | None = None
 
     @classmethod
     def create(cls, cfg: BenchConfig, on_event: Callable[[str], None] | None = None,
-               quality_scoring: Any = None) -> BenchContext:
+               quality_scoring: Scoring | None = None) -> BenchContext:
         """Check `cfg` (UsageError for a bad one) and resolve the device, dtypes and what to measure."""
         from audiosubnet.errors import UsageError
         from audiosubnet.runtime.device import Placement
@@ -86,7 +89,7 @@ class BenchContext:
                    emit=on_event or (lambda msg: None), quality_scoring=quality_scoring)
 
     @property
-    def score_settings(self) -> Any:
+    def score_settings(self) -> ScoreSettings:
         """The ScoreSettings of the run: the config's (the command passes the user's), else the defaults."""
         from audiosubnet.config import ScoreSettings
 
@@ -119,12 +122,12 @@ class BenchContext:
                 continue
         return None
 
-    def references(self) -> list:
+    def references(self) -> list[Audio]:
         """Clone references spoken by the offline voices (espeak variants), else one harmonic tone."""
         if self._refs is None:
             from audiosubnet.engines.base import SynthesisRequest
 
-            refs = []
+            refs: list[Audio] = []
             try:
                 with self.support_cache().engine("espeak:en-us") as e:
                     refs = [e.synthesize([SynthesisRequest(REF_TEXT, voice=v)])[0] for v in REF_VOICES]

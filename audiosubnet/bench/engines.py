@@ -11,7 +11,7 @@ import gc
 import statistics
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from audiosubnet.bench.context import BenchContext
 from audiosubnet.bench.measuring import _free, _is_cuda, _Peak, _short, _sync, _unavailable, measure, memory_now_mb
@@ -29,6 +29,13 @@ from audiosubnet.bench.workloads import (
     sized_text,
     workload,
 )
+
+if TYPE_CHECKING:
+    from audiosubnet.audio import Audio
+    from audiosubnet.config import ScoreSettings
+    from audiosubnet.engines.base import SpeechEngine
+    from audiosubnet.engines.registry import EngineCache
+    from audiosubnet.scoring import ScoreResult, Scoring
 
 
 def _resolve(ctx: BenchContext, spec: str, row: EngineResult) -> str:
@@ -96,7 +103,7 @@ def measure_engine(ctx: BenchContext, spec: str, dtype: str) -> None:
         _free(device)
 
 
-def _engine_measure(ctx: BenchContext, row: EngineResult, cache, device: str, dtype: str) -> None:
+def _engine_measure(ctx: BenchContext, row: EngineResult, cache: EngineCache, device: str, dtype: str) -> None:
     from audiosubnet.engines.base import SynthesisRequest
 
     gc.collect()
@@ -152,7 +159,8 @@ def _engine_measure(ctx: BenchContext, row: EngineResult, cache, device: str, dt
         _quality(ctx, row, engine)
 
 
-def _sized_texts(ctx: BenchContext, row: EngineResult, engine, first: str, audio, ref) -> list[str]:
+def _sized_texts(ctx: BenchContext, row: EngineResult, engine: SpeechEngine, first: str, audio: Audio,
+                 ref: Audio | None) -> list[str]:
     """Real weights: texts of about `duration` seconds for this voice, from the first call's characters
     per second, refined once with one item of that size when that is cheap (under the budget)."""
     from audiosubnet.engines.base import SynthesisRequest
@@ -170,7 +178,8 @@ def _sized_texts(ctx: BenchContext, row: EngineResult, engine, first: str, audio
     return [sized_text(chars, offset=i) for i in range(4)]
 
 
-def _point(ctx: BenchContext, row: EngineResult, engine, b: int, texts: list[str], ref) -> Point:
+def _point(ctx: BenchContext, row: EngineResult, engine: SpeechEngine, b: int, texts: list[str],
+           ref: Audio | None) -> Point:
     from audiosubnet.engines.base import SynthesisRequest
 
     reqs = [music_request(texts[i % len(texts)], i, ctx.cfg.duration) if row.kind == "music" else
@@ -209,7 +218,7 @@ def anchor_x(cfg: BenchConfig, name: str, b: int, dtype: str, weights: str, devi
     return ANCHORS.get((name, b, dtype))
 
 
-def _extras(row: EngineResult, engine, ref) -> None:
+def _extras(row: EngineResult, engine: SpeechEngine, ref: Audio | None) -> None:
     """Engine-specific numbers (`bench_extras`): e.g. the time Pocket TTS takes to turn a reference into a
     voice state."""
     with contextlib.suppress(Exception):
@@ -217,7 +226,7 @@ def _extras(row: EngineResult, engine, ref) -> None:
 
 
 # -- quality -----------------------------------------------------------------------------------
-def _quality(ctx: BenchContext, row: EngineResult, engine) -> None:
+def _quality(ctx: BenchContext, row: EngineResult, engine: SpeechEngine) -> None:
     if not ctx.cfg.quality:
         row.quality_note = "skipped (quality off)"
         return
@@ -266,7 +275,7 @@ def _quality(ctx: BenchContext, row: EngineResult, engine) -> None:
                                                    if isinstance(v, float)))
 
 
-def _quality_scoring(ctx: BenchContext):
+def _quality_scoring(ctx: BenchContext) -> Scoring:
     if ctx.quality_scoring is None:
         from audiosubnet.engines.registry import EngineCache
         from audiosubnet.scoring import Scoring
@@ -277,7 +286,7 @@ def _quality_scoring(ctx: BenchContext):
     return ctx.quality_scoring
 
 
-def summarize_quality(results: Sequence[Any], settings: Any = None) -> dict[str, Any]:
+def summarize_quality(results: Sequence[ScoreResult], settings: ScoreSettings | None = None) -> dict[str, Any]:
     """Means over the prompts of WER, CER, MOS (the composite's naturalness MOS), DNSMOS OVRL, UTMOS,
     speaker similarity and the composite; how many scored 0 and the first reason."""
     from audiosubnet.scoring.composite import mos

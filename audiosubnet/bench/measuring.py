@@ -17,10 +17,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from audiosubnet.bench.results import BenchConfig, Point, ScorerResult
 from audiosubnet.bench.workloads import ANCHOR_TARGET, ANCHORS
+
+T = TypeVar("T")
 
 
 def _short(e: BaseException) -> str:
@@ -71,7 +73,8 @@ def memory_now_mb(device: str) -> float | None:
             return int(m.group(1)) / 1024
         import psutil
 
-        return psutil.Process().memory_info().rss / 2**20
+        rss: int = psutil.Process().memory_info().rss  # psutil is untyped
+        return rss / 2**20
     return None
 
 
@@ -125,7 +128,7 @@ class _Peak:
         t.start()
         self._stop = (stop, t, box)
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         peak: float | None = None
         with contextlib.suppress(Exception):
             if _is_cuda(self.device):
@@ -149,13 +152,13 @@ class _Peak:
             self.mb = max(0.0, peak - self.baseline)
 
 
-def measure(fn: Callable[[], Any], device: str, budget_s: float, min_reps: int = 1, max_reps: int = 5
-            ) -> tuple[list[float], Any, bool]:
+def measure(fn: Callable[[], T], device: str, budget_s: float, min_reps: int = 1, max_reps: int = 5
+            ) -> tuple[list[float], T, bool]:
     """Warm up once, then time `fn` (CUDA synchronised) until `budget_s` is spent: at least `min_reps`,
     at most `max_reps` timed runs. On CPU a warm-up that alone exceeds the budget is the measurement
     (returned with warmed=False). Returns (seconds of each timed run, last output, warmed)."""
 
-    def timed() -> tuple[float, Any]:
+    def timed() -> tuple[float, T]:
         t0 = time.perf_counter()
         out = fn()
         _sync(device)

@@ -8,13 +8,17 @@ from __future__ import annotations
 import functools
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from audiosubnet.bench.context import BenchContext
 from audiosubnet.bench.measuring import _short, _unavailable, memory_now_mb, score_point
 from audiosubnet.bench.results import ScorerResult
 
+if TYPE_CHECKING:
+    from audiosubnet.audio import Audio
 
-def melody(seed: int, seconds: float, sr: int = 32000):
+
+def melody(seed: int, seconds: float, sr: int = 32000) -> Audio:
     """Random notes of 125 ms (two octaves above A3) with attack/decay envelopes."""
     import numpy as np
 
@@ -42,7 +46,7 @@ def random_clap(workdir: Path, tiny: bool) -> Path:
     path = workdir / "clap-full"
     build_tokenizer(path)
     torch.manual_seed(0)
-    ClapModel(ClapConfig()).eval().save_pretrained(path)
+    ClapModel(ClapConfig()).eval().save_pretrained(path)  # type: ignore[no-untyped-call]  # transformers: untyped
     ClapFeatureExtractor().save_pretrained(path)
     return path
 
@@ -88,5 +92,5 @@ def music_scorer_row(ctx: BenchContext, dtype: str, weights: str) -> ScorerResul
 class _Clip:
     """What `score_point` reads of an item: its audio."""
 
-    def __init__(self, audio):
+    def __init__(self, audio: bytes | Audio) -> None:
         self.audio = audio

@@ -20,6 +20,16 @@ import json
 import string
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from transformers import (
+        BarkConfig,
+        GenerationConfig,
+        SpeechT5Config,
+        SpeechT5HifiGanConfig,
+        VitsConfig,
+    )
 
 SIZES = ("tiny", "full")
 
@@ -39,7 +49,7 @@ def _seed(seed: int) -> None:
 
 
 # ---- VITS / MMS ----------------------------------------------------------------------------
-def mms_config(size: str = "tiny"):
+def mms_config(size: str = "tiny") -> VitsConfig:
     """`VitsConfig()` (the facebook/mms-tts-eng architecture) or a tiny one with the same structure."""
     from transformers import VitsConfig
 
@@ -73,7 +83,7 @@ def build_mms(path: str | Path, size: str = "tiny", *, seed: int = 0, language: 
     config = mms_config(size)
     vocab = _vits_vocab(config.vocab_size)
     config.vocab_size = max(config.vocab_size, len(vocab))
-    model = VitsModel(config).eval()
+    model = VitsModel(config).eval()  # type: ignore[no-untyped-call]  # transformers: untyped
     if size == "tiny":  # Kaiming init drives the tiny decoder's tanh into saturation; keep it linear-ish
         import torch
 
@@ -89,7 +99,7 @@ def build_mms(path: str | Path, size: str = "tiny", *, seed: int = 0, language: 
 
 
 # ---- SpeechT5 + HiFi-GAN -------------------------------------------------------------------
-def speecht5_configs(size: str = "tiny"):
+def speecht5_configs(size: str = "tiny") -> tuple[SpeechT5Config, SpeechT5HifiGanConfig]:
     """(SpeechT5Config, SpeechT5HifiGanConfig): the published defaults, or tiny ones."""
     from transformers import SpeechT5Config, SpeechT5HifiGanConfig
 
@@ -145,8 +155,8 @@ def build_speecht5(path: str | Path, size: str = "tiny", *, seed: int = 0, stop_
     tok = SpeechT5Tokenizer(str(spm_file))
     tok.save_pretrained(path)
     tts_cfg.vocab_size = max(tts_cfg.vocab_size, len(tok))
-    model = SpeechT5ForTextToSpeech(tts_cfg).eval()
-    vocoder = SpeechT5HifiGan(voc_cfg).eval()
+    model = SpeechT5ForTextToSpeech(tts_cfg).eval()  # type: ignore[no-untyped-call]  # transformers: untyped
+    vocoder = SpeechT5HifiGan(voc_cfg).eval()  # type: ignore[no-untyped-call]  # transformers: untyped
     if size == "tiny":
         import torch
 
@@ -180,7 +190,7 @@ _BARK_SIZES = {
 }
 
 
-def bark_config(size: str = "tiny"):
+def bark_config(size: str = "tiny") -> BarkConfig:
     """BarkConfig for "tiny", "small" (suno/bark-small) or "full" (suno/bark)."""
     from transformers import BarkConfig, EncodecConfig
 
@@ -198,13 +208,13 @@ def bark_config(size: str = "tiny"):
                       fine_acoustics_config=subs["fine_acoustics"], codec_config=codec.to_dict())
 
 
-def bark_generation_config(max_semantic_tokens: int = 768):
+def bark_generation_config(max_semantic_tokens: int = 768) -> GenerationConfig:
     """Bark's nested generation settings as a plain `GenerationConfig` (transformers 5 cannot save
     `BarkGenerationConfig` itself); `BarkModel.generate` reads the nested dicts back."""
     from transformers import GenerationConfig
     from transformers.models.bark.generation_configuration_bark import BarkGenerationConfig
 
-    nested = BarkGenerationConfig(
+    nested = BarkGenerationConfig(  # type: ignore[no-untyped-call]  # transformers: untyped
         semantic_config=dict(max_new_tokens=max_semantic_tokens, do_sample=True, temperature=0.7),
         coarse_acoustics_config=dict(do_sample=True, temperature=0.7),
         fine_acoustics_config=dict(temperature=0.5),
@@ -212,7 +222,7 @@ def bark_generation_config(max_semantic_tokens: int = 768):
     ).to_dict()
     plain = {k: nested[k] for k in ("semantic_config", "coarse_acoustics_config", "fine_acoustics_config",
                                     "sample_rate", "codebook_size")}
-    return GenerationConfig(**plain)
+    return GenerationConfig(**plain)  # type: ignore[no-untyped-call]  # transformers: untyped
 
 
 def _bark_vocab() -> list[str]:
@@ -234,7 +244,7 @@ def build_bark(path: str | Path, size: str = "tiny", *, seed: int = 0, voices: t
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     _seed(seed)
-    model = BarkModel(bark_config(size)).eval()
+    model = BarkModel(bark_config(size)).eval()  # type: ignore[no-untyped-call]  # transformers: untyped
     import torch
 
     with torch.no_grad():  # EnCodec's codebooks start at zero (k-means fills them): make codes audible
@@ -249,7 +259,7 @@ def build_bark(path: str | Path, size: str = "tiny", *, seed: int = 0, voices: t
     BertTokenizer(str(vocab_file), do_lower_case=False).save_pretrained(path)
     rng = np.random.default_rng(seed)
     emb_dir = path / "speaker_embeddings"
-    index: dict = {"repo_or_path": str(path)}
+    index: dict[str, Any] = {"repo_or_path": str(path)}
     for voice in voices:
         (emb_dir / Path(voice).parent).mkdir(parents=True, exist_ok=True)
         n = int(rng.integers(40, 80))  # semantic tokens of the prompt; 75 Hz coarse frames ~ 1.5x
@@ -268,7 +278,7 @@ def build_bark(path: str | Path, size: str = "tiny", *, seed: int = 0, voices: t
     return path
 
 
-def build(engine: str, path: str | Path, size: str = "tiny", **kw) -> Path:
+def build(engine: str, path: str | Path, size: str = "tiny", **kw: Any) -> Path:
     """Build by engine name: "mms", "speecht5" or "bark"."""
     builders: dict[str, Callable[..., Path]] = {"mms": build_mms, "speecht5": build_speecht5, "bark": build_bark}
     if engine not in builders:

@@ -13,7 +13,10 @@ Importing this module does not import torch.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from transformers import ClapConfig, MusicgenConfig, T5Tokenizer
 
 MUSICGEN_SIZES = ("tiny", "small", "medium", "large")
 
@@ -37,7 +40,7 @@ _DECODERS: dict[str, dict[str, Any]] = {
 }
 
 
-def build_tokenizer(path: str | Path, vocab_size: int = 200):
+def build_tokenizer(path: str | Path, vocab_size: int = 200) -> T5Tokenizer:
     """A small T5 tokenizer (Unigram, SentencePiece-style pre-tokenizer) saved in `path`; returns it."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import T5Tokenizer  # the tokenizers-backed class (T5TokenizerFast is its alias in v5)
@@ -61,7 +64,7 @@ def build_tokenizer(path: str | Path, vocab_size: int = 200):
     return fast
 
 
-def musicgen_config(size: str = "tiny", vocab_size: int = 32128):
+def musicgen_config(size: str = "tiny", vocab_size: int = 32128) -> MusicgenConfig:
     from transformers import EncodecConfig, MusicgenConfig, MusicgenDecoderConfig, T5Config
 
     if size not in MUSICGEN_SIZES:
@@ -92,7 +95,7 @@ def build_musicgen(path: str | Path, size: str = "tiny", *, seed: int = 0) -> Pa
     tok = build_tokenizer(path)
     torch.manual_seed(seed)
     config = musicgen_config(size, vocab_size=len(tok) if size == "tiny" else 32128)
-    model = MusicgenForConditionalGeneration(config).eval()
+    model = MusicgenForConditionalGeneration(config).eval()  # type: ignore[no-untyped-call]  # transformers: untyped
     with torch.no_grad():  # EnCodec's codebooks start at zero (k-means fills them): make codes audible
         for layer in model.audio_encoder.quantizer.layers:
             layer.codebook.embed.normal_(0.0, 1.0)
@@ -105,7 +108,7 @@ def build_musicgen(path: str | Path, size: str = "tiny", *, seed: int = 0) -> Pa
 
 
 # ---- CLAP ------------------------------------------------------------------------------------------
-def clap_config(projection_dim: int = 32, vocab_size: int = 200):
+def clap_config(projection_dim: int = 32, vocab_size: int = 200) -> ClapConfig:
     from transformers import ClapAudioConfig, ClapConfig, ClapTextConfig
 
     text = ClapTextConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -125,7 +128,7 @@ def build_clap(path: str | Path, *, seed: int = 0) -> Path:
     path = Path(path)
     tok = build_tokenizer(path)
     torch.manual_seed(seed)
-    model = ClapModel(clap_config(vocab_size=len(tok))).eval()
+    model = ClapModel(clap_config(vocab_size=len(tok))).eval()  # type: ignore[no-untyped-call]  # transformers: untyped
     model.save_pretrained(path)
     ClapFeatureExtractor(truncation="rand_trunc", padding="repeatpad").save_pretrained(path)
     return path

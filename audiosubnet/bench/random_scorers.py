@@ -11,16 +11,27 @@ DNSMOS needs no stand-in: its real ONNX weights ship in the `speechmos` wheel.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import WhisperConfig
+
+    from audiosubnet.scoring.asr import TransformersWhisperAsr
+    from audiosubnet.scoring.base import Scorer
+    from audiosubnet.scoring.pipeline import Scoring
+    from audiosubnet.scoring.speaker import XVectorScorer
+    from audiosubnet.scoring.utmos import UtmosScorer
 
 
-def _torch_dtype(device: str, dtype: str):
+def _torch_dtype(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
     from audiosubnet.runtime.frameworks import torch_device_dtype
 
     return torch_device_dtype(device, dtype)
 
 
-def whisper_config(tiny: bool = False):
+def whisper_config(tiny: bool = False) -> WhisperConfig:
     from transformers import WhisperConfig
 
     if tiny:
@@ -33,7 +44,7 @@ def whisper_config(tiny: bool = False):
 
 
 def random_asr(device: str = "cpu", dtype: str = "float32", *, tiny: bool = False, new_tokens: int = 100,
-               max_batch: int = 32):
+               max_batch: int = 32) -> TransformersWhisperAsr:
     import torch
     from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration
 
@@ -44,15 +55,17 @@ def random_asr(device: str = "cpu", dtype: str = "float32", *, tiny: bool = Fals
     torch.manual_seed(0)
     with dev:  # initialise on the device: random init of 800M parameters on the CPU is slow
         net = WhisperForConditionalGeneration(cfg)
-    net = net.to(dev, tdt).eval()
+    net = net.to(dev, tdt).eval()  # type: ignore[arg-type]  # transformers types .to() dropping self
     scorer = TransformersWhisperAsr("hf:random/whisper-large-v3-turbo" + ("-tiny" if tiny else ""),
                                     max_batch=max_batch)
-    scorer.use_model(net, WhisperFeatureExtractor(feature_size=cfg.num_mel_bins), None, device=str(dev))
+    fx = WhisperFeatureExtractor(  # type: ignore[no-untyped-call]  # transformers: untyped
+        feature_size=cfg.num_mel_bins)
+    scorer.use_model(net, fx, None, device=str(dev))
     scorer.fixed_new_tokens = new_tokens
     return scorer
 
 
-def random_utmos(device: str = "cpu", dtype: str = "float32", *, tiny: bool = False):
+def random_utmos(device: str = "cpu", dtype: str = "float32", *, tiny: bool = False) -> UtmosScorer:
     import torch
     from transformers import Wav2Vec2Config, Wav2Vec2Model
 
@@ -74,7 +87,7 @@ def random_utmos(device: str = "cpu", dtype: str = "float32", *, tiny: bool = Fa
     return scorer
 
 
-def random_xvector(device: str = "cpu", dtype: str = "float32", *, tiny: bool = False):
+def random_xvector(device: str = "cpu", dtype: str = "float32", *, tiny: bool = False) -> XVectorScorer:
     import torch
     from transformers import Wav2Vec2FeatureExtractor, WavLMConfig, WavLMForXVector
 
@@ -91,28 +104,33 @@ def random_xvector(device: str = "cpu", dtype: str = "float32", *, tiny: bool = 
         cfg = WavLMConfig()  # wavlm-base-plus-sv: 12 layers, 768, TDNN 512x4 + 1500, 512-d x-vector
     with dev:
         net = WavLMForXVector(cfg)
-    net = net.to(dev, tdt).eval()
+    net = net.to(dev, tdt).eval()  # type: ignore[arg-type]  # transformers types .to() dropping self
     scorer = XVectorScorer("hf:random/wavlm-base-plus-sv" + ("-tiny" if tiny else ""))
-    scorer.use_model(net, Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True),
-                     device=str(dev), dtype=str(tdt).replace("torch.", ""))
+    fx = Wav2Vec2FeatureExtractor(  # type: ignore[no-untyped-call]  # transformers: untyped
+        do_normalize=True, return_attention_mask=True)
+    scorer.use_model(net, fx, device=str(dev), dtype=str(tdt).replace("torch.", ""))
     return scorer
 
 
-def install_random_scorers(scoring: Any, *, tiny: bool = False, new_tokens: int = 100) -> dict[str, str]:
+def install_random_scorers(scoring: Scoring, *, tiny: bool = False, new_tokens: int = 100) -> dict[str, str]:
     """Load random-weight stand-ins into `scoring.cache` under the keys its plan uses, so
     `scoring.score(...)` runs the full pipeline on them. DNSMOS is left to load its real weights.
     Returns {cache key: what was installed}."""
-    builders = {"asr": lambda d, t: random_asr(d, t, tiny=tiny, new_tokens=new_tokens,
-                                               max_batch=scoring.settings.asr_batch),
-                "utmos": lambda d, t: random_utmos(d, t, tiny=tiny),
-                "speaker": lambda d, t: random_xvector(d, t, tiny=tiny)}
-    installed = {}
+    builders: dict[str, Callable[[str, str], Scorer]] = {
+        "asr": lambda d, t: random_asr(d, t, tiny=tiny, new_tokens=new_tokens, max_batch=scoring.settings.asr_batch),
+        "utmos": lambda d, t: random_utmos(d, t, tiny=tiny),
+        "speaker": lambda d, t: random_xvector(d, t, tiny=tiny)}
+    installed: dict[str, str] = {}
     for key, dev, dt, _factory in scoring.specs(clone=True):
         kind = key.split(":")[1]
         if kind not in builders:
             continue
         scorer = builders[kind](dev, dt)
-        with scoring.cache.lease(key, lambda s=scorer: s, device=dev, dtype=dt):
+
+        def factory(s: Scorer = scorer) -> Scorer:
+            return s
+
+        with scoring.cache.lease(key, factory, device=dev, dtype=dt):
             pass
         installed[key] = type(scorer).__name__
     return installed

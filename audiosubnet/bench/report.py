@@ -15,9 +15,13 @@ import csv
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from audiosubnet.bench.results import BenchResult
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from rich.console import Console
 
 ENGINE_COLUMNS = ("label", "model_id", "kind", "weights", "device", "dtype", "batch", "status", "reason", "seconds",
                   "audio_s", "per_item_s", "rtf", "x_realtime", "reps", "peak_mb", "cold_load_s", "warm_load_s",
@@ -74,7 +78,7 @@ def scorer_rows(result: BenchResult) -> list[dict[str, Any]]:
     return rows
 
 
-def _has(rows: Iterable[dict], key: str) -> bool:
+def _has(rows: Iterable[dict[str, Any]], key: str) -> bool:
     return any(r.get(key) is not None for r in rows)
 
 
@@ -108,7 +112,7 @@ def fmt(v: Any, kind: str = "") -> str:
     return f"{v:.2e}" if a else "0"
 
 
-def _note(r: dict) -> str:
+def _note(r: dict[str, Any]) -> str:
     parts = []
     if r.get("status") not in (None, "ok"):
         parts.append(r["status"])
@@ -119,7 +123,7 @@ def _note(r: dict) -> str:
 
 
 # ---- Rich -------------------------------------------------------------------------------------------
-def render(result: BenchResult, console, *, deltas: list[dict] | None = None) -> None:
+def render(result: BenchResult, console: Console, *, deltas: list[dict[str, Any]] | None = None) -> None:
     """Tables (engines: loads and quality; engines per batch size; scorers), then problems and notes,
     then the deltas when given."""
     from rich.markup import escape
@@ -226,7 +230,7 @@ def notes(result: BenchResult) -> list[str]:
 
 
 # ---- JSON / CSV -------------------------------------------------------------------------------------
-def to_json(result: BenchResult, deltas: list[dict] | None = None) -> str:
+def to_json(result: BenchResult, deltas: list[dict[str, Any]] | None = None) -> str:
     data = result.to_dict()
     if deltas is not None:
         data["compare"] = deltas
@@ -307,7 +311,7 @@ def write_png(result: BenchResult, path: str | Path) -> Path:
     return Path(path)
 
 
-def _log_axes(ax, data: bool, batches: list[int] | None = None) -> None:
+def _log_axes(ax: Axes, data: bool, batches: list[int] | None = None) -> None:
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
     if data:
@@ -410,7 +414,7 @@ def compare(current: BenchResult, previous: BenchResult) -> list[dict[str, Any]]
     return out
 
 
-def render_compare(deltas: list[dict], console) -> None:
+def render_compare(deltas: list[dict[str, Any]], console: Console) -> None:
     from rich.markup import escape
     from rich.table import Table
 
@@ -431,7 +435,7 @@ def render_compare(deltas: list[dict], console) -> None:
 
 
 # ---- all files --------------------------------------------------------------------------------------
-def write_all(result: BenchResult, out_dir: str | Path, deltas: list[dict] | None = None,
+def write_all(result: BenchResult, out_dir: str | Path, deltas: list[dict[str, Any]] | None = None,
               stem: str = "bench") -> dict[str, Path]:
     """STEM.json, STEM.csv, STEM.png (when matplotlib is installed) and STEM.md in `out_dir`."""
     out = Path(out_dir)

@@ -7,7 +7,14 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+    from audiosubnet.config import ScoreSettings
+
+    D = TypeVar("D", bound=DataclassInstance)
 
 SCHEMA = "asn-bench-1"
 
@@ -87,11 +94,12 @@ class BenchResult:
     schema: str = SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
-        return _clean(asdict(self))
+        d: dict[str, Any] = _clean(asdict(self))
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BenchResult:
-        def make(kind, data: dict):
+        def make(kind: type[D], data: dict[str, Any]) -> D:
             names = {f.name for f in fields(kind)}
             kw = {k: v for k, v in data.items() if k in names}
             if "points" in kw:
@@ -104,7 +112,7 @@ class BenchResult:
         return r
 
 
-def _clean(x):
+def _clean(x: Any) -> Any:
     """Round floats for JSON (4 significant decimals where it matters) and drop NaN."""
     if isinstance(x, float):
         if not math.isfinite(x):
@@ -137,7 +145,7 @@ class BenchConfig:
     asr_batch: int | None = None  # None: the largest batch size (one pass)
     dnsmos_backend: str = "auto"
     command: str | None = None
-    score_settings: Any = None  # a ScoreSettings (not serialised; the command passes the user's); None: defaults
+    score_settings: ScoreSettings | None = None  # (not serialised; the command passes the user's); None: defaults
     workdir: Path | None = None  # random models are built here (default: a temp folder)
 
     def to_dict(self) -> dict[str, Any]:

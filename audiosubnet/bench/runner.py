@@ -39,7 +39,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from audiosubnet.bench.context import BenchContext
 from audiosubnet.bench.engines import measure_engine
@@ -47,13 +47,16 @@ from audiosubnet.bench.measuring import _is_cuda, environment
 from audiosubnet.bench.results import BenchConfig, BenchResult, EngineResult, Point, ScorerResult
 from audiosubnet.bench.scorers import measure_scorers
 
+if TYPE_CHECKING:
+    from audiosubnet.scoring import Scoring
+
 __all__ = ["BenchConfig", "BenchResult", "EngineResult", "Point", "ScorerResult", "run_bench"]
 
 log = logging.getLogger(__name__)
 
 
 def run_bench(config: BenchConfig, *, on_event: Callable[[str], None] | None = None,
-              quality_scoring: Any = None) -> BenchResult:
+              quality_scoring: Scoring | None = None) -> BenchResult:
     """Measure every engine and scorer of `config`. `on_event` gets one line per step (progress);
     `quality_scoring` replaces the Scoring used for quality (tests). Never raises for an engine or
     scorer; raises UsageError/ConfigError for a bad config. Ctrl-C returns the partial result."""
@@ -104,15 +107,15 @@ class _QuietTransformers:
     def __enter__(self) -> _QuietTransformers:
         self.env = os.environ.get("TRANSFORMERS_VERBOSITY")
         os.environ["TRANSFORMERS_VERBOSITY"] = "error"
-        self.old = None
+        self.old: int | None = None
         if "transformers" in sys.modules:
             from transformers.utils import logging as hf_logging
 
             self.old = hf_logging.get_verbosity()
-            hf_logging.set_verbosity_error()
+            hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]  # transformers: untyped
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.env is None:
             os.environ.pop("TRANSFORMERS_VERBOSITY", None)
         else:

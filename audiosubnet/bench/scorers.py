@@ -11,11 +11,17 @@ import logging
 import statistics
 import time
 from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from audiosubnet.bench.context import BenchContext
 from audiosubnet.bench.measuring import _short, _unavailable, memory_now_mb, score_point
 from audiosubnet.bench.results import ScorerResult
 from audiosubnet.bench.workloads import OLD_SUBNET, PASSAGE, SENTENCES, speechlike
+
+if TYPE_CHECKING:
+    from audiosubnet.config import ScoreSettings
+    from audiosubnet.engines.registry import EngineCache
+    from audiosubnet.scoring import ScoreItem, ScoreResult, Scoring
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +71,7 @@ def measure_scorers(ctx: BenchContext) -> None:
             build_note = f"random-weight stand-ins failed: {_short(e)}"
             ctx.emit(build_note)
     items = _clips(ctx, max(ctx.batches))
-    clip_s = statistics.fmean(it.audio.duration for it in items)
+    clip_s = statistics.fmean(it.audio.duration for it in items)  # type: ignore[union-attr]  # clips hold Audio
     ctx.emit(f"scorers: {len(items)} clips of {clip_s:.1f} s on average ({ctx.clip_source})")
     failed: set[str] = set()
     specs = {key.split(":")[1]: (key, dev, dt, f) for key, dev, dt, f in scoring.specs(clone=True)}
@@ -88,7 +94,7 @@ def measure_scorers(ctx: BenchContext) -> None:
         _pipeline(ctx, row, settings, cache, items, failed, clone=name == "pipeline-clone")
 
 
-def _score_settings(ctx: BenchContext):
+def _score_settings(ctx: BenchContext) -> ScoreSettings:
     """The user's scoring settings with the models asked for, one ASR pass per batch, and sanity limits
     loose enough for synthetic clips. Random weights: the GPU stack (its stand-ins), on any device."""
     s = ctx.score_settings
@@ -103,7 +109,7 @@ def _score_settings(ctx: BenchContext):
     return s.model_copy(update=update)
 
 
-def _clips(ctx: BenchContext, n: int) -> list:
+def _clips(ctx: BenchContext, n: int) -> list[ScoreItem]:
     """n distinct `duration`-second clips with their texts (tts items, each with a clone reference):
     the offline voice reading PASSAGE sentences in a different order per clip; synthetic speech-like
     noise with random weights (their ASR decodes a fixed number of tokens anyway) or without a voice."""
@@ -115,7 +121,7 @@ def _clips(ctx: BenchContext, n: int) -> list:
 
     secs = ctx.cfg.duration
     voice = None if ctx.cfg.random_weights else ctx.offline_voice()
-    items = []
+    items: list[ScoreItem] = []
     if voice is not None:
         cache, mid = voice
         ctx.clip_source = f"{mid} reading the passage's sentences, a different order per clip"
@@ -146,7 +152,8 @@ def _clips(ctx: BenchContext, n: int) -> list:
     return items
 
 
-def _scorer(ctx: BenchContext, row: ScorerResult, scoring, spec, items: list, failed: set[str]) -> None:
+def _scorer(ctx: BenchContext, row: ScorerResult, scoring: Scoring, spec: tuple[str, str, str, Any],
+            items: list[ScoreItem], failed: set[str]) -> None:
     from audiosubnet.audio import Audio
     from audiosubnet.scoring import dsp
 
@@ -161,7 +168,9 @@ def _scorer(ctx: BenchContext, row: ScorerResult, scoring, spec, items: list, fa
             row.load_s = time.perf_counter() - t0 if not ctx.cfg.random_weights or row.name == "dnsmos" else None
             ctx.emit(f"scorer {row.name} ({row.model}) on {dev}/{dt}" +
                       (f": loaded in {row.load_s:.2f} s" if row.load_s is not None else ""))
-            prepared = [replace(it, audio=Audio(dsp.to_16k(it.audio), dsp.SR)) for it in items]
+            # the clips hold decoded Audio (mypy: a ScoreItem's audio may also be bytes)
+            prepared = [replace(it, audio=Audio(dsp.to_16k(it.audio), dsp.SR))  # type: ignore[arg-type]
+                        for it in items]
             if not scorer.needs_reference:
                 prepared = [replace(it, reference=None) for it in prepared]
             for b in ctx.batches:
@@ -179,8 +188,8 @@ def _scorer(ctx: BenchContext, row: ScorerResult, scoring, spec, items: list, fa
         failed.add(row.name)
 
 
-def _pipeline(ctx: BenchContext, row: ScorerResult, settings, cache, items: list, failed: set[str],
-              clone: bool) -> None:
+def _pipeline(ctx: BenchContext, row: ScorerResult, settings: ScoreSettings, cache: EngineCache,
+              items: list[ScoreItem], failed: set[str], clone: bool) -> None:
     from audiosubnet.scoring import Scoring
 
     mos = [m for m in settings.mos_models.split(",") if m and m not in failed]
@@ -193,9 +202,9 @@ def _pipeline(ctx: BenchContext, row: ScorerResult, settings, cache, items: list
                              if k != "speaker" or clone)
         batch = [replace(it, task="clone") if clone else replace(it, reference=None) for it in items]
         stages: list[dict[str, float]] = []
-        last: list = []
+        last: list[ScoreResult] = []
 
-        def call(b):
+        def call(b: int) -> list[ScoreResult]:
             last[:] = scoring.score(batch[:b], remember=False)
             stages.append(dict(scoring.timings))
             return last

@@ -9,10 +9,14 @@ import contextlib
 import math
 import random
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import torch
+
+    from audiosubnet.audio import Audio
     from audiosubnet.bench.results import BenchConfig, EngineResult
+    from audiosubnet.engines.music import MusicRequest
 
 OFFLINE_ENGINES = ("piper", "espeak", "world")
 RANDOM_ENGINES = ("mms", "speecht5", "bark", "speecht5-clone", "pocket", "musicgen")
@@ -62,7 +66,7 @@ MUSIC_PROMPTS = ("lo-fi beat with soft piano", "upbeat electronic dance track wi
                  "calm acoustic guitar melody", "epic orchestral score with strings and brass")
 
 
-def music_request(prompt: str, seed: int, duration: float):
+def music_request(prompt: str, seed: int, duration: float) -> MusicRequest:
     """A text-to-music request of `duration` seconds (capped at the engines' 30 s)."""
     from audiosubnet.engines.music import MAX_DURATION_S, MusicRequest
 
@@ -91,7 +95,7 @@ def sized_text(chars: int, offset: int = 0) -> str:
     return cut.rstrip(" ,;:.") + "."
 
 
-def speechlike(seconds: float, seed: int, sr: int = 16000):
+def speechlike(seconds: float, seed: int, sr: int = 16000) -> Audio:
     """Noise with a syllable-rate envelope, phrase pauses and a pitch-like tint: passes the sanity checks,
     and no two seeds share a fingerprint (clips for random-weight scorers)."""
     import numpy as np
@@ -107,7 +111,7 @@ def speechlike(seconds: float, seed: int, sr: int = 16000):
     return Audio((0.15 * x / max(1e-9, np.abs(x).max())).astype(np.float32), sr)
 
 
-def harmonic_reference(seconds: float = 6.0, sr: int = 24000):
+def harmonic_reference(seconds: float = 6.0, sr: int = 24000) -> Audio:
     """A voiced, pitch-gliding harmonic tone: the clone reference when no offline voice is installed."""
     import numpy as np
 
@@ -129,7 +133,7 @@ def build_random(name: str, size: str, workdir: Path, bark_tokens: int) -> Path:
     with contextlib.suppress(Exception):
         from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # transformers: untyped
     root = workdir / f"{name}-{size}"
     if name == "musicgen":  # full size: the musicgen-medium architecture
         from audiosubnet.bench.random_music import build_musicgen
@@ -154,14 +158,16 @@ def build_random(name: str, size: str, workdir: Path, bark_tokens: int) -> Path:
             num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, tdnn_dim=(16, 16, 16, 16, 32),
             xvector_output_dim=512, num_buckets=32, max_bucket_distance=80)
         WavLMForXVector(cfg).save_pretrained(folder / "xvector")
-        Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
-                                 return_attention_mask=True).save_pretrained(folder / "xvector")
+        Wav2Vec2FeatureExtractor(  # type: ignore[no-untyped-call]  # transformers: untyped
+            feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
+            return_attention_mask=True).save_pretrained(folder / "xvector")
     return folder
 
 
-def workload(row: EngineResult, engine, cfg: BenchConfig) -> tuple[list[str], str | None]:
+def workload(row: EngineResult, engine: Any, cfg: BenchConfig) -> tuple[list[str], str | None]:
     """Texts for the timed items, and engine settings that force each item's length, for random
-    weights (which would otherwise stop at random points). [] = size from the voice (real weights)."""
+    weights (which would otherwise stop at random points). [] = size from the voice (real weights).
+    `engine` is Any: the random-weight settings are set on the engines' own models (mms, speecht5, pocket)."""
     if row.weights == "real":
         return [], None
     name = row.engine
@@ -205,12 +211,13 @@ def workload(row: EngineResult, engine, cfg: BenchConfig) -> tuple[list[str], st
     return [], None
 
 
-def _fixed_durations(frames: int):
+def _fixed_durations(frames: int) -> torch.nn.Module:
     """A deterministic VITS duration predictor giving every token `frames` frames (as the H100 anchor)."""
     import torch
 
     class FixedDurations(torch.nn.Module):
-        def forward(self, inputs, padding_mask, global_conditioning=None):
+        def forward(self, inputs: torch.Tensor, padding_mask: torch.Tensor,
+                    global_conditioning: torch.Tensor | None = None) -> torch.Tensor:
             return torch.log(torch.full_like(padding_mask, float(frames)))
 
     return FixedDurations()

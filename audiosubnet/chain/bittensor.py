@@ -19,10 +19,10 @@ import os
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import bittensor as bt
 from bittensor import http_auth
@@ -38,7 +38,11 @@ from audiosubnet.chain.base import (
 )
 from audiosubnet.errors import ChainError, ConfigError, NotRegisteredError, WalletError
 
+if TYPE_CHECKING:
+    from bittensor.keyfiles import Keypair  # the native backend's class: untyped (Any)
+
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 AUTH_HEADERS = (http_auth.HEADER_VERSION, http_auth.HEADER_HOTKEY, http_auth.HEADER_RECEIVER,
                 http_auth.HEADER_NONCE, http_auth.HEADER_CRYPTO, http_auth.HEADER_SIGNATURE)
@@ -57,8 +61,8 @@ class LoadedWallet:
     path: Path
     hotkey: Hotkey
     coldkey: Coldkey | None
-    keypair: Any  # bittensor Keypair of the hotkey (signs requests)
-    wallet: Any  # bt.Wallet (signs extrinsics)
+    keypair: Keypair  # the hotkey's keypair (signs requests)
+    wallet: bt.Wallet  # signs extrinsics
 
     def __repr__(self) -> str:
         return f"LoadedWallet({self.name}/{self.hotkey_name} {self.hotkey})"
@@ -159,7 +163,7 @@ def _next_nonce() -> int:
         return (slot << NONCE_TAG_BITS) | _tag
 
 
-def sign_request(wallet: LoadedWallet | Any, method: str, target: str, body: bytes, receiver: str, *,
+def sign_request(wallet: LoadedWallet | Keypair, method: str, target: str, body: bytes, receiver: str, *,
                  nonce_ns: int | None = None) -> dict[str, str]:
     """btauth/1 headers for one request to `receiver` (the miner's hotkey). `target` is the path + query
     exactly as sent. Each retry must be signed again (a fresh nonce)."""
@@ -219,7 +223,7 @@ def check_auth_headers(headers: Mapping[str, str], self_hotkey: str, *, max_age:
 
 
 def verify_request(headers: Mapping[str, str], body: bytes, method: str, target: str, self_hotkey: str, *,
-                   nonce_store: Any, max_age: float = DEFAULT_MAX_AGE,
+                   nonce_store: http_auth.NonceStore, max_age: float = DEFAULT_MAX_AGE,
                    allowed_skew: float = DEFAULT_ALLOWED_SKEW) -> VerifiedCaller:
     """Verify a received request (raw body, raw target) against our own hotkey. Raises AuthFailure.
 
@@ -300,7 +304,7 @@ class BittensorChain:
             return ChainError(f"{what} failed on {self.network}: {msg}")
         return ChainError(f"{what} failed on {self.network}: {type(e).__name__}: {msg}")
 
-    def _do(self, what: str, fn, *args, netuid: int | None = None, **kwargs):
+    def _do(self, what: str, fn: Callable[..., T], *args: Any, netuid: int | None = None, **kwargs: Any) -> T:
         try:
             with self._lock:
                 return fn(*args, **kwargs)
