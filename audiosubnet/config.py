@@ -143,6 +143,9 @@ class MineSettings(_Section):
     max_text_chars: int = 512
     max_batch: int = Field(32, ge=1)
     max_wait_ms: float = Field(5.0, ge=0)
+    fill_wait_ms: float = Field(30.0, ge=0, description="after a batch, wait up to this long (never longer than a "
+                                "batch takes) for the clients it answered, so a busy engine runs full batches, not "
+                                "alternating halves (0: off)")
     queue_size: int = Field(256, ge=1)
     concurrency: int = Field(1, ge=1, description="engine calls in flight at once")
     workers: int = Field(1, ge=1, le=64, description="HTTP worker processes in front of the one engine "
@@ -293,6 +296,9 @@ class ServeSettings(_Section):
     voices: dict[str, str] = Field({}, description="OpenAI voice name -> local voice (unlisted: the default)")
     max_batch: int = Field(32, ge=1)
     max_wait_ms: float = Field(5.0, ge=0)
+    fill_wait_ms: float = Field(30.0, ge=0, description="after a batch, wait up to this long (never longer than a "
+                                "batch takes) for the clients it answered, so a busy engine runs full batches, not "
+                                "alternating halves (0: off)")
     queue_size: int = Field(256, ge=1)
     concurrency: int = Field(1, ge=1)
     request_timeout_s: float = Field(120.0, gt=0, description="a synthesis taking longer answers 504")

@@ -9,9 +9,13 @@ No HTTP here: the front ends (`miner/app.py`, `serve/app.py`) turn a parsed requ
 Batching: one queue and one batcher task per served model. The batcher takes the first waiting job, waits
 for a free engine slot (`concurrency` calls in flight at once), then takes every job already waiting (up to
 the batch limit) and, if the batch is still short, waits until `max_wait_ms` after the first job arrived
-for more. Engines that do not batch get batches of one. The engine is leased from the EngineCache it is given
-in a worker thread; encoding (and resampling) runs in the default thread pool, outside the engine slot: the
-slot is free as soon as the engine call returns, so the next batch runs while this one is encoded.
+for more. When the engine has just answered a batch and the clients it answered have not sent their next
+request yet, the batcher waits for them too, at most `fill_wait_ms` (and never longer than a batch takes):
+clients in a closed loop (a load test, a validator's workers) otherwise settle into two alternating half
+batches, one waiting while the other runs. Engines that do not batch get batches of one. The engine is leased
+from the EngineCache it is given in a worker thread; encoding (and resampling) runs in the default thread
+pool, outside the engine slot: the slot is free as soon as the engine call returns, so the next batch runs
+while this one is encoded.
 A job with a lower `priority` is taken first, in arrival order among equals (asn serve: the first sentence of a
 stream goes ahead of the later sentences of streams already under way).
 
@@ -79,6 +83,7 @@ class ServiceConfig:
     max_text_chars: int = _MINE["max_text_chars"]
     max_batch: int = _MINE["max_batch"]
     max_wait_ms: float = _MINE["max_wait_ms"]
+    fill_wait_ms: float = _MINE["fill_wait_ms"]
     queue_size: int = _MINE["queue_size"]
     concurrency: int = _MINE["concurrency"]
     warmup: bool = True
@@ -86,7 +91,7 @@ class ServiceConfig:
     keep_alive_s: float | None = None  # lazy: unload a model idle this long (None: keep it loaded)
 
     #: the fields a settings section gives (`mine.keep_alive_s` is the HTTP keep-alive, not `keep_alive_s`)
-    FROM_SECTION = ("max_text_chars", "max_batch", "max_wait_ms", "queue_size", "concurrency")
+    FROM_SECTION = ("max_text_chars", "max_batch", "max_wait_ms", "fill_wait_ms", "queue_size", "concurrency")
 
     @classmethod
     def of(cls, section: BaseModel, **overrides: Any) -> ServiceConfig:
@@ -174,6 +179,8 @@ class _Model:
     task: asyncio.Task[None] | None = None
     last_used: float = field(default_factory=time.monotonic)
     busy: int = 0  # jobs admitted and not yet answered
+    returning: int = 0  # answered by the last engine calls and not come back with a new request yet (an estimate)
+    returned_at: float = 0.0
 
 
 class Observer:
@@ -393,6 +400,7 @@ class TtsService:
         job = _Job(request, fmt, sample_rate, future, priority=priority)
         self._admit()
         m.busy += 1
+        m.returning = max(0, m.returning - 1)
         m.last_used = time.monotonic()
         future.add_done_callback(self._release)  # counted until answered, even if the caller went away
         future.add_done_callback(lambda _f: self._model_done(m))
@@ -458,6 +466,15 @@ class TtsService:
                         batch.append(await asyncio.wait_for(m.queue.get(), left))
                     except asyncio.TimeoutError:
                         break
+                fill = self._fill_wait(m, len(batch))
+                if fill > 0:  # the clients just answered are about to send again: take them into this batch
+                    target, end = min(m.max_batch, len(batch) + m.returning), time.monotonic() + fill
+                    while len(batch) < target and (left := end - time.monotonic()) > 0:
+                        try:
+                            batch.append(await asyncio.wait_for(m.queue.get(), left))
+                        except asyncio.TimeoutError:
+                            break
+                m.returning = 0
                 batch = [j for j in batch if not j.future.done()]
             except BaseException:
                 self._slots.release()
@@ -469,6 +486,15 @@ class TtsService:
             task = loop.create_task(self._run_batch(m, batch, slot))
             self._tasks.add(task)
             task.add_done_callback(functools.partial(self._batch_done, slot=slot))
+
+    def _fill_wait(self, m: _Model, size: int) -> float:
+        """How long to wait for the clients the engine has just answered (0: none are expected). A batch of one
+        never waits: one client after another (a stream's next request, a latency probe) is served at once."""
+        wait = self.config.fill_wait_ms / 1000.0
+        if (wait <= 0 or m.returning <= 0 or not 2 <= size < m.max_batch
+                or time.monotonic() - m.returned_at > 4 * wait):
+            return 0.0
+        return min(wait, self._batch_s_ema) if self._batch_s_ema is not None else wait  # never longer than a batch
 
     def _batch_done(self, task: asyncio.Task[None], slot: _Slot) -> None:
         self._tasks.discard(task)
@@ -495,6 +521,7 @@ class TtsService:
             results = [e if isinstance(e, Exception) else Unavailable("shutting down")] * len(jobs)
         finally:
             self._in_flight -= len(jobs)
+            m.returning, m.returned_at = min(m.max_batch, m.returning + len(jobs)), time.monotonic()
             slot.release()  # the next batch may start now: this one's encoding overlaps it
         seconds = time.monotonic() - t0
         self._batch_s_ema = seconds if self._batch_s_ema is None else 0.8 * self._batch_s_ema + 0.2 * seconds
