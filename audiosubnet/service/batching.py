@@ -457,23 +457,11 @@ class TtsService:
                 batch = [first]
                 while len(batch) < m.max_batch and not m.queue.empty():
                     batch.append(m.queue.get_nowait())
-                deadline = first.enqueued + max_wait
-                while len(batch) < m.max_batch:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    try:
-                        batch.append(await asyncio.wait_for(m.queue.get(), left))
-                    except asyncio.TimeoutError:
-                        break
+                await _take_until(m.queue, batch, m.max_batch, first.enqueued + max_wait)
                 fill = self._fill_wait(m, len(batch))
                 if fill > 0:  # the clients just answered are about to send again: take them into this batch
-                    target, end = min(m.max_batch, len(batch) + m.returning), time.monotonic() + fill
-                    while len(batch) < target and (left := end - time.monotonic()) > 0:
-                        try:
-                            batch.append(await asyncio.wait_for(m.queue.get(), left))
-                        except asyncio.TimeoutError:
-                            break
+                    await _take_until(m.queue, batch, min(m.max_batch, len(batch) + m.returning),
+                                      time.monotonic() + fill)
                 m.returning = 0
                 batch = [j for j in batch if not j.future.done()]
             except BaseException:
@@ -590,6 +578,15 @@ class _Slot:
         if self._sem is not None:
             self._sem.release()
             self._sem = None
+
+
+async def _take_until(queue: asyncio.Queue[_Job], batch: list[_Job], size: int, deadline: float) -> None:
+    """Add jobs from `queue` to `batch` as they come, until it holds `size` or the clock reaches `deadline`."""
+    while len(batch) < size and (left := deadline - time.monotonic()) > 0:
+        try:
+            batch.append(await asyncio.wait_for(queue.get(), left))
+        except asyncio.TimeoutError:
+            break
 
 
 def _as_engine_error(e: Exception) -> Exception:
