@@ -202,29 +202,21 @@ def test_two_audio_files_for_one_stem_fail_together(folders, fresh_cache, clock)
     assert "several files" in (folders.failed / "dup.error.txt").read_text()
 
 
-def test_an_engine_error_on_one_pair_does_not_fail_the_batch(folders, fresh_cache, clock):
+@pytest.mark.parametrize("word, option, message", [
+    ("boom", "fail=boom", "boom"),  # a typed engine error (InputError)
+    ("oom", "error=oom", "out of memory"),  # an untyped RuntimeError('CUDA error: out of memory')
+])
+def test_an_engine_error_on_one_pair_fails_that_pair_alone(folders, fresh_cache, clock, word, option, message):
+    """The batch policy of audiosubnet/batch_policy.py: the other pairs of the batch are written."""
     folders.drop("a", text="fine words")
-    folders.drop("b", text="this one says boom")
+    folders.drop("b", text=f"this one says {word}")
     folders.drop("c", text="more fine words")
-    w = watcher(folders, fresh_cache, clock, model="fake:clone=true,fail=boom")
+    w = watcher(folders, fresh_cache, clock, model=f"fake:clone=true,{option}")
     summary = w.run_once()
     w.close()
     assert (summary.ok, summary.failed) == (2, 1)
     assert folders.names(folders.target) == ["a.wav", "c.wav"]
-    assert "boom" in (folders.failed / "b.error.txt").read_text()
-    assert pending(folders) == []
-
-
-def test_an_untyped_engine_error_on_one_pair_fails_that_pair_alone(folders, fresh_cache, clock):
-    """A RuntimeError('CUDA error: out of memory') of one pair (the batch policy of audiosubnet/batch_policy.py)."""
-    folders.drop("a", text="fine words")
-    folders.drop("b", text="this one says oom")
-    folders.drop("c", text="more fine words")
-    w = watcher(folders, fresh_cache, clock, model="fake:clone=true,error=oom")
-    summary = w.run_once()
-    w.close()
-    assert (summary.ok, summary.failed) == (2, 1)
-    assert "out of memory" in (folders.failed / "b.error.txt").read_text()
+    assert message in (folders.failed / "b.error.txt").read_text()
     assert pending(folders) == []
 
 
