@@ -66,10 +66,9 @@ def build_serve(settings: Settings, *, cache: Any = None) -> tuple[ServeContext,
     metrics = ServeMetrics()
     if hasattr(cache, "procs"):  # an engine pool: per-device metrics
         metrics.watch_devices(cache)
-    service = TtsService(ServiceConfig(models=models, voice=settings.voice, max_text_chars=1000,
-                                       max_batch=s.max_batch, max_wait_ms=s.max_wait_ms, queue_size=s.queue_size,
-                                       concurrency=s.concurrency * getattr(cache, "parallel", 1), lazy=True,
-                                       keep_alive_s=keep_alive),
+    service = TtsService(ServiceConfig.of(s, models=models, voice=settings.voice, max_text_chars=1000,
+                                          concurrency=s.concurrency * getattr(cache, "parallel", 1), lazy=True,
+                                          keep_alive_s=keep_alive),
                          cache=cache, observer=metrics)
     service.load()  # lazy: capabilities only, no weights
     ctx = ServeContext(service=service, voices=VoiceStore(settings.home / "serve" / "voices", s.max_saved_voices)

@@ -16,10 +16,12 @@ from audiosubnet.serve.server import build_serve
 def test_serve_on_two_cpu_engines(tmp_path):
     settings = load_settings(home=tmp_path, model="fake:delay_ms=400,max_batch=2", device="cpu", dtype="float32",
                              devices="cpu:2", **{"serve.max_wait_ms": 50.0, "serve.max_batch": 2,
-                                                 "serve.keep_alive": "1s"})
+                                                 "serve.fill_wait_ms": 12.0, "serve.keep_alive": "1s"})
     ctx, app = build_serve(settings)
     pool = ctx.service.cache
     assert isinstance(pool, EnginePool) and pool.parallel == 2 and ctx.service.config.concurrency == 2
+    config = ctx.service.config  # the serve section's batching settings reach the service
+    assert (config.max_wait_ms, config.max_batch, config.fill_wait_ms) == (50.0, 2, 12.0)
     loop = asyncio.new_event_loop()
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://serve")
     try:
