@@ -528,7 +528,7 @@ def settings_origins(**flags: Any) -> list[tuple[str, Any, str]]:
         if key in flag_keys:
             origin = "flag"
         elif key in env_keys or any(key.startswith(k + ".") for k in env_keys):
-            origin = f"env {ENV_PREFIX}{key.upper().replace('.', '__')}"
+            origin = f"env {env_name(key)}"
         elif key in file_keys:
             origin = f"file {path}"
         else:

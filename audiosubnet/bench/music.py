@@ -79,7 +79,7 @@ def music_scorer_row(ctx: BenchContext, dtype: str, weights: str) -> ScorerResul
         for b in ctx.batches:
             scoring.score(items[:b])  # each miner's window holds an answer: quality is computed, not neutral
             row.points.append(score_point(ctx.cfg, ctx.emit, row, functools.partial(scoring.score, items[:b]), b,
-                                          [_Clip(it.audio) for it in items], memory_now_mb(ctx.device)))
+                                          items, memory_now_mb(ctx.device)))
         row.notes.append("synthetic melodies; sanity + fingerprints + CLAP + relevance + KID window per call")
     except KeyboardInterrupt:
         raise
@@ -87,10 +87,3 @@ def music_scorer_row(ctx: BenchContext, dtype: str, weights: str) -> ScorerResul
         row.status, row.reason = ("unavailable" if _unavailable(e) else "error"), _short(e)
         ctx.emit(f"scorer music: {row.status}: {row.reason}")
     return row
-
-
-class _Clip:
-    """What `score_point` reads of an item: its audio."""
-
-    def __init__(self, audio: bytes | Audio) -> None:
-        self.audio = audio

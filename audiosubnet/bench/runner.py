@@ -52,7 +52,6 @@ if TYPE_CHECKING:
 
 __all__ = ["BenchConfig", "BenchResult", "EngineResult", "Point", "ScorerResult", "run_bench"]
 
-log = logging.getLogger(__name__)
 
 
 def run_bench(config: BenchConfig, *, on_event: Callable[[str], None] | None = None,

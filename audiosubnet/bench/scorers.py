@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import gc
-import logging
 import statistics
 import time
 from dataclasses import replace
@@ -23,7 +22,6 @@ if TYPE_CHECKING:
     from audiosubnet.engines.registry import EngineCache
     from audiosubnet.scoring import ScoreItem, ScoreResult, Scoring
 
-log = logging.getLogger(__name__)
 
 
 def measure_scorers(ctx: BenchContext) -> None:

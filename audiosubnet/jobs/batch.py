@@ -409,7 +409,7 @@ class ManifestJob:
             last = time.perf_counter()
 
         run_each(engine, [req for _, req in batch], check=False, on_item=settle,
-                 iterate=lambda e, requests: self.synthesize_iter(e, requests))
+                 iterate=self.synthesize_iter)
 
     def write_row(self, row: Any, req: Any, model: str, audio: Any, took: float) -> None:
         name = f"{row.id}.{self.opts.fmt}"
