@@ -206,7 +206,11 @@ class FastMusicgen:
     def windows(self, steps: int | None = None) -> list[int]:
         """The attended lengths a run of `steps` uses: multiples of `window` up to the buffer's length."""
         steps = self.steps if steps is None else steps
-        return sorted({min(self.T, (t // self.window + 1) * self.window) for t in range(steps)})
+        return sorted({self._attended(t) for t in range(steps)})
+
+    def _attended(self, t: int) -> int:
+        """The attended length of step `t`: the next multiple of `window`, at most the buffer's length."""
+        return min(self.T, (t // self.window + 1) * self.window)
 
     def step(self, attend: int | None = None) -> None:
         """Tokens at `pos` -> tokens at `pos + 1`, `pos += 1`. Only device work (capturable). Self-attention
@@ -314,7 +318,7 @@ class FastMusicgen:
             for t in range(steps):
                 if t % self.chunk == 0:
                     self._refill(generators)
-                n = min(self.T, (t // self.window + 1) * self.window)
+                n = self._attended(t)
                 if self._graphs:
                     self._graphs[n].replay()
                 else:

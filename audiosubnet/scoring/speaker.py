@@ -246,7 +246,6 @@ class XVectorScorer(SpeakerScorer):
     def __init__(self, model: str = f"hf:{WAVLM_REPO}"):
         super().__init__(model)
         self.encoder = XVectorEncoder(model)
-        self.source = self.encoder.source
 
     def estimate_bytes(self) -> int:
         return self.encoder.estimate_bytes()
