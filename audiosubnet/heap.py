@@ -8,7 +8,8 @@ soak). Two remedies, both no-ops off glibc:
 
 - `limit_arenas(n)`: at most `n` arenas (mallopt M_ARENA_MAX), called once at start, before threads exist;
 - `start_trimmer(every_s)`: a daemon thread calling `malloc_trim(0)` every `every_s` seconds, which hands the
-  free pages of every arena back to the OS.
+  free pages of every arena back to the OS;
+- `tune_long_running()`: both, as the miner, its HTTP workers, its engine process and `asn serve` call them.
 """
 
 from __future__ import annotations
@@ -63,3 +64,9 @@ def start_trimmer(every_s: float = 60.0) -> threading.Thread | None:
     thread = threading.Thread(target=loop, name="asn-heap-trim", daemon=True)
     thread.start()
     return thread
+
+
+def tune_long_running() -> None:
+    """What every long-running process of ours does at start, before its threads: few arenas, trimmed often."""
+    limit_arenas()
+    start_trimmer()

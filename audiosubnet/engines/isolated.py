@@ -201,8 +201,7 @@ def child_main(argv: Sequence[str]) -> None:
     logging.basicConfig(level=int(level), format="%(asctime)s %(levelname)-7s engine %(name)s: %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     sock = socket.socket(fileno=int(fd))
-    heap.limit_arenas()
-    heap.start_trimmer()
+    heap.tune_long_running()
     _Child(sock, device, dtype, budget or None, int(threads)).serve()
 
 

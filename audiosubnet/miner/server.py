@@ -187,8 +187,7 @@ def run_miner(settings: Settings) -> None:
 
         parse_devices(settings.devices, settings.device)
     raise_open_files_limit()
-    heap.limit_arenas()  # weeks of small allocations from several threads: see heap.py
-    heap.start_trimmer()
+    heap.tune_long_running()  # weeks of small allocations from several threads: see heap.py
     sock = bind(m.host, m.port)  # fail fast on a busy port, before loading anything
     miner = None
     try:

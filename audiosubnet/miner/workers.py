@@ -187,9 +187,7 @@ class WorkerSpec:
     @classmethod
     def of(cls, ctx: Any, hub_path: str | Path, uvicorn: dict[str, Any] | None = None) -> WorkerSpec:
         """The spec of workers in front of the main process's MinerContext `ctx`."""
-        limits = {k: getattr(ctx, k) for k in ("max_body_bytes", "max_clone_body_bytes", "auth_max_age_s",
-                                               "auth_skew_s", "drain_timeout_s", "body_timeout_s",
-                                               "body_budget_bytes")}
+        limits = {k: getattr(ctx, k) for k in (*ctx.FROM_SECTION, "auth_skew_s")}
         return cls(hub_path=str(hub_path), hotkey=ctx.hotkey, netuid=ctx.netuid, policy=ctx.policy.config,
                    nonce_path=str(ctx.nonce_store.path), nonce_retention=ctx.nonce_store.retention, limits=limits,
                    uvicorn=dict(uvicorn or {}), log_level=logging.getLogger("audiosubnet").getEffectiveLevel(),

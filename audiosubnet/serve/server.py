@@ -97,8 +97,7 @@ def run_serve(settings: Settings, log_setup: Callable[[], None] | None = None) -
         from audiosubnet.engines.pool import parse_devices
 
         parse_devices(settings.devices, settings.device)
-    heap.limit_arenas()  # a long-running server: see heap.py
-    heap.start_trimmer()
+    heap.tune_long_running()  # a long-running server: see heap.py
     sock = bind(s.host, s.port)
     ctx = None
     try:

@@ -398,8 +398,7 @@ def run_worker(sock: socket.socket, path: str, config_for: Callable[[HubLink], A
 
     from audiosubnet import heap
 
-    heap.limit_arenas()
-    heap.start_trimmer()
+    heap.tune_long_running()
     server: uvicorn.Server | None = None
 
     def lost() -> None:
