@@ -9,6 +9,7 @@ Chatter goes to stderr: a Rich handler on a terminal, else plain lines ("time LE
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import TYPE_CHECKING, TextIO
 
@@ -33,6 +34,11 @@ class StderrHandler(_StreamHandler):
     @stream.setter
     def stream(self, value: TextIO) -> None:
         pass
+
+
+def debug_enabled() -> bool:
+    """ASN_DEBUG=1: tracebacks for user mistakes, rich tracebacks in the log."""
+    return os.environ.get("ASN_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
 
 
 def install(level: int, *, console: Console | None = None, rich_tracebacks: bool = False) -> None:

@@ -19,15 +19,12 @@ import typer
 from rich.console import Console
 
 from audiosubnet.errors import AsnError
+from audiosubnet.logs import debug_enabled
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
-
-
-def debug_enabled() -> bool:
-    return os.environ.get("ASN_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
 
 
 def interactive() -> bool:

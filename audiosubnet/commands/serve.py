@@ -69,7 +69,6 @@ def serve(
     for package in ("fastapi", "uvicorn", "prometheus_client"):
         if importlib.util.find_spec(package) is None:
             raise DependencyError(package.replace("_", "-"), "serve", "asn serve")
-    from audiosubnet.commands._cli import setup_logging
     from audiosubnet.serve.server import run_serve
 
     flags = {
@@ -79,4 +78,4 @@ def serve(
         "serve.keep_alive": keep_alive, "serve.rate_limit_per_min": rate_limit, "serve.max_batch": max_batch,
         "serve.concurrency": concurrency, "serve.workers": workers,
     }
-    run_serve(load_settings(**flags), log_setup=setup_logging)
+    run_serve(load_settings(**flags))

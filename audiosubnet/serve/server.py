@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import re
 import signal
-from collections.abc import Callable
 from typing import Any
 
 from audiosubnet import heap
@@ -85,9 +84,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
             "timeout_keep_alive": 30, "backlog": 2048, "timeout_graceful_shutdown": int(max(1, s.drain_timeout_s))}
 
 
-def run_serve(settings: Settings, log_setup: Callable[[], None] | None = None) -> None:
-    """Blocking: serve until SIGINT/SIGTERM (then drain). `log_setup` installs the log handlers in worker
-    processes (`serve.workers` > 1)."""
+def run_serve(settings: Settings) -> None:
+    """Blocking: serve until SIGINT/SIGTERM (then drain)."""
     import uvicorn
 
     s = settings.serve
@@ -111,7 +109,7 @@ def run_serve(settings: Settings, log_setup: Callable[[], None] | None = None) -
         if s.workers > 1:
             from audiosubnet.serve.workers import serve_with_workers
 
-            if serve_with_workers(ctx, sock, s.workers, uvicorn_options(settings), log_setup):
+            if serve_with_workers(ctx, sock, s.workers, uvicorn_options(settings)):
                 raise AsnError("the HTTP workers of asn serve kept dying; stopped",
                                hint="The lines above say why; try `--workers 1` to serve from one process.")
             return

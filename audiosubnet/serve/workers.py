@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from audiosubnet import logs
 from audiosubnet.serve.app import ServeContext, create_app, serving
 from audiosubnet.serve.security import RateLimiter
 from audiosubnet.serve.voices import VoiceStore
@@ -105,16 +105,14 @@ class ServeWorkerSpec:
     max_saved_voices: int = 1000
     uvicorn: dict[str, Any] = field(default_factory=dict)
     log_level: int = logging.INFO
-    log_setup: Callable[[], None] | None = None  # installs the log handlers (the CLI's), in the worker
 
     @classmethod
-    def of(cls, ctx: ServeContext, hub_path: str | Path, uvicorn: dict[str, Any] | None = None,
-           log_setup: Callable[[], None] | None = None) -> ServeWorkerSpec:
+    def of(cls, ctx: ServeContext, hub_path: str | Path, uvicorn: dict[str, Any] | None = None) -> ServeWorkerSpec:
         voices = ctx.voices
         return cls(hub_path=str(hub_path), context={k: getattr(ctx, k) for k in _COPIED},
                    voices_root=str(voices.root) if voices is not None else None,
                    max_saved_voices=voices.max_voices if voices is not None else 0, uvicorn=dict(uvicorn or {}),
-                   log_level=logging.getLogger("audiosubnet").getEffectiveLevel(), log_setup=log_setup)
+                   log_level=logging.getLogger("audiosubnet").getEffectiveLevel())
 
 
 def worker_context(spec: ServeWorkerSpec, link: HubLink) -> ServeContext:
@@ -129,16 +127,13 @@ def worker_main(spec: ServeWorkerSpec, sock: socket.socket) -> None:
     """Entry point of a worker process: the serve app with the hub behind it, on the shared socket."""
     import uvicorn
 
-    if spec.log_setup is not None:
-        spec.log_setup()
-    logging.getLogger("audiosubnet").setLevel(spec.log_level)
+    logs.install(spec.log_level, rich_tracebacks=logs.debug_enabled())  # as the main process has them
     run_worker(sock, spec.hub_path,
                lambda link: uvicorn.Config(create_app(worker_context(spec, link)), **spec.uvicorn))
 
 
-def serve_with_workers(ctx: ServeContext, sock: socket.socket, workers: int, uvicorn: dict[str, Any],
-                       log_setup: Callable[[], None] | None = None) -> int:
+def serve_with_workers(ctx: ServeContext, sock: socket.socket, workers: int, uvicorn: dict[str, Any]) -> int:
     """Blocking (main process): hub + `workers` worker processes on `sock` until SIGTERM/SIGINT. Exit status."""
     hub = serve_hub(ctx, hub_path("asn-serve-"))
-    spec = ServeWorkerSpec.of(ctx, hub.path, uvicorn, log_setup)
+    spec = ServeWorkerSpec.of(ctx, hub.path, uvicorn)
     return run_hub(hub, worker_main, spec, sock, workers, serving(ctx), ctx.drain_timeout_s, "asn-serve-worker")
