@@ -41,7 +41,8 @@ def _pids_in_log(server, rid_pattern: str = r"speech caller=.* pid=(\d+)") -> se
 
 def test_two_workers_serve_every_answer_share_voices_limits_metrics_and_survive_a_kill(start_server, procs):
     s = start_server("--workers", "2", "--model", "fake:default", "--clone-model", "fake:clone=true",
-                     "--api-key", "k1", "--api-key", "k2", "--keep-alive", "2s").wait(120)
+                     "--api-key", "k1", "--api-key", "k2", "--keep-alive", "2s",
+                     "--rate-limit", "100000").wait(120)  # rounds until both workers answered: not the 600/min
     deadline = time.monotonic() + 30
     while len(first := procs.workers_of(s.proc.pid)) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
