@@ -6,11 +6,13 @@ Model ids: `piper:en_US-joe-medium` (from an installed voice package such as
 
 Seeds: VITS samples noise twice per sentence (the stochastic duration predictor and the prior), and
 Piper's ONNX export draws it inside the graph (`RandomNormalLike`), from onnxruntime's own
-generator, so no seed reaches it. At load the graph is rewritten (`seedable_graph`): each random
+generator, so no seed reaches it. At load the graph is rewritten (`rewrite_graph`): each random
 node becomes an input of standard-normal noise that the engine draws from numpy, from the request's
 seed and the sentence's index. The same seed gives the same audio, alone or in a batch; an unseeded
 request draws a fresh seed, as before. The noise is drawn a little longer than a sentence needs
 (`NOISE_PER_ID` values per phoneme id) and, if a sentence needs more, repeated (in-graph `Tile`).
+On the CPU the same rewrite runs the decoder's 1-D convolutions as 2-D ones (same numbers, ~10 % faster
+per core: onnxruntime's blocked 2-D kernels).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from audiosubnet.engines.base import Capabilities, ModelStatus, SpeechEngine, Sy
 from audiosubnet.errors import DependencyError, EngineError, InputError, ModelNotDownloadedError
 
 if TYPE_CHECKING:
+    import onnx
     from piper import PiperVoice
     from piper.config import SynthesisConfig
 
@@ -93,27 +96,38 @@ def _voice_modules() -> list[str]:
 
 
 @dataclass(frozen=True)
-class SeedableGraph:
+class PiperGraph:
     model: bytes  # the rewritten ONNX model, for InferenceSession
     noise: tuple[tuple[str, int], ...]  # (input name, values per phoneme id), in the order to draw them
+    convs: int = 0  # 1-D convolutions run as 2-D ones
 
 
-def seedable_graph(path: Path) -> SeedableGraph | None:
-    """The voice's ONNX graph with every `RandomNormalLike` node replaced by a noise input.
-
-    `y = RandomNormalLike(x)` becomes `y = Reshape(Slice(Tile(noise, ceil(numel(x) / len(noise))),
-    0, numel(x)), Shape(x))`: the same standard-normal values, of any shape, from a 1-D input the
-    caller fills. None when the graph draws no noise, or the `onnx` package is missing (the voice
+def rewrite_graph(path: Path, *, conv2d: bool = False) -> PiperGraph | None:
+    """The voice's ONNX graph rewritten for the engine: every `RandomNormalLike` node replaced by a noise
+    input (`_noise_inputs`) and, with `conv2d` (CPU sessions), every 1-D convolution run as a 2-D one
+    (`_conv1d_as_2d`). None when there is nothing to rewrite, or the `onnx` package is missing (the voice
     then runs as exported, unseeded).
     """
     try:
         import onnx
-        from onnx import TensorProto, helper
     except ImportError:
         log.debug("piper: no onnx package; %s runs unseeded", path.name)
         return None
     model = onnx.load(str(path))
-    graph = model.graph
+    noise = _noise_inputs(model.graph)
+    convs = _conv1d_as_2d(model.graph) if conv2d else 0
+    if not noise and not convs:
+        return None
+    # no onnx.checker pass (0.26 s): onnxruntime checks the graph when the session is made
+    return PiperGraph(model.SerializeToString(), noise, convs)
+
+
+def _noise_inputs(graph: onnx.GraphProto) -> tuple[tuple[str, int], ...]:
+    """`y = RandomNormalLike(x)` becomes `y = Reshape(Slice(Tile(noise, ceil(numel(x) / len(noise))),
+    0, numel(x)), Shape(x))`: the same standard-normal values, of any shape, from a 1-D input the
+    caller fills. Returns the inputs added, in the order to draw them."""
+    from onnx import TensorProto, helper
+
     nodes: list[onnx.NodeProto] = []
     noise: list[tuple[str, int]] = []
     for node in graph.node:
@@ -136,11 +150,48 @@ def seedable_graph(path: Path) -> SeedableGraph | None:
             helper.make_node("Reshape", [f"{k}_flat", f"{k}_shape"], [y]),
         ]
         noise.append((k, NOISE_PER_ID["dp" if node.name.startswith("/dp/") else "prior"]))
-    if not noise:
-        return None
-    del graph.node[:]
-    graph.node.extend(nodes)  # no onnx.checker pass (0.26 s): onnxruntime checks it when the session is made
-    return SeedableGraph(model.SerializeToString(), tuple(noise))
+    if noise:
+        del graph.node[:]
+        graph.node.extend(nodes)
+    return tuple(noise)
+
+
+def _conv1d_as_2d(graph: onnx.GraphProto) -> int:
+    """Each `Conv`/`ConvTranspose` over (N, C, T) with a constant 3-D kernel becomes the same convolution
+    over (N, C, 1, T) between an `Unsqueeze` and a `Squeeze`: the same numbers, but onnxruntime's x86 CPU
+    kernels for 2-D convolutions (blocked NCHWc layout) run the HiFi-GAN decoder ~10 % faster per core than
+    its 1-D path (im2col + GEMM). Returns how many convolutions were rewritten."""
+    from onnx import helper, numpy_helper
+
+    weights = {t.name: t for t in graph.initializer}
+    axis = "asn_axis2"
+    nodes: list[onnx.NodeProto] = []
+    for node in graph.node:
+        w = weights.get(node.input[1]) if node.op_type in ("Conv", "ConvTranspose") and len(node.input) > 1 else None
+        if w is None or len(w.dims) != 3:
+            nodes.append(node)
+            continue
+        w.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w)[:, :, None, :], w.name))
+        attrs: dict[str, Any] = {"kernel_shape": [1, int(w.dims[3])]}
+        for a in node.attribute:
+            value = helper.get_attribute_value(a)
+            if a.name == "pads":  # [begin, end] -> [h_begin, w_begin, h_end, w_end]
+                value = [0, value[0], 0, value[1]]
+            elif a.name in ("kernel_shape", "strides", "dilations", "output_padding", "output_shape"):
+                value = [1 if a.name != "output_padding" else 0, *value]
+            attrs[a.name] = value
+        x4, y4 = f"{node.output[0]}_asn4d_in", f"{node.output[0]}_asn4d"
+        nodes += [
+            helper.make_node("Unsqueeze", [node.input[0], axis], [x4]),
+            helper.make_node(node.op_type, [x4, *node.input[1:]], [y4], name=node.name, **attrs),
+            helper.make_node("Squeeze", [y4, axis], [node.output[0]]),
+        ]
+    rewritten = (len(nodes) - len(graph.node)) // 2
+    if rewritten:
+        graph.initializer.append(numpy_helper.from_array(np.asarray([2], np.int64), axis))
+        del graph.node[:]
+        graph.node.extend(nodes)
+    return rewritten
 
 
 def hf_voice_files(voice: str) -> tuple[str, str]:
@@ -263,14 +314,15 @@ class PiperEngine(SpeechEngine):
             config = PiperConfig.from_dict(json.loads(cfg_path.read_text(encoding="utf-8")))
             model: str | bytes = str(onnx)
             self._noise: tuple[tuple[str, int], ...] = ()  # set at load: capabilities reads whether it exists
+            first = None
             try:
-                graph = seedable_graph(onnx)
+                graph = rewrite_graph(onnx, conv2d=providers == ["CPUExecutionProvider"])
                 if graph is not None:
                     first = session(graph.model, threads)
                     model, self._noise = graph.model, graph.noise
             except Exception as e:  # an export we cannot rewrite still speaks, unseeded
-                log.warning("piper: cannot make %s seedable (%s); it runs unseeded", onnx.name, e)
-            if not self._noise:
+                log.warning("piper: cannot rewrite %s (%s); it runs unseeded, as exported", onnx.name, e)
+            if first is None:
                 first = session(model, threads)
             self._voice = PiperVoice(session=first, config=config)
             # On a multi-core CPU, sentences of a batch run side by side on one-thread sessions:

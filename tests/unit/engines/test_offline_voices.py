@@ -58,11 +58,11 @@ def test_piper_rewritten_graph_is_the_exported_one_plus_noise_inputs():
     shorter than a sentence needs is repeated, not an error."""
     import onnxruntime as ort
 
-    from audiosubnet.engines.piper import PiperEngine, seedable_graph
+    from audiosubnet.engines.piper import PiperEngine, rewrite_graph
 
     path, _ = PiperEngine("en_US-joe-medium")._paths(download=False)
-    graph = seedable_graph(path)
-    assert graph is not None and [n for n, _ in graph.noise] == ["asn_noise0", "asn_noise1"]
+    graph = rewrite_graph(path)
+    assert graph is not None and [n for n, _ in graph.noise] == ["asn_noise0", "asn_noise1"] and graph.convs == 0
     exported = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     rewritten = ort.InferenceSession(graph.model, providers=["CPUExecutionProvider"])
     ids = np.asarray([[1, 0, 20, 0, 31, 0, 44, 0, 59, 0, 3, 0, 25, 0, 35, 0, 45, 0, 2]], dtype=np.int64)
@@ -76,6 +76,27 @@ def test_piper_rewritten_graph_is_the_exported_one_plus_noise_inputs():
     assert np.isfinite(short).all() and short.size > 0.5 * want.size
 
 
+def test_piper_convolutions_as_2d_give_the_same_audio():
+    """The CPU rewrite runs every 1-D convolution of the voice as a 2-D one: the same audio (to float
+    rounding), seeded noise included."""
+    import onnxruntime as ort
+
+    from audiosubnet.engines.piper import PiperEngine, rewrite_graph
+
+    path, _ = PiperEngine("en_US-joe-medium")._paths(download=False)
+    plain, conv2d = rewrite_graph(path), rewrite_graph(path, conv2d=True)
+    assert plain is not None and conv2d is not None and conv2d.noise == plain.noise
+    assert conv2d.convs > 100  # the HiFi-GAN decoder's convolutions, the text encoder's and the flows'
+    ids = np.asarray([[1, 0, 20, 0, 31, 0, 44, 0, 59, 0, 3, 0, 25, 0, 35, 0, 45, 0, 2]], dtype=np.int64)
+    rng = np.random.default_rng(0)
+    args = {"input": ids, "input_lengths": np.asarray([ids.shape[1]]), "scales": np.asarray([0.667, 1, 0.8], np.float32),
+            **{n: rng.standard_normal(per_id * ids.shape[1], dtype=np.float32) for n, per_id in plain.noise}}
+    a, b = (ort.InferenceSession(g.model, providers=["CPUExecutionProvider"]).run(None, args)[0]
+            for g in (plain, conv2d))
+    assert a.shape == b.shape and a.size > 10_000
+    assert np.abs(a - b).max() < 1e-4 * max(1.0, float(np.abs(a).max()))
+
+
 @pytest.mark.parametrize("why", ["no onnx package", "a rewrite onnxruntime rejects"])
 def test_piper_speaks_unseeded_when_its_graph_cannot_be_rewritten(monkeypatch, caplog, why):
     import sys
@@ -85,7 +106,7 @@ def test_piper_speaks_unseeded_when_its_graph_cannot_be_rewritten(monkeypatch, c
     if why == "no onnx package":
         monkeypatch.setitem(sys.modules, "onnx", None)  # `import onnx` raises ImportError
     else:
-        monkeypatch.setattr(piper, "seedable_graph", lambda path: piper.SeedableGraph(b"not onnx", (("n", 8),)))
+        monkeypatch.setattr(piper, "rewrite_graph", lambda path, **kw: piper.PiperGraph(b"not onnx", (("n", 8),)))
     engine = piper.PiperEngine("en_US-joe-medium")
     engine.setup()
     try:
