@@ -39,6 +39,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--check", action="store_true", help="greedy equality check of the two paths first")
     p.add_argument("--profile", type=int, default=0, metavar="STEPS",
                    help="also profile this many eager decoder steps per batch size (kernel table by GPU time)")
+    p.add_argument("--window", default="64",
+                   help="self-attention window(s) of the fast path, comma-separated: each timed in the same run")
     p.add_argument("--json", type=Path, help="also write the rows here")
     return p.parse_args()
 
@@ -135,6 +137,29 @@ def main() -> int:
         diff = float((ref[:, 0].float() - got.float()).abs().max())
         print(f"# greedy check (batch 2, {n} steps): max |plain - fast| audio difference {diff:.3g}", flush=True)
 
+    def time_fast(row: dict, b: int, window: int, ids, mask) -> None:
+            try:
+                fast = FastMusicgen(model, b, steps, a.text_len, guidance_scale=a.guidance, top_k=a.top_k,
+                                    graph=False if a.no_graph else None, window=window)
+                t0 = time.perf_counter()
+                fast.decode(ids, mask)  # includes the capture on CUDA
+                sync(a.device)
+                row["fast_first_s"] = time.perf_counter() - t0
+
+                def quick(ids=ids, mask=mask, fast=fast):
+                    return fast.audio(fast.decode(ids, mask))
+
+                s, audio = timed(quick, a.device, a.reps)
+                row["fast_s"] = s
+                row["fast_finite"] = bool(torch.isfinite(audio).all())
+                codes = fast.decode(ids, mask)
+                row["fast_audio_s"], _ = timed(lambda codes=codes, fast=fast: fast.audio(codes), a.device, 1)
+                if a.profile:
+                    profile_steps(fast, ids, mask, a.profile, a.device)
+                del fast
+            except torch.OutOfMemoryError as e:
+                row["fast_error"] = f"out of memory: {str(e)[:80]}"
+
     rows = []
     for b in [int(x) for x in a.batch.split(",") if x.strip()]:
         ids, mask = prompts(b)
@@ -153,46 +178,31 @@ def main() -> int:
             except torch.OutOfMemoryError as e:
                 row["plain_error"] = f"out of memory: {str(e)[:80]}"
             torch.cuda.empty_cache() if a.device.startswith("cuda") else None
-        try:
-            fast = FastMusicgen(model, b, steps, a.text_len, guidance_scale=a.guidance, top_k=a.top_k,
-                                graph=False if a.no_graph else None)
-            t0 = time.perf_counter()
-            fast.decode(ids, mask)  # includes the capture on CUDA
-            sync(a.device)
-            row["fast_first_s"] = time.perf_counter() - t0
-
-            def quick(ids=ids, mask=mask, fast=fast):
-                return fast.audio(fast.decode(ids, mask))
-
-            s, audio = timed(quick, a.device, a.reps)
-            row["fast_s"] = s
-            row["fast_finite"] = bool(torch.isfinite(audio).all())
-            codes = fast.decode(ids, mask)
-            row["fast_audio_s"], _ = timed(lambda codes=codes, fast=fast: fast.audio(codes), a.device, 1)
-            if a.profile:
-                profile_steps(fast, ids, mask, a.profile, a.device)
-            del fast
-        except torch.OutOfMemoryError as e:
-            row["fast_error"] = f"out of memory: {str(e)[:80]}"
-        if a.device.startswith("cuda"):
-            row["peak_gb"] = torch.cuda.max_memory_allocated() / 2**30
-            torch.cuda.reset_peak_memory_stats()
-            torch.cuda.empty_cache()
-        for k in ("plain", "fast"):
-            if f"{k}_s" in row:
-                row[f"{k}_steps_per_s"] = steps / row[f"{k}_s"]
-                row[f"{k}_tokens_per_s"] = b * steps / row[f"{k}_s"]
-                row[f"{k}_x_realtime"] = b * a.seconds / row[f"{k}_s"]
-        if "plain_s" in row and "fast_s" in row:
-            row["speedup"] = row["plain_s"] / row["fast_s"]
-        rows.append(row)
-        print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+        for j, window in enumerate(int(w) for w in a.window.split(",") if w.strip()):
+            if j:  # the next window: a row of its own, the fast path only
+                row = {k: row[k] for k in ("batch", "seconds_audio", "steps", "size", "dtype", "device")}
+            row["window"] = window
+            time_fast(row, b, window, ids, mask)
+            if a.device.startswith("cuda"):
+                row["peak_gb"] = torch.cuda.max_memory_allocated() / 2**30
+                torch.cuda.reset_peak_memory_stats()
+                torch.cuda.empty_cache()
+            for k in ("plain", "fast"):
+                if f"{k}_s" in row:
+                    row[f"{k}_steps_per_s"] = steps / row[f"{k}_s"]
+                    row[f"{k}_tokens_per_s"] = b * steps / row[f"{k}_s"]
+                    row[f"{k}_x_realtime"] = b * a.seconds / row[f"{k}_s"]
+            if "plain_s" in row and "fast_s" in row:
+                row["speedup"] = row["plain_s"] / row["fast_s"]
+            rows.append(row)
+            print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
 
     print("\n| batch | path | s per call | steps/s | tokens/s | x real time |\n|---|---|---|---|---|---|")
     for r in rows:
         for k in ("plain", "fast"):
             if f"{k}_s" in r:
-                print(f"| {r['batch']} | {k} | {r[f'{k}_s']:.2f} | {r[f'{k}_steps_per_s']:.1f} | "
+                path = f"fast (window {r['window']})" if k == "fast" else k
+                print(f"| {r['batch']} | {path} | {r[f'{k}_s']:.2f} | {r[f'{k}_steps_per_s']:.1f} | "
                       f"{r[f'{k}_tokens_per_s']:.0f} | {r[f'{k}_x_realtime']:.1f} |")
     if a.json:
         a.json.write_text(json.dumps(rows, indent=1))

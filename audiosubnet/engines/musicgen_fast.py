@@ -243,8 +243,8 @@ class FastMusicgen:
                                                attn_mask=self.cross_mask[:crows])
             if crows == rows:
                 x = torch.addmm(x, o.reshape(rows, E), catt.out_proj.weight.t())
-            else:
-                x = torch.cat([torch.addmm(x[:crows], o.reshape(crows, E), catt.out_proj.weight.t()), x[crows:]])
+            else:  # the conditional rows in place (x is this step's own tensor): no copy of the others
+                x[:crows].addmm_(o.reshape(crows, E), catt.out_proj.weight.t())
             h = layer.final_layer_norm(x)
             x = torch.addmm(x, layer.activation_fn(F.linear(h, layer.fc1.weight)), layer.fc2.weight.t())
         x = self.core.layer_norm(x)
