@@ -47,8 +47,11 @@ def test_two_workers_serve_every_answer_share_voices_limits_metrics_and_survive_
     while len(first := procs.workers_of(s.proc.pid)) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert len(first) == 2, first
+    # a new connection per request: the kernel hands each one to whichever worker accepts first (a kept-alive
+    # pool would stay with the worker that accepted its connections, and rounds would never reach the other)
     c = openai.OpenAI(base_url=s.base + "/v1", api_key="k1", max_retries=0, timeout=60,
-                      http_client=httpx.Client(trust_env=False, timeout=60))
+                      http_client=httpx.Client(trust_env=False, timeout=60,
+                                               limits=httpx.Limits(max_keepalive_connections=0)))
     http = httpx.Client(base_url=s.base, trust_env=False, timeout=60, headers={"authorization": "Bearer k1"})
 
     # wav, mp3 (encoded by the worker), streamed pcm and sse, concurrently until both workers have answered
