@@ -110,11 +110,7 @@ class BarkEngine(HFSpeechEngine):
             tdtype = self.torch_setup(device, dtype)
             from transformers import AutoTokenizer, BarkModel
 
-            try:
-                tok = AutoTokenizer.from_pretrained(folder)
-                model = BarkModel.from_pretrained(folder, dtype=tdtype)
-            except Exception as e:
-                raise EngineError(f"cannot load {self.model_id} from {folder}: {e}") from e
+            tok, model = self.load_pretrained(folder, AutoTokenizer, BarkModel, tdtype)
             if not isinstance(getattr(model.generation_config, "semantic_config", None), dict):
                 from transformers.models.bark.generation_configuration_bark import BarkGenerationConfig
 
@@ -130,7 +126,7 @@ class BarkEngine(HFSpeechEngine):
             gen.coarse_acoustics_config = {**gen.coarse_acoustics_config, "do_sample": True,
                                            "temperature": self.temperatures["coarse"]}
             gen.fine_acoustics_config = {**gen.fine_acoustics_config, "temperature": self.temperatures["fine"]}
-            model.to(device=device, dtype=tdtype).eval()  # type: ignore[call-arg]  # transformers types .to() through a decorator that drops self
+            model.to(device=device, dtype=tdtype).eval()
             self._model, self._tokenizer, self._folder = model, tok, folder
             self._index, self._prompts = None, {}
             self._caps = None

@@ -327,6 +327,14 @@ class HFSpeechEngine(SpeechEngine):
             pass
         return self._torch_dtype
 
+    def load_pretrained(self, folder: Path, tokenizer_cls: Any, model_cls: Any, dtype: torch.dtype) -> tuple[Any, Any]:
+        """(tokenizer, model) from a local model folder (transformers classes); a failure is an EngineError
+        that names the model and the folder."""
+        try:
+            return tokenizer_cls.from_pretrained(folder), model_cls.from_pretrained(folder, dtype=dtype)
+        except Exception as e:
+            raise EngineError(f"cannot load {self.model_id} from {folder}: {e}") from e
+
     def unload(self) -> None:
         with self._lock:
             self.drop()

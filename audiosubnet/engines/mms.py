@@ -133,14 +133,11 @@ class MmsEngine(HFSpeechEngine):
             import torch
             from transformers import VitsModel, VitsTokenizer
 
-            try:
-                tok = VitsTokenizer.from_pretrained(folder)
-                model = VitsModel.from_pretrained(folder, dtype=torch.float32)  # fold weight norm in fp32
-            except Exception as e:
-                raise EngineError(f"cannot load {self.model_id} from {folder}: {e}") from e
-            model.posterior_encoder = None  # type: ignore[assignment]  # training only: dropped on purpose
+            # fp32: weight norm folds in fp32
+            tok, model = self.load_pretrained(folder, VitsTokenizer, VitsModel, torch.float32)
+            model.posterior_encoder = None  # training only: dropped on purpose
             strip_weight_norm(model)
-            model.to(device=device, dtype=tdtype).eval()  # type: ignore[call-arg]  # transformers types .to() through a decorator that drops self
+            model.to(device=device, dtype=tdtype).eval()
             if tdtype != torch.float32:  # the duration flows' splines need fp32; they are tiny
                 model.duration_predictor.float()
             if tok.phonemize:

@@ -41,7 +41,6 @@ from audiosubnet.engines.music import (
     duration_chunks,
     trim,
 )
-from audiosubnet.errors import EngineError
 
 if TYPE_CHECKING:
     import torch
@@ -114,12 +113,8 @@ class MusicgenEngine(HFSpeechEngine):
             tdtype = self.torch_setup(device, dtype)
             from transformers import AutoTokenizer, MusicgenForConditionalGeneration
 
-            try:
-                tok = AutoTokenizer.from_pretrained(folder)
-                model = MusicgenForConditionalGeneration.from_pretrained(folder, dtype=tdtype)
-            except Exception as e:
-                raise EngineError(f"cannot load {self.model_id} from {folder}: {e}") from e
-            model.to(device=device).eval()  # type: ignore[call-arg]  # transformers types .to() through a decorator that drops self
+            tok, model = self.load_pretrained(folder, AutoTokenizer, MusicgenForConditionalGeneration, tdtype)
+            model.to(device=device).eval()
             model.audio_encoder.float()  # EnCodec (LSTMs, small) in fp32: not every LSTM kernel takes bf16
             self._model, self._tokenizer = model, tok
             self.forward_batch = self.cuda_batch if device.startswith("cuda") else self.cpu_batch
