@@ -163,15 +163,23 @@ def _conv1d_as_2d(graph: onnx.GraphProto) -> int:
     its 1-D path (im2col + GEMM). Returns how many convolutions were rewritten."""
     from onnx import helper, numpy_helper
 
-    weights = {t.name: t for t in graph.initializer}
+    def is_conv(node: onnx.NodeProto) -> bool:
+        return node.op_type in ("Conv", "ConvTranspose") and len(node.input) > 1
+
+    # kernels only convolutions read (a weight shared with any other op stays as it is)
+    other = {name for node in graph.node for i, name in enumerate(node.input) if not (is_conv(node) and i == 1)}
+    weights = {t.name: t for t in graph.initializer if len(t.dims) == 3 and t.name not in other}
+    reshaped: set[str] = set()
     axis = "asn_axis2"
     nodes: list[onnx.NodeProto] = []
     for node in graph.node:
-        w = weights.get(node.input[1]) if node.op_type in ("Conv", "ConvTranspose") and len(node.input) > 1 else None
-        if w is None or len(w.dims) != 3:
+        w = weights.get(node.input[1]) if is_conv(node) else None
+        if w is None:
             nodes.append(node)
             continue
-        w.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w)[:, :, None, :], w.name))
+        if w.name not in reshaped:  # once, however many convolutions share it
+            w.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w)[:, :, None, :], w.name))
+            reshaped.add(w.name)
         attrs: dict[str, Any] = {"kernel_shape": [1, int(w.dims[3])]}
         for a in node.attribute:
             value = helper.get_attribute_value(a)
@@ -315,13 +323,18 @@ class PiperEngine(SpeechEngine):
             model: str | bytes = str(onnx)
             self._noise: tuple[tuple[str, int], ...] = ()  # set at load: capabilities reads whether it exists
             first = None
-            try:
-                graph = rewrite_graph(onnx, conv2d=providers == ["CPUExecutionProvider"])
-                if graph is not None:
-                    first = session(graph.model, threads)
-                    model, self._noise = graph.model, graph.noise
-            except Exception as e:  # an export we cannot rewrite still speaks, unseeded
-                log.warning("piper: cannot rewrite %s (%s); it runs unseeded, as exported", onnx.name, e)
+            for conv2d in dict.fromkeys((providers == ["CPUExecutionProvider"], False)):
+                try:
+                    graph = rewrite_graph(onnx, conv2d=conv2d)
+                    if graph is not None:
+                        first = session(graph.model, threads)
+                        model, self._noise = graph.model, graph.noise
+                    break
+                except Exception as e:  # an export we cannot rewrite still speaks: as 1-D, else unseeded
+                    log.log(logging.DEBUG if conv2d else logging.WARNING,
+                            "piper: cannot rewrite %s%s (%s); it runs %s", onnx.name,
+                            " with 2-D convolutions" if conv2d else "", e,
+                            "with 1-D ones" if conv2d else "unseeded, as exported")
             if first is None:
                 first = session(model, threads)
             self._voice = PiperVoice(session=first, config=config)

@@ -97,6 +97,63 @@ def test_piper_convolutions_as_2d_give_the_same_audio():
     assert np.abs(a - b).max() < 1e-4 * max(1.0, float(np.abs(a).max()))
 
 
+def test_conv_rewrite_keeps_shared_kernels_and_leaves_other_uses_alone():
+    """Two convolutions sharing one kernel are both rewritten (the kernel reshaped once); a kernel another op
+    also reads stays 1-D, and so does its convolution. Same outputs as the original graph."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from audiosubnet.engines.piper import _conv1d_as_2d
+
+    rng = np.random.default_rng(0)
+    shared = numpy_helper.from_array(rng.standard_normal((4, 4, 3)).astype(np.float32), "shared")
+    read = numpy_helper.from_array(rng.standard_normal((4, 4, 1)).astype(np.float32), "read")
+    up = numpy_helper.from_array(rng.standard_normal((4, 2, 4)).astype(np.float32), "up")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "shared"], ["a"], pads=[1, 1]),
+         helper.make_node("Conv", ["a", "shared"], ["b"], pads=[2, 2], dilations=[2]),
+         helper.make_node("Conv", ["b", "read"], ["c"]),
+         helper.make_node("ReduceSum", ["read"], ["r"], keepdims=0),
+         helper.make_node("ConvTranspose", ["c", "up"], ["y"], strides=[2], pads=[1, 1]),
+         helper.make_node("Identity", ["r"], ["z"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, "t"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+         helper.make_tensor_value_info("z", TensorProto.FLOAT, None)], [shared, read, up])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = rng.standard_normal((1, 4, 37)).astype(np.float32)
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    rewritten = onnx.ModelProto()
+    rewritten.CopyFrom(model)
+    assert _conv1d_as_2d(rewritten.graph) == 3  # both users of `shared` and the transposed one, not `read`'s
+    dims = {t.name: list(t.dims) for t in rewritten.graph.initializer}
+    assert dims["shared"] == [4, 4, 1, 3] and dims["read"] == [4, 4, 1] and dims["up"] == [4, 2, 1, 4]
+    got = ort.InferenceSession(rewritten.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    assert got[0].shape == want[0].shape == (1, 2, 74)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_piper_keeps_its_seeds_when_only_the_conv_rewrite_is_rejected(monkeypatch):
+    from audiosubnet.engines import piper
+
+    def broken(graph):  # adds a node onnxruntime cannot run
+        from onnx import helper
+
+        graph.node.append(helper.make_node("NoSuchOp", ["input"], ["asn_broken"]))
+        return 1
+
+    monkeypatch.setattr(piper, "_conv1d_as_2d", broken)
+    engine = piper.PiperEngine("en_US-joe-medium")
+    engine.setup()
+    try:
+        assert engine.capabilities.seedable
+        a, b = engine.synthesize([SynthesisRequest(TEXTS[0], seed=3), SynthesisRequest(TEXTS[0], seed=3)])
+        assert np.array_equal(a.samples, b.samples) and a.duration > 0.3
+    finally:
+        engine.unload()
+
+
 @pytest.mark.parametrize("why", ["no onnx package", "a rewrite onnxruntime rejects"])
 def test_piper_speaks_unseeded_when_its_graph_cannot_be_rewritten(monkeypatch, caplog, why):
     import sys
