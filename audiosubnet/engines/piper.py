@@ -312,6 +312,8 @@ class PiperEngine(SpeechEngine):
                 providers.insert(0, ("CUDAExecutionProvider", {"device_id": idx,
                                                                "cudnn_conv_algo_search": "HEURISTIC"}))
 
+        cpu = providers == ["CPUExecutionProvider"]
+
         def session(model: str | bytes, intra: int) -> Any:  # an onnxruntime InferenceSession
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = intra
@@ -323,25 +325,25 @@ class PiperEngine(SpeechEngine):
             model: str | bytes = str(onnx)
             self._noise: tuple[tuple[str, int], ...] = ()  # set at load: capabilities reads whether it exists
             first = None
-            for conv2d in dict.fromkeys((providers == ["CPUExecutionProvider"], False)):
+            for conv2d in (True, False) if cpu else (False,):  # a 2-D rewrite rejected: the 1-D one, seeded
                 try:
                     graph = rewrite_graph(onnx, conv2d=conv2d)
                     if graph is not None:
                         first = session(graph.model, threads)
                         model, self._noise = graph.model, graph.noise
                     break
-                except Exception as e:  # an export we cannot rewrite still speaks: as 1-D, else unseeded
-                    log.log(logging.DEBUG if conv2d else logging.WARNING,
-                            "piper: cannot rewrite %s%s (%s); it runs %s", onnx.name,
-                            " with 2-D convolutions" if conv2d else "", e,
-                            "with 1-D ones" if conv2d else "unseeded, as exported")
+                except Exception as e:
+                    if conv2d:
+                        log.debug("piper: %s with 2-D convolutions rejected (%s); trying 1-D ones", onnx.name, e)
+                    else:  # an export we cannot rewrite still speaks, unseeded
+                        log.warning("piper: cannot rewrite %s (%s); it runs unseeded, as exported", onnx.name, e)
             if first is None:
                 first = session(model, threads)
             self._voice = PiperVoice(session=first, config=config)
             # On a multi-core CPU, sentences of a batch run side by side on one-thread sessions:
             # measured 15-25% more throughput than one session using every core.
             self._pool = None
-            if threads > 1 and providers == ["CPUExecutionProvider"]:
+            if threads > 1 and cpu:
                 self._pool_voice = PiperVoice(session=session(model, 1), config=config)
                 self._pool = ThreadPoolExecutor(threads, thread_name_prefix="piper")
         except Exception as e:
