@@ -138,27 +138,27 @@ def main() -> int:
         print(f"# greedy check (batch 2, {n} steps): max |plain - fast| audio difference {diff:.3g}", flush=True)
 
     def time_fast(row: dict, b: int, window: int, ids, mask) -> None:
-            try:
-                fast = FastMusicgen(model, b, steps, a.text_len, guidance_scale=a.guidance, top_k=a.top_k,
-                                    graph=False if a.no_graph else None, window=window)
-                t0 = time.perf_counter()
-                fast.decode(ids, mask)  # includes the capture on CUDA
-                sync(a.device)
-                row["fast_first_s"] = time.perf_counter() - t0
+        try:
+            fast = FastMusicgen(model, b, steps, a.text_len, guidance_scale=a.guidance, top_k=a.top_k,
+                                graph=False if a.no_graph else None, window=window)
+            t0 = time.perf_counter()
+            fast.decode(ids, mask)  # includes the capture on CUDA
+            sync(a.device)
+            row["fast_first_s"] = time.perf_counter() - t0
 
-                def quick(ids=ids, mask=mask, fast=fast):
-                    return fast.audio(fast.decode(ids, mask))
+            def quick(ids=ids, mask=mask, fast=fast):
+                return fast.audio(fast.decode(ids, mask))
 
-                s, audio = timed(quick, a.device, a.reps)
-                row["fast_s"] = s
-                row["fast_finite"] = bool(torch.isfinite(audio).all())
-                codes = fast.decode(ids, mask)
-                row["fast_audio_s"], _ = timed(lambda codes=codes, fast=fast: fast.audio(codes), a.device, 1)
-                if a.profile:
-                    profile_steps(fast, ids, mask, a.profile, a.device)
-                del fast
-            except torch.OutOfMemoryError as e:
-                row["fast_error"] = f"out of memory: {str(e)[:80]}"
+            s, audio = timed(quick, a.device, a.reps)
+            row["fast_s"] = s
+            row["fast_finite"] = bool(torch.isfinite(audio).all())
+            codes = fast.decode(ids, mask)
+            row["fast_audio_s"], _ = timed(lambda codes=codes, fast=fast: fast.audio(codes), a.device, 1)
+            if a.profile:
+                profile_steps(fast, ids, mask, a.profile, a.device)
+            del fast
+        except torch.OutOfMemoryError as e:
+            row["fast_error"] = f"out of memory: {str(e)[:80]}"
 
     rows = []
     for b in [int(x) for x in a.batch.split(",") if x.strip()]:

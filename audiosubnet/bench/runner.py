@@ -53,7 +53,6 @@ if TYPE_CHECKING:
 __all__ = ["BenchConfig", "BenchResult", "EngineResult", "Point", "ScorerResult", "run_bench"]
 
 
-
 def run_bench(config: BenchConfig, *, on_event: Callable[[str], None] | None = None,
               quality_scoring: Scoring | None = None) -> BenchResult:
     """Measure every engine and scorer of `config`. `on_event` gets one line per step (progress);

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from audiosubnet.scoring import ScoreItem, ScoreResult, Scoring
 
 
-
 def measure_scorers(ctx: BenchContext) -> None:
     """Measure the scorers and pipelines of the run: appends their rows (never raises but for Ctrl-C)."""
     from audiosubnet.engines.registry import EngineCache
