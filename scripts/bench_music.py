@@ -41,6 +41,9 @@ def parse() -> argparse.Namespace:
                    help="also profile this many eager decoder steps per batch size (kernel table by GPU time)")
     p.add_argument("--window", default="64",
                    help="self-attention window(s) of the fast path, comma-separated: each timed in the same run")
+    p.add_argument("--attention", default="auto",
+                   help="self-attention of the fast path, comma-separated (auto, kernel, sdpa): each timed in the "
+                        "same run; --window applies to sdpa")
     p.add_argument("--json", type=Path, help="also write the rows here")
     return p.parse_args()
 
@@ -131,16 +134,20 @@ def main() -> int:
         with torch.inference_mode():
             ref = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n, min_new_tokens=n,
                                  do_sample=False, guidance_scale=a.guidance)
-        fast = FastMusicgen(model, 2, n, a.text_len, guidance_scale=a.guidance, top_k=1,
-                            graph=False if a.no_graph else None)
-        got = fast.audio(fast.decode(ids, mask))
-        diff = float((ref[:, 0].float() - got.float()).abs().max())
-        print(f"# greedy check (batch 2, {n} steps): max |plain - fast| audio difference {diff:.3g}", flush=True)
+        for attention in dict.fromkeys(x.strip() for x in a.attention.split(",") if x.strip()):
+            fast = FastMusicgen(model, 2, n, a.text_len, guidance_scale=a.guidance, top_k=1,
+                                graph=False if a.no_graph else None, attention=attention)
+            got = fast.audio(fast.decode(ids, mask))
+            diff = float((ref[:, 0].float() - got.float()).abs().max())
+            used = "decode-attention kernel" if fast.decode_attn is not None else "sdpa"
+            print(f"# greedy check (batch 2, {n} steps, {used}): max |plain - fast| audio difference {diff:.3g}",
+                  flush=True)
 
-    def time_fast(row: dict, b: int, window: int, ids, mask) -> None:
+    def time_fast(row: dict, b: int, window: int, attention: str, ids, mask) -> None:
         try:
             fast = FastMusicgen(model, b, steps, a.text_len, guidance_scale=a.guidance, top_k=a.top_k,
-                                graph=False if a.no_graph else None, window=window)
+                                graph=False if a.no_graph else None, window=window, attention=attention)
+            row["attention"] = "kernel" if fast.decode_attn is not None else "sdpa"
             t0 = time.perf_counter()
             fast.decode(ids, mask)  # includes the capture on CUDA
             sync(a.device)
@@ -178,11 +185,14 @@ def main() -> int:
             except torch.OutOfMemoryError as e:
                 row["plain_error"] = f"out of memory: {str(e)[:80]}"
             torch.cuda.empty_cache() if a.device.startswith("cuda") else None
-        for j, window in enumerate(int(w) for w in a.window.split(",") if w.strip()):
-            if j:  # the next window: a row of its own, the fast path only
+        windows = [int(w) for w in a.window.split(",") if w.strip()]
+        variants = [(att, w) for att in a.attention.split(",") if att.strip()
+                    for w in (windows if att.strip() == "sdpa" else windows[:1])]
+        for j, (attention, window) in enumerate(variants):
+            if j:  # the next variant: a row of its own, the fast path only
                 row = {k: row[k] for k in ("batch", "seconds_audio", "steps", "size", "dtype", "device")}
             row["window"] = window
-            time_fast(row, b, window, ids, mask)
+            time_fast(row, b, window, attention.strip(), ids, mask)
             if a.device.startswith("cuda"):
                 row["peak_gb"] = torch.cuda.max_memory_allocated() / 2**30
                 torch.cuda.reset_peak_memory_stats()
@@ -201,7 +211,8 @@ def main() -> int:
     for r in rows:
         for k in ("plain", "fast"):
             if f"{k}_s" in r:
-                path = f"fast (window {r['window']})" if k == "fast" else k
+                how = "decode-attention kernel" if r.get("attention") == "kernel" else f"window {r['window']}"
+                path = k if k == "plain" else f"fast ({how})"
                 print(f"| {r['batch']} | {path} | {r[f'{k}_s']:.2f} | {r[f'{k}_steps_per_s']:.1f} | "
                       f"{r[f'{k}_tokens_per_s']:.0f} | {r[f'{k}_x_realtime']:.1f} |")
     if a.json:

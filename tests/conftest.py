@@ -11,9 +11,15 @@ KEEP = {"ASN_TORCH_THREADS", "ASN_ORT_THREADS"}
 
 def pytest_configure(config):
     """The tests-only `fake` engine: an entry point of this environment (tests/asn_test_engines.py), so every
-    process a test starts finds it; the shipped package does not declare it."""
+    process a test starts finds it; the shipped package does not declare it. Without a GPU, Triton kernels run
+    under Triton's interpreter: TRITON_INTERPRET=1 must be set before anything imports Triton."""
     import importlib.util
     from pathlib import Path
+
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("TRITON_INTERPRET", "1")
 
     spec = importlib.util.spec_from_file_location("asn_test_engines", Path(__file__).with_name("asn_test_engines.py"))
     assert spec is not None and spec.loader is not None
@@ -37,6 +43,27 @@ def _isolated_env(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(home / "hf"))
     yield home
+
+
+@pytest.fixture
+def triton_device(monkeypatch):
+    """Where a test's Triton kernels run: the GPU, else the CPU under Triton's interpreter (set here; Triton's own
+    library functions are interpreted only when TRITON_INTERPRET=1 was set before Triton was first imported)."""
+    import importlib.util
+    import sys
+
+    if importlib.util.find_spec("triton") is None:
+        pytest.skip("Triton is not installed")
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    std = sys.modules.get("triton.language.standard")
+    if std is not None and type(std.max).__name__ != "InterpretedFunction":
+        pytest.skip("Triton was imported without TRITON_INTERPRET=1: its kernels cannot run on the CPU")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.delitem(sys.modules, "audiosubnet.runtime.triton_decode", raising=False)
+    return torch.device("cpu")
 
 
 @pytest.fixture(scope="session")

@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
+    from audiosubnet.runtime.decode_attention import DecodeAttention
+
 log = logging.getLogger(__name__)
 
 GRAPH_WARMUP = 3
@@ -71,7 +73,7 @@ def _pack(weights: Sequence[torch.Tensor]) -> torch.Tensor:
 class FastMusicgen:
     def __init__(self, model: Any, batch: int, steps: int, text_len: int, *, guidance_scale: float = 3.0,
                  top_k: int = 250, temperature: float = 1.0, graph: bool | None = None, chunk: int = 64,
-                 window: int = 64) -> None:
+                 window: int = 64, attention: str = "auto") -> None:
         import torch
 
         self.model = model
@@ -113,6 +115,9 @@ class FastMusicgen:
         self.noise = torch.rand(batch, chunk, self.K, self.V, device=self.device)
         self._graphs: dict[int, torch.cuda.CUDAGraph] = {}  # attended length -> the step's CUDA graph
         self._repack()
+        self.decode_attn = self._decode_attention(attention)
+        if self.decode_attn is not None:  # reads exactly the positions written: one window, one graph
+            self.window = T
         # the unconditional half attends to zero text states through bias-free projections: its cross-attention
         # output is exactly zero, so only the conditional rows are computed (as `generate` would find)
         att = self.core.layers[0].encoder_attn
@@ -145,6 +150,31 @@ class FastMusicgen:
         self.k_offsets = (torch.arange(self.K, device=self.device) * self.embed.shape[1])[None, :]
 
     # ---- set-up ------------------------------------------------------------------------------------
+    def _decode_attention(self, attention: str) -> DecodeAttention | None:
+        """The self-attention kernel: "kernel" (the decode-attention kernel, reading positions 0..pos only),
+        "sdpa" (PyTorch's, over windows of `window` positions), or "auto" (the kernel where it can run)."""
+        import torch
+
+        from audiosubnet.runtime.decode_attention import DecodeAttention, decode_attention_unavailable
+
+        if attention not in ("auto", "kernel", "sdpa"):
+            raise ValueError(f"attention must be auto, kernel or sdpa, not {attention!r}")
+        why = decode_attention_unavailable(self.device, self.D)
+        if attention == "sdpa" or (attention == "auto" and (why or self.device.type != "cuda")):
+            return None
+        if why:
+            raise ValueError(f"attention='kernel': {why}")
+        try:  # built and run once now: a kernel that does not compile here leaves SDPA in charge
+            attn = DecodeAttention(self.rows, self.H, self.D, self.T, dtype=self.dtype, device=self.device)
+            attn(torch.zeros(self.rows, self.H, self.D, dtype=self.dtype, device=self.device),
+                 self.kv_cache[0, 0], self.kv_cache[0, 1], self.pos)
+            return attn
+        except Exception as e:
+            if attention == "kernel":
+                raise
+            log.warning("MusicGen decode-attention kernel unusable here (%s); using SDPA", e)
+            return None
+
     def _positions(self, n: int) -> torch.Tensor:
         from transformers.models.musicgen.modeling_musicgen import MusicgenSinusoidalPositionalEmbedding
 
@@ -224,17 +254,20 @@ class FastMusicgen:
         tok = self.seq.index_select(2, self.pos).squeeze(2)  # (rows, K)
         x = F.embedding(tok + self.k_offsets, self.embed.view(-1, E)).sum(1) * self.core.embed_scale
         x = x + self.positions.index_select(0, self.pos)  # (rows, E)
-        self_mask = torch.where(self.t_index[:n] <= self.pos, 0.0, torch.finfo(self.dtype).min).to(self.dtype)
-        self_mask = self_mask[None, None, None]  # (1, 1, 1, n): positions after `pos` are not attended
+        if self.decode_attn is None:  # (1, 1, 1, n): positions after `pos` are not attended
+            self_mask = torch.where(self.t_index[:n] <= self.pos, 0.0, torch.finfo(self.dtype).min)
+            self_mask = self_mask.to(self.dtype)[None, None, None]
         crows = B if self.cond_only else rows
         for i, layer in enumerate(self.core.layers):
             att = layer.self_attn
             h = layer.self_attn_layer_norm(x)
             qkv = F.linear(h, self.qkv[i]).view(rows, 1, 3, H, D)
             self.kv_cache[i].index_copy_(3, self.pos, qkv[:, :, 1:].permute(2, 0, 3, 1, 4))
-            q = qkv[:, :, 0].transpose(1, 2)  # (rows, H, 1, D)
-            kv = self.kv_cache[i, :, :, :, :n]
-            o = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=self_mask)
+            if self.decode_attn is not None:  # (rows, H, D) over positions 0..pos
+                o = self.decode_attn(qkv[:, 0, 0], self.kv_cache[i, 0], self.kv_cache[i, 1], self.pos)
+            else:
+                kv = self.kv_cache[i, :, :, :, :n]  # (rows, H, 1, D) queries
+                o = F.scaled_dot_product_attention(qkv[:, :, 0].transpose(1, 2), kv[0], kv[1], attn_mask=self_mask)
             x = torch.addmm(x, o.reshape(rows, E), att.out_proj.weight.t())  # the residual added in the GEMM
             catt = layer.encoder_attn
             h = layer.encoder_attn_layer_norm(x[:crows])

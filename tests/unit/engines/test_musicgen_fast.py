@@ -41,13 +41,43 @@ def test_greedy_fast_path_reproduces_generate(tiny_musicgen):
     assert int(a.max()) < 2048  # no pad token among the frames
 
 
+def test_greedy_fast_path_with_the_decode_attention_kernel_reproduces_generate(tiny_musicgen, triton_device,
+                                                                             monkeypatch):
+    """The Triton decode-attention kernel (on the CPU: run by Triton's interpreter) in place of SDPA: one window,
+    the same greedy tokens as `generate`."""
+    import torch
+    from transformers import AutoTokenizer, MusicgenForConditionalGeneration
+
+    if triton_device.type != "cpu":
+        pytest.skip("the tiny model's comparison runs on the CPU")
+    from audiosubnet.engines.musicgen_fast import FastMusicgen, steps_for
+
+    model = MusicgenForConditionalGeneration.from_pretrained(tiny_musicgen).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_musicgen)
+    enc = tok(["lo-fi beat with soft piano", "jazz"], padding=True, return_tensors="pt")
+    steps = steps_for(0.3, 50, 4)
+    with torch.inference_mode():
+        ref = model.generate(**enc, max_new_tokens=steps, min_new_tokens=steps, do_sample=False, guidance_scale=3.0)
+    n = enc["input_ids"].shape[1]
+    fast = FastMusicgen(model, 2, steps, text_len=n, guidance_scale=3.0, top_k=1, window=8, attention="kernel")
+    assert fast.decode_attn is not None and fast.windows() == [fast.T]  # exact reads: one attended length
+    codes = fast.decode(enc["input_ids"], enc["attention_mask"])
+    torch.testing.assert_close(fast.audio(codes), ref[:, 0], rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="auto, kernel or sdpa"):
+        FastMusicgen(model, 2, steps, text_len=n, attention="flash")
+    monkeypatch.delenv("TRITON_INTERPRET")
+    assert FastMusicgen(model, 2, steps, text_len=n).decode_attn is None  # auto on a CPU: SDPA
+    with pytest.raises(ValueError, match="CUDA"):
+        FastMusicgen(model, 2, steps, text_len=n, attention="kernel")
+
+
 def test_bench_script_smoke_on_cpu(tmp_path):
     out = tmp_path / "rows.json"
     r = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_music.py"), "--device", "cpu", "--size", "tiny",
                         "--batch", "2", "--seconds", "0.2", "--reps", "1", "--check", "--json", str(out)],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "max |plain - fast| audio difference 0" in r.stdout
+    assert "sdpa): max |plain - fast| audio difference 0" in r.stdout
     rows = json.loads(out.read_text())
     assert [row["batch"] for row in rows] == [2]
     for row in rows:
