@@ -115,14 +115,18 @@ class FastMusicgen:
         self.noise = torch.rand(batch, chunk, self.K, self.V, device=self.device)
         self._graphs: dict[int, torch.cuda.CUDAGraph] = {}  # attended length -> the step's CUDA graph
         self._repack()
-        self.decode_attn = self._decode_attention(attention)
-        if self.decode_attn is not None:  # reads exactly the positions written: one window, one graph
-            self.window = T
         # the unconditional half attends to zero text states through bias-free projections: its cross-attention
         # output is exactly zero, so only the conditional rows are computed (as `generate` would find)
         att = self.core.layers[0].encoder_attn
         self.cond_only = bool(self.guidance) and all(
             getattr(getattr(att, n), "bias", None) is None for n in ("k_proj", "v_proj", "out_proj"))
+        self.crows = batch if self.cond_only else self.rows  # rows that attend to the text
+        self.text_last = torch.full((1,), text_len - 1, dtype=torch.long, device=self.device)
+        kernels = self._decode_attention(attention)
+        self.decode_attn: DecodeAttention | None = kernels[0] if kernels else None
+        self.cross_attn: DecodeAttention | None = kernels[1] if kernels else None
+        if self.decode_attn is not None:  # reads exactly the positions written: one window, one graph
+            self.window = T
 
     def _repack(self) -> None:
         """Query/key/value weights of each layer's self-attention as one (3E, E) matrix, the K heads as one
@@ -150,11 +154,11 @@ class FastMusicgen:
         self.k_offsets = (torch.arange(self.K, device=self.device) * self.embed.shape[1])[None, :]
 
     # ---- set-up ------------------------------------------------------------------------------------
-    def _decode_attention(self, attention: str) -> DecodeAttention | None:
-        """The self-attention kernel: "kernel" (the decode-attention kernel, reading positions 0..pos only),
-        "sdpa" (PyTorch's, over windows of `window` positions), or "auto" (the kernel where it can run)."""
-        import torch
-
+    def _decode_attention(self, attention: str) -> tuple[DecodeAttention, DecodeAttention] | None:
+        """The attention kernels, self- and cross-: "kernel" (the decode-attention kernels: self-attention reads
+        positions 0..pos only; cross-attention, over a few text positions, is one small kernel instead of SDPA's
+        larger one), "sdpa" (PyTorch's, self-attention over windows of `window` positions), or "auto" (the
+        kernels where they can run)."""
         from audiosubnet.runtime.decode_attention import DecodeAttention, decode_attention_unavailable
 
         if attention not in ("auto", "kernel", "sdpa"):
@@ -165,10 +169,13 @@ class FastMusicgen:
         if why:
             raise ValueError(f"attention='kernel': {why}")
         try:  # built and run once now: a kernel that does not compile here leaves SDPA in charge
-            attn = DecodeAttention(self.rows, self.H, self.D, self.T, dtype=self.dtype, device=self.device)
-            attn(torch.zeros(self.rows, self.H, self.D, dtype=self.dtype, device=self.device),
-                 self.kv_cache[0, 0], self.kv_cache[0, 1], self.pos)
-            return attn
+            dt, dev = self.dtype, self.device
+            attn = DecodeAttention(self.rows, self.H, self.D, self.T, dtype=dt, device=dev)
+            attn(self.kv_cache[0, 0, :, :, 0], self.kv_cache[0, 0], self.kv_cache[0, 1], self.pos)
+            cross = DecodeAttention(self.crows, self.H, self.D, self.S, dtype=dt, device=dev)
+            cross(self.cross_k[0, : self.crows, :, 0], self.cross_k[0, : self.crows], self.cross_v[0, : self.crows],
+                  self.text_last, self.cross_mask[: self.crows, 0, 0])
+            return attn, cross
         except Exception as e:
             if attention == "kernel":
                 raise
@@ -249,7 +256,7 @@ class FastMusicgen:
         import torch
         import torch.nn.functional as F
 
-        rows, H, D, E, B = self.rows, self.H, self.D, self.E, self.B
+        rows, H, D, E = self.rows, self.H, self.D, self.E
         n = self.T if attend is None else attend
         tok = self.seq.index_select(2, self.pos).squeeze(2)  # (rows, K)
         x = F.embedding(tok + self.k_offsets, self.embed.view(-1, E)).sum(1) * self.core.embed_scale
@@ -257,7 +264,7 @@ class FastMusicgen:
         if self.decode_attn is None:  # (1, 1, 1, n): positions after `pos` are not attended
             self_mask = torch.where(self.t_index[:n] <= self.pos, 0.0, torch.finfo(self.dtype).min)
             self_mask = self_mask.to(self.dtype)[None, None, None]
-        crows = B if self.cond_only else rows
+        crows = self.crows
         for i, layer in enumerate(self.core.layers):
             att = layer.self_attn
             h = layer.self_attn_layer_norm(x)
@@ -271,9 +278,13 @@ class FastMusicgen:
             x = torch.addmm(x, o.reshape(rows, E), att.out_proj.weight.t())  # the residual added in the GEMM
             catt = layer.encoder_attn
             h = layer.encoder_attn_layer_norm(x[:crows])
-            q = F.linear(h, catt.q_proj.weight).view(crows, 1, H, D).transpose(1, 2)
-            o = F.scaled_dot_product_attention(q, self.cross_k[i, :crows], self.cross_v[i, :crows],
-                                               attn_mask=self.cross_mask[:crows])
+            q = F.linear(h, catt.q_proj.weight)
+            if self.cross_attn is not None:  # (crows, H, D) over the text's positions, its padding masked
+                o = self.cross_attn(q.view(crows, H, D), self.cross_k[i, :crows], self.cross_v[i, :crows],
+                                    self.text_last, self.cross_mask[:crows, 0, 0])
+            else:
+                o = F.scaled_dot_product_attention(q.view(crows, 1, H, D).transpose(1, 2), self.cross_k[i, :crows],
+                                                   self.cross_v[i, :crows], attn_mask=self.cross_mask[:crows])
             if crows == rows:
                 x = torch.addmm(x, o.reshape(rows, E), catt.out_proj.weight.t())
             else:  # the conditional rows in place (x is this step's own tensor): no copy of the others

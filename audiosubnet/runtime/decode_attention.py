@@ -49,10 +49,11 @@ def choose_splits(programs: int, processors: int, max_len: int, block: int = BLO
 
 
 class DecodeAttention:
-    """`attn(q, k, v, pos)`: q (rows, heads, dim), k and v (rows, heads, max_len, dim) (any strides with the last
-    one 1: views into a larger cache are fine), pos a one-element integer tensor -> (rows, heads, dim), softmax
-    attention of each query over positions 0..pos. The output is this object's own buffer, overwritten by the
-    next call. No host synchronisation: capturable in a CUDA graph."""
+    """`attn(q, k, v, pos, mask=None)`: q (rows, heads, dim), k and v (rows, heads, max_len, dim) (any strides with
+    the last one 1: views into a larger cache are fine), pos a one-element integer tensor, mask an optional
+    additive (rows, max_len) tensor -> (rows, heads, dim), softmax attention of each query over positions 0..pos.
+    The output is this object's own buffer, overwritten by the next call. No host synchronisation: capturable in
+    a CUDA graph."""
 
     def __init__(self, rows: int, heads: int, dim: int, max_len: int, *, dtype: torch.dtype, device: torch.device,
                  splits: int | None = None, block: int = BLOCK_N, num_warps: int = 4) -> None:
@@ -77,19 +78,22 @@ class DecodeAttention:
         self.mid_out = torch.empty(n, dim, dtype=torch.float32, device=device)
         self.mid_lse = torch.empty(n, dtype=torch.float32, device=device)
 
-    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos: torch.Tensor,
+                 mask: torch.Tensor | None = None) -> torch.Tensor:
         if q.shape != self.out.shape or k.shape[:2] != q.shape[:2] or k.shape[3] != self.dim \
-                or v.shape != k.shape:
-            raise ValueError(f"shapes q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)} do not match "
-                             f"(rows, heads, dim) = {tuple(self.out.shape)}")
-        if q.stride(-1) != 1 or k.stride(-1) != 1 or v.stride(-1) != 1:
-            raise ValueError("q, k and v need a contiguous last dimension")
+                or v.shape != k.shape or (mask is not None and mask.shape != (k.shape[0], k.shape[2])):
+            got = "" if mask is None else f", mask {tuple(mask.shape)}"
+            raise ValueError(f"shapes q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}{got} do not "
+                             f"match (rows, heads, dim) = {tuple(self.out.shape)}")
+        if any(t.stride(-1) != 1 for t in (q, k, v) + (() if mask is None else (mask,))):
+            raise ValueError("q, k, v and mask need a contiguous last dimension")
         out, kern = self.out, self.kernels
         kern.attend[(self.programs, self.splits)](
-            q, k, v, out, self.mid_out, self.mid_lse, pos, self.scale,
+            q, k, v, out, self.mid_out, self.mid_lse, pos, out if mask is None else mask, self.scale,
             q.stride(0), q.stride(1), k.stride(0), k.stride(1), k.stride(2), v.stride(0), v.stride(1), v.stride(2),
-            out.stride(0), out.stride(1),
-            HEADS=self.heads, DIM=self.dim, BLOCK_N=self.block, SPLITS=self.splits, num_warps=self.num_warps)
+            out.stride(0), out.stride(1), 0 if mask is None else mask.stride(0),
+            HEADS=self.heads, DIM=self.dim, BLOCK_N=self.block, SPLITS=self.splits, HAS_MASK=mask is not None,
+            num_warps=self.num_warps)
         if self.splits > 1:
             kern.combine[(self.programs,)](self.mid_out, self.mid_lse, out, out.stride(0), out.stride(1),
                                            HEADS=self.heads, DIM=self.dim, SPLITS=self.splits, num_warps=1)

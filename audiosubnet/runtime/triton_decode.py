@@ -1,7 +1,8 @@
 """Triton kernels of `decode_attention` (imported only where Triton is installed: CUDA builds of torch bring it).
 
 One query per (row, head) against the keys/values of a static cache, positions 0..`pos` only, `pos` read from
-device memory (so one launch, and one captured CUDA graph, serves every step). Each program runs an online
+device memory (so one launch, and one captured CUDA graph, serves every step), optionally with an additive mask
+per row and position. Each program runs an online
 softmax over its share of the positions in tiles of BLOCK_N; with SPLITS > 1 the positions are split among
 SPLITS programs per (row, head) (flash-decoding: enough programs to fill the GPU when rows x heads is small), each
 writing its normalised partial output and log-sum-exp, and `combine` merges them.
@@ -17,18 +18,19 @@ from typing import Any, cast
 import triton
 import triton.language as tl
 
-# the decorator, typed for the checker; a kernel's parameters are pointers and numbers (Any to Triton too: it
-# specialises on the values), its `tl.constexpr` ones compile-time constants
+# the decorator, typed for the checker; the kernels' parameters stay unannotated (Triton resolves annotations
+# itself: pointers and numbers have none, compile-time constants are `tl.constexpr`)
 jit = cast("Callable[[Callable[..., None]], Any]", triton.jit)
 
 NEG = tl.constexpr(-1.0e30)  # "minus infinity" that keeps exp() and differences finite
 
 
 @jit
-def attend(Q: Any, K: Any, V: Any, Out: Any, MID_O: Any, MID_LSE: Any, POS: Any, scale: Any,
-           stride_qr: Any, stride_qh: Any, stride_kr: Any, stride_kh: Any, stride_kt: Any,
-           stride_vr: Any, stride_vh: Any, stride_vt: Any, stride_or: Any, stride_oh: Any,
-           HEADS: tl.constexpr, DIM: tl.constexpr, BLOCK_N: tl.constexpr, SPLITS: tl.constexpr) -> None:
+def attend(Q, K, V, Out, MID_O, MID_LSE, POS, MASK, scale,  # type: ignore[no-untyped-def]
+           stride_qr, stride_qh, stride_kr, stride_kh, stride_kt, stride_vr, stride_vh, stride_vt,
+           stride_or, stride_oh, stride_mr,
+           HEADS: tl.constexpr, DIM: tl.constexpr, BLOCK_N: tl.constexpr, SPLITS: tl.constexpr,
+           HAS_MASK: tl.constexpr):
     pid = tl.program_id(0)  # (row, head)
     split = tl.program_id(1)
     r = pid // HEADS
@@ -48,7 +50,10 @@ def attend(Q: Any, K: Any, V: Any, Out: Any, MID_O: Any, MID_LSE: Any, POS: Any,
         t = start + tl.arange(0, BLOCK_N)
         ok = t < hi
         k = tl.load(k_base + t[:, None] * stride_kt + d[None, :], mask=ok[:, None], other=0.0).to(tl.float32)
-        s = tl.where(ok, tl.sum(k * q[None, :], 1), NEG)
+        s = tl.sum(k * q[None, :], 1)
+        if HAS_MASK:  # additive, per row and position (a text's padding)
+            s += tl.load(MASK + r * stride_mr + t, mask=ok, other=0.0).to(tl.float32)
+        s = tl.where(ok, s, NEG)
         m_new = tl.maximum(m_i, tl.max(s, 0))
         alpha = tl.exp(m_i - m_new)
         p = tl.exp(s - m_new)
@@ -65,8 +70,8 @@ def attend(Q: Any, K: Any, V: Any, Out: Any, MID_O: Any, MID_LSE: Any, POS: Any,
 
 
 @jit
-def combine(MID_O: Any, MID_LSE: Any, Out: Any, stride_or: Any, stride_oh: Any,
-            HEADS: tl.constexpr, DIM: tl.constexpr, SPLITS: tl.constexpr) -> None:
+def combine(MID_O, MID_LSE, Out, stride_or, stride_oh,  # type: ignore[no-untyped-def]
+            HEADS: tl.constexpr, DIM: tl.constexpr, SPLITS: tl.constexpr):
     pid = tl.program_id(0)
     r = pid // HEADS
     h = pid % HEADS

@@ -37,6 +37,25 @@ def test_kernel_equals_softmax_attention_over_the_written_positions(triton_devic
     assert got.data_ptr() == attn.out.data_ptr()  # the object's own buffer: nothing allocated per call
 
 
+def test_additive_mask_per_row_and_position(triton_device):
+    """Cross-attention over a padded text: masked positions get no weight, each row its own mask."""
+    import torch
+
+    torch.manual_seed(2)
+    rows, heads, dim, n = 3, 2, 16, 10
+    q, k, v = torch.randn(rows, heads, dim), torch.randn(rows, heads, n, dim), torch.randn(rows, heads, n, dim)
+    lengths = torch.tensor([10, 4, 1])
+    keep = torch.arange(n)[None, :] < lengths[:, None]
+    mask = torch.where(keep, 0.0, torch.finfo(torch.float32).min).view(rows, 1, 1, n)  # as the decoder keeps it
+    want = torch.stack([reference(q[r:r + 1], k[r:r + 1], v[r:r + 1], int(lengths[r]) - 1)[0] for r in range(rows)])
+    q, k, v, mask = (t.to(triton_device) for t in (q, k, v, mask))
+    attn = kernel(triton_device, rows, heads, dim, n, dtype=torch.float32, splits=1, block=4)
+    got = attn(q, k, v, torch.tensor([n - 1], device=triton_device), mask[:, 0, 0])
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="do not match"):
+        attn(q, k, v, torch.tensor([n - 1], device=triton_device), mask[:2, 0, 0])
+
+
 def test_kernel_in_bfloat16_matches_to_its_rounding(triton_device):
     import torch
 
