@@ -22,6 +22,10 @@ differences of batched kernels). One instance has a capacity (batch rows, steps,
 shorter run: a smaller batch is padded with copies of its last prompt, fewer steps just stop early (the delay
 pattern is set per run), so one captured graph serves many requests.
 
+Attention: on CUDA a Triton kernel (runtime/decode_attention.py) reads the position from device memory, so
+self-attention reads exactly the positions written so far under one graph, and cross-attention (a few text
+positions) is one small launch; elsewhere SDPA with a mask, one graph per window of `window` positions.
+
 Fewer, larger kernels per step (each of MusicGen's 24-48 layers is a dozen small kernels, and at batch 1 their
 count, not their work, sets the step time): the weights are repacked once, in place, so that each layer's query,
 key and value projections are one matrix, the codebooks' heads one matrix and their embeddings one table (the
@@ -251,8 +255,8 @@ class FastMusicgen:
 
     def step(self, attend: int | None = None) -> None:
         """Tokens at `pos` -> tokens at `pos + 1`, `pos += 1`. Only device work (capturable). Self-attention
-        reads the first `attend` cache positions (default: all; must cover `pos`): at batch 32 reading the whole
-        cache was half of a step's time."""
+        reads positions 0..pos through the decode-attention kernel; with SDPA it reads the first `attend` cache
+        positions (default: all; must cover `pos`): at batch 32 reading the whole cache was half of a step's time."""
         import torch
         import torch.nn.functional as F
 

@@ -9,9 +9,9 @@ with CUDA builds of torch), flash-decoding style: when rows x heads programs are
 (batch 1), each (row, head) splits its positions among several programs and a second kernel merges their
 partial softmaxes.
 
-`decode_attention_unavailable(device)` says why the kernels cannot run there (None when they can); callers keep
-SDPA as their fallback. On the CPU the kernels run only under Triton's interpreter (`TRITON_INTERPRET=1`): the
-tests check them against plain softmax attention that way.
+`decode_attention_unavailable(device, head_dim)` says why the kernels cannot run there (None when they can);
+callers keep SDPA as their fallback. On the CPU the kernels run only under Triton's interpreter
+(`TRITON_INTERPRET=1`): the tests check them against plain softmax attention that way.
 """
 
 from __future__ import annotations

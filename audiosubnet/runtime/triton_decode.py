@@ -2,10 +2,10 @@
 
 One query per (row, head) against the keys/values of a static cache, positions 0..`pos` only, `pos` read from
 device memory (so one launch, and one captured CUDA graph, serves every step), optionally with an additive mask
-per row and position. Each program runs an online
-softmax over its share of the positions in tiles of BLOCK_N; with SPLITS > 1 the positions are split among
-SPLITS programs per (row, head) (flash-decoding: enough programs to fill the GPU when rows x heads is small), each
-writing its normalised partial output and log-sum-exp, and `combine` merges them.
+per row and position. Each program runs an online softmax over its share of the positions in tiles of BLOCK_N;
+with SPLITS > 1 the positions are split among SPLITS programs per (row, head) (flash-decoding: enough programs to
+fill the GPU when rows x heads is small), each writing its normalised partial output and log-sum-exp, and
+`combine` merges them.
 
 `TRITON_INTERPRET=1` before this module is imported runs the kernels on the CPU (the tests do).
 """

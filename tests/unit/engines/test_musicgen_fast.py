@@ -14,18 +14,29 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def test_greedy_fast_path_reproduces_generate(tiny_musicgen):
+def greedy_reference(folder, seconds):
+    """The tiny model, two prompts of different lengths (one padded), the steps for `seconds`, and `generate`'s
+    greedy audio for them."""
     import torch
     from transformers import AutoTokenizer, MusicgenForConditionalGeneration
 
-    from audiosubnet.engines.musicgen_fast import FastMusicgen, steps_for
+    from audiosubnet.engines.musicgen_fast import steps_for
 
-    model = MusicgenForConditionalGeneration.from_pretrained(tiny_musicgen).eval()
-    tok = AutoTokenizer.from_pretrained(tiny_musicgen)
-    enc = tok(["lo-fi beat with soft piano", "jazz"], padding=True, return_tensors="pt")
-    steps = steps_for(0.5, 50, 4)
+    model = MusicgenForConditionalGeneration.from_pretrained(folder).eval()
+    enc = AutoTokenizer.from_pretrained(folder)(["lo-fi beat with soft piano", "jazz"], padding=True,
+                                                return_tensors="pt")
+    steps = steps_for(seconds, 50, 4)
     with torch.inference_mode():
         ref = model.generate(**enc, max_new_tokens=steps, min_new_tokens=steps, do_sample=False, guidance_scale=3.0)
+    return model, enc, steps, ref
+
+
+def test_greedy_fast_path_reproduces_generate(tiny_musicgen):
+    import torch
+
+    from audiosubnet.engines.musicgen_fast import FastMusicgen
+
+    model, enc, steps, ref = greedy_reference(tiny_musicgen, 0.5)
     n = enc["input_ids"].shape[1]  # the same text length: padding more changes float sums, and a random model
     fast = FastMusicgen(model, 2, steps, text_len=n, guidance_scale=3.0, top_k=1, window=8)  # near-ties to flip
     codes = fast.decode(enc["input_ids"], enc["attention_mask"])
@@ -46,18 +57,12 @@ def test_greedy_fast_path_with_the_decode_attention_kernel_reproduces_generate(t
     """The Triton decode-attention kernel (on the CPU: run by Triton's interpreter) in place of SDPA: one window,
     the same greedy tokens as `generate`."""
     import torch
-    from transformers import AutoTokenizer, MusicgenForConditionalGeneration
 
     if triton_device.type != "cpu":
         pytest.skip("the tiny model's comparison runs on the CPU")
-    from audiosubnet.engines.musicgen_fast import FastMusicgen, steps_for
+    from audiosubnet.engines.musicgen_fast import FastMusicgen
 
-    model = MusicgenForConditionalGeneration.from_pretrained(tiny_musicgen).eval()
-    tok = AutoTokenizer.from_pretrained(tiny_musicgen)
-    enc = tok(["lo-fi beat with soft piano", "jazz"], padding=True, return_tensors="pt")
-    steps = steps_for(0.3, 50, 4)
-    with torch.inference_mode():
-        ref = model.generate(**enc, max_new_tokens=steps, min_new_tokens=steps, do_sample=False, guidance_scale=3.0)
+    model, enc, steps, ref = greedy_reference(tiny_musicgen, 0.3)
     n = enc["input_ids"].shape[1]
     fast = FastMusicgen(model, 2, steps, text_len=n, guidance_scale=3.0, top_k=1, window=8, attention="kernel")
     assert fast.decode_attn is not None and fast.windows() == [fast.T]  # exact reads: one attended length
