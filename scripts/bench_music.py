@@ -42,7 +42,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--window", default="64",
                    help="self-attention window(s) of the fast path, comma-separated: each timed in the same run")
     p.add_argument("--attention", default="auto",
-                   help="self-attention of the fast path, comma-separated (auto, kernel, sdpa): each timed in the "
+                   help="attention of the fast path, comma-separated (auto, kernel, sdpa): each timed in the "
                         "same run; --window applies to sdpa")
     p.add_argument("--json", type=Path, help="also write the rows here")
     return p.parse_args()
