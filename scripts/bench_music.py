@@ -94,6 +94,10 @@ def profile_steps(fast, ids, mask, n: int, device: str) -> None:
 
 def main() -> int:
     a = parse()
+    attentions = list(dict.fromkeys(x.strip() for x in a.attention.split(",") if x.strip()))  # in order, once each
+    windows = [int(w) for w in a.window.split(",") if w.strip()]
+    # fast-path rows per batch size: each attention, the SDPA one once per window
+    variants = [(att, w) for att in attentions for w in (windows if att == "sdpa" else windows[:1])]
     import torch
     from transformers import MusicgenForConditionalGeneration
 
@@ -134,7 +138,7 @@ def main() -> int:
         with torch.inference_mode():
             ref = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n, min_new_tokens=n,
                                  do_sample=False, guidance_scale=a.guidance)
-        for attention in dict.fromkeys(x.strip() for x in a.attention.split(",") if x.strip()):
+        for attention in attentions:
             fast = FastMusicgen(model, 2, n, a.text_len, guidance_scale=a.guidance, top_k=1,
                                 graph=False if a.no_graph else None, attention=attention)
             got = fast.audio(fast.decode(ids, mask))
@@ -185,14 +189,11 @@ def main() -> int:
             except torch.OutOfMemoryError as e:
                 row["plain_error"] = f"out of memory: {str(e)[:80]}"
             torch.cuda.empty_cache() if a.device.startswith("cuda") else None
-        windows = [int(w) for w in a.window.split(",") if w.strip()]
-        variants = [(att, w) for att in a.attention.split(",") if att.strip()
-                    for w in (windows if att.strip() == "sdpa" else windows[:1])]
         for j, (attention, window) in enumerate(variants):
             if j:  # the next variant: a row of its own, the fast path only
                 row = {k: row[k] for k in ("batch", "seconds_audio", "steps", "size", "dtype", "device")}
             row["window"] = window
-            time_fast(row, b, window, attention.strip(), ids, mask)
+            time_fast(row, b, window, attention, ids, mask)
             if a.device.startswith("cuda"):
                 row["peak_gb"] = torch.cuda.max_memory_allocated() / 2**30
                 torch.cuda.reset_peak_memory_stats()
